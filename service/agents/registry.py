@@ -1,0 +1,210 @@
+"""The asset registry's handlers: registrations, lifecycle events and expired held events.
+
+Processing one message (the same steps whether it is new or a redelivery):
+
+1. Decode (the caller). A message that is not a valid event goes to the dead-letter topic.
+2. Load the asset's state and whether this event_id was seen before.
+3. If new: apply the domain rule and compare-and-set the state together with the
+   event's outcome, in one atomic script. On a concurrent change, reload and retry.
+   If seen: take the recorded outcome and the current state instead.
+4. Project the state into the library and content-hash indexes and the held-event
+   schedule. Projections ignore anything not newer than what they hold, so a replay
+   repeats them harmlessly.
+5. Emit: dead letters for rejected events (only when this very message produced the
+   outcome, not for a re-sent copy of a settled event), and one duplicates-detected
+   event per (asset, content hash), marked in Redis after Kafka acknowledged it.
+6. Return; the caller acknowledges the message and Faust commits its offset.
+
+A crash anywhere before step 6 redelivers the message and the steps run again with
+the same effect: no library statistic is counted twice, no dead letter is lost (a
+crash between send and mark can repeat one, with the same event_id).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+from service.agents.emit import DeadLetters, Producer, encode
+from service.domain import registry as rules
+from service.domain.events import AssetLifecycle, AssetRegistered, DuplicateRef, DuplicatesDetected
+from service.domain.library import library_entry
+from service.domain.registry import AssetState, Decision, Outcome, SourceRef
+from service.store.registry import HashPlacement, RegistryStore
+
+log = logging.getLogger(__name__)
+
+SWEEP_BATCH = 200
+
+Decide = Callable[[AssetState | None], Decision]
+
+
+class ConcurrentUpdateError(RuntimeError):
+    """The asset kept changing under us; the message is retried later."""
+
+
+class RegistryHandler:
+    def __init__(
+        self,
+        store: RegistryStore,
+        producer: Producer,
+        dead_letters: DeadLetters,
+        duplicates_topic: str,
+        hold_for: timedelta,
+        max_attempts: int = 20,
+    ) -> None:
+        self._store = store
+        self._producer = producer
+        self._dead_letters = dead_letters
+        self._duplicates_topic = duplicates_topic
+        self._hold_for = hold_for
+        self._max_attempts = max_attempts
+
+    async def registration(self, event: AssetRegistered, source: SourceRef) -> Outcome:
+        outcome, state = await self._settle(
+            event.asset_id, event.event_id, lambda state: rules.register(state, event, source)
+        )
+        placement = await self._project(state)
+        await self._emit_rejections(outcome, source)
+        if outcome.result == "applied" and placement is not None:
+            await self._announce_duplicates(state, placement, event)
+        return outcome
+
+    async def lifecycle(self, event: AssetLifecycle, source: SourceRef) -> Outcome:
+        received_at = datetime.now(UTC)
+        outcome, state = await self._settle(
+            event.asset_id,
+            event.event_id,
+            lambda state: rules.lifecycle(state, event, source, received_at),
+        )
+        await self._project(state)
+        await self._emit_rejections(outcome, source)
+        return outcome
+
+    async def sweep_held(self, now: datetime | None = None) -> int:
+        """Dead-letter held lifecycle events whose registration never came; returns how many."""
+        now = now or datetime.now(UTC)
+        delivered = 0
+        for asset_id in await self._store.due_held(now, SWEEP_BATCH):
+            delivered += await self._sweep_asset(asset_id, now)
+        return delivered
+
+    async def _sweep_asset(self, asset_id: str, now: datetime) -> int:
+        """Expire held events into the state's outbox, send them, then empty the outbox."""
+        for _ in range(self._max_attempts):
+            loaded = await self._store.load(asset_id)
+            state = loaded.state
+            if state is None:
+                await self._store.schedule_held(asset_id, None)
+                return 0
+            state, expired = rules.expire_held(state, now, self._hold_for)
+            if expired:
+                settled = {
+                    r.event_id: Outcome(result="rejected", source=r.source, rejections=[r])
+                    for r in expired
+                }
+                if not await self._store.commit(asset_id, loaded.rev, state, settled):
+                    continue
+            sent = len(state.undelivered)
+            for rejection in state.undelivered:
+                await self._dead_letters.rejection(rejection)
+            if sent:
+                emptied = state.model_copy(update={"undelivered": []})
+                if await self._store.replace(emptied):
+                    state = emptied
+                # else the asset changed meanwhile: the next sweep sends them again.
+            await self._store.schedule_held(asset_id, rules.next_deadline(state, self._hold_for))
+            return sent
+        raise ConcurrentUpdateError(f"asset {asset_id!r} changed {self._max_attempts} times")
+
+    async def _settle(
+        self, asset_id: str, event_id: str, decide: Decide
+    ) -> tuple[Outcome, AssetState]:
+        """Steps 2 and 3: the event's outcome and the asset's state after it."""
+        for _ in range(self._max_attempts):
+            loaded = await self._store.load(asset_id, event_id)
+            if loaded.seen is not None:
+                return loaded.seen, loaded.state or AssetState(asset_id=asset_id)
+            decision = decide(loaded.state)
+            written = await self._store.commit(
+                asset_id,
+                loaded.rev,
+                decision.state if decision.changed else None,
+                decision.settled,
+            )
+            if written:
+                return decision.outcome, decision.state
+        raise ConcurrentUpdateError(f"asset {asset_id!r} changed {self._max_attempts} times")
+
+    async def _project(self, state: AssetState) -> HashPlacement | None:
+        """Step 4; returns the asset's place in its content-hash index while it is live."""
+        store = self._store
+        for library_id in state.departed_libraries:
+            await store.project_library(library_id, state.asset_id, state.rev, None)
+        for content_sha256 in state.departed_hashes:
+            await store.project_hash(content_sha256, state.asset_id, state.rev, None)
+        placement = None
+        asset = state.asset
+        if asset is not None:
+            entry = library_entry(asset)
+            await store.project_library(asset.library_id, asset.asset_id, state.rev, entry)
+            placement = await store.project_hash(
+                asset.content_sha256,
+                asset.asset_id,
+                state.rev,
+                None if entry is None else asset.library_id,
+            )
+            if entry is None:
+                placement = None
+        if state.departed_libraries or state.departed_hashes:
+            # If the asset changed meanwhile, its next event repeats this cleanup.
+            await store.replace(
+                state.model_copy(update={"departed_libraries": [], "departed_hashes": []})
+            )
+        await store.schedule_held(state.asset_id, rules.next_deadline(state, self._hold_for))
+        return placement
+
+    async def _emit_rejections(self, outcome: Outcome, source: SourceRef) -> None:
+        """Step 5a: dead letters, unless this message is a re-sent copy of a settled event."""
+        if outcome.source != source:
+            log.info(
+                "ignored a re-sent copy of the event settled at %s", outcome.source.dead_letter_id
+            )
+            return
+        for rejection in outcome.rejections:
+            await self._dead_letters.rejection(rejection)
+
+    async def _announce_duplicates(
+        self, state: AssetState, placement: HashPlacement, event: AssetRegistered
+    ) -> None:
+        """Step 5b: one duplicates-detected event per asset and content hash."""
+        asset = state.asset
+        if asset is None or placement.announced or not placement.earlier:
+            return
+        if asset.content_sha256 != event.content_sha256:
+            return  # a later registration changed the content; its own message announces
+        detected = DuplicatesDetected(
+            event_id=_duplicate_event_id(asset.asset_id, asset.content_sha256),
+            occurred_at=event.occurred_at,
+            content_sha256=asset.content_sha256,
+            asset_id=asset.asset_id,
+            library_id=asset.library_id,
+            registration_event_id=event.event_id,
+            duplicates=[DuplicateRef(asset_id=a, library_id=lib) for a, lib in placement.earlier],
+        )
+        await self._producer.send(
+            self._duplicates_topic, asset.content_sha256.encode(), encode(detected)
+        )
+        await self._store.mark_announced(asset.content_sha256, asset.asset_id)
+        log.info(
+            "asset %s repeats the content of %d earlier asset(s)",
+            asset.asset_id,
+            len(placement.earlier),
+        )
+
+
+def _duplicate_event_id(asset_id: str, content_sha256: str) -> str:
+    digest = hashlib.sha256(f"{asset_id}\n{content_sha256}".encode()).hexdigest()
+    return f"duplicate/{digest}"

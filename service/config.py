@@ -1,0 +1,91 @@
+"""Settings, read from the environment (prefix `MEDIA_`) or a `.env` file.
+
+The application is built from one `Settings` object; nothing reads the
+environment anywhere else.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "MEDIA_"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_file=".env", extra="ignore", frozen=True
+    )
+
+    # Identity: the Kafka consumer group and Faust application id.
+    app_id: str = "media-intelligence"
+
+    # Kafka
+    kafka_bootstrap_servers: str = "127.0.0.1:19092"
+    topic_partitions: Annotated[int, Field(ge=1)] = 8
+    topic_replication_factor: Annotated[int, Field(ge=1)] = 1
+    create_topics: bool = True
+
+    topic_asset_registered: str = "media.asset-registered"
+    topic_asset_lifecycle: str = "media.asset-lifecycle"
+    topic_asset_performance: str = "media.asset-performance"
+    topic_suggestion_feedback: str = "media.suggestion-feedback"
+    topic_optimization_suggestions: str = "media.optimization-suggestions"
+    topic_duplicates_detected: str = "media.duplicates-detected"
+    topic_dead_letter: str = "media.dead-letter"
+
+    # Redis
+    redis_url: SecretStr = SecretStr("redis://127.0.0.1:16379/0")
+    redis_cluster: bool = False
+    redis_key_prefix: str = "media"
+    redis_retry_max_seconds: Annotated[float, Field(gt=0)] = 5.0
+
+    # Web API
+    web_host: str = "127.0.0.1"
+    web_port: Annotated[int, Field(ge=1, le=65535)] = 8066
+    web_bind: str = "127.0.0.1"
+
+    # Processing
+    max_message_bytes: Annotated[int, Field(ge=1024)] = 262_144
+    lifecycle_hold_seconds: Annotated[float, Field(gt=0)] = 86_400.0
+    held_sweep_interval_seconds: Annotated[float, Field(gt=0)] = 30.0
+    seen_event_ttl_seconds: Annotated[int, Field(ge=3600)] = 7 * 86_400
+    api_page_size_max: Annotated[int, Field(ge=1)] = 500
+
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @field_validator("redis_key_prefix")
+    @classmethod
+    def _no_hash_tag(cls, value: str) -> str:
+        if "{" in value or "}" in value or not value:
+            raise ValueError("redis_key_prefix must be non-empty and contain no '{' or '}'")
+        return value
+
+    @property
+    def kafka_broker_url(self) -> str:
+        """The bootstrap servers as Faust expects them (`kafka://host:port;host:port`)."""
+        hosts = [h.strip() for h in self.kafka_bootstrap_servers.split(",") if h.strip()]
+        return ";".join(f"kafka://{h}" for h in hosts)
+
+    @property
+    def input_topics(self) -> list[str]:
+        return [
+            self.topic_asset_registered,
+            self.topic_asset_lifecycle,
+            self.topic_asset_performance,
+            self.topic_suggestion_feedback,
+        ]
+
+    @property
+    def output_topics(self) -> list[str]:
+        return [
+            self.topic_optimization_suggestions,
+            self.topic_duplicates_detected,
+            self.topic_dead_letter,
+        ]
+
+    @property
+    def all_topics(self) -> list[str]:
+        return [*self.input_topics, *self.output_topics]

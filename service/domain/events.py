@@ -1,0 +1,234 @@
+"""Event contracts of every topic: the source of truth for `schemas/*.json`.
+
+All events are JSON objects encoded in UTF-8 and share an envelope: `event_id`
+(unique per event, the unit of de-duplication), `occurred_at` (RFC 3339 with an
+offset) and `schema_version`. Unknown fields are rejected so that a misspelled
+field is reported instead of silently ignored.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
+
+from service.domain.enums import (
+    FORMATS_BY_MEDIA_TYPE,
+    Channel,
+    DeadLetterReason,
+    FeedbackOutcome,
+    LifecycleAction,
+    MediaFormat,
+    MediaType,
+    Priority,
+    SuggestionType,
+)
+
+SCHEMA_VERSION: Literal[1] = 1
+
+# Identifiers end up in Redis keys and URL paths: a conservative alphabet keeps both safe.
+Identifier = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$"),
+]
+EventId = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+Sha256Hex = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+Label = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+Count = Annotated[int, Field(ge=0)]
+
+MAX_LABELS = 50
+
+
+def normalise_labels(values: list[str]) -> list[str]:
+    """Lower-case, trim, collapse inner whitespace and de-duplicate, keeping first-seen order."""
+    seen: dict[str, None] = {}
+    for value in values:
+        label = " ".join(value.split()).lower()
+        if label:
+            seen.setdefault(label, None)
+    return list(seen)
+
+
+class Event(BaseModel):
+    """The envelope every event carries."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+    event_id: EventId
+    occurred_at: AwareDatetime
+    schema_version: Literal[1] = SCHEMA_VERSION
+
+
+class AssetRegistered(Event):
+    """`media.asset-registered`, keyed by asset_id: an asset entered (or changed in) a library."""
+
+    asset_id: Identifier
+    library_id: Identifier
+    name: Annotated[str, StringConstraints(min_length=1, max_length=512)]
+    media_type: MediaType
+    format: MediaFormat
+    width: Annotated[int, Field(ge=1, le=1_000_000, description="pixels")]
+    height: Annotated[int, Field(ge=1, le=1_000_000, description="pixels")]
+    file_size_bytes: Annotated[int, Field(ge=1)]
+    content_sha256: Sha256Hex
+    tags: Annotated[list[Label], Field(max_length=MAX_LABELS)] = []
+    categories: Annotated[list[Label], Field(max_length=MAX_LABELS)] = []
+    owner: Annotated[str, StringConstraints(min_length=1, max_length=256)]
+    description: Annotated[str, StringConstraints(max_length=4096)] | None = None
+    duration_seconds: Annotated[float, Field(gt=0)] | None = None
+    bitrate_kbps: Annotated[int, Field(ge=1)] | None = None
+    frame_rate: Annotated[float, Field(gt=0, le=1000)] | None = None
+    color_count: Annotated[int, Field(ge=1)] | None = None
+    intended_channels: list[Channel] = []
+
+    @field_validator("tags", "categories")
+    @classmethod
+    def _normalise(cls, values: list[str]) -> list[str]:
+        return normalise_labels(values)
+
+    @field_validator("intended_channels")
+    @classmethod
+    def _unique_channels(cls, values: list[Channel]) -> list[Channel]:
+        return list(dict.fromkeys(values))
+
+    @model_validator(mode="after")
+    def _format_fits_media_type(self) -> AssetRegistered:
+        allowed = FORMATS_BY_MEDIA_TYPE[self.media_type]
+        if self.format not in allowed:
+            names = ", ".join(sorted(allowed))
+            raise ValueError(
+                f"format '{self.format}' is not valid for media_type '{self.media_type}' "
+                f"(expected one of: {names})"
+            )
+        return self
+
+
+class AssetLifecycle(Event):
+    """`media.asset-lifecycle`, keyed by asset_id: approval, publication, use, archive, delete."""
+
+    asset_id: Identifier
+    action: LifecycleAction
+    campaign_id: Identifier | None = None
+    actor: Annotated[str, StringConstraints(min_length=1, max_length=256)] | None = None
+
+    @model_validator(mode="after")
+    def _campaign_when_needed(self) -> AssetLifecycle:
+        needs_campaign = self.action in (LifecycleAction.PUBLISHED, LifecycleAction.USED)
+        if needs_campaign and not self.campaign_id:
+            raise ValueError(f"campaign_id is required when action is '{self.action}'")
+        return self
+
+
+class AssetPerformance(Event):
+    """`media.asset-performance`, keyed by asset_id: engagement deltas of a channel and campaign."""
+
+    asset_id: Identifier
+    campaign_id: Identifier
+    channel: Channel
+    impressions: Count = 0
+    clicks: Count = 0
+    engagements: Count = 0
+    conversions: Count = 0
+    shares: Count = 0
+    comments: Count = 0
+
+
+class SuggestionFeedback(Event):
+    """`media.suggestion-feedback`: a person applied or dismissed an optimization suggestion."""
+
+    suggestion_id: EventId
+    asset_id: Identifier
+    outcome: FeedbackOutcome
+    new_asset_id: Identifier | None = None
+
+    @model_validator(mode="after")
+    def _new_asset_only_when_applied(self) -> SuggestionFeedback:
+        if self.new_asset_id is not None and self.outcome is not FeedbackOutcome.APPLIED:
+            raise ValueError("new_asset_id is only allowed when outcome is 'applied'")
+        return self
+
+
+class OptimizationSuggestion(Event):
+    """`media.optimization-suggestions`, keyed by asset_id: what to change in an asset, and why."""
+
+    suggestion_id: EventId
+    asset_id: Identifier
+    library_id: Identifier
+    type: SuggestionType
+    priority: Priority
+    channel: Channel | None = None
+    description: Annotated[str, StringConstraints(min_length=1, max_length=1024)]
+    estimated_improvement_pct: Annotated[float, Field(ge=0)]
+    improvement_basis: Annotated[str, StringConstraints(min_length=1, max_length=1024)]
+    evidence: dict[str, JsonValue]
+    created_at: AwareDatetime
+
+
+class DuplicateRef(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    asset_id: Identifier
+    library_id: Identifier
+
+
+class DuplicatesDetected(Event):
+    """`media.duplicates-detected`, keyed by content_sha256: a registration repeats content."""
+
+    content_sha256: Sha256Hex
+    asset_id: Identifier
+    library_id: Identifier
+    registration_event_id: EventId
+    duplicates: Annotated[list[DuplicateRef], Field(min_length=1)]
+
+
+class DeadLetter(Event):
+    """`media.dead-letter`: a message the service could not apply, with its original bytes.
+
+    `event_id` is derived from the source coordinates, so a consumer can drop the
+    rare copy a crash may produce.
+    """
+
+    reason_code: DeadLetterReason
+    reason: Annotated[str, StringConstraints(min_length=1)]
+    source_topic: str
+    source_partition: Annotated[int, Field(ge=0)]
+    source_offset: Annotated[int, Field(ge=0)]
+    source_timestamp_ms: int | None = None
+    key_base64: str | None = None
+    value_base64: str
+    original_event_id: str | None = None
+    asset_id: str | None = None
+
+
+TOPIC_CONTRACTS: dict[str, type[Event]] = {
+    "asset-registered": AssetRegistered,
+    "asset-lifecycle": AssetLifecycle,
+    "asset-performance": AssetPerformance,
+    "suggestion-feedback": SuggestionFeedback,
+    "optimization-suggestions": OptimizationSuggestion,
+    "duplicates-detected": DuplicatesDetected,
+    "dead-letter": DeadLetter,
+}
+"""Contract of each topic's value, by the topic's role (its default name without `media.`)."""
+
+
+def json_schema(model: type[Event]) -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) of one contract, as committed under `schemas/`."""
+    schema = model.model_json_schema(mode="validation")
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    return schema
+
+
+def utc_iso(moment: datetime) -> str:
+    """RFC 3339 text with an explicit offset, as written on every outgoing event."""
+    return moment.isoformat()

@@ -1,0 +1,1 @@
+"""Redis adapters: the key schema, the Lua scripts and the stores built on them."""

@@ -1,0 +1,66 @@
+"""The Redis key schema, in one place.
+
+Every key starts with the configured prefix. Keys that one atomic step (a Lua
+script) touches together share a hash tag in braces, so the design holds on
+Redis Cluster: `{a:<asset_id>}` for one asset, `{l:<library_id>}` for one
+library, `{h:<sha256>}` for one content hash, `{dl}` for dead-letter counters.
+docs/redis-keys.md describes each key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class LibraryKeys:
+    stats: str
+    members: str
+    assets: str
+    index_prefix: str
+
+    def tag(self, tag: str) -> str:
+        return f"{self.index_prefix}tag:{tag}"
+
+    def category(self, category: str) -> str:
+        return f"{self.index_prefix}category:{category}"
+
+    def status(self, status: str) -> str:
+        return f"{self.index_prefix}status:{status}"
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    prefix: str
+
+    def asset_state(self, asset_id: str) -> str:
+        return f"{self.prefix}:{{a:{asset_id}}}:state"
+
+    def asset_seen(self, asset_id: str) -> str:
+        return f"{self.prefix}:{{a:{asset_id}}}:seen"
+
+    def library(self, library_id: str) -> LibraryKeys:
+        base = f"{self.prefix}:{{l:{library_id}}}:"
+        return LibraryKeys(
+            stats=f"{base}stats",
+            members=f"{base}members",
+            assets=f"{base}assets",
+            index_prefix=f"{base}ix:",
+        )
+
+    def hash_assets(self, content_sha256: str) -> str:
+        return f"{self.prefix}:{{h:{content_sha256}}}:assets"
+
+    def hash_meta(self, content_sha256: str) -> str:
+        return f"{self.prefix}:{{h:{content_sha256}}}:meta"
+
+    @property
+    def held_schedule(self) -> str:
+        return f"{self.prefix}:held-schedule"
+
+    @property
+    def dead_letter_counts(self) -> str:
+        return f"{self.prefix}:{{dl}}:counts"
+
+    def dead_letter_marker(self, dead_letter_id: str) -> str:
+        return f"{self.prefix}:{{dl}}:seen:{dead_letter_id}"

@@ -1,0 +1,38 @@
+-- Places one asset in the content-hash index and reports the assets registered with
+-- the same content before it. Both keys share the hash's hash tag.
+--
+-- KEYS[1]  assets sorted set: asset_id scored by order of first registration
+-- KEYS[2]  meta hash: seq, rev:<asset>, lib:<asset>, announced:<asset>
+-- ARGV[1]  asset_id
+-- ARGV[2]  rev of the asset state
+-- ARGV[3]  library_id, or '' when the asset left this content hash (moved or deleted)
+--
+-- Returns {applied, announced, earlier_asset_1, its_library, earlier_asset_2, ...}.
+-- A projection from an older rev than the stored one is ignored (applied = 0).
+local asset = ARGV[1]
+local rev = tonumber(ARGV[2])
+local stored = tonumber(redis.call('HGET', KEYS[2], 'rev:' .. asset) or '-1')
+if stored > rev then
+  return { 0, 0 }
+end
+redis.call('HSET', KEYS[2], 'rev:' .. asset, rev)
+
+if ARGV[3] == '' then
+  redis.call('ZREM', KEYS[1], asset)
+  redis.call('HDEL', KEYS[2], 'lib:' .. asset, 'announced:' .. asset)
+  return { 1, 0 }
+end
+
+local score = redis.call('ZSCORE', KEYS[1], asset)
+if not score then
+  score = redis.call('HINCRBY', KEYS[2], 'seq', 1)
+  redis.call('ZADD', KEYS[1], score, asset)
+end
+redis.call('HSET', KEYS[2], 'lib:' .. asset, ARGV[3])
+
+local result = { 1, redis.call('HEXISTS', KEYS[2], 'announced:' .. asset) }
+for _, other in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. score)) do
+  result[#result + 1] = other
+  result[#result + 1] = redis.call('HGET', KEYS[2], 'lib:' .. other)
+end
+return result

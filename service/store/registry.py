@@ -1,0 +1,199 @@
+"""Redis store of the asset registry: asset state, library indexes, the content-hash index.
+
+The asset's state is the source of truth and changes only by compare-and-set
+(`asset_commit.lua`). Library and content-hash indexes are projections of it,
+applied by scripts that ignore anything older than what they already hold, so a
+projection can be repeated any number of times without counting twice.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from service.domain.library import LibraryEntry, LibraryStats, library_stats
+from service.domain.registry import AssetState, Outcome
+from service.store.keys import Keys
+from service.store.scripts import Scripts
+
+
+@dataclass(frozen=True, slots=True)
+class Loaded:
+    """An asset's state and, when the event was seen before, its recorded outcome."""
+
+    state: AssetState | None
+    seen: Outcome | None
+
+    @property
+    def rev(self) -> int:
+        return 0 if self.state is None else self.state.rev
+
+
+@dataclass(frozen=True, slots=True)
+class HashPlacement:
+    """The result of placing an asset in the content-hash index."""
+
+    applied: bool
+    announced: bool
+    earlier: list[tuple[str, str]]
+
+
+@dataclass(frozen=True, slots=True)
+class DuplicateEntry:
+    asset_id: str
+    library_id: str
+
+
+class RegistryStore:
+    def __init__(self, redis: Any, keys: Keys, scripts: Scripts, seen_ttl_seconds: int) -> None:
+        self._redis = redis
+        self._keys = keys
+        self._scripts = scripts
+        self._seen_ttl = seen_ttl_seconds
+
+    # --- asset state -----------------------------------------------------------------
+
+    async def load(self, asset_id: str, event_id: str | None = None) -> Loaded:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.hget(self._keys.asset_state(asset_id), "doc")
+            if event_id is not None:
+                pipe.hget(self._keys.asset_seen(asset_id), event_id)
+            results = await pipe.execute()
+        doc = results[0]
+        seen = results[1] if event_id is not None else None
+        return Loaded(
+            state=None if doc is None else AssetState.model_validate_json(doc),
+            seen=None if seen is None else Outcome.model_validate_json(seen),
+        )
+
+    async def commit(
+        self,
+        asset_id: str,
+        expected_rev: int,
+        state: AssetState | None,
+        settled: Mapping[str, Outcome],
+    ) -> bool:
+        """Write `state` (None: keep the stored one) and the settled outcomes, atomically,
+        if the asset is still at `expected_rev`."""
+        pairs: list[str] = []
+        for event_id, outcome in settled.items():
+            pairs += [event_id, outcome.model_dump_json()]
+        written = await self._scripts.asset_commit(
+            keys=[self._keys.asset_state(asset_id), self._keys.asset_seen(asset_id)],
+            args=[
+                expected_rev,
+                expected_rev if state is None else state.rev,
+                "" if state is None else state.model_dump_json(),
+                self._seen_ttl,
+                *pairs,
+            ],
+        )
+        return bool(written)
+
+    async def replace(self, state: AssetState) -> bool:
+        """Rewrite the state at the same rev: housekeeping that changes no projection."""
+        return await self.commit(state.asset_id, state.rev, state, {})
+
+    # --- projections -----------------------------------------------------------------
+
+    async def project_library(
+        self, library_id: str, asset_id: str, rev: int, entry: LibraryEntry | None
+    ) -> bool:
+        keys = self._keys.library(library_id)
+        member: dict[str, Any] = {"rev": rev}
+        if entry is not None:
+            member["entry"] = entry.model_dump(mode="json")
+        applied = await self._scripts.library_project(
+            keys=[keys.stats, keys.members, keys.assets],
+            args=[keys.index_prefix, asset_id, rev, json.dumps(member, separators=(",", ":"))],
+        )
+        return bool(applied)
+
+    async def project_hash(
+        self, content_sha256: str, asset_id: str, rev: int, library_id: str | None
+    ) -> HashPlacement:
+        reply = await self._scripts.hash_project(
+            keys=[self._keys.hash_assets(content_sha256), self._keys.hash_meta(content_sha256)],
+            args=[asset_id, rev, library_id or ""],
+        )
+        pairs = reply[2:]
+        earlier = [(pairs[i], pairs[i + 1]) for i in range(0, len(pairs), 2)]
+        return HashPlacement(applied=bool(reply[0]), announced=bool(reply[1]), earlier=earlier)
+
+    async def mark_announced(self, content_sha256: str, asset_id: str) -> None:
+        await self._redis.hset(self._keys.hash_meta(content_sha256), f"announced:{asset_id}", "1")
+
+    # --- held lifecycle events -------------------------------------------------------
+
+    async def schedule_held(self, asset_id: str, deadline: datetime | None) -> None:
+        """Record when the asset's oldest held event expires, or drop it once due."""
+        if deadline is None:
+            await self._scripts.unschedule_if_due(
+                keys=[self._keys.held_schedule], args=[asset_id, _millis(datetime.now(UTC))]
+            )
+        else:
+            await self._redis.zadd(self._keys.held_schedule, {asset_id: _millis(deadline)})
+
+    async def due_held(self, now: datetime, limit: int) -> list[str]:
+        result: list[str] = await self._redis.zrangebyscore(
+            self._keys.held_schedule, "-inf", _millis(now), start=0, num=limit
+        )
+        return result
+
+    # --- reads -----------------------------------------------------------------------
+
+    async def library_stats(self, library_id: str) -> LibraryStats | None:
+        counters = await self._redis.hgetall(self._keys.library(library_id).stats)
+        if not counters:
+            return None
+        return library_stats(library_id, {k: int(v) for k, v in counters.items()})
+
+    async def library_page(
+        self,
+        library_id: str,
+        *,
+        tags: list[str],
+        categories: list[str],
+        status: str | None,
+        cursor: str | None,
+        limit: int,
+    ) -> list[str]:
+        """Asset ids of a library after `cursor`, in id order, matching every filter."""
+        keys = self._keys.library(library_id)
+        indexes = [keys.assets]
+        indexes += [keys.tag(t) for t in tags]
+        indexes += [keys.category(c) for c in categories]
+        if status is not None:
+            indexes.append(keys.status(status))
+        page: list[str] = await self._scripts.index_page(keys=indexes, args=[cursor or "", limit])
+        return page
+
+    async def assets(self, asset_ids: list[str]) -> list[AssetState]:
+        if not asset_ids:
+            return []
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for asset_id in asset_ids:
+                pipe.hget(self._keys.asset_state(asset_id), "doc")
+            docs = await pipe.execute()
+        return [AssetState.model_validate_json(doc) for doc in docs if doc is not None]
+
+    async def duplicates(self, content_sha256: str) -> list[DuplicateEntry]:
+        """Every asset currently holding this content, in order of first registration."""
+        members: list[str] = await self._redis.zrange(self._keys.hash_assets(content_sha256), 0, -1)
+        if not members:
+            return []
+        libraries = await self._redis.hmget(
+            self._keys.hash_meta(content_sha256), [f"lib:{m}" for m in members]
+        )
+        return [
+            DuplicateEntry(asset_id=m, library_id=lib)
+            for m, lib in zip(members, libraries, strict=True)
+            if lib is not None
+        ]
+
+
+def _millis(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)

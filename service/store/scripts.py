@@ -1,0 +1,31 @@
+"""Loads the Lua scripts shipped in `lua/` and registers them with a Redis client."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+from redis.commands.core import AsyncScript
+
+
+def _source(name: str) -> str:
+    return (resources.files("service.store") / "lua" / f"{name}.lua").read_text("utf-8")
+
+
+@dataclass(frozen=True)
+class Scripts:
+    """Each script runs with EVALSHA, falling back to EVAL once after a Redis restart."""
+
+    asset_commit: AsyncScript
+    library_project: AsyncScript
+    hash_project: AsyncScript
+    index_page: AsyncScript
+    count_once: AsyncScript
+    unschedule_if_due: AsyncScript
+
+    @classmethod
+    def register(cls, redis: Any) -> Scripts:
+        return cls(
+            **{name: redis.register_script(_source(name)) for name in cls.__dataclass_fields__}
+        )

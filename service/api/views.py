@@ -1,0 +1,138 @@
+"""Read-only JSON views over the registry in Redis.
+
+Every worker serves the whole API: reads go to Redis, not to local state, so
+any worker answers for any asset. Errors are JSON objects with `error` and
+`detail`: 404 for what does not exist, 400 for a bad parameter.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, cast
+
+import faust
+from faust.web import Request, Response, View
+
+from service.domain.enums import AssetStatus
+from service.domain.events import normalise_labels
+from service.runtime import Runtime
+
+SHA256 = re.compile(r"^[0-9a-f]{64}$")
+DEFAULT_PAGE_SIZE = 50
+
+
+class BadRequest(Exception):
+    pass
+
+
+class ApiView(View):
+    @property
+    def runtime(self) -> Runtime:
+        return cast(Runtime, getattr(self.app, "runtime"))  # noqa: B009
+
+    def problem(self, status: int, error: str, detail: str) -> Response:
+        return self.json({"error": error, "detail": detail}, status=status)
+
+    def not_found(self, detail: str) -> Response:
+        return self.problem(404, "not_found", detail)
+
+    def bad_request(self, detail: str) -> Response:
+        return self.problem(400, "bad_request", detail)
+
+
+class AssetView(ApiView):
+    async def get(self, request: Request, asset_id: str) -> Response:
+        loaded = await self.runtime.registry_store.load(asset_id)
+        state = loaded.state
+        if state is None or state.asset is None:
+            return self.not_found(f"asset '{asset_id}' is not registered")
+        return self.json(state.asset.model_dump(mode="json"))
+
+
+class LibraryStatsView(ApiView):
+    async def get(self, request: Request, library_id: str) -> Response:
+        stats = await self.runtime.registry_store.library_stats(library_id)
+        if stats is None:
+            return self.not_found(f"library '{library_id}' has no registered assets")
+        return self.json(stats.model_dump(mode="json"))
+
+
+class LibraryAssetsView(ApiView):
+    """`?tag=&category=&status=&limit=&cursor=`: tags and categories may repeat (all must match)."""
+
+    async def get(self, request: Request, library_id: str) -> Response:
+        try:
+            query = _library_query(request.query, self.runtime.settings.api_page_size_max)
+        except BadRequest as exc:
+            return self.bad_request(str(exc))
+        store = self.runtime.registry_store
+        if await store.library_stats(library_id) is None:
+            return self.not_found(f"library '{library_id}' has no registered assets")
+        ids = await store.library_page(library_id, **query)
+        states = await store.assets(ids)
+        items = [s.asset.model_dump(mode="json") for s in states if s.asset is not None]
+        next_cursor = ids[-1] if len(ids) == query["limit"] else None
+        return self.json({"library_id": library_id, "items": items, "next_cursor": next_cursor})
+
+
+class DuplicatesView(ApiView):
+    async def get(self, request: Request, content_sha256: str) -> Response:
+        if not SHA256.match(content_sha256):
+            return self.bad_request("content_sha256 must be 64 lowercase hexadecimal characters")
+        entries = await self.runtime.registry_store.duplicates(content_sha256)
+        if not entries:
+            return self.not_found(f"no registered asset has content {content_sha256}")
+        return self.json(
+            {
+                "content_sha256": content_sha256,
+                "assets": [{"asset_id": e.asset_id, "library_id": e.library_id} for e in entries],
+            }
+        )
+
+
+class DeadLetterStatsView(ApiView):
+    async def get(self, request: Request) -> Response:
+        totals = await self.runtime.dead_letter_counters.totals()
+        return self.json({"by_reason": totals, "total": sum(totals.values())})
+
+
+class HealthView(ApiView):
+    async def get(self, request: Request) -> Response:
+        return self.json({"status": "ok"})
+
+
+def _library_query(query: Any, max_limit: int) -> dict[str, Any]:
+    status = query.get("status")
+    if status is not None and status not in {s.value for s in AssetStatus}:
+        allowed = ", ".join(s.value for s in AssetStatus if s is not AssetStatus.DELETED)
+        raise BadRequest(f"status must be one of: {allowed}")
+    raw_limit = query.get("limit", str(DEFAULT_PAGE_SIZE))
+    try:
+        limit = int(raw_limit)
+    except ValueError:
+        raise BadRequest(f"limit must be an integer, got {raw_limit!r}") from None
+    if not 1 <= limit <= max_limit:
+        raise BadRequest(f"limit must be between 1 and {max_limit}")
+    return {
+        "tags": normalise_labels(query.getall("tag", [])),
+        "categories": normalise_labels(query.getall("category", [])),
+        "status": status,
+        "cursor": query.get("cursor") or None,
+        "limit": limit,
+    }
+
+
+ROUTES: dict[str, type[ApiView]] = {
+    "/v1/assets/{asset_id}": AssetView,
+    "/v1/libraries/{library_id}/stats": LibraryStatsView,
+    "/v1/libraries/{library_id}/assets": LibraryAssetsView,
+    "/v1/duplicates/{content_sha256}": DuplicatesView,
+    "/v1/dead-letters/stats": DeadLetterStatsView,
+    "/healthz": HealthView,
+}
+
+
+def register_views(app: faust.App) -> None:
+    for path, view in ROUTES.items():
+        # A subclass per app, so that apps built in one process never share a view class.
+        app.page(path, name=f"{view.__name__}")(type(view.__name__, (view,), {}))

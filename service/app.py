@@ -1,0 +1,134 @@
+"""The Faust application, built from settings: topics, agents, the sweep timer, the web API."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import faust
+
+from service.agents.resilience import TRANSIENT, process
+from service.api.views import register_views
+from service.config import Settings
+from service.domain.decoding import RawMessage, decode
+from service.domain.events import AssetLifecycle, AssetRegistered
+from service.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+
+class FaustProducer:
+    """The handlers' producer port, on the app's own Kafka producer."""
+
+    def __init__(self, app: faust.App) -> None:
+        self._app = app
+
+    async def send(self, topic: str, key: bytes | None, value: bytes) -> None:
+        await self._app.producer.send_and_wait(
+            topic, key, value, partition=None, timestamp=None, headers=None
+        )
+
+
+class MediaApp(faust.App):
+    """A Faust app that owns the service's runtime and closes it when stopping."""
+
+    runtime: Runtime
+
+    async def on_stop(self) -> None:
+        await super().on_stop()
+        await self.runtime.close()
+
+
+def create_app(settings: Settings) -> MediaApp:
+    app = MediaApp(
+        settings.app_id,
+        broker=settings.kafka_broker_url,
+        key_serializer="raw",
+        value_serializer="raw",
+        topic_partitions=settings.topic_partitions,
+        topic_replication_factor=settings.topic_replication_factor,
+        topic_allow_declare=True,
+        consumer_auto_offset_reset="earliest",
+        producer_acks=-1,
+        web_enabled=True,
+        web_host=settings.web_host,
+        web_port=settings.web_port,
+        web_bind=settings.web_bind,
+        autodiscover=False,
+        store="memory://",
+    )
+    app.runtime = Runtime.build(settings, FaustProducer(app))
+    _agents(app, settings)
+    register_views(app)
+    return app
+
+
+def _topic(app: faust.App, name: str) -> Any:
+    return app.topic(
+        name,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+    )
+
+
+def _agents(app: MediaApp, settings: Settings) -> None:
+    runtime = app.runtime
+    max_bytes = settings.max_message_bytes
+
+    async def registration(message: RawMessage) -> object:
+        event = decode(AssetRegistered, message, max_bytes=max_bytes)
+        return await runtime.registry.registration(event, message.source())
+
+    async def lifecycle(message: RawMessage) -> object:
+        event = decode(AssetLifecycle, message, max_bytes=max_bytes)
+        return await runtime.registry.lifecycle(event, message.source())
+
+    _consume(app, settings.topic_asset_registered, "registrations", registration)
+    _consume(app, settings.topic_asset_lifecycle, "lifecycle", lifecycle)
+
+    async def sweep_held_lifecycle_events() -> None:
+        try:
+            expired = await runtime.registry.sweep_held()
+        except TRANSIENT as exc:
+            log.warning("held-event sweep postponed: %r", exc)
+            return
+        if expired:
+            log.info("dead-lettered %d lifecycle event(s) whose asset never registered", expired)
+
+    app.timer(interval=settings.held_sweep_interval_seconds, on_leader=True)(
+        sweep_held_lifecycle_events
+    )
+
+
+def _consume(
+    app: MediaApp,
+    topic: str,
+    name: str,
+    handle: Callable[[RawMessage], Awaitable[object]],
+) -> None:
+    """One agent per input topic: each message is handled to the end before the next."""
+    runtime = app.runtime
+    max_backoff = runtime.settings.redis_retry_max_seconds
+
+    async def agent(stream: Any) -> None:
+        async for event in stream.events():
+            await process(
+                _raw(event.message), handle, runtime.dead_letters, max_backoff=max_backoff
+            )
+
+    app.agent(_topic(app, topic), name=name)(agent)
+
+
+def _raw(message: Any) -> RawMessage:
+    timestamp = message.timestamp
+    return RawMessage(
+        topic=message.topic,
+        partition=message.partition,
+        offset=message.offset,
+        key=message.key,
+        value=message.value,
+        timestamp_ms=None if timestamp is None else int(timestamp * 1000),
+    )

@@ -1,0 +1,110 @@
+"""The `service` command: run a worker, manage topics, generate schemas, produce demo traffic."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from service.config import Settings
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="service", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    commands.add_parser("worker", help="run a stream worker (Ctrl-C stops it cleanly)")
+
+    topics = commands.add_parser("topics", help="create or describe the service's topics")
+    topics.add_argument("action", choices=["create", "describe"])
+
+    schemas = commands.add_parser("schemas", help="write the JSON Schemas of every topic")
+    schemas.add_argument("--dir", type=Path, default=Path("schemas"))
+    schemas.add_argument("--check", action="store_true", help="fail if the files are stale")
+
+    demo = commands.add_parser("demo", help="produce realistic synthetic traffic")
+    demo.add_argument("--libraries", type=int, default=4)
+    demo.add_argument("--assets", type=int, default=200, help="assets to register")
+    demo.add_argument("--rate", type=float, default=200.0, help="events per second")
+    demo.add_argument("--seed", type=int, default=7)
+
+    args = parser.parse_args(argv)
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        print(f"invalid settings:\n{exc}", file=sys.stderr)
+        return 2
+
+    if args.command == "worker":
+        return _worker(settings)
+    if args.command == "topics":
+        return asyncio.run(_topics(settings, args.action))
+    if args.command == "schemas":
+        from service.schema_files import check_schemas, write_schemas
+
+        if args.check:
+            stale = check_schemas(args.dir)
+            for name in stale:
+                print(f"stale: {args.dir / name} (run `service schemas`)", file=sys.stderr)
+            return 1 if stale else 0
+        for path in write_schemas(args.dir):
+            print(f"wrote {path}")
+        return 0
+    if args.command == "demo":
+        from service.demo import DemoPlan, run_demo
+
+        plan = DemoPlan(
+            libraries=args.libraries, assets=args.assets, rate=args.rate, seed=args.seed
+        )
+        return asyncio.run(run_demo(settings, plan))
+    return 2
+
+
+def _worker(settings: Settings) -> int:
+    from faust.worker import Worker
+
+    from service.app import create_app
+    from service.topics import ensure_topics
+
+    logging.basicConfig(level=settings.log_level.upper())
+    if settings.create_topics:
+        try:
+            asyncio.run(ensure_topics(settings))
+        except Exception as exc:
+            print(
+                f"cannot reach Kafka at {settings.kafka_bootstrap_servers} to create topics: "
+                f"{exc!r}\nStart the local stack with `make stack-up`, or set "
+                "MEDIA_KAFKA_BOOTSTRAP_SERVERS.",
+                file=sys.stderr,
+            )
+            return 1
+    app = create_app(settings)
+    worker = Worker(app, loglevel=settings.log_level, quiet=True)
+    worker.execute_from_commandline()
+    return 0
+
+
+async def _topics(settings: Settings, action: str) -> int:
+    from service.topics import describe_topics, ensure_topics
+
+    if action == "create":
+        created = await ensure_topics(settings)
+        print(f"created {len(created)} topic(s): {', '.join(created) or '-'}")
+        return 0
+    infos = await describe_topics(settings)
+    for info in infos:
+        if info.error:
+            print(f"{info.name}: {info.error}")
+        else:
+            print(
+                f"{info.name}: {info.partitions} partitions, replication {info.replication_factor}"
+            )
+    return 1 if any(info.error for info in infos) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,46 @@
+"""Everything the handlers and views share, built once from settings (no globals)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from service.agents.emit import DeadLetters, Producer
+from service.agents.registry import RegistryHandler
+from service.config import Settings
+from service.store.client import connect
+from service.store.dead_letters import DeadLetterCounters
+from service.store.keys import Keys
+from service.store.registry import RegistryStore
+from service.store.scripts import Scripts
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    redis: Any
+    registry_store: RegistryStore
+    dead_letter_counters: DeadLetterCounters
+    dead_letters: DeadLetters
+    registry: RegistryHandler
+
+    @classmethod
+    def build(cls, settings: Settings, producer: Producer) -> Runtime:
+        redis = connect(settings)
+        keys = Keys(settings.redis_key_prefix)
+        scripts = Scripts.register(redis)
+        store = RegistryStore(redis, keys, scripts, settings.seen_event_ttl_seconds)
+        counters = DeadLetterCounters(redis, keys, scripts, settings.seen_event_ttl_seconds)
+        dead_letters = DeadLetters(producer, settings.topic_dead_letter, counters)
+        registry = RegistryHandler(
+            store=store,
+            producer=producer,
+            dead_letters=dead_letters,
+            duplicates_topic=settings.topic_duplicates_detected,
+            hold_for=timedelta(seconds=settings.lifecycle_hold_seconds),
+        )
+        return cls(settings, redis, store, counters, dead_letters, registry)
+
+    async def close(self) -> None:
+        await self.redis.aclose()

@@ -1,0 +1,115 @@
+"""Creating and describing the service's Kafka topics.
+
+Brokers in production usually refuse automatic topic creation; the service
+creates what it needs at start-up (and `service topics create` does it on demand),
+with the configured partition count and replication factor.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from service.config import Settings
+
+log = logging.getLogger(__name__)
+
+TOPIC_ALREADY_EXISTS = 36
+
+# Dead letters are kept longer than the broker default so that people have time to act.
+DEAD_LETTER_RETENTION_MS = 30 * 24 * 3600 * 1000
+
+
+@dataclass(frozen=True, slots=True)
+class TopicInfo:
+    name: str
+    partitions: int | None
+    replication_factor: int | None
+    error: str | None = None
+
+
+class TopicError(RuntimeError):
+    """Kafka refused to create a topic the service needs."""
+
+
+def _admin(settings: Settings) -> AIOKafkaAdminClient:
+    return AIOKafkaAdminClient(
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        client_id=f"{settings.app_id}-admin",
+        request_timeout_ms=30_000,
+    )
+
+
+async def ensure_topics(settings: Settings) -> list[str]:
+    """Create the missing topics; returns the names created. Existing topics are left alone."""
+    admin = _admin(settings)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [t for t in settings.all_topics if t not in existing]
+        if not missing:
+            return []
+        new_topics = [
+            NewTopic(
+                name=topic,
+                num_partitions=settings.topic_partitions,
+                replication_factor=settings.topic_replication_factor,
+                topic_configs=(
+                    {"retention.ms": str(DEAD_LETTER_RETENTION_MS)}
+                    if topic == settings.topic_dead_letter
+                    else {}
+                ),
+            )
+            for topic in missing
+        ]
+        response = await admin.create_topics(new_topics)
+        created = []
+        for topic, code, message in _topic_errors(response):
+            if code == 0:
+                created.append(topic)
+            elif code != TOPIC_ALREADY_EXISTS:  # another worker created it first
+                raise TopicError(f"cannot create topic {topic!r}: error {code} {message or ''}")
+        for topic in created:
+            log.info(
+                "created topic %s (%d partitions, replication %d)",
+                topic,
+                settings.topic_partitions,
+                settings.topic_replication_factor,
+            )
+        return created
+    finally:
+        await admin.close()
+
+
+async def describe_topics(settings: Settings) -> list[TopicInfo]:
+    admin = _admin(settings)
+    await admin.start()
+    try:
+        described = await admin.describe_topics(settings.all_topics)
+    finally:
+        await admin.close()
+    infos = []
+    for topic in described:
+        partitions = topic.get("partitions") or []
+        error = topic.get("error_code", 0)
+        infos.append(
+            TopicInfo(
+                name=topic["topic"],
+                partitions=len(partitions) if not error else None,
+                replication_factor=len(partitions[0]["replicas"]) if partitions else None,
+                error=None if not error else f"error {error}",
+            )
+        )
+    return infos
+
+
+def _topic_errors(response: Any) -> list[tuple[str, int, str | None]]:
+    rows = []
+    for row in response.topic_errors:
+        topic, code = row[0], row[1]
+        message = row[2] if len(row) > 2 else None
+        rows.append((topic, code, message))
+    return rows

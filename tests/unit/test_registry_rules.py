@@ -1,0 +1,202 @@
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from service.domain import registry as rules
+from service.domain.enums import AssetStatus, DeadLetterReason, LifecycleAction
+from service.domain.library import library_entry, library_stats
+from service.domain.registry import Asset, AssetState, Rejection
+from tests.unit.factories import T0, lifecycle, registration, sha, source
+
+HOLD = timedelta(hours=24)
+
+
+def registered(**overrides: object) -> AssetState:
+    return rules.register(None, registration(**overrides), source()).state
+
+
+def with_status(status: AssetStatus) -> Asset:
+    asset = registered().asset
+    assert asset is not None
+    return asset.model_copy(update={"status": status})
+
+
+# --- transitions -------------------------------------------------------------------
+
+VALID = {
+    (AssetStatus.DRAFT, LifecycleAction.APPROVED): AssetStatus.APPROVED,
+    (AssetStatus.APPROVED, LifecycleAction.PUBLISHED): AssetStatus.PUBLISHED,
+    (AssetStatus.PUBLISHED, LifecycleAction.PUBLISHED): AssetStatus.PUBLISHED,
+    (AssetStatus.PUBLISHED, LifecycleAction.ARCHIVED): AssetStatus.ARCHIVED,
+    (AssetStatus.APPROVED, LifecycleAction.USED): AssetStatus.APPROVED,
+    (AssetStatus.PUBLISHED, LifecycleAction.USED): AssetStatus.PUBLISHED,
+    **{
+        (status, LifecycleAction.DELETED): AssetStatus.DELETED
+        for status in AssetStatus
+        if status is not AssetStatus.DELETED
+    },
+}
+
+
+@pytest.mark.parametrize("status", list(AssetStatus))
+@pytest.mark.parametrize("action", list(LifecycleAction))
+def test_transition_table(status: AssetStatus, action: LifecycleAction) -> None:
+    result = rules.apply_lifecycle(with_status(status), lifecycle(action.value), source())
+    expected = VALID.get((status, action))
+    if expected is None:
+        assert isinstance(result, Rejection)
+        code = (
+            DeadLetterReason.ASSET_DELETED
+            if status is AssetStatus.DELETED
+            else DeadLetterReason.INVALID_TRANSITION
+        )
+        assert result.reason_code is code
+        assert f"'{action.value}'" in result.reason
+    else:
+        assert isinstance(result, Asset)
+        assert result.status is expected
+
+
+def test_invalid_transition_reason_says_what_is_allowed() -> None:
+    result = rules.apply_lifecycle(with_status(AssetStatus.DRAFT), lifecycle("archived"), source())
+    assert isinstance(result, Rejection)
+    assert "in status 'draft'" in result.reason
+    assert "allowed only from published" in result.reason
+
+
+def test_usage_is_recorded_by_published_and_used() -> None:
+    asset = with_status(AssetStatus.APPROVED)
+    for minutes, (action, campaign) in enumerate(
+        [("published", "c1"), ("used", "c2"), ("used", "c1")], start=1
+    ):
+        result = rules.apply_lifecycle(
+            asset, lifecycle(action, minutes=minutes, campaign_id=campaign), source()
+        )
+        assert isinstance(result, Asset)
+        asset = result
+    assert asset.usage_count == 3
+    assert asset.campaigns_used_in == ["c1", "c2"]
+    assert asset.last_used_at == T0 + timedelta(minutes=3)
+
+
+def test_last_used_at_never_goes_back() -> None:
+    asset = with_status(AssetStatus.APPROVED)
+    late = rules.apply_lifecycle(asset, lifecycle("used", minutes=10), source())
+    assert isinstance(late, Asset)
+    early = rules.apply_lifecycle(late, lifecycle("used", minutes=5), source())
+    assert isinstance(early, Asset)
+    assert early.last_used_at == T0 + timedelta(minutes=10)
+    assert early.usage_count == 2
+
+
+# --- registration ------------------------------------------------------------------
+
+
+def test_first_registration_creates_a_draft() -> None:
+    decision = rules.register(None, registration(), source())
+    assert decision.state.rev == 1
+    assert decision.state.asset is not None
+    assert decision.state.asset.status is AssetStatus.DRAFT
+    assert decision.outcome.result == "applied"
+
+
+def test_reregistration_updates_and_remembers_where_it_was() -> None:
+    state = registered()
+    moved = rules.register(
+        state, registration(library_id="lib-2", content_sha256=sha(2), tags=["new"]), source()
+    ).state
+    assert moved.rev == 2
+    assert moved.asset is not None
+    assert moved.asset.library_id == "lib-2"
+    assert moved.asset.tags == ["new"]
+    assert moved.departed_libraries == ["lib-1"]
+    assert moved.departed_hashes == [sha(1)]
+    back = rules.register(moved, registration(library_id="lib-1"), source()).state
+    assert back.departed_libraries == ["lib-2"]
+    assert back.departed_hashes == [sha(2)]
+
+
+def test_reregistration_keeps_lifecycle_and_usage() -> None:
+    state = registered()
+    state = rules.lifecycle(state, lifecycle("approved"), source(), T0).state
+    state = rules.register(state, registration(name="renamed.png"), source()).state
+    assert state.asset is not None
+    assert state.asset.status is AssetStatus.APPROVED
+    assert state.asset.name == "renamed.png"
+
+
+def test_deleted_asset_cannot_register_again() -> None:
+    state = rules.lifecycle(registered(), lifecycle("deleted"), source(), T0).state
+    decision = rules.register(state, registration(), source())
+    assert not decision.changed
+    assert decision.outcome.result == "rejected"
+    assert decision.outcome.rejections[0].reason_code is DeadLetterReason.ASSET_DELETED
+
+
+# --- held lifecycle events ---------------------------------------------------------
+
+
+def test_lifecycle_before_registration_is_held_then_applied_in_order() -> None:
+    first = rules.lifecycle(None, lifecycle("approved", minutes=1), source(), T0)
+    assert first.outcome.result == "held"
+    second = rules.lifecycle(first.state, lifecycle("published", minutes=2), source(), T0)
+    bad = rules.lifecycle(second.state, lifecycle("approved", minutes=3), source(), T0)
+    assert len(bad.state.held) == 3
+
+    decision = rules.register(bad.state, registration(), source())
+    asset = decision.state.asset
+    assert asset is not None
+    assert asset.status is AssetStatus.PUBLISHED
+    assert asset.usage_count == 1
+    assert decision.state.held == []
+    [rejection] = decision.outcome.rejections
+    assert rejection.reason_code is DeadLetterReason.INVALID_TRANSITION
+    assert [o.result for o in decision.settled.values()] == [
+        "applied",
+        "applied",
+        "rejected",
+        "applied",
+    ]
+
+
+def test_held_events_expire_after_the_hold_time() -> None:
+    state = rules.lifecycle(None, lifecycle("approved"), source(), T0).state
+    state = rules.lifecycle(state, lifecycle("deleted"), source(), T0 + timedelta(hours=2)).state
+    assert rules.next_deadline(state, HOLD) == T0 + HOLD
+
+    unchanged, none = rules.expire_held(state, T0 + HOLD - timedelta(seconds=1), HOLD)
+    assert none == [] and unchanged is state
+
+    expired_state, expired = rules.expire_held(state, T0 + HOLD, HOLD)
+    assert [r.reason_code for r in expired] == [DeadLetterReason.REGISTRATION_TIMEOUT]
+    assert "within 24 h" in expired[0].reason
+    assert len(expired_state.held) == 1
+    assert expired_state.undelivered == expired
+    assert expired_state.rev == state.rev + 1
+    assert rules.next_deadline(expired_state, HOLD) == rules.DUE_NOW
+    emptied = expired_state.model_copy(update={"undelivered": []})
+    assert rules.next_deadline(emptied, HOLD) == T0 + timedelta(hours=2) + HOLD
+
+
+def test_registered_asset_has_no_deadline() -> None:
+    assert rules.next_deadline(registered(), HOLD) is None
+
+
+# --- library view ------------------------------------------------------------------
+
+
+def test_library_entry_and_stats() -> None:
+    asset = with_status(AssetStatus.PUBLISHED)
+    entry = library_entry(asset)
+    assert entry is not None and entry.status is AssetStatus.PUBLISHED
+    assert library_entry(with_status(AssetStatus.DELETED)) is None
+    stats = library_stats(
+        "lib-1",
+        {"assets": 2, "bytes": 10, "media_type:image": 2, "status:draft": 1, "status:published": 1},
+    )
+    assert stats.asset_count == 2
+    assert stats.by_media_type["image"] == 2 and stats.by_media_type["video"] == 0
+    assert "deleted" not in stats.by_status
+    assert stats.by_status["published"] == 1

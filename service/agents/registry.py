@@ -97,7 +97,7 @@ class RegistryHandler:
             loaded = await self._store.load(asset_id)
             state = loaded.state
             if state is None:
-                await self._store.schedule_held(asset_id, None)
+                await self._store.unschedule_held(asset_id, due_by=now)
                 return 0
             state, expired = rules.expire_held(state, now, self._hold_for)
             if expired:
@@ -115,7 +115,7 @@ class RegistryHandler:
                 if await self._store.replace(emptied):
                     state = emptied
                 # else the asset changed meanwhile: the next sweep sends them again.
-            await self._store.schedule_held(asset_id, rules.next_deadline(state, self._hold_for))
+            await self._reschedule(state, now)
             return sent
         raise ConcurrentUpdateError(f"asset {asset_id!r} changed {self._max_attempts} times")
 
@@ -163,8 +163,19 @@ class RegistryHandler:
             await store.replace(
                 state.model_copy(update={"departed_libraries": [], "departed_hashes": []})
             )
-        await store.schedule_held(state.asset_id, rules.next_deadline(state, self._hold_for))
+        await self._reschedule(state, datetime.now(UTC))
         return placement
+
+    async def _reschedule(self, state: AssetState, now: datetime) -> None:
+        """Keep the held-event schedule in step with the state."""
+        deadline = rules.next_deadline(state, self._hold_for)
+        if deadline is not None:
+            await self._store.schedule_held(state.asset_id, deadline)
+        elif state.asset is not None:
+            # Registered: lifecycle events apply at once, nothing can be held any more.
+            await self._store.unschedule_held(state.asset_id)
+        else:
+            await self._store.unschedule_held(state.asset_id, due_by=now)
 
     async def _emit_rejections(self, outcome: Outcome, source: SourceRef) -> None:
         """Step 5a: dead letters, unless this message is a re-sent copy of a settled event."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from service.domain.library import LibraryEntry, LibraryStats, library_stats
@@ -128,14 +128,19 @@ class RegistryStore:
 
     # --- held lifecycle events -------------------------------------------------------
 
-    async def schedule_held(self, asset_id: str, deadline: datetime | None) -> None:
-        """Record when the asset's oldest held event expires, or drop it once due."""
-        if deadline is None:
-            await self._scripts.unschedule_if_due(
-                keys=[self._keys.held_schedule], args=[asset_id, _millis(datetime.now(UTC))]
-            )
+    async def schedule_held(self, asset_id: str, deadline: datetime) -> None:
+        """Record when the sweep should next look at this asset."""
+        await self._redis.zadd(self._keys.held_schedule, {asset_id: _millis(deadline)})
+
+    async def unschedule_held(self, asset_id: str, due_by: datetime | None = None) -> None:
+        """Forget the asset's deadline; with `due_by`, only if that deadline has passed by then,
+        so that a deadline a newly held event set meanwhile is kept."""
+        if due_by is None:
+            await self._redis.zrem(self._keys.held_schedule, asset_id)
         else:
-            await self._redis.zadd(self._keys.held_schedule, {asset_id: _millis(deadline)})
+            await self._scripts.unschedule_if_due(
+                keys=[self._keys.held_schedule], args=[asset_id, _millis(due_by)]
+            )
 
     async def due_held(self, now: datetime, limit: int) -> list[str]:
         result: list[str] = await self._redis.zrangebyscore(

@@ -1,0 +1,38 @@
+from __future__ import annotations
+
+import pytest
+from aiokafka.errors import KafkaError
+
+from service.config import Settings
+from service.topics import describe_topics, ensure_topics
+
+pytestmark = pytest.mark.integration
+
+
+async def test_topics_are_created_once_with_the_configured_partitions(settings: Settings) -> None:
+    created = await ensure_topics(settings)
+    assert sorted(created) == sorted(settings.all_topics)
+    assert await ensure_topics(settings) == []
+    infos = {info.name: info for info in await describe_topics(settings)}
+    assert set(infos) == set(settings.all_topics)
+    for info in infos.values():
+        assert info.error is None
+        assert info.partitions == settings.topic_partitions
+        assert info.replication_factor == 1
+
+
+async def test_broker_does_not_create_topics_on_its_own(settings: Settings) -> None:
+    """The stack's broker runs with auto.create.topics.enable=false, like production."""
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap_servers, request_timeout_ms=3000
+    )
+    await producer.start()
+    try:
+        with pytest.raises(KafkaError):
+            await producer.send_and_wait(f"{settings.app_id}.never-declared", b"x")
+    finally:
+        await producer.stop()
+    infos = await describe_topics(settings)
+    assert all(info.error is not None for info in infos)

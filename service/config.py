@@ -27,6 +27,11 @@ class Settings(BaseSettings):
     topic_partitions: Annotated[int, Field(ge=1)] = 8
     topic_replication_factor: Annotated[int, Field(ge=1)] = 1
     create_topics: bool = True
+    # A worker that dies without leaving the group holds its partitions this long.
+    kafka_session_timeout_seconds: Annotated[float, Field(ge=6)] = 30.0
+    kafka_heartbeat_interval_seconds: Annotated[float, Field(gt=0)] = 3.0
+    # Acknowledged offsets are committed this often (and on a clean shutdown).
+    kafka_commit_interval_seconds: Annotated[float, Field(gt=0)] = 2.0
 
     topic_asset_registered: str = "media.asset-registered"
     topic_asset_lifecycle: str = "media.asset-lifecycle"

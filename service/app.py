@@ -60,6 +60,7 @@ def create_app(settings: Settings) -> MediaApp:
         web_bind=settings.web_bind,
         autodiscover=False,
         store="memory://",
+        datadir=str(settings.data_dir / f"{settings.app_id}-data"),
     )
     app.runtime = Runtime.build(settings, FaustProducer(app))
     _agents(app, settings)

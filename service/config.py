@@ -6,6 +6,7 @@ environment anywhere else.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
@@ -58,6 +59,9 @@ class Settings(BaseSettings):
     held_sweep_interval_seconds: Annotated[float, Field(gt=0)] = 30.0
     seen_event_ttl_seconds: Annotated[int, Field(ge=3600)] = 7 * 86_400
     api_page_size_max: Annotated[int, Field(ge=1)] = 500
+
+    # Faust's working directory for local state (the service keeps its state in Redis).
+    data_dir: Path = Path(".stack/worker-data")
 
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 

@@ -41,7 +41,6 @@ run: install
 	@if [[ -n "$$MEDIA_KAFKA_BOOTSTRAP_SERVERS" && -n "$$MEDIA_REDIS_URL" ]]; then \
 	  echo "using Kafka at $$MEDIA_KAFKA_BOOTSTRAP_SERVERS and the Redis of MEDIA_REDIS_URL"; \
 	else deploy/stack.sh up; fi
-	@$(WITH_ENV) $(BIN)/service topics create
 	@exec $(WITH_ENV) $(BIN)/service worker
 
 worker: install

@@ -1,0 +1,24 @@
+"""README must keep telling the truth about settings and routes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from service.api.views import ROUTES
+from service.config import ENV_PREFIX, Settings
+
+README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+
+
+def test_every_setting_is_documented() -> None:
+    missing = [
+        f"{ENV_PREFIX}{name.upper()}"
+        for name in Settings.model_fields
+        if f"`{ENV_PREFIX}{name.upper()}`" not in README
+    ]
+    assert missing == [], f"README's settings table lacks {missing}"
+
+
+def test_every_route_is_documented() -> None:
+    missing = [path for path in ROUTES if path not in README]
+    assert missing == [], f"README's API table lacks {missing}"

@@ -41,6 +41,7 @@ class MediaApp(faust.App):
 
 
 def create_app(settings: Settings) -> MediaApp:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)  # Faust does not create parents
     app = MediaApp(
         settings.app_id,
         broker=settings.kafka_broker_url,

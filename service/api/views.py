@@ -2,20 +2,25 @@
 
 Every worker serves the whole API: reads go to Redis, not to local state, so
 any worker answers for any asset. Errors are JSON objects with `error` and
-`detail`: 404 for what does not exist, 400 for a bad parameter.
+`detail`: 404 for what does not exist, 400 for a bad parameter, 503 while the
+store is unreachable.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import Any, cast
 
 import faust
 from faust.web import Request, Response, View
 
+from service.agents.resilience import TRANSIENT
 from service.domain.enums import AssetStatus
 from service.domain.events import normalise_labels
 from service.runtime import Runtime
+
+log = logging.getLogger(__name__)
 
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
 DEFAULT_PAGE_SIZE = 50
@@ -26,6 +31,14 @@ class BadRequest(Exception):
 
 
 class ApiView(View):
+    async def dispatch(self, request: Any) -> Any:
+        """Answers 503 with a JSON body while Redis (or Kafka) cannot be reached."""
+        try:
+            return await super().dispatch(request)
+        except TRANSIENT as exc:
+            log.warning("%s %s: %r", request.method, request.path, exc)
+            return self.problem(503, "unavailable", "the store is unreachable; retry shortly")
+
     @property
     def runtime(self) -> Runtime:
         return cast(Runtime, getattr(self.app, "runtime"))  # noqa: B009

@@ -186,7 +186,7 @@ def _broken(settings: Settings, run: str, count: int) -> Iterator[Record]:
                     "event_id": f"demo-{run}-bad-6",
                     "occurred_at": "2026-01-01T00:00:00+00:00",
                     "asset_id": "asset-bad-6",
-                    "action": "used",
+                    "action": "approved",
                 }
             ).encode(),
         ),

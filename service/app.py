@@ -14,6 +14,7 @@ from service.config import Settings
 from service.domain.decoding import RawMessage, decode
 from service.domain.events import AssetLifecycle, AssetRegistered
 from service.runtime import Runtime
+from service.streaming.batching import BatchHandler, BatchingTransport
 
 log = logging.getLogger(__name__)
 
@@ -31,9 +32,17 @@ class FaustProducer:
 
 
 class MediaApp(faust.App):
-    """A Faust app that owns the service's runtime and closes it when stopping."""
+    """A Faust app that owns the service's runtime and closes it when stopping.
+
+    Its transport is `BatchingTransport`: topics named in `batch_handlers` are
+    consumed a whole fetch at a time (service/streaming/batching.py).
+    """
 
     runtime: Runtime
+    batch_handlers: dict[str, BatchHandler]
+
+    def _new_transport(self) -> Any:
+        return BatchingTransport(self.conf.broker_consumer, self)
 
     async def on_stop(self) -> None:
         await super().on_stop()
@@ -62,9 +71,12 @@ def create_app(settings: Settings) -> MediaApp:
         autodiscover=False,
         store="memory://",
         datadir=str(settings.data_dir / f"{settings.app_id}-data"),
+        broker_max_poll_records=settings.kafka_max_poll_records,
     )
     app.runtime = Runtime.build(settings, FaustProducer(app))
+    app.batch_handlers = {}
     _agents(app, settings)
+    _batch_consumers(app, settings)
     register_views(app)
     return app
 
@@ -106,6 +118,18 @@ def _agents(app: MediaApp, settings: Settings) -> None:
     app.timer(interval=settings.held_sweep_interval_seconds, on_leader=True)(
         sweep_held_lifecycle_events
     )
+
+
+def _batch_consumers(app: MediaApp, settings: Settings) -> None:
+    """The performance topic bypasses Faust's per-event path (see BatchingConsumer)."""
+    handler = app.runtime.performance
+    app.batch_handlers[settings.topic_asset_performance] = handler
+    app.topics.add(_topic(app, settings.topic_asset_performance))
+
+    async def on_assigned(sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
+        handler.on_assignment()
+
+    app.on_partitions_assigned.connect(on_assigned)  # type: ignore[arg-type]  # mode typing
 
 
 def _consume(

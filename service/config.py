@@ -33,6 +33,8 @@ class Settings(BaseSettings):
     kafka_heartbeat_interval_seconds: Annotated[float, Field(gt=0)] = 3.0
     # Acknowledged offsets are committed this often (and on a clean shutdown).
     kafka_commit_interval_seconds: Annotated[float, Field(gt=0)] = 2.0
+    # Records per fetch; the performance topic is applied one fetch per partition at a time.
+    kafka_max_poll_records: Annotated[int, Field(ge=1)] = 2000
 
     topic_asset_registered: str = "media.asset-registered"
     topic_asset_lifecycle: str = "media.asset-lifecycle"
@@ -55,6 +57,7 @@ class Settings(BaseSettings):
 
     # Processing
     max_message_bytes: Annotated[int, Field(ge=1024)] = 262_144
+    future_tolerance_seconds: Annotated[float, Field(ge=0)] = 300.0
     lifecycle_hold_seconds: Annotated[float, Field(gt=0)] = 86_400.0
     held_sweep_interval_seconds: Annotated[float, Field(gt=0)] = 30.0
     seen_event_ttl_seconds: Annotated[int, Field(ge=3600)] = 7 * 86_400

@@ -7,11 +7,13 @@ from datetime import timedelta
 from typing import Any
 
 from service.agents.emit import DeadLetters, Producer
+from service.agents.performance import PerformanceHandler
 from service.agents.registry import RegistryHandler
 from service.config import Settings
 from service.store.client import connect
 from service.store.dead_letters import DeadLetterCounters
 from service.store.keys import Keys
+from service.store.metrics import MetricsStore
 from service.store.registry import RegistryStore
 from service.store.scripts import Scripts
 
@@ -24,6 +26,8 @@ class Runtime:
     dead_letter_counters: DeadLetterCounters
     dead_letters: DeadLetters
     registry: RegistryHandler
+    metrics_store: MetricsStore
+    performance: PerformanceHandler
 
     @classmethod
     def build(cls, settings: Settings, producer: Producer) -> Runtime:
@@ -40,7 +44,14 @@ class Runtime:
             duplicates_topic=settings.topic_duplicates_detected,
             hold_for=timedelta(seconds=settings.lifecycle_hold_seconds),
         )
-        return cls(settings, redis, store, counters, dead_letters, registry)
+        metrics = MetricsStore(redis, keys, scripts, settings.topic_asset_performance)
+        performance = PerformanceHandler(
+            metrics,
+            dead_letters,
+            max_message_bytes=settings.max_message_bytes,
+            future_tolerance_seconds=settings.future_tolerance_seconds,
+        )
+        return cls(settings, redis, store, counters, dead_letters, registry, metrics, performance)
 
     async def close(self) -> None:
         await self.redis.aclose()

@@ -111,6 +111,7 @@ class DeadLetterReason(StrEnum):
     UNSUPPORTED_SCHEMA_VERSION = "unsupported_schema_version"
     SCHEMA_VIOLATION = "schema_violation"
     KEY_MISMATCH = "key_mismatch"
+    FUTURE_EVENT = "future_event"
     INVALID_TRANSITION = "invalid_transition"
     ASSET_DELETED = "asset_deleted"
     REGISTRATION_TIMEOUT = "registration_timeout"

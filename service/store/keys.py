@@ -3,7 +3,8 @@
 Every key starts with the configured prefix. Keys that one atomic step (a Lua
 script) touches together share a hash tag in braces, so the design holds on
 Redis Cluster: `{a:<asset_id>}` for one asset, `{l:<library_id>}` for one
-library, `{h:<sha256>}` for one content hash, `{dl}` for dead-letter counters.
+library, `{h:<sha256>}` for one content hash, `{pm:<partition>}` for the
+performance metrics one Kafka partition writes, `{dl}` for dead-letter counters.
 docs/redis-keys.md describes each key.
 """
 
@@ -53,6 +54,27 @@ class Keys:
 
     def hash_meta(self, content_sha256: str) -> str:
         return f"{self.prefix}:{{h:{content_sha256}}}:meta"
+
+    # --- performance metrics: everything one partition writes shares `{pm:<partition>}`
+
+    def perf_prefix(self, partition: int) -> str:
+        return f"{self.prefix}:{{pm:{partition}}}:"
+
+    def perf_position(self, partition: int, topic: str) -> str:
+        return f"{self.perf_prefix(partition)}position:{topic}"
+
+    def perf_counters(self, partition: int) -> str:
+        return f"{self.perf_prefix(partition)}counters"
+
+    def perf_bucket(self, partition: int, asset_id: str, resolution: str, start: int) -> str:
+        return f"{self.perf_prefix(partition)}a:{asset_id}:{resolution}:{start}"
+
+    def perf_lifetime(self, partition: int, asset_id: str) -> str:
+        return f"{self.perf_prefix(partition)}a:{asset_id}:life"
+
+    def perf_partition_of(self, asset_id: str) -> str:
+        """Which partition's keys hold an asset's metrics (written before its first batch)."""
+        return f"{self.prefix}:{{a:{asset_id}}}:perf-partition"
 
     @property
     def held_schedule(self) -> str:

@@ -23,6 +23,7 @@ class Scripts:
     index_page: AsyncScript
     count_once: AsyncScript
     unschedule_if_due: AsyncScript
+    perf_apply: AsyncScript
 
     @classmethod
     def register(cls, redis: Any) -> Scripts:

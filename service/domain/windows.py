@@ -1,0 +1,84 @@
+"""Event-time buckets and the rolling windows built from them.
+
+Counters are kept per bucket of event time at three resolutions; a window is the
+bucket that contains "now" and the ones before it, so every window is exact in
+bucket terms and a replay lands in the same buckets:
+
+| window   | buckets                    | a bucket lives for          |
+|----------|----------------------------|-----------------------------|
+| 1h       | the last 12 of 5 minutes   | its end + 1 hour            |
+| 24h      | the last 24 of 1 hour      | its end + 24 hours          |
+| 7d       | the last 7 of 1 day (UTC)  | its end + 30 days (shared)  |
+| 30d      | the last 30 of 1 day (UTC) | its end + 30 days           |
+| lifetime | one counter set, forever   |                             |
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+MINUTE = 60
+HOUR = 3600
+DAY = 86_400
+
+
+@dataclass(frozen=True, slots=True)
+class Resolution:
+    name: str
+    seconds: int
+    retention: int  # how long a bucket is kept after it ends
+
+    def start(self, epoch_seconds: float) -> int:
+        """The start of the bucket holding this instant."""
+        moment = int(epoch_seconds)
+        return moment - moment % self.seconds
+
+    def expires_at(self, bucket_start: int) -> int:
+        return bucket_start + self.seconds + self.retention
+
+
+FIVE_MINUTES = Resolution("m5", 5 * MINUTE, HOUR)
+ONE_HOUR = Resolution("h1", HOUR, DAY)
+ONE_DAY = Resolution("d1", DAY, 30 * DAY)
+RESOLUTIONS = (FIVE_MINUTES, ONE_HOUR, ONE_DAY)
+
+
+class Window(StrEnum):
+    HOUR = "1h"
+    DAY = "24h"
+    WEEK = "7d"
+    MONTH = "30d"
+    LIFETIME = "lifetime"
+
+
+# Each rolling window: the resolution it reads and how many buckets.
+WINDOW_BUCKETS: dict[Window, tuple[Resolution, int]] = {
+    Window.HOUR: (FIVE_MINUTES, 12),
+    Window.DAY: (ONE_HOUR, 24),
+    Window.WEEK: (ONE_DAY, 7),
+    Window.MONTH: (ONE_DAY, 30),
+}
+
+LONGEST_WINDOW_SECONDS = 30 * DAY
+
+
+def window_buckets(window: Window, now: float) -> tuple[Resolution, list[int]]:
+    """The bucket starts a window covers at `now`, newest first."""
+    resolution, count = WINDOW_BUCKETS[window]
+    newest = resolution.start(now)
+    return resolution, [newest - i * resolution.seconds for i in range(count)]
+
+
+def live_resolutions(event_time: float, now: float) -> list[Resolution]:
+    """The resolutions whose bucket for this event still exists at `now`."""
+    return [r for r in RESOLUTIONS if r.expires_at(r.start(event_time)) > now]
+
+
+def is_late(event_time: float, now: float) -> bool:
+    """Older than the longest window: the event only counts in lifetime."""
+    return event_time < now - LONGEST_WINDOW_SECONDS
+
+
+def is_future(event_time: float, now: float, tolerance_seconds: float) -> bool:
+    return event_time > now + tolerance_seconds

@@ -1,0 +1,128 @@
+"""Redis store of the rolling performance metrics.
+
+Writes: one `perf_apply.lua` call per batch of one partition, which checks and
+moves the partition's position in the same atomic step as the increments (see
+the script's header). Reads: an asset's pointer gives the partition whose keys
+hold its buckets; a window is the sum of its buckets.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from service.domain.metrics import Totals, totals_of
+from service.domain.windows import (
+    LONGEST_WINDOW_SECONDS,
+    RESOLUTIONS,
+    Window,
+    window_buckets,
+)
+from service.store.keys import Keys
+from service.store.scripts import Scripts
+
+# [event_id, asset_id, channel, campaign, epoch seconds, six metric deltas]
+PerfRow = tuple[str, str, str, str, int, int, int, int, int, int, int]
+
+SEEN_SECONDS = 24 * 3600
+_RESOLUTIONS_JSON = json.dumps([[r.name, r.seconds, r.retention] for r in RESOLUTIONS])
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """What one call did: `status` 1 applied, 0 already applied, -1 straddles `position`."""
+
+    status: int
+    position: int = -1
+    applied: int = 0
+    duplicates: int = 0
+    late: int = 0
+
+
+class MetricsStore:
+    def __init__(self, redis: Any, keys: Keys, scripts: Scripts, topic: str) -> None:
+        self._redis = redis
+        self._keys = keys
+        self._scripts = scripts
+        self._topic = topic
+
+    async def position(self, partition: int) -> int:
+        """Offset of the last event of the partition applied, or -1."""
+        value = await self._redis.get(self._keys.perf_position(partition, self._topic))
+        return -1 if value is None else int(value)
+
+    async def apply(
+        self, partition: int, first: int, last: int, rows: Sequence[PerfRow], now: float
+    ) -> Applied:
+        reply = await self._scripts.perf_apply(
+            keys=[
+                self._keys.perf_position(partition, self._topic),
+                self._keys.perf_counters(partition),
+            ],
+            args=[
+                self._keys.perf_prefix(partition),
+                first,
+                last,
+                int(now),
+                SEEN_SECONDS,
+                int(now) - LONGEST_WINDOW_SECONDS,
+                _RESOLUTIONS_JSON,
+                json.dumps(rows, separators=(",", ":")),
+            ],
+        )
+        status = int(reply[0])
+        if status == 1:
+            return Applied(1, last, int(reply[1]), int(reply[2]), int(reply[3]))
+        return Applied(status, int(reply[1]))
+
+    async def point(self, partition: int, asset_ids: Sequence[str]) -> None:
+        """Record which partition holds each asset's metrics (idempotent)."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for asset_id in asset_ids:
+                pipe.set(self._keys.perf_partition_of(asset_id), partition)
+            await pipe.execute()
+
+    async def partition_of(self, asset_id: str) -> int | None:
+        value = await self._redis.get(self._keys.perf_partition_of(asset_id))
+        return None if value is None else int(value)
+
+    async def totals(
+        self,
+        asset_id: str,
+        window: Window,
+        now: float,
+        *,
+        channel: str | None = None,
+        campaign: str | None = None,
+    ) -> Totals | None:
+        """The asset's sums over a window, or None when no event of it was ever applied."""
+        partition = await self.partition_of(asset_id)
+        if partition is None:
+            return None
+        if window is Window.LIFETIME:
+            keys = [self._keys.perf_lifetime(partition, asset_id)]
+        else:
+            resolution, starts = window_buckets(window, now)
+            keys = [
+                self._keys.perf_bucket(partition, asset_id, resolution.name, start)
+                for start in starts
+            ]
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.hgetall(key)
+            buckets = await pipe.execute()
+        return totals_of(buckets, channel=channel, campaign=campaign)
+
+    async def counters(self, partitions: int) -> dict[str, int]:
+        """Applied, duplicate and late events over every partition."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for partition in range(partitions):
+                pipe.hgetall(self._keys.perf_counters(partition))
+            replies = await pipe.execute()
+        result = {"applied": 0, "duplicates": 0, "late": 0}
+        for reply in replies:
+            for name in result:
+                result[name] += int(reply.get(name, 0))
+        return result

@@ -1,0 +1,1 @@
+"""Extensions of Faust for high-volume topics."""

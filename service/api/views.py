@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from typing import Any, cast
 
 import faust
 from faust.web import Request, Response, View
 
 from service.agents.resilience import TRANSIENT
-from service.domain.enums import AssetStatus
+from service.domain.enums import AssetStatus, Channel
 from service.domain.events import normalise_labels
+from service.domain.metrics import Totals
+from service.domain.windows import Window
 from service.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -59,7 +62,53 @@ class AssetView(ApiView):
         state = loaded.state
         if state is None or state.asset is None:
             return self.not_found(f"asset '{asset_id}' is not registered")
-        return self.json(state.asset.model_dump(mode="json"))
+        lifetime = await self.runtime.metrics_store.totals(asset_id, Window.LIFETIME, time.time())
+        body = state.asset.model_dump(mode="json")
+        body["lifetime"] = (lifetime or Totals()).as_dict()
+        return self.json(body)
+
+
+class AssetMetricsView(ApiView):
+    """`?window=1h|24h|7d|30d|lifetime` (default 24h), and `channel=` or `campaign=`."""
+
+    async def get(self, request: Request, asset_id: str) -> Response:
+        query = request.query
+        try:
+            window = Window(query.get("window", Window.DAY.value))
+        except ValueError:
+            return self.bad_request(f"window must be one of: {', '.join(w.value for w in Window)}")
+        channel, campaign = query.get("channel"), query.get("campaign")
+        if channel is not None and channel not in {c.value for c in Channel}:
+            return self.bad_request(
+                f"channel must be one of: {', '.join(c.value for c in Channel)}"
+            )
+        if channel is not None and campaign is not None:
+            return self.bad_request("filter by channel or by campaign, not both")
+        runtime = self.runtime
+        totals = await runtime.metrics_store.totals(
+            asset_id, window, time.time(), channel=channel, campaign=campaign
+        )
+        if totals is None:
+            loaded = await runtime.registry_store.load(asset_id)
+            if loaded.state is None or loaded.state.asset is None:
+                return self.not_found(f"asset '{asset_id}' is not registered and has no metrics")
+            totals = Totals()
+        return self.json(
+            {
+                "asset_id": asset_id,
+                "window": window.value,
+                "channel": channel,
+                "campaign": campaign,
+                **totals.as_dict(),
+            }
+        )
+
+
+class PerformanceStatsView(ApiView):
+    async def get(self, request: Request) -> Response:
+        runtime = self.runtime
+        counters = await runtime.metrics_store.counters(runtime.settings.topic_partitions)
+        return self.json(counters)
 
 
 class LibraryStatsView(ApiView):
@@ -137,10 +186,12 @@ def _library_query(query: Any, max_limit: int) -> dict[str, Any]:
 
 ROUTES: dict[str, type[ApiView]] = {
     "/v1/assets/{asset_id}": AssetView,
+    "/v1/assets/{asset_id}/metrics": AssetMetricsView,
     "/v1/libraries/{library_id}/stats": LibraryStatsView,
     "/v1/libraries/{library_id}/assets": LibraryAssetsView,
     "/v1/duplicates/{content_sha256}": DuplicatesView,
     "/v1/dead-letters/stats": DeadLetterStatsView,
+    "/v1/performance/stats": PerformanceStatsView,
     "/healthz": HealthView,
 }
 

@@ -1,0 +1,146 @@
+"""The exactly-once metrics script on a real Redis: sums, windows, replays, stale writers."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections import defaultdict
+from typing import Any
+
+import pytest
+
+from service.config import Settings
+from service.domain.metrics import METRICS, Totals
+from service.domain.windows import DAY, HOUR, Window, live_resolutions, window_buckets
+from service.store.keys import Keys
+from service.store.metrics import MetricsStore, PerfRow
+from service.store.scripts import Scripts
+
+pytestmark = pytest.mark.integration
+
+# Buckets expire in real time on the server, so the tests write around the real now.
+NOW = float(int(time.time()))
+CHANNELS = ["email", "web", "social", "display"]
+
+
+@pytest.fixture
+def store(redis: Any, settings: Settings) -> MetricsStore:
+    keys = Keys(settings.redis_key_prefix)
+    return MetricsStore(redis, keys, Scripts.register(redis), settings.topic_asset_performance)
+
+
+def row(
+    n: int,
+    asset: str,
+    t: float,
+    *,
+    channel: str = "email",
+    campaign: str = "c1",
+    impressions: int = 100,
+    clicks: int = 3,
+) -> PerfRow:
+    return (f"e{n}", asset, channel, campaign, int(t), impressions, clicks, 1, 0, 0, 0)
+
+
+def expected(
+    rows: list[PerfRow],
+    window: Window,
+    now: float,
+    *,
+    channel: str | None = None,
+    campaign: str | None = None,
+) -> Totals:
+    """The oracle: what a window must hold, computed from the events themselves."""
+    sums = dict.fromkeys(METRICS, 0)
+    for r in rows:
+        if (channel is not None and r[2] != channel) or (campaign is not None and r[3] != campaign):
+            continue
+        t = r[4]
+        if window is not Window.LIFETIME:
+            resolution, starts = window_buckets(window, now)
+            late = t < now - 30 * DAY
+            if late or resolution not in live_resolutions(t, now):
+                continue
+            if resolution.start(t) not in starts:
+                continue
+        for i, metric in enumerate(METRICS):
+            sums[metric] += r[5 + i]
+    return Totals(**sums)
+
+
+async def test_sums_per_window_over_more_than_thirty_days(store: MetricsStore) -> None:
+    rng = random.Random(3)
+    rows = [
+        row(
+            n,
+            f"a{n % 3}",
+            NOW - rng.uniform(0, 40 * DAY),
+            channel=rng.choice(CHANNELS),
+            campaign=f"c{n % 4}",
+            impressions=rng.randint(0, 500),
+            clicks=rng.randint(0, 9),
+        )
+        for n in range(3000)
+    ]
+    rows += [row(10_000 + n, "a0", NOW - rng.uniform(0, 2 * HOUR)) for n in range(200)]
+    by_partition: dict[int, list[PerfRow]] = defaultdict(list)
+    for r in rows:
+        by_partition[int(r[1][1])].append(r)  # the asset number plays the partition
+    for partition, part_rows in by_partition.items():
+        await store.point(partition, sorted({r[1] for r in part_rows}))
+        for start in range(0, len(part_rows), 500):
+            chunk = part_rows[start : start + 500]
+            result = await store.apply(partition, start, start + len(chunk) - 1, chunk, NOW)
+            assert result.status == 1
+
+    late = sum(1 for r in rows if r[4] < NOW - 30 * DAY)
+    assert late > 0
+    assert await store.counters(3) == {"applied": len(rows), "duplicates": 0, "late": late}
+    for asset in ("a0", "a1", "a2"):
+        mine = [r for r in rows if r[1] == asset]
+        for window in Window:
+            got = await store.totals(asset, window, NOW)
+            assert got == expected(mine, window, NOW), (asset, window)
+        for channel in CHANNELS:
+            got = await store.totals(asset, Window.MONTH, NOW, channel=channel)
+            assert got == expected(mine, Window.MONTH, NOW, channel=channel)
+        got = await store.totals(asset, Window.WEEK, NOW, campaign="c1")
+        assert got == expected(mine, Window.WEEK, NOW, campaign="c1")
+    assert await store.totals("never-seen", Window.LIFETIME, NOW) is None
+
+
+async def test_position_makes_batches_apply_once(store: MetricsStore) -> None:
+    rows = [row(n, "a1", NOW - 60) for n in range(10)]
+    await store.point(0, ["a1"])
+    assert (await store.apply(0, 100, 104, rows[:5], NOW)).status == 1
+    again = await store.apply(0, 100, 104, rows[:5], NOW)  # redelivered after a crash
+    assert (again.status, again.position) == (0, 104)
+    straddling = await store.apply(0, 102, 109, rows[2:], NOW)  # a new owner overlaps
+    assert (straddling.status, straddling.position) == (-1, 104)
+    assert (await store.apply(0, 105, 109, rows[5:], NOW)).status == 1
+    assert await store.position(0) == 109
+    lifetime = await store.totals("a1", Window.LIFETIME, NOW)
+    assert lifetime == Totals(impressions=1000, clicks=30, engagements=10)
+
+
+async def test_a_resent_event_counts_once(store: MetricsStore) -> None:
+    await store.point(0, ["a1"])
+    first = await store.apply(0, 0, 0, [row(1, "a1", NOW - 10)], NOW)
+    copy = await store.apply(0, 1, 1, [row(1, "a1", NOW - 10)], NOW)  # same event_id later
+    assert (first.applied, copy.applied, copy.duplicates) == (1, 0, 1)
+    assert await store.totals("a1", Window.HOUR, NOW) == Totals(
+        impressions=100, clicks=3, engagements=1
+    )
+
+
+async def test_buckets_expire_on_their_own(
+    redis: Any, store: MetricsStore, settings: Settings
+) -> None:
+    await store.point(0, ["a1"])
+    await store.apply(0, 0, 0, [row(1, "a1", NOW - 10)], NOW)
+    keys = Keys(settings.redis_key_prefix)
+    for name, seconds, retention in (("m5", 300, HOUR), ("h1", HOUR, DAY), ("d1", DAY, 30 * DAY)):
+        start = int(NOW - 10) - int(NOW - 10) % seconds
+        expire_at = await redis.expiretime(keys.perf_bucket(0, "a1", name, start))
+        assert expire_at == start + seconds + retention
+    assert await redis.ttl(keys.perf_lifetime(0, "a1")) == -1

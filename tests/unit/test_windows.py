@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from service.domain.metrics import Totals, ratio, totals_of
+from service.domain.windows import (
+    DAY,
+    FIVE_MINUTES,
+    HOUR,
+    ONE_DAY,
+    ONE_HOUR,
+    Window,
+    is_future,
+    is_late,
+    live_resolutions,
+    window_buckets,
+)
+
+NOW = 1_780_000_000  # a Tuesday in 2026, 20:26:40 UTC
+
+
+def test_bucket_starts_align_on_utc_boundaries() -> None:
+    assert FIVE_MINUTES.start(NOW) % 300 == 0 and NOW - FIVE_MINUTES.start(NOW) < 300
+    assert ONE_HOUR.start(NOW) == NOW - NOW % 3600
+    assert ONE_DAY.start(NOW) % DAY == 0
+    assert ONE_HOUR.start(NOW + 0.9) == ONE_HOUR.start(NOW)
+
+
+@pytest.mark.parametrize(
+    ("window", "resolution", "count"),
+    [
+        (Window.HOUR, FIVE_MINUTES, 12),
+        (Window.DAY, ONE_HOUR, 24),
+        (Window.WEEK, ONE_DAY, 7),
+        (Window.MONTH, ONE_DAY, 30),
+    ],
+)
+def test_windows_cover_consecutive_buckets_ending_now(
+    window: Window, resolution: object, count: int
+) -> None:
+    used, starts = window_buckets(window, NOW)
+    assert used is resolution
+    assert len(starts) == count
+    assert starts[0] <= NOW < starts[0] + used.seconds
+    assert all(a - b == used.seconds for a, b in itertools.pairwise(starts))
+
+
+def test_buckets_are_only_written_while_they_live() -> None:
+    assert live_resolutions(NOW, NOW) == [FIVE_MINUTES, ONE_HOUR, ONE_DAY]
+    two_hours_ago = NOW - 2 * HOUR
+    assert live_resolutions(two_hours_ago, NOW) == [ONE_HOUR, ONE_DAY]
+    assert live_resolutions(NOW - 3 * DAY, NOW) == [ONE_DAY]
+    assert live_resolutions(NOW - 32 * DAY, NOW) == []
+
+
+def test_late_and_future_events() -> None:
+    assert not is_late(NOW - 30 * DAY + 1, NOW)
+    assert is_late(NOW - 30 * DAY - 1, NOW)
+    assert not is_future(NOW + 300, NOW, 300)
+    assert is_future(NOW + 301, NOW, 300)
+
+
+def test_rates_never_divide_by_zero() -> None:
+    assert ratio(5, 0) == 0.0
+    totals = Totals(impressions=200, clicks=10, engagements=30, conversions=2)
+    assert totals.ctr == pytest.approx(0.05)
+    assert totals.engagement_rate == pytest.approx(0.15)
+    assert totals.conversion_rate == pytest.approx(0.2)
+    assert Totals().as_dict()["ctr"] == 0.0
+
+
+def test_totals_by_dimension() -> None:
+    buckets = [
+        {
+            "ch:email:impressions": "10",
+            "ch:email:clicks": "1",
+            "cp:c1:impressions": "10",
+            "cp:c1:clicks": "1",
+        },
+        {"ch:web:impressions": "5", "cp:c2:impressions": "5"},
+    ]
+    assert totals_of(buckets) == Totals(impressions=15, clicks=1)
+    assert totals_of(buckets, channel="web") == Totals(impressions=5)
+    assert totals_of(buckets, campaign="c1") == Totals(impressions=10, clicks=1)
+    assert totals_of([]) == Totals()

@@ -119,6 +119,14 @@ def _agents(app: MediaApp, settings: Settings) -> None:
         sweep_held_lifecycle_events
     )
 
+    async def refresh_leaderboards() -> None:
+        try:
+            await runtime.leaderboards.refresh()
+        except TRANSIENT as exc:
+            log.warning("leaderboard refresh postponed: %r", exc)
+
+    app.timer(interval=settings.leaderboard_refresh_seconds, on_leader=True)(refresh_leaderboards)
+
 
 def _batch_consumers(app: MediaApp, settings: Settings) -> None:
     """The performance topic bypasses Faust's per-event path (see BatchingConsumer)."""

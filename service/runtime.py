@@ -7,12 +7,14 @@ from datetime import timedelta
 from typing import Any
 
 from service.agents.emit import DeadLetters, Producer
+from service.agents.leaderboards import LeaderboardRefresher
 from service.agents.performance import PerformanceHandler
 from service.agents.registry import RegistryHandler
 from service.config import Settings
 from service.store.client import connect
 from service.store.dead_letters import DeadLetterCounters
 from service.store.keys import Keys
+from service.store.leaderboards import LeaderboardStore
 from service.store.metrics import MetricsStore
 from service.store.registry import RegistryStore
 from service.store.scripts import Scripts
@@ -28,6 +30,8 @@ class Runtime:
     registry: RegistryHandler
     metrics_store: MetricsStore
     performance: PerformanceHandler
+    leaderboard_store: LeaderboardStore
+    leaderboards: LeaderboardRefresher
 
     @classmethod
     def build(cls, settings: Settings, producer: Producer) -> Runtime:
@@ -37,12 +41,14 @@ class Runtime:
         store = RegistryStore(redis, keys, scripts, settings.seen_event_ttl_seconds)
         counters = DeadLetterCounters(redis, keys, scripts, settings.seen_event_ttl_seconds)
         dead_letters = DeadLetters(producer, settings.topic_dead_letter, counters)
+        boards = LeaderboardStore(redis, keys)
         registry = RegistryHandler(
             store=store,
             producer=producer,
             dead_letters=dead_letters,
             duplicates_topic=settings.topic_duplicates_detected,
             hold_for=timedelta(seconds=settings.lifecycle_hold_seconds),
+            on_change=boards.mark_dirty,
         )
         metrics = MetricsStore(redis, keys, scripts, settings.topic_asset_performance)
         performance = PerformanceHandler(
@@ -51,7 +57,21 @@ class Runtime:
             max_message_bytes=settings.max_message_bytes,
             future_tolerance_seconds=settings.future_tolerance_seconds,
         )
-        return cls(settings, redis, store, counters, dead_letters, registry, metrics, performance)
+        refresher = LeaderboardRefresher(
+            boards, metrics, store, partitions=settings.topic_partitions
+        )
+        return cls(
+            settings=settings,
+            redis=redis,
+            registry_store=store,
+            dead_letter_counters=counters,
+            dead_letters=dead_letters,
+            registry=registry,
+            metrics_store=metrics,
+            performance=performance,
+            leaderboard_store=boards,
+            leaderboards=refresher,
+        )
 
     async def close(self) -> None:
         await self.redis.aclose()

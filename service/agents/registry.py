@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 from service.agents.emit import DeadLetters, Producer, encode
@@ -54,6 +54,7 @@ class RegistryHandler:
         duplicates_topic: str,
         hold_for: timedelta,
         max_attempts: int = 20,
+        on_change: Callable[[list[str]], Awaitable[None]] | None = None,
     ) -> None:
         self._store = store
         self._producer = producer
@@ -61,6 +62,7 @@ class RegistryHandler:
         self._duplicates_topic = duplicates_topic
         self._hold_for = hold_for
         self._max_attempts = max_attempts
+        self._on_change = on_change
 
     async def registration(self, event: AssetRegistered, source: SourceRef) -> Outcome:
         outcome, state = await self._settle(
@@ -164,6 +166,8 @@ class RegistryHandler:
                 state.model_copy(update={"departed_libraries": [], "departed_hashes": []})
             )
         await self._reschedule(state, datetime.now(UTC))
+        if self._on_change is not None and asset is not None:
+            await self._on_change([state.asset_id])  # its leaderboard entries may move
         return placement
 
     async def _reschedule(self, state: AssetState, now: datetime) -> None:

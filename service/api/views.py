@@ -17,8 +17,10 @@ import faust
 from faust.web import Request, Response, View
 
 from service.agents.resilience import TRANSIENT
+from service.domain import leaderboard
 from service.domain.enums import AssetStatus, Channel
 from service.domain.events import normalise_labels
+from service.domain.leaderboard import LEADERBOARD_WINDOWS, RankMetric
 from service.domain.metrics import Totals
 from service.domain.windows import Window
 from service.runtime import Runtime
@@ -104,6 +106,92 @@ class AssetMetricsView(ApiView):
         )
 
 
+class _BoardQuery(ApiView):
+    """Shared parsing of `window` (24h, 7d, lifetime) and `channel` for library boards."""
+
+    def board(self, query: Any) -> tuple[Window, str | None]:
+        windows = [w.value for w in LEADERBOARD_WINDOWS]
+        window = query.get("window", Window.DAY.value)
+        if window not in windows:
+            raise BadRequest(f"window must be one of: {', '.join(windows)}")
+        channel = query.get("channel")
+        if channel is not None and channel not in {c.value for c in Channel}:
+            raise BadRequest(f"channel must be one of: {', '.join(c.value for c in Channel)}")
+        return Window(window), channel
+
+
+class LibraryTopView(_BoardQuery):
+    """`?metric=ctr|engagement_rate|conversion_rate&window=24h|7d|lifetime&channel=&limit=
+    &min_impressions=`: the library's leading assets, refreshed every few seconds."""
+
+    async def get(self, request: Request, library_id: str) -> Response:
+        query = request.query
+        settings = self.runtime.settings
+        try:
+            window, channel = self.board(query)
+            metric = RankMetric(query.get("metric", RankMetric.CTR.value))
+            limit = _int_param(query, "limit", 10, 1, 100)
+            min_impressions = _int_param(
+                query, "min_impressions", settings.leaderboard_min_impressions, 0, 10**12
+            )
+        except ValueError:
+            metrics = ", ".join(m.value for m in RankMetric)
+            return self.bad_request(f"metric must be one of: {metrics}")
+        except BadRequest as exc:
+            return self.bad_request(str(exc))
+        if await self.runtime.registry_store.library_stats(library_id) is None:
+            return self.not_found(f"library '{library_id}' has no registered assets")
+        entries = await self.runtime.leaderboard_store.entries(
+            library_id, window, leaderboard.dimension(channel)
+        )
+        top = leaderboard.rank(entries, metric, min_impressions=min_impressions, limit=limit)
+        return self.json(
+            {
+                "library_id": library_id,
+                "metric": metric.value,
+                "window": window.value,
+                "channel": channel,
+                "min_impressions": min_impressions,
+                "items": [
+                    {
+                        "rank": n,
+                        "asset_id": e.asset_id,
+                        "value": e.value(metric),
+                        **e.totals.as_dict(),
+                    }
+                    for n, e in enumerate(top, start=1)
+                ],
+            }
+        )
+
+
+class LibraryMetricsView(_BoardQuery):
+    """`?window=24h|7d|lifetime&channel=`: the library's rollup, as of the last refresh."""
+
+    async def get(self, request: Request, library_id: str) -> Response:
+        try:
+            window, channel = self.board(request.query)
+        except BadRequest as exc:
+            return self.bad_request(str(exc))
+        if await self.runtime.registry_store.library_stats(library_id) is None:
+            return self.not_found(f"library '{library_id}' has no registered assets")
+        entries = await self.runtime.leaderboard_store.entries(
+            library_id, window, leaderboard.dimension(channel)
+        )
+        total = Totals()
+        for entry in entries:
+            total = total + entry.totals
+        return self.json(
+            {
+                "library_id": library_id,
+                "window": window.value,
+                "channel": channel,
+                "assets_with_activity": len(entries),
+                **total.as_dict(),
+            }
+        )
+
+
 class PerformanceStatsView(ApiView):
     async def get(self, request: Request) -> Response:
         runtime = self.runtime
@@ -163,6 +251,19 @@ class HealthView(ApiView):
         return self.json({"status": "ok"})
 
 
+def _int_param(query: Any, name: str, default: int, low: int, high: int) -> int:
+    raw = query.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise BadRequest(f"{name} must be an integer, got {raw!r}") from None
+    if not low <= value <= high:
+        raise BadRequest(f"{name} must be between {low} and {high}")
+    return value
+
+
 def _library_query(query: Any, max_limit: int) -> dict[str, Any]:
     status = query.get("status")
     if status is not None and status not in {s.value for s in AssetStatus}:
@@ -189,6 +290,8 @@ ROUTES: dict[str, type[ApiView]] = {
     "/v1/assets/{asset_id}/metrics": AssetMetricsView,
     "/v1/libraries/{library_id}/stats": LibraryStatsView,
     "/v1/libraries/{library_id}/assets": LibraryAssetsView,
+    "/v1/libraries/{library_id}/top": LibraryTopView,
+    "/v1/libraries/{library_id}/metrics": LibraryMetricsView,
     "/v1/duplicates/{content_sha256}": DuplicatesView,
     "/v1/dead-letters/stats": DeadLetterStatsView,
     "/v1/performance/stats": PerformanceStatsView,

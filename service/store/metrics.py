@@ -115,6 +115,38 @@ class MetricsStore:
             buckets = await pipe.execute()
         return totals_of(buckets, channel=channel, campaign=campaign)
 
+    async def window_buckets(
+        self, placed: Sequence[tuple[str, int]], windows: Sequence[Window], now: float
+    ) -> list[dict[Window, list[dict[str, str]]]]:
+        """For each (asset, partition), the raw buckets of each window, in one round trip."""
+        plan: list[tuple[int, Window, int]] = []  # (asset index, window, number of keys)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for index, (asset_id, partition) in enumerate(placed):
+                for window in windows:
+                    if window is Window.LIFETIME:
+                        keys = [self._keys.perf_lifetime(partition, asset_id)]
+                    else:
+                        resolution, starts = window_buckets(window, now)
+                        keys = [
+                            self._keys.perf_bucket(partition, asset_id, resolution.name, s)
+                            for s in starts
+                        ]
+                    for key in keys:
+                        pipe.hgetall(key)
+                    plan.append((index, window, len(keys)))
+            replies = iter(await pipe.execute())
+        result: list[dict[Window, list[dict[str, str]]]] = [{} for _ in placed]
+        for index, window, count in plan:
+            result[index][window] = [next(replies) for _ in range(count)]
+        return result
+
+    async def partitions_of(self, asset_ids: Sequence[str]) -> list[int | None]:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for asset_id in asset_ids:
+                pipe.get(self._keys.perf_partition_of(asset_id))
+            values = await pipe.execute()
+        return [None if v is None else int(v) for v in values]
+
     async def counters(self, partitions: int) -> dict[str, int]:
         """Applied, duplicate and late events over every partition."""
         async with self._redis.pipeline(transaction=False) as pipe:

@@ -12,6 +12,9 @@
 -- ARGV[8]  JSON [[event_id, asset_id, channel, campaign, epoch seconds,
 --                 impressions, clicks, engagements, conversions, shares, comments], ...]
 --
+-- Assets whose counters changed are added to the partition's `dirty` set, which the
+-- leaderboard refresh drains.
+--
 -- Returns {1, applied, duplicates, late} when applied; {0, position} when the whole
 -- batch was applied before; {-1, position} when the batch straddles the position
 -- (the caller drops the events at or below it and calls again).
@@ -34,6 +37,7 @@ local metrics = { 'impressions', 'clicks', 'engagements', 'conversions', 'shares
 
 local deltas = {}   -- key -> field -> delta
 local expiry = {}   -- key -> EXPIREAT
+local touched = {}  -- asset_id -> true: their leaderboard entries need a refresh
 local applied, duplicates, late = 0, 0, 0
 
 local function add(key, field, delta)
@@ -52,6 +56,7 @@ for _, ev in ipairs(events) do
   if redis.call('HSETNX', seen_key, ev[1], 1) == 1 then
     expiry[seen_key] = math.max(hour + 3600, now) + seen_ttl
     applied = applied + 1
+    touched[ev[2]] = true
     local keys = { prefix .. 'a:' .. ev[2] .. ':life' }
     if t < late_before then
       late = late + 1
@@ -89,6 +94,9 @@ for key, fields in pairs(deltas) do
 end
 for key, at in pairs(expiry) do
   redis.call('EXPIREAT', key, string.format('%d', at))
+end
+for asset in pairs(touched) do
+  redis.call('SADD', prefix .. 'dirty', asset)
 end
 redis.call('SET', KEYS[1], ARGV[3])
 redis.call('HINCRBY', KEYS[2], 'applied', applied)

@@ -1,0 +1,93 @@
+"""Keeps the library leaderboards in step with the metrics and the registry.
+
+The metrics script and the registry mark assets whose counters or library
+changed; every `MEDIA_LEADERBOARD_REFRESH_SECONDS` the group leader recomputes
+those assets' totals over 24h, 7d and lifetime, per channel and for all channels,
+and writes them into their library's boards (removing them from a library they
+left). Windows also move without new events at every hour boundary, so once an
+hour every ranked asset is recomputed. Boards therefore trail the counters by at
+most one refresh interval; the counters themselves are always exact.
+
+Assets are removed from a dirty set only after their entries are written: a crash
+repeats a refresh, it never skips one.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+
+from service.domain import leaderboard as lb
+from service.domain.windows import HOUR, Window
+from service.store.leaderboards import LeaderboardStore
+from service.store.metrics import MetricsStore
+from service.store.registry import RegistryStore
+
+log = logging.getLogger(__name__)
+
+CHUNK = 200
+
+
+class LeaderboardRefresher:
+    def __init__(
+        self,
+        boards: LeaderboardStore,
+        metrics: MetricsStore,
+        registry: RegistryStore,
+        *,
+        partitions: int,
+        max_assets_per_run: int = 5_000,
+    ) -> None:
+        self._boards = boards
+        self._metrics = metrics
+        self._registry = registry
+        self._partitions = partitions
+        self._max_assets = max_assets_per_run
+
+    async def refresh(self, now: float | None = None) -> int:
+        """One pass; returns how many assets were recomputed."""
+        now = time.time() if now is None else now
+        await self._hourly_sweep(now)
+        sources = [self._boards.registry_dirty] + [
+            self._boards.partition_dirty(p) for p in range(self._partitions)
+        ]
+        done = 0
+        for source in sources:
+            while done < self._max_assets:
+                assets = await self._boards.pending(source, CHUNK)
+                if not assets:
+                    break
+                await self.recompute(assets, now)
+                await self._boards.done(source, assets)
+                done += len(assets)
+        return done
+
+    async def recompute(self, asset_ids: Sequence[str], now: float) -> None:
+        states = {s.asset_id: s for s in await self._registry.assets(list(asset_ids))}
+        partitions = await self._metrics.partitions_of(asset_ids)
+        previous = await self._boards.placed(asset_ids)
+        placed = [(a, p) for a, p in zip(asset_ids, partitions, strict=True) if p is not None]
+        buckets = await self._metrics.window_buckets(placed, lb.LEADERBOARD_WINDOWS, now)
+        by_asset = {a: b for (a, _), b in zip(placed, buckets, strict=True)}
+        for asset_id, before in zip(asset_ids, previous, strict=True):
+            state = states.get(asset_id)
+            asset = None if state is None else state.asset
+            library = None if asset is None or asset.is_deleted else asset.library_id
+            windows = by_asset.get(asset_id, {})
+            boards = {window: lb.by_channel(raw) for window, raw in windows.items()}
+            await self._boards.place(asset_id, library, before, boards)
+
+    async def _hourly_sweep(self, now: float) -> None:
+        """At each new hour, mark every ranked asset: its 24h and 7d windows moved."""
+        hour = int(now) // HOUR
+        swept = await self._boards.swept_hour_value()
+        if swept is not None and swept >= hour:
+            return
+        assets: set[str] = set()
+        for window in (Window.DAY, Window.WEEK):
+            assets |= await self._boards.ranked_assets(window)
+        await self._boards.mark_dirty(sorted(assets))
+        await self._boards.set_swept_hour(hour)
+        if assets:
+            log.info("new hour: %d ranked assets queued for their moved windows", len(assets))

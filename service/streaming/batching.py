@@ -2,7 +2,7 @@
 
 Faust turns every Kafka record into an event that travels through the conductor,
 a channel queue and a stream iterator, which caps a worker at roughly a fifth of
-what a plain aiokafka consumer does with the same work (docs/performance.md). For
+what a plain aiokafka consumer does with the same work (docs/processing.md). For
 the high-volume performance topic that path buys nothing: the handler writes a
 whole batch to Redis in one atomic script and keeps its own position there.
 

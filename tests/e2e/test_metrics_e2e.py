@@ -1,0 +1,108 @@
+"""End to end: performance events in, asset metrics and library boards out of the API."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from tests.conftest import isolated_env, settings_from
+from tests.e2e.worker import Worker, eventually, free_port
+from tests.unit.factories import registration_body, sha
+
+pytestmark = pytest.mark.e2e
+
+
+def perf(n: int, asset: str, channel: str, impressions: int, clicks: int, ago: float) -> bytes:
+    return json.dumps(
+        {
+            "event_id": f"pe-{n}",
+            "occurred_at": datetime.fromtimestamp(time.time() - ago, UTC).isoformat(),
+            "asset_id": asset,
+            "campaign_id": "spring",
+            "channel": channel,
+            "impressions": impressions,
+            "clicks": clicks,
+            "conversions": clicks // 2,
+        }
+    ).encode()
+
+
+async def test_metrics_and_boards_through_the_api(stack: dict[str, str], tmp_path: Path) -> None:
+    env = isolated_env(stack, web_port=free_port(), leaderboard_refresh_seconds=0.5)
+    settings = settings_from(env)
+    worker = Worker(env, tmp_path / "worker.log")
+    worker.start()
+    await worker.wait_ready()
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all")
+    await producer.start()
+    try:
+        for asset in ("hero", "promo"):
+            body = registration_body(asset, library_id="libM", content_sha256=sha(len(asset)))
+            await producer.send(
+                settings.topic_asset_registered, json.dumps(body).encode(), key=asset.encode()
+            )
+        rows = [
+            ("hero", "email", 800, 40, 120),
+            ("hero", "web", 200, 2, 4 * 86400),
+            ("promo", "email", 1000, 20, 60),
+            ("promo", "email", 1000, 20, 60),  # a second copy of the same event: pe-3
+            ("later", "social", 300, 9, 30),  # not registered: counts all the same
+        ]
+        for n, (asset, channel, impressions, clicks, ago) in enumerate(rows):
+            event_id = n if n != 3 else 2
+            await producer.send(
+                settings.topic_asset_performance,
+                perf(event_id, asset, channel, impressions, clicks, ago),
+                key=asset.encode(),
+            )
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+    async def hero_24h() -> Any:
+        status, body = await worker.get("/v1/assets/hero/metrics?window=24h")
+        return status == 200 and body["impressions"] == 800 and body
+
+    day = await eventually(hero_24h)
+    assert (day["clicks"], day["ctr"], day["conversion_rate"]) == (40, 0.05, 0.5)
+    _, week = await worker.get("/v1/assets/hero/metrics?window=7d")
+    assert (week["impressions"], week["clicks"]) == (1000, 42)
+    _, web = await worker.get("/v1/assets/hero/metrics?window=lifetime&channel=web")
+    assert web["impressions"] == 200
+    _, spring = await worker.get("/v1/assets/promo/metrics?window=1h&campaign=spring")
+    assert spring["impressions"] == 1000  # the copy did not count
+    status, later = await worker.get("/v1/assets/later/metrics?window=lifetime")
+    assert status == 200 and later["impressions"] == 300
+    _, asset = await worker.get("/v1/assets/hero")
+    assert asset["lifetime"]["impressions"] == 1000
+
+    async def board() -> Any:
+        status, body = await worker.get("/v1/libraries/libM/top?metric=ctr&window=7d")
+        return status == 200 and len(body["items"]) == 2 and body
+
+    top = await eventually(board)
+    assert [(i["asset_id"], i["value"]) for i in top["items"]] == [("hero", 0.042), ("promo", 0.02)]
+    _, rollup = await worker.get("/v1/libraries/libM/metrics?window=lifetime")
+    assert (rollup["impressions"], rollup["assets_with_activity"]) == (2000, 2)
+    _, stats = await worker.get("/v1/performance/stats")
+    assert stats == {"applied": 4, "duplicates": 1, "late": 0}
+
+    for path, expected in [
+        ("/v1/assets/hero/metrics?window=2h", 400),
+        ("/v1/assets/hero/metrics?channel=fax", 400),
+        ("/v1/assets/hero/metrics?channel=web&campaign=spring", 400),
+        ("/v1/assets/nobody/metrics", 404),
+        ("/v1/libraries/libM/top?metric=likes", 400),
+        ("/v1/libraries/libM/top?window=1h", 400),
+        ("/v1/libraries/libM/top?limit=0", 400),
+        ("/v1/libraries/nolib/top", 404),
+    ]:
+        status, body = await worker.get(path)
+        assert status == expected, (path, status, body)
+    assert worker.stop() == 0

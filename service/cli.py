@@ -68,20 +68,30 @@ def _worker(settings: Settings) -> int:
     from faust.worker import Worker
 
     from service.app import create_app
-    from service.topics import ensure_topics
+    from service.topics import check_partitions, ensure_topics
 
     logging.basicConfig(level=settings.log_level.upper())
-    if settings.create_topics:
-        try:
-            asyncio.run(ensure_topics(settings))
-        except Exception as exc:
-            print(
-                f"cannot reach Kafka at {settings.kafka_bootstrap_servers} to create topics: "
-                f"{exc!r}\nStart the local stack with `make stack-up`, or set "
-                "MEDIA_KAFKA_BOOTSTRAP_SERVERS.",
-                file=sys.stderr,
-            )
-            return 1
+
+    async def prepare() -> list[str]:
+        if settings.create_topics:
+            await ensure_topics(settings)
+        return [
+            p for p in await check_partitions(settings) if settings.topic_asset_performance in p
+        ]
+
+    try:
+        problems = asyncio.run(prepare())
+    except Exception as exc:
+        print(
+            f"cannot reach Kafka at {settings.kafka_bootstrap_servers} to prepare topics: "
+            f"{exc!r}\nStart the local stack with `make stack-up`, or set "
+            "MEDIA_KAFKA_BOOTSTRAP_SERVERS.",
+            file=sys.stderr,
+        )
+        return 1
+    if problems:
+        print("\n".join(problems), file=sys.stderr)
+        return 2
     app = create_app(settings)
     worker = Worker(app, loglevel=settings.log_level, quiet=True)
     worker.execute_from_commandline()

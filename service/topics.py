@@ -106,6 +106,23 @@ async def describe_topics(settings: Settings) -> list[TopicInfo]:
     return infos
 
 
+async def check_partitions(settings: Settings) -> list[str]:
+    """Topics whose partition count differs from the setting, as messages to act on.
+
+    The performance metrics keep one position per partition and the leaderboard
+    refresh visits every partition, so the setting must match the topic.
+    """
+    problems = []
+    for info in await describe_topics(settings):
+        if info.error is None and info.partitions != settings.topic_partitions:
+            problems.append(
+                f"topic {info.name} has {info.partitions} partitions but "
+                f"MEDIA_TOPIC_PARTITIONS is {settings.topic_partitions}: set it to "
+                f"{info.partitions}"
+            )
+    return problems
+
+
 def _topic_errors(response: Any) -> list[tuple[str, int, str | None]]:
     rows = []
     for row in response.topic_errors:

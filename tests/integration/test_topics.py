@@ -36,3 +36,16 @@ async def test_broker_does_not_create_topics_on_its_own(settings: Settings) -> N
         await producer.stop()
     infos = await describe_topics(settings)
     assert all(info.error is not None for info in infos)
+
+
+async def test_a_partition_count_that_differs_from_the_setting_is_reported(
+    settings: Settings,
+) -> None:
+    from service.topics import check_partitions
+
+    await ensure_topics(settings)
+    assert await check_partitions(settings) == []
+    wrong = settings.model_copy(update={"topic_partitions": settings.topic_partitions + 4})
+    problems = await check_partitions(wrong)
+    assert len(problems) == len(settings.all_topics)
+    assert f"set it to {settings.topic_partitions}" in problems[0]

@@ -30,7 +30,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 from service.agents.emit import DeadLetters
-from service.domain.decoding import DecodeError, RawMessage, decode
+from service.domain.decoding import DecodeError, Record, as_raw, decode
 from service.domain.enums import DeadLetterReason
 from service.domain.events import AssetPerformance
 from service.domain.windows import is_future
@@ -63,7 +63,7 @@ class PerformanceHandler:
         """Partitions moved: check each one's position again before its next batch."""
         self._verified.clear()
 
-    async def __call__(self, partition: int, messages: list[RawMessage]) -> int | None:
+    async def __call__(self, partition: int, messages: Sequence[Record]) -> int | None:
         """Apply one batch; returns an offset to seek to instead, when Redis is behind."""
         if not messages:
             return None
@@ -83,9 +83,7 @@ class PerformanceHandler:
             first = result.position + 1
             rows = [(offset, row) for offset, row in rows if offset >= first]
 
-    async def _decode(
-        self, messages: Sequence[RawMessage], now: float
-    ) -> list[tuple[int, PerfRow]]:
+    async def _decode(self, messages: Sequence[Record], now: float) -> list[tuple[int, PerfRow]]:
         rows: list[tuple[int, PerfRow]] = []
         for message in messages:
             try:
@@ -101,7 +99,7 @@ class PerformanceHandler:
                         event.event_id,
                     )
             except DecodeError as error:
-                await self._dead_letters.decode_failure(message, error)
+                await self._dead_letters.decode_failure(as_raw(message), error)
                 continue
             rows.append(
                 (

@@ -29,11 +29,9 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 from mode import Service
 
-from service.domain.decoding import RawMessage
-
-# A handler gets (partition, records in offset order) and returns None when done,
-# or the offset to seek the partition to.
-BatchHandler = Callable[[int, list[RawMessage]], Awaitable[int | None]]
+# A handler gets (partition, Faust messages in offset order; see decoding.Record) and
+# returns None when done, or the offset to seek the partition to.
+BatchHandler = Callable[[int, list[Any]], Awaitable[int | None]]
 
 
 class BatchingConsumer(faust_aiokafka.Consumer):
@@ -96,18 +94,7 @@ class BatchingConsumer(faust_aiokafka.Consumer):
             raise
 
     async def _deliver(self, handler: BatchHandler, tp: TP, messages: list[Any]) -> None:
-        records = [
-            RawMessage(
-                topic=m.topic,
-                partition=m.partition,
-                offset=m.offset,
-                key=m.key,
-                value=m.value,
-                timestamp_ms=None if m.timestamp is None else int(m.timestamp * 1000),
-            )
-            for m in messages
-        ]
-        seek_to = await handler(tp.partition, records)
+        seek_to = await handler(tp.partition, messages)
         if seek_to is not None:
             self.log.info("resuming %r from the position kept in Redis: %d", tp, seek_to)
             await self.seek(tp, seek_to)

@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     demo = commands.add_parser("demo", help="produce realistic synthetic traffic")
     demo.add_argument("--libraries", type=int, default=4)
     demo.add_argument("--assets", type=int, default=200, help="assets to register")
-    demo.add_argument("--rate", type=float, default=200.0, help="events per second")
+    demo.add_argument("--rate", type=float, default=500.0, help="events per second")
     demo.add_argument("--seed", type=int, default=7)
 
     args = parser.parse_args(argv)

@@ -2,7 +2,8 @@
 
 Several libraries register assets (some sharing content across libraries), the
 assets go through their lifecycle (some lifecycle events arrive before their
-registration), and a few broken messages show the dead-letter topic at work.
+registration) and earn impressions and clicks on their channels, and a few broken
+messages show the dead-letter topic at work.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ class DemoPlan:
     duplicate_share: float = 0.1
     early_lifecycle_share: float = 0.05
     invalid_messages: int = 6
+    performance_per_asset: int = 8
 
 
 @dataclass(frozen=True)
@@ -96,6 +98,7 @@ def records(settings: Settings, plan: DemoPlan) -> Iterator[Record]:
             content = hashlib.sha256(f"{run}-{n}".encode()).hexdigest()
             contents.append(content)
         file_format = _format(rng, media_type)
+        channels = rng.sample([c.value for c in Channel], 2)
         registration = {
             "event_id": event_id(),
             "occurred_at": ts(n),
@@ -112,7 +115,7 @@ def records(settings: Settings, plan: DemoPlan) -> Iterator[Record]:
             "tags": rng.sample(TAGS, rng.randint(1, 3)),
             "categories": rng.sample(CATEGORIES, 1),
             "owner": rng.choice(["design@example.com", "social@example.com"]),
-            "intended_channels": rng.sample([c.value for c in Channel], 2),
+            "intended_channels": channels,
         }
         if media_type in (MediaType.VIDEO, MediaType.GIF):
             registration["duration_seconds"] = round(rng.uniform(2, 60), 1)
@@ -134,6 +137,25 @@ def records(settings: Settings, plan: DemoPlan) -> Iterator[Record]:
             yield lifecycle(asset_id, "deleted", n + 4)
         if 0.9 < roll <= 0.95:
             yield lifecycle(asset_id, "archived", n + 4)  # a draft cannot be archived
+        # Engagement: each asset has its own appeal, and a few channels and campaigns.
+        appeal = rng.lognormvariate(-4.2, 0.6)  # a CTR around 1.5 %
+        for _ in range(plan.performance_per_asset):
+            impressions = rng.randint(50, 2_000)
+            clicks = sum(1 for _ in range(impressions // 10) if rng.random() < appeal * 10)
+            body = {
+                "event_id": event_id(),
+                "occurred_at": (now - timedelta(seconds=rng.uniform(0, 10 * 86_400))).isoformat(),
+                "asset_id": asset_id,
+                "campaign_id": campaign,
+                "channel": rng.choice(channels),
+                "impressions": impressions,
+                "clicks": clicks,
+                "engagements": clicks + rng.randint(0, clicks + 2),
+                "conversions": sum(1 for _ in range(clicks) if rng.random() < 0.08),
+                "shares": rng.randint(0, 2),
+                "comments": rng.randint(0, 1),
+            }
+            yield _record(settings.topic_asset_performance, asset_id, body)
 
     yield from _broken(settings, run, plan.invalid_messages)
 
@@ -226,5 +248,6 @@ async def run_demo(settings: Settings, plan: DemoPlan) -> int:
     print("Read them back:")
     print(f"  curl {base}/v1/libraries/lib-brand-0/stats")
     print(f"  curl '{base}/v1/libraries/lib-brand-0/assets?limit=5'")
+    print(f"  curl '{base}/v1/libraries/lib-brand-0/top?metric=ctr&window=7d'")
     print(f"  curl {base}/v1/dead-letters/stats")
     return 0

@@ -62,7 +62,7 @@ class Settings(BaseSettings):
     held_sweep_interval_seconds: Annotated[float, Field(gt=0)] = 30.0
     seen_event_ttl_seconds: Annotated[int, Field(ge=3600)] = 7 * 86_400
     api_page_size_max: Annotated[int, Field(ge=1)] = 500
-    leaderboard_refresh_seconds: Annotated[float, Field(gt=0)] = 10.0
+    leaderboard_refresh_seconds: Annotated[float, Field(gt=0)] = 30.0
     leaderboard_min_impressions: Annotated[int, Field(ge=0)] = 100
 
     # Faust's working directory for local state (the service keeps its state in Redis).

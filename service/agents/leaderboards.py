@@ -1,12 +1,17 @@
 """Keeps the library leaderboards in step with the metrics and the registry.
 
-The metrics script and the registry mark assets whose counters or library
-changed; every `MEDIA_LEADERBOARD_REFRESH_SECONDS` the group leader recomputes
-those assets' totals over 24h, 7d and lifetime, per channel and for all channels,
-and writes them into their library's boards (removing them from a library they
-left). Windows also move without new events at every hour boundary, so once an
-hour every ranked asset is recomputed. Boards therefore trail the counters by at
-most one refresh interval; the counters themselves are always exact.
+The metrics script and the registry mark assets whose counters or library changed.
+Every `MEDIA_LEADERBOARD_REFRESH_SECONDS` the group leader recomputes (at most
+`max_assets_per_run` of) those assets' totals over 24h, 7d and lifetime, per channel
+and for all channels, and writes them into their library's boards, removing them
+from a library they left. Windows also move without new events at every hour
+boundary, so once an hour every ranked asset is recomputed. Boards therefore trail
+the counters by about one refresh interval (longer while more assets change per
+interval than one run takes); the counters themselves are always exact.
+
+The refresh shares the leader's event loop with the stream, and its cost grows with
+the number of distinct assets changed per interval, not with the event rate: a
+longer interval makes it cheaper (docs/benchmarks.md measured it).
 
 Assets are removed from a dirty set only after their entries are written: a crash
 repeats a refresh, it never skips one.
@@ -14,6 +19,7 @@ repeats a refresh, it never skips one.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Sequence
@@ -26,7 +32,8 @@ from service.store.registry import RegistryStore
 
 log = logging.getLogger(__name__)
 
-CHUNK = 200
+# Small chunks: each is a burst of CPU on the event loop the stream shares.
+CHUNK = 50
 
 
 class LeaderboardRefresher:
@@ -37,7 +44,7 @@ class LeaderboardRefresher:
         registry: RegistryStore,
         *,
         partitions: int,
-        max_assets_per_run: int = 5_000,
+        max_assets_per_run: int = 2_000,
     ) -> None:
         self._boards = boards
         self._metrics = metrics
@@ -61,6 +68,7 @@ class LeaderboardRefresher:
                 await self.recompute(assets, now)
                 await self._boards.done(source, assets)
                 done += len(assets)
+                await asyncio.sleep(0)  # let the stream's next batch in
         return done
 
     async def recompute(self, asset_ids: Sequence[str], now: float) -> None:

@@ -73,5 +73,12 @@ test: install lint
 	if [[ $$started == 1 ]]; then deploy/stack.sh down; fi; \
 	exit $$status
 
+# Throughput, latency and memory of the performance pipeline (docs/benchmarks.md): starts
+# the stack if needed, runs ~3 minutes in its own topics and Redis keys (removed after),
+# updates docs/benchmarks.md and writes .stack/bench-<run>.json. Options: BENCH_ARGS=--help
+bench: install
+	@deploy/stack.sh up
+	@$(WITH_ENV) $(BIN)/python -m bench.throughput $(BENCH_ARGS)
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

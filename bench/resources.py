@@ -1,0 +1,145 @@
+"""CPU and memory of the processes involved, read from /proc and Redis INFO.
+
+On a two-core machine the consumer, Redis and Kafka share the CPU, so a rate
+alone does not say what limits it; the CPU seconds each process used during a
+phase do (a consumer at ~100 % of one core is bound by its own Python code, a
+Redis near 100 % by the script). Linux only, like the local stack.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+RSS_SAMPLE_SECONDS = 0.5
+END_WINDOW_SECONDS = 5.0
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (0 when it is gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0.0
+    fields = stat.rsplit(")", 1)[1].split()  # the command name may contain spaces
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime
+
+
+def rss_mib(pid: int) -> float | None:
+    """Resident set size (VmRSS) in MiB, or None when the process is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def alive(pid: int) -> bool:
+    return Path(f"/proc/{pid}").exists()
+
+
+def pid_from_file(path: Path) -> int | None:
+    """The pid a `deploy/stack.sh` pid file names, if that process is alive."""
+    try:
+        pid = int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+    return pid if alive(pid) else None
+
+
+@dataclass
+class RssSampler:
+    """Samples a process's RSS every half second, for its peak and its trend."""
+
+    pid: int
+    samples: list[tuple[float, float]] = field(default_factory=list)
+
+    async def run(self) -> None:
+        """Sample until the process is gone (or the task is cancelled)."""
+        while alive(self.pid):
+            self.now()
+            await asyncio.sleep(RSS_SAMPLE_SECONDS)
+
+    def now(self) -> float:
+        """A fresh sample, recorded like the periodic ones; 0 (not recorded) while the
+        process has no memory to show: being exec'ed, or a zombie."""
+        rss = rss_mib(self.pid)
+        if rss:
+            self.samples.append((time.monotonic(), rss))
+        return rss or 0.0
+
+    def peak(self, since: float = 0.0, until: float = float("inf")) -> float:
+        return max(self._between(since, until), default=0.0)
+
+    def settled(self, until: float) -> float:
+        """Median over the last END_WINDOW_SECONDS before `until`: a single sample
+        swings by several MiB with the fetch buffers in flight."""
+        return statistics.median(self._between(until - END_WINDOW_SECONDS, until) or [0.0])
+
+    def series(self, every: float = 5.0) -> list[tuple[float, float]]:
+        """(seconds since the first sample, MiB) about every `every` seconds, for the JSON."""
+        if not self.samples:
+            return []
+        start, kept, last = self.samples[0][0], [], -every
+        for at, rss in self.samples:
+            if at - start - last >= every:
+                last = at - start
+                kept.append((round(last, 1), round(rss, 1)))
+        return kept
+
+    def _between(self, since: float, until: float) -> list[float]:
+        return [rss for at, rss in self.samples if since <= at <= until]
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSnapshot:
+    """Cumulative counters of Redis (and Kafka's CPU), to subtract around a phase."""
+
+    redis_cpu: float
+    script_calls: int
+    script_usec: int
+    forks: int
+    kafka_cpu: float
+    commands: dict[str, int]  # calls per command, those run inside scripts included
+
+    def minus(self, before: ServerSnapshot) -> ServerSnapshot:
+        commands = {
+            name: calls - before.commands.get(name, 0)
+            for name, calls in self.commands.items()
+            if calls > before.commands.get(name, 0)
+        }
+        return ServerSnapshot(
+            redis_cpu=self.redis_cpu - before.redis_cpu,
+            script_calls=self.script_calls - before.script_calls,
+            script_usec=self.script_usec - before.script_usec,
+            forks=self.forks - before.forks,
+            kafka_cpu=self.kafka_cpu - before.kafka_cpu,
+            commands=dict(sorted(commands.items(), key=lambda item: -item[1])),
+        )
+
+
+async def server_snapshot(redis: Any, kafka_pid: int | None) -> ServerSnapshot:
+    """Redis CPU, EVALSHA calls and time (the perf_apply script), commands, forks (AOF
+    rewrites), Kafka's CPU. Redis is shared: whatever else runs meanwhile is counted too."""
+    info = await redis.info("all")
+    evalsha = info.get("cmdstat_evalsha", {})
+    return ServerSnapshot(
+        redis_cpu=float(info["used_cpu_user"]) + float(info["used_cpu_sys"]),
+        script_calls=int(evalsha.get("calls", 0)),
+        script_usec=int(evalsha.get("usec", 0)),
+        forks=int(info.get("total_forks", 0)),
+        kafka_cpu=cpu_seconds(kafka_pid) if kafka_pid else 0.0,
+        commands={
+            name.removeprefix("cmdstat_"): int(stats.get("calls", 0))
+            for name, stats in info.items()
+            if name.startswith("cmdstat_") and isinstance(stats, dict)
+        },
+    )

@@ -40,6 +40,7 @@ class MediaApp(faust.App):
 
     runtime: Runtime
     batch_handlers: dict[str, BatchHandler]
+    fetch_wait_ms: int = 100
 
     def _new_transport(self) -> Any:
         return BatchingTransport(self.conf.broker_consumer, self)
@@ -75,6 +76,7 @@ def create_app(settings: Settings) -> MediaApp:
     )
     app.runtime = Runtime.build(settings, FaustProducer(app))
     app.batch_handlers = {}
+    app.fetch_wait_ms = settings.kafka_fetch_wait_ms
     _agents(app, settings)
     _batch_consumers(app, settings)
     register_views(app)

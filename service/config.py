@@ -35,6 +35,8 @@ class Settings(BaseSettings):
     kafka_commit_interval_seconds: Annotated[float, Field(gt=0)] = 2.0
     # Records per fetch; the performance topic is applied one fetch per partition at a time.
     kafka_max_poll_records: Annotated[int, Field(ge=1)] = 2000
+    # How long the broker may hold a fetch that finds no data (Faust alone uses 1500).
+    kafka_fetch_wait_ms: Annotated[int, Field(ge=1, le=10_000)] = 100
 
     topic_asset_registered: str = "media.asset-registered"
     topic_asset_lifecycle: str = "media.asset-lifecycle"

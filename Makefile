@@ -57,8 +57,8 @@ schemas: install
 	@$(BIN)/service schemas
 
 lint: install
-	$(BIN)/ruff check service tests
-	$(BIN)/ruff format --check service tests
+	$(BIN)/ruff check service tests bench
+	$(BIN)/ruff format --check service tests bench
 	$(BIN)/mypy
 	$(BIN)/service schemas --check
 

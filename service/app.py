@@ -11,7 +11,7 @@ import faust
 from service.agents.resilience import TRANSIENT, process
 from service.api.views import register_views
 from service.config import Settings
-from service.domain.decoding import RawMessage, decode
+from service.domain.decoding import RawMessage, as_raw, decode
 from service.domain.events import AssetLifecycle, AssetRegistered
 from service.runtime import Runtime
 from service.streaming.batching import BatchHandler, BatchingTransport
@@ -155,19 +155,7 @@ def _consume(
     async def agent(stream: Any) -> None:
         async for event in stream.events():
             await process(
-                _raw(event.message), handle, runtime.dead_letters, max_backoff=max_backoff
+                as_raw(event.message), handle, runtime.dead_letters, max_backoff=max_backoff
             )
 
     app.agent(_topic(app, topic), name=name)(agent)
-
-
-def _raw(message: Any) -> RawMessage:
-    timestamp = message.timestamp
-    return RawMessage(
-        topic=message.topic,
-        partition=message.partition,
-        offset=message.offset,
-        key=message.key,
-        value=message.value,
-        timestamp_ms=None if timestamp is None else int(timestamp * 1000),
-    )

@@ -119,6 +119,16 @@ class _BoardQuery(ApiView):
             raise BadRequest(f"channel must be one of: {', '.join(c.value for c in Channel)}")
         return Window(window), channel
 
+    async def entries(
+        self, library_id: str, window: Window, channel: str | None
+    ) -> list[leaderboard.Entry] | None:
+        """The board's entries, or None when the library has no registered assets."""
+        if await self.runtime.registry_store.library_stats(library_id) is None:
+            return None
+        return await self.runtime.leaderboard_store.entries(
+            library_id, window, leaderboard.dimension(channel)
+        )
+
 
 class LibraryTopView(_BoardQuery):
     """`?metric=ctr|engagement_rate|conversion_rate&window=24h|7d|lifetime&channel=&limit=
@@ -139,11 +149,9 @@ class LibraryTopView(_BoardQuery):
             return self.bad_request(f"metric must be one of: {metrics}")
         except BadRequest as exc:
             return self.bad_request(str(exc))
-        if await self.runtime.registry_store.library_stats(library_id) is None:
+        entries = await self.entries(library_id, window, channel)
+        if entries is None:
             return self.not_found(f"library '{library_id}' has no registered assets")
-        entries = await self.runtime.leaderboard_store.entries(
-            library_id, window, leaderboard.dimension(channel)
-        )
         top = leaderboard.rank(entries, metric, min_impressions=min_impressions, limit=limit)
         return self.json(
             {
@@ -173,11 +181,9 @@ class LibraryMetricsView(_BoardQuery):
             window, channel = self.board(request.query)
         except BadRequest as exc:
             return self.bad_request(str(exc))
-        if await self.runtime.registry_store.library_stats(library_id) is None:
+        entries = await self.entries(library_id, window, channel)
+        if entries is None:
             return self.not_found(f"library '{library_id}' has no registered assets")
-        entries = await self.runtime.leaderboard_store.entries(
-            library_id, window, leaderboard.dimension(channel)
-        )
         total = Totals()
         for entry in entries:
             total = total + entry.totals

@@ -101,14 +101,7 @@ class MetricsStore:
         partition = await self.partition_of(asset_id)
         if partition is None:
             return None
-        if window is Window.LIFETIME:
-            keys = [self._keys.perf_lifetime(partition, asset_id)]
-        else:
-            resolution, starts = window_buckets(window, now)
-            keys = [
-                self._keys.perf_bucket(partition, asset_id, resolution.name, start)
-                for start in starts
-            ]
+        keys = self._window_keys(partition, asset_id, window, now)
         async with self._redis.pipeline(transaction=False) as pipe:
             for key in keys:
                 pipe.hgetall(key)
@@ -123,14 +116,7 @@ class MetricsStore:
         async with self._redis.pipeline(transaction=False) as pipe:
             for index, (asset_id, partition) in enumerate(placed):
                 for window in windows:
-                    if window is Window.LIFETIME:
-                        keys = [self._keys.perf_lifetime(partition, asset_id)]
-                    else:
-                        resolution, starts = window_buckets(window, now)
-                        keys = [
-                            self._keys.perf_bucket(partition, asset_id, resolution.name, s)
-                            for s in starts
-                        ]
+                    keys = self._window_keys(partition, asset_id, window, now)
                     for key in keys:
                         pipe.hgetall(key)
                     plan.append((index, window, len(keys)))
@@ -139,6 +125,13 @@ class MetricsStore:
         for index, window, count in plan:
             result[index][window] = [next(replies) for _ in range(count)]
         return result
+
+    def _window_keys(self, partition: int, asset_id: str, window: Window, now: float) -> list[str]:
+        """The keys whose counters make up the window at `now`."""
+        if window is Window.LIFETIME:
+            return [self._keys.perf_lifetime(partition, asset_id)]
+        resolution, starts = window_buckets(window, now)
+        return [self._keys.perf_bucket(partition, asset_id, resolution.name, s) for s in starts]
 
     async def partitions_of(self, asset_ids: Sequence[str]) -> list[int | None]:
         async with self._redis.pipeline(transaction=False) as pipe:

@@ -89,6 +89,11 @@ async def assert_lifetime_sums(store: MetricsStore, sums: dict[str, Any]) -> Non
     assert not wrong, f"{len(wrong)} assets differ, e.g. {list(wrong.items())[:3]}"
 
 
+def metrics_store(redis: Any, settings: Settings) -> MetricsStore:
+    keys = Keys(settings.redis_key_prefix)
+    return MetricsStore(redis, keys, Scripts.register(redis), settings.topic_asset_performance)
+
+
 def crash_env(stack: dict[str, str]) -> dict[str, str]:
     return isolated_env(
         stack,
@@ -107,12 +112,7 @@ async def test_sigkill_three_times_keeps_every_counter_exact(
     records, sums = events(120_000, 2_000, seed=1)
     unique = 120_000
     redis = connect(settings)
-    store = MetricsStore(
-        redis,
-        Keys(settings.redis_key_prefix),
-        Scripts.register(redis),
-        settings.topic_asset_performance,
-    )
+    store = metrics_store(redis, settings)
     worker = Worker(env, tmp_path / "worker.log")
     worker.start()
     await worker.wait_ready()
@@ -152,12 +152,7 @@ async def test_group_member_killed_mid_stream(stack: dict[str, str], tmp_path: P
     records, sums = events(100_000, 1_000, seed=2)
     unique = 100_000
     redis = connect(settings)
-    store = MetricsStore(
-        redis,
-        Keys(settings.redis_key_prefix),
-        Scripts.register(redis),
-        settings.topic_asset_performance,
-    )
+    store = metrics_store(redis, settings)
     first = Worker(env, tmp_path / "first.log")
     second = Worker({**env, "MEDIA_WEB_PORT": str(free_port())}, tmp_path / "second.log")
     first.start()

@@ -9,6 +9,7 @@ from typing import Any
 import faust
 
 from service.agents.resilience import TRANSIENT, process
+from service.api import middleware
 from service.api.views import register_views
 from service.config import Settings
 from service.domain.decoding import RawMessage, as_raw, decode
@@ -69,6 +70,7 @@ def create_app(settings: Settings) -> MediaApp:
         web_host=settings.web_host,
         web_port=settings.web_port,
         web_bind=settings.web_bind,
+        web_application_options={"middlewares": middleware.build(settings.api_token)},
         autodiscover=False,
         store="memory://",
         datadir=str(settings.data_dir / f"{settings.app_id}-data"),

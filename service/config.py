@@ -56,6 +56,8 @@ class Settings(BaseSettings):
     web_host: str = "127.0.0.1"
     web_port: Annotated[int, Field(ge=1, le=65535)] = 8066
     web_bind: str = "127.0.0.1"
+    # When set, every /v1 route requires `Authorization: Bearer <token>`.
+    api_token: SecretStr | None = None
 
     # Processing
     max_message_bytes: Annotated[int, Field(ge=1024)] = 262_144

@@ -1,31 +1,45 @@
-"""Read-only JSON views over the registry in Redis.
+"""Read-only JSON views over Redis.
 
-Every worker serves the whole API: reads go to Redis, not to local state, so
-any worker answers for any asset. Errors are JSON objects with `error` and
-`detail`: 404 for what does not exist, 400 for a bad parameter, 503 while the
-store is unreachable.
+Every worker serves the whole API: reads go to Redis, not to local state, so any
+worker answers for any asset. Bodies are the models of `service.api.schemas`;
+errors are problem details (`service.api.problems`): 404 for what does not exist,
+400 for a bad parameter; the middleware adds 401, 405, 500 and 503.
 """
 
 from __future__ import annotations
 
-import logging
 import re
 import time
 from typing import Any, cast
 
 import faust
 from faust.web import Request, Response, View
+from pydantic import BaseModel
 
-from service.agents.resilience import TRANSIENT
+from service.api import openapi, problems
+from service.api.schemas import (
+    AssetMetricsOut,
+    AssetOut,
+    DeadLetterStatsOut,
+    DuplicateOut,
+    DuplicatesOut,
+    HealthOut,
+    LibraryAssetsOut,
+    LibraryMetricsOut,
+    LibraryStatsOut,
+    PerformanceStatsOut,
+    TopItem,
+    TopOut,
+    TotalsOut,
+)
 from service.domain import leaderboard
-from service.domain.enums import AssetStatus, Channel
+from service.domain.enums import Channel
 from service.domain.events import normalise_labels
 from service.domain.leaderboard import LEADERBOARD_WINDOWS, RankMetric
+from service.domain.library import COUNTED_STATUSES
 from service.domain.metrics import Totals
 from service.domain.windows import Window
 from service.runtime import Runtime
-
-log = logging.getLogger(__name__)
 
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
 DEFAULT_PAGE_SIZE = 50
@@ -36,26 +50,31 @@ class BadRequest(Exception):
 
 
 class ApiView(View):
-    async def dispatch(self, request: Any) -> Any:
-        """Answers 503 with a JSON body while Redis (or Kafka) cannot be reached."""
-        try:
-            return await super().dispatch(request)
-        except TRANSIENT as exc:
-            log.warning("%s %s: %r", request.method, request.path, exc)
-            return self.problem(503, "unavailable", "the store is unreachable; retry shortly")
-
     @property
     def runtime(self) -> Runtime:
         return cast(Runtime, getattr(self.app, "runtime"))  # noqa: B009
 
-    def problem(self, status: int, error: str, detail: str) -> Response:
-        return self.json({"error": error, "detail": detail}, status=status)
+    def out(self, model: BaseModel) -> Response:
+        return self.json(model.model_dump(mode="json"))
+
+    def problem(self, kind: problems.Kind, detail: str) -> Response:
+        body = problems.body(kind, detail, getattr(self, "_path", None))
+        return self.json(body.model_dump(), status=kind.status, content_type=problems.CONTENT_TYPE)
 
     def not_found(self, detail: str) -> Response:
-        return self.problem(404, "not_found", detail)
+        return self.problem(problems.NOT_FOUND, detail)
 
     def bad_request(self, detail: str) -> Response:
-        return self.problem(400, "bad_request", detail)
+        return self.problem(problems.BAD_REQUEST, detail)
+
+    async def dispatch(self, request: Any) -> Any:
+        self._path = request.path
+        return await super().dispatch(request)
+
+    async def on_request_error(self, request: Request, exc: Any) -> Response:
+        """Faust's own web errors (a method the view lacks), as problem details."""
+        kind = problems.METHOD_NOT_ALLOWED if exc.code == 405 else problems.BAD_REQUEST
+        return self.problem(kind, str(exc.detail))
 
 
 class AssetView(ApiView):
@@ -65,9 +84,7 @@ class AssetView(ApiView):
         if state is None or state.asset is None:
             return self.not_found(f"asset '{asset_id}' is not registered")
         lifetime = await self.runtime.metrics_store.totals(asset_id, Window.LIFETIME, time.time())
-        body = state.asset.model_dump(mode="json")
-        body["lifetime"] = (lifetime or Totals()).as_dict()
-        return self.json(body)
+        return self.out(AssetOut(**dict(state.asset), lifetime=TotalsOut.of(lifetime or Totals())))
 
 
 class AssetMetricsView(ApiView):
@@ -95,14 +112,14 @@ class AssetMetricsView(ApiView):
             if loaded.state is None or loaded.state.asset is None:
                 return self.not_found(f"asset '{asset_id}' is not registered and has no metrics")
             totals = Totals()
-        return self.json(
-            {
-                "asset_id": asset_id,
-                "window": window.value,
-                "channel": channel,
-                "campaign": campaign,
+        return self.out(
+            AssetMetricsOut(
+                asset_id=asset_id,
+                window=window.value,
+                channel=channel,
+                campaign=campaign,
                 **totals.as_dict(),
-            }
+            )
         )
 
 
@@ -142,7 +159,11 @@ class LibraryTopView(_BoardQuery):
             metric = RankMetric(query.get("metric", RankMetric.CTR.value))
             limit = _int_param(query, "limit", 10, 1, 100)
             min_impressions = _int_param(
-                query, "min_impressions", settings.leaderboard_min_impressions, 0, 10**12
+                query,
+                "min_impressions",
+                settings.leaderboard_min_impressions,
+                0,
+                openapi.MAX_MIN_IMPRESSIONS,
             )
         except ValueError:
             metrics = ", ".join(m.value for m in RankMetric)
@@ -153,23 +174,20 @@ class LibraryTopView(_BoardQuery):
         if entries is None:
             return self.not_found(f"library '{library_id}' has no registered assets")
         top = leaderboard.rank(entries, metric, min_impressions=min_impressions, limit=limit)
-        return self.json(
-            {
-                "library_id": library_id,
-                "metric": metric.value,
-                "window": window.value,
-                "channel": channel,
-                "min_impressions": min_impressions,
-                "items": [
-                    {
-                        "rank": n,
-                        "asset_id": e.asset_id,
-                        "value": e.value(metric),
-                        **e.totals.as_dict(),
-                    }
+        return self.out(
+            TopOut(
+                library_id=library_id,
+                metric=metric.value,
+                window=window.value,
+                channel=channel,
+                min_impressions=min_impressions,
+                items=[
+                    TopItem(
+                        rank=n, asset_id=e.asset_id, value=e.value(metric), **e.totals.as_dict()
+                    )
                     for n, e in enumerate(top, start=1)
                 ],
-            }
+            )
         )
 
 
@@ -187,14 +205,14 @@ class LibraryMetricsView(_BoardQuery):
         total = Totals()
         for entry in entries:
             total = total + entry.totals
-        return self.json(
-            {
-                "library_id": library_id,
-                "window": window.value,
-                "channel": channel,
-                "assets_with_activity": len(entries),
+        return self.out(
+            LibraryMetricsOut(
+                library_id=library_id,
+                window=window.value,
+                channel=channel,
+                assets_with_activity=len(entries),
                 **total.as_dict(),
-            }
+            )
         )
 
 
@@ -202,7 +220,7 @@ class PerformanceStatsView(ApiView):
     async def get(self, request: Request) -> Response:
         runtime = self.runtime
         counters = await runtime.metrics_store.counters(runtime.settings.topic_partitions)
-        return self.json(counters)
+        return self.out(PerformanceStatsOut(**counters))
 
 
 class LibraryStatsView(ApiView):
@@ -210,7 +228,7 @@ class LibraryStatsView(ApiView):
         stats = await self.runtime.registry_store.library_stats(library_id)
         if stats is None:
             return self.not_found(f"library '{library_id}' has no registered assets")
-        return self.json(stats.model_dump(mode="json"))
+        return self.out(LibraryStatsOut(**dict(stats)))
 
 
 class LibraryAssetsView(ApiView):
@@ -226,9 +244,11 @@ class LibraryAssetsView(ApiView):
             return self.not_found(f"library '{library_id}' has no registered assets")
         ids = await store.library_page(library_id, **query)
         states = await store.assets(ids)
-        items = [s.asset.model_dump(mode="json") for s in states if s.asset is not None]
+        items = [s.asset for s in states if s.asset is not None]
         next_cursor = ids[-1] if len(ids) == query["limit"] else None
-        return self.json({"library_id": library_id, "items": items, "next_cursor": next_cursor})
+        return self.out(
+            LibraryAssetsOut(library_id=library_id, items=items, next_cursor=next_cursor)
+        )
 
 
 class DuplicatesView(ApiView):
@@ -238,23 +258,25 @@ class DuplicatesView(ApiView):
         entries = await self.runtime.registry_store.duplicates(content_sha256)
         if not entries:
             return self.not_found(f"no registered asset has content {content_sha256}")
-        return self.json(
-            {
-                "content_sha256": content_sha256,
-                "assets": [{"asset_id": e.asset_id, "library_id": e.library_id} for e in entries],
-            }
+        return self.out(
+            DuplicatesOut(
+                content_sha256=content_sha256,
+                assets=[
+                    DuplicateOut(asset_id=e.asset_id, library_id=e.library_id) for e in entries
+                ],
+            )
         )
 
 
 class DeadLetterStatsView(ApiView):
     async def get(self, request: Request) -> Response:
         totals = await self.runtime.dead_letter_counters.totals()
-        return self.json({"by_reason": totals, "total": sum(totals.values())})
+        return self.out(DeadLetterStatsOut(by_reason=totals, total=sum(totals.values())))
 
 
 class HealthView(ApiView):
     async def get(self, request: Request) -> Response:
-        return self.json({"status": "ok"})
+        return self.out(HealthOut(status="ok"))
 
 
 def _int_param(query: Any, name: str, default: int, low: int, high: int) -> int:
@@ -272,16 +294,9 @@ def _int_param(query: Any, name: str, default: int, low: int, high: int) -> int:
 
 def _library_query(query: Any, max_limit: int) -> dict[str, Any]:
     status = query.get("status")
-    if status is not None and status not in {s.value for s in AssetStatus}:
-        allowed = ", ".join(s.value for s in AssetStatus if s is not AssetStatus.DELETED)
-        raise BadRequest(f"status must be one of: {allowed}")
-    raw_limit = query.get("limit", str(DEFAULT_PAGE_SIZE))
-    try:
-        limit = int(raw_limit)
-    except ValueError:
-        raise BadRequest(f"limit must be an integer, got {raw_limit!r}") from None
-    if not 1 <= limit <= max_limit:
-        raise BadRequest(f"limit must be between 1 and {max_limit}")
+    if status is not None and status not in COUNTED_STATUSES:
+        raise BadRequest(f"status must be one of: {', '.join(COUNTED_STATUSES)}")
+    limit = _int_param(query, "limit", DEFAULT_PAGE_SIZE, 1, max_limit)
     return {
         "tags": normalise_labels(query.getall("tag", [])),
         "categories": normalise_labels(query.getall("category", [])),
@@ -305,7 +320,18 @@ ROUTES: dict[str, type[ApiView]] = {
 }
 
 
+class OpenApiView(ApiView):
+    async def get(self, request: Request) -> Response:
+        settings = self.runtime.settings
+        return self.json(
+            openapi.document(
+                api_page_size_max=settings.api_page_size_max,
+                token_required=settings.api_token is not None,
+            )
+        )
+
+
 def register_views(app: faust.App) -> None:
-    for path, view in ROUTES.items():
+    for path, view in {**ROUTES, "/openapi.json": OpenApiView}.items():
         # A subclass per app, so that apps built in one process never share a view class.
         app.page(path, name=f"{view.__name__}")(type(view.__name__, (view,), {}))

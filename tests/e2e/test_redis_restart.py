@@ -57,7 +57,7 @@ async def test_worker_survives_a_redis_restart(stack: dict[str, str], tmp_path: 
     await redis.aclose()
     assert before < ASSETS, "Redis must go away while the worker is mid-stream"
     status, body = await worker.get("/v1/libraries/lib/stats")
-    assert status == 503 and body["error"] == "unavailable"
+    assert status == 503 and body["type"] == "/problems/unavailable"
     await asyncio.sleep(2)
     await asyncio.to_thread(
         subprocess.run, [str(ROOT / "deploy" / "stack.sh"), "up"], check=True, capture_output=True

@@ -168,7 +168,7 @@ async def test_registry_end_to_end(
     ]:
         status, body = await worker.get(path)
         assert status == expected, (path, status, body)
-        assert body["error"] and body["detail"], (path, body)
+        assert body["type"].startswith("/problems/") and body["detail"], (path, body)
 
     # --- one duplicates-detected event, exactly --------------------------------------
     detected = await read_topic(

@@ -1,0 +1,226 @@
+"""The OpenAPI 3.1 document of the HTTP API, built from the same models the views return.
+
+`OPERATIONS` is the one description of every route; a test checks it against the
+routes the server really has, and a property-based test fuzzes the live server
+from this document.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+import service
+from service.api import problems, schemas
+from service.domain.enums import Channel
+from service.domain.leaderboard import LEADERBOARD_WINDOWS, RankMetric
+from service.domain.library import COUNTED_STATUSES
+from service.domain.windows import Window
+
+JSON = "application/json"
+_CHANNELS = [c.value for c in Channel]
+_BOARD_WINDOWS = [w.value for w in LEADERBOARD_WINDOWS]
+MAX_MIN_IMPRESSIONS = 10**12
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    where: str  # "path" or "query"
+    schema: dict[str, Any]
+    description: str
+    many: bool = False  # a query parameter that may repeat
+
+    def spec(self) -> dict[str, Any]:
+        schema = {"type": "array", "items": self.schema} if self.many else self.schema
+        spec: dict[str, Any] = {
+            "name": self.name,
+            "in": self.where,
+            "required": self.where == "path",
+            "description": self.description,
+            "schema": schema,
+        }
+        if self.many:
+            spec.update(style="form", explode=True)
+        return spec
+
+
+@dataclass(frozen=True)
+class Operation:
+    path: str
+    summary: str
+    response: type[BaseModel]
+    params: tuple[Param, ...] = ()
+    errors: tuple[problems.Kind, ...] = field(default=())
+    protected: bool = True
+
+
+def _path(name: str, description: str, **schema: Any) -> Param:
+    return Param(name, "path", {"type": "string", **schema}, description)
+
+
+def _enum(name: str, values: list[str], description: str) -> Param:
+    return Param(name, "query", {"type": "string", "enum": values}, description)
+
+
+ASSET = _path("asset_id", "the asset's id")
+LIBRARY = _path("library_id", "the library's id")
+CHANNEL = _enum("channel", _CHANNELS, "only this channel")
+
+OPERATIONS: tuple[Operation, ...] = (
+    Operation(
+        "/v1/assets/{asset_id}",
+        "A registered asset, with its lifetime totals",
+        schemas.AssetOut,
+        (ASSET,),
+        (problems.NOT_FOUND,),
+    ),
+    Operation(
+        "/v1/assets/{asset_id}/metrics",
+        "An asset's sums and rates over a window",
+        schemas.AssetMetricsOut,
+        (
+            ASSET,
+            _enum("window", [w.value for w in Window], "the window (default 24h)"),
+            CHANNEL,
+            Param(
+                "campaign",
+                "query",
+                {"type": "string", "minLength": 1},
+                "only this campaign; 400 together with channel (not kept per both)",
+            ),
+        ),
+        (problems.BAD_REQUEST, problems.NOT_FOUND),
+    ),
+    Operation(
+        "/v1/libraries/{library_id}/stats",
+        "A library's asset count, bytes, and counts by media type and status",
+        schemas.LibraryStatsOut,
+        (LIBRARY,),
+        (problems.NOT_FOUND,),
+    ),
+    Operation(
+        "/v1/libraries/{library_id}/assets",
+        "A page of a library's assets in id order, filtered",
+        schemas.LibraryAssetsOut,
+        (
+            LIBRARY,
+            Param("tag", "query", {"type": "string"}, "has every tag given", many=True),
+            Param("category", "query", {"type": "string"}, "has every category given", many=True),
+            _enum("status", [s.value for s in COUNTED_STATUSES], "in this status"),
+            Param("limit", "query", {"type": "integer", "minimum": 1}, "page size (default 50)"),
+            Param("cursor", "query", {"type": "string"}, "the previous page's next_cursor"),
+        ),
+        (problems.BAD_REQUEST, problems.NOT_FOUND),
+    ),
+    Operation(
+        "/v1/libraries/{library_id}/top",
+        "A library's leading assets by a rate, with a minimum of impressions",
+        schemas.TopOut,
+        (
+            LIBRARY,
+            _enum("metric", [m.value for m in RankMetric], "the rate to rank by (default ctr)"),
+            _enum("window", _BOARD_WINDOWS, "the window (default 24h)"),
+            CHANNEL,
+            Param(
+                "limit",
+                "query",
+                {"type": "integer", "minimum": 1, "maximum": 100},
+                "how many (default 10)",
+            ),
+            Param(
+                "min_impressions",
+                "query",
+                {"type": "integer", "minimum": 0},
+                "fewer impressions do not rank (default MEDIA_LEADERBOARD_MIN_IMPRESSIONS)",
+            ),
+        ),
+        (problems.BAD_REQUEST, problems.NOT_FOUND),
+    ),
+    Operation(
+        "/v1/libraries/{library_id}/metrics",
+        "A library's sums and rates over a window (as of the last board refresh)",
+        schemas.LibraryMetricsOut,
+        (LIBRARY, _enum("window", _BOARD_WINDOWS, "the window (default 24h)"), CHANNEL),
+        (problems.BAD_REQUEST, problems.NOT_FOUND),
+    ),
+    Operation(
+        "/v1/duplicates/{content_sha256}",
+        "Every asset holding this content, in order of registration",
+        schemas.DuplicatesOut,
+        (_path("content_sha256", "SHA-256 of the content", pattern="^[0-9a-f]{64}$"),),
+        (problems.BAD_REQUEST, problems.NOT_FOUND),
+    ),
+    Operation(
+        "/v1/dead-letters/stats",
+        "Dead letters counted by reason",
+        schemas.DeadLetterStatsOut,
+    ),
+    Operation(
+        "/v1/performance/stats",
+        "Performance events applied, re-sent copies skipped, late events",
+        schemas.PerformanceStatsOut,
+    ),
+    Operation("/healthz", "The process serves requests", schemas.HealthOut, protected=False),
+)
+
+
+def document(*, api_page_size_max: int, token_required: bool) -> dict[str, Any]:
+    models = {op.response for op in OPERATIONS} | {schemas.Problem}
+    refs, definitions = models_json_schema(
+        [(m, "serialization") for m in sorted(models, key=lambda m: m.__name__)],
+        ref_template="#/components/schemas/{model}",
+    )
+    paths = {
+        op.path: {"get": _operation(op, refs, api_page_size_max, token_required)}
+        for op in OPERATIONS
+    }
+    doc: dict[str, Any] = {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Media intelligence API",
+            "version": service.__version__,
+            "description": "Asset registry, duplicates, rolling metrics and library boards.",
+        },
+        "paths": paths,
+        "components": {"schemas": definitions.get("$defs", {})},
+    }
+    if token_required:
+        doc["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
+    return doc
+
+
+def _operation(
+    op: Operation, refs: dict[Any, Any], page_max: int, token_required: bool
+) -> dict[str, Any]:
+    params = [p.spec() for p in op.params]
+    for spec in params:
+        if op.path.endswith("/assets") and spec["name"] == "limit":
+            spec["schema"]["maximum"] = page_max
+    problem_ref = refs[(schemas.Problem, "serialization")]
+    kinds = [*op.errors, problems.UNAVAILABLE, problems.INTERNAL]
+    if token_required and op.protected:
+        kinds.append(problems.UNAUTHORIZED)
+    responses: dict[str, Any] = {
+        "200": {
+            "description": "OK",
+            "content": {JSON: {"schema": refs[(op.response, "serialization")]}},
+        }
+    }
+    for kind in kinds:
+        responses[str(kind.status)] = {
+            "description": kind.title,
+            "content": {problems.CONTENT_TYPE: {"schema": problem_ref}},
+        }
+    operation: dict[str, Any] = {
+        "summary": op.summary,
+        "operationId": op.path.strip("/").replace("/", "_").replace("{", "").replace("}", ""),
+        "parameters": params,
+        "responses": responses,
+    }
+    if token_required and op.protected:
+        operation["security"] = [{"bearer": []}]
+    return operation

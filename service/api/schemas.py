@@ -1,0 +1,115 @@
+"""The response bodies of the HTTP API: the views build them, `/openapi.json` describes them."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from service.domain.enums import AssetStatus, MediaType
+from service.domain.metrics import Totals
+from service.domain.registry import Asset
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class TotalsOut(_Out):
+    impressions: int
+    clicks: int
+    engagements: int
+    conversions: int
+    shares: int
+    comments: int
+    ctr: float = Field(description="clicks / impressions, 0 without impressions")
+    engagement_rate: float = Field(description="engagements / impressions, 0 without impressions")
+    conversion_rate: float = Field(description="conversions / clicks, 0 without clicks")
+
+    @classmethod
+    def of(cls, totals: Totals) -> TotalsOut:
+        return cls.model_validate(totals.as_dict())
+
+
+class AssetOut(Asset):
+    """A registered asset with its lifetime totals."""
+
+    lifetime: TotalsOut
+
+
+class AssetMetricsOut(TotalsOut):
+    asset_id: str
+    window: str
+    channel: str | None
+    campaign: str | None
+
+
+class LibraryStatsOut(_Out):
+    library_id: str
+    asset_count: int
+    total_bytes: int
+    by_media_type: dict[MediaType, int]
+    by_status: dict[AssetStatus, int]
+
+
+class LibraryAssetsOut(_Out):
+    library_id: str
+    items: list[Asset]
+    next_cursor: str | None = Field(
+        description="pass as `cursor` for the next page; null at the end"
+    )
+
+
+class TopItem(TotalsOut):
+    rank: int
+    asset_id: str
+    value: float = Field(description="the ranked metric")
+
+
+class TopOut(_Out):
+    library_id: str
+    metric: str
+    window: str
+    channel: str | None
+    min_impressions: int
+    items: list[TopItem]
+
+
+class LibraryMetricsOut(TotalsOut):
+    library_id: str
+    window: str
+    channel: str | None
+    assets_with_activity: int
+
+
+class DuplicateOut(_Out):
+    asset_id: str
+    library_id: str
+
+
+class DuplicatesOut(_Out):
+    content_sha256: str
+    assets: list[DuplicateOut]
+
+
+class DeadLetterStatsOut(_Out):
+    by_reason: dict[str, int]
+    total: int
+
+
+class PerformanceStatsOut(_Out):
+    applied: int
+    duplicates: int
+    late: int
+
+
+class HealthOut(_Out):
+    status: str
+
+
+class Problem(_Out):
+    """An error, as RFC 9457 problem details (`application/problem+json`)."""
+
+    type: str = Field(description="a stable identifier of the kind of error")
+    title: str
+    status: int
+    detail: str
+    instance: str | None = Field(default=None, description="the request path")

@@ -1,0 +1,48 @@
+"""The OpenAPI document tells the truth about the routes the server has."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import schemathesis
+
+from service.api.openapi import OPERATIONS, document
+from service.api.views import ROUTES
+from service.app import create_app
+from service.config import Settings
+
+
+def test_document_and_views_describe_the_same_routes() -> None:
+    assert {op.path for op in OPERATIONS} == set(ROUTES)
+
+
+def test_the_server_has_exactly_the_documented_routes(tmp_path: object) -> None:
+    app = create_app(Settings(data_dir=f"{tmp_path}"))
+    served = {r.canonical for r in app.web.web_app.router.resources()}
+    assert served == {op.path for op in OPERATIONS} | {"/openapi.json"}
+
+
+def test_document_is_valid_and_complete() -> None:
+    doc = document(api_page_size_max=500, token_required=True)
+    json.dumps(doc)  # serialisable as served
+    schema = schemathesis.openapi.from_dict(doc)  # validates the OpenAPI structure
+    assert len(list(schema.get_all_operations())) == len(OPERATIONS)
+    components = doc["components"]["schemas"]
+    for path, item in doc["paths"].items():
+        operation = item["get"]
+        names = {p["name"] for p in operation["parameters"] if p["in"] == "path"}
+        assert names == set(re.findall(r"{(\w+)}", path)), path
+        for response in operation["responses"].values():
+            for content in response["content"].values():
+                ref = content["schema"]["$ref"].rsplit("/", 1)[-1]
+                assert ref in components, (path, ref)
+        protected = path.startswith("/v1/")
+        assert ("401" in operation["responses"]) == protected, path
+    assert doc["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+
+
+def test_without_a_token_no_route_asks_for_one() -> None:
+    doc = document(api_page_size_max=500, token_required=False)
+    assert "securitySchemes" not in doc["components"]
+    assert all("401" not in item["get"]["responses"] for item in doc["paths"].values())

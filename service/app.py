@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, cast
 
 import faust
 
@@ -13,11 +15,20 @@ from service.api import middleware
 from service.api.views import register_views
 from service.config import Settings
 from service.domain.decoding import RawMessage, as_raw, decode
-from service.domain.events import AssetLifecycle, AssetRegistered
+from service.domain.events import AssetLifecycle, AssetRegistered, Event
+from service.domain.registry import Outcome
 from service.runtime import Runtime
-from service.streaming.batching import BatchHandler, BatchingTransport
+from service.streaming.batching import BatchHandler, BatchingConsumer, BatchingTransport
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class Readiness:
+    """Group membership as the rebalance signals report it."""
+
+    assigned: bool = False
+    rebalancing: bool = False
 
 
 class FaustProducer:
@@ -42,6 +53,7 @@ class MediaApp(faust.App):
     runtime: Runtime
     batch_handlers: dict[str, BatchHandler]
     fetch_wait_ms: int = 100
+    readiness: Readiness
 
     def _new_transport(self) -> Any:
         return BatchingTransport(self.conf.broker_consumer, self)
@@ -79,8 +91,10 @@ def create_app(settings: Settings) -> MediaApp:
     app.runtime = Runtime.build(settings, FaustProducer(app))
     app.batch_handlers = {}
     app.fetch_wait_ms = settings.kafka_fetch_wait_ms
+    app.readiness = Readiness()
     _agents(app, settings)
     _batch_consumers(app, settings)
+    _readiness(app)
     register_views(app)
     return app
 
@@ -99,13 +113,28 @@ def _agents(app: MediaApp, settings: Settings) -> None:
     runtime = app.runtime
     max_bytes = settings.max_message_bytes
 
+    metrics = runtime.instruments
+
+    async def measured(event: Event, outcome: Awaitable[Outcome]) -> Outcome:
+        started = time.perf_counter()
+        result = await outcome
+        metrics.redis_seconds.observe(time.perf_counter() - started)
+        if result.result == "applied":
+            topic = result.source.topic
+            metrics.applied.labels(topic=topic).inc()
+            age = time.time() - event.occurred_at.timestamp()
+            metrics.event_age.labels(topic=topic).observe(max(0.0, age))
+        return result
+
     async def registration(message: RawMessage) -> object:
+        metrics.consumed.labels(topic=message.topic).inc()
         event = decode(AssetRegistered, message, max_bytes=max_bytes)
-        return await runtime.registry.registration(event, message.source())
+        return await measured(event, runtime.registry.registration(event, message.source()))
 
     async def lifecycle(message: RawMessage) -> object:
+        metrics.consumed.labels(topic=message.topic).inc()
         event = decode(AssetLifecycle, message, max_bytes=max_bytes)
-        return await runtime.registry.lifecycle(event, message.source())
+        return await measured(event, runtime.registry.lifecycle(event, message.source()))
 
     _consume(app, settings.topic_asset_registered, "registrations", registration)
     _consume(app, settings.topic_asset_lifecycle, "lifecycle", lifecycle)
@@ -142,6 +171,22 @@ def _batch_consumers(app: MediaApp, settings: Settings) -> None:
         handler.on_assignment()
 
     app.on_partitions_assigned.connect(on_assigned)  # type: ignore[arg-type]  # mode typing
+
+
+def _readiness(app: MediaApp) -> None:
+    """Ready once the worker joined its group and between rebalances (see ReadyView)."""
+    state = app.readiness
+
+    async def on_revoked(sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
+        state.rebalancing = True
+
+    async def on_assigned(sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
+        state.assigned = True
+        state.rebalancing = False
+
+    app.on_partitions_revoked.connect(on_revoked)  # type: ignore[arg-type]  # mode typing
+    app.on_partitions_assigned.connect(on_assigned)  # type: ignore[arg-type]
+    app.runtime.instruments.watch_lag(lambda: cast(BatchingConsumer, app.consumer).lag())
 
 
 def _consume(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import logging.config
 import sys
 from pathlib import Path
 
@@ -68,9 +69,11 @@ def _worker(settings: Settings) -> int:
     from faust.worker import Worker
 
     from service.app import create_app
+    from service.observability import logging_config
     from service.topics import check_partitions, ensure_topics
 
-    logging.basicConfig(level=settings.log_level.upper())
+    log_config = logging_config(settings.log_level, settings.log_format)
+    logging.config.dictConfig(log_config)
 
     async def prepare() -> list[str]:
         if settings.create_topics:
@@ -93,7 +96,7 @@ def _worker(settings: Settings) -> int:
         print("\n".join(problems), file=sys.stderr)
         return 2
     app = create_app(settings)
-    worker = Worker(app, loglevel=settings.log_level, quiet=True)
+    worker = Worker(app, loglevel=settings.log_level, quiet=True, logging_config=log_config)
     worker.execute_from_commandline()
     return 0
 

@@ -73,6 +73,8 @@ class Settings(BaseSettings):
     data_dir: Path = Path(".stack/worker-data")
 
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # json: one object a line for log pipelines; text: for people at a terminal.
+    log_format: Literal["text", "json"] = "text"
 
     @field_validator("redis_key_prefix")
     @classmethod

@@ -11,6 +11,7 @@ from service.agents.leaderboards import LeaderboardRefresher
 from service.agents.performance import PerformanceHandler
 from service.agents.registry import RegistryHandler
 from service.config import Settings
+from service.observability import Instruments
 from service.store.client import connect
 from service.store.dead_letters import DeadLetterCounters
 from service.store.keys import Keys
@@ -32,15 +33,19 @@ class Runtime:
     performance: PerformanceHandler
     leaderboard_store: LeaderboardStore
     leaderboards: LeaderboardRefresher
+    instruments: Instruments
 
     @classmethod
     def build(cls, settings: Settings, producer: Producer) -> Runtime:
         redis = connect(settings)
+        instruments = Instruments.create()
         keys = Keys(settings.redis_key_prefix)
         scripts = Scripts.register(redis)
         store = RegistryStore(redis, keys, scripts, settings.seen_event_ttl_seconds)
         counters = DeadLetterCounters(redis, keys, scripts, settings.seen_event_ttl_seconds)
-        dead_letters = DeadLetters(producer, settings.topic_dead_letter, counters)
+        dead_letters = DeadLetters(
+            producer, settings.topic_dead_letter, counters, instruments.dead_letters
+        )
         boards = LeaderboardStore(redis, keys)
         registry = RegistryHandler(
             store=store,
@@ -49,6 +54,7 @@ class Runtime:
             duplicates_topic=settings.topic_duplicates_detected,
             hold_for=timedelta(seconds=settings.lifecycle_hold_seconds),
             on_change=boards.mark_dirty,
+            duplicates_sent=instruments.duplicates,
         )
         metrics = MetricsStore(redis, keys, scripts, settings.topic_asset_performance)
         performance = PerformanceHandler(
@@ -56,6 +62,7 @@ class Runtime:
             dead_letters,
             max_message_bytes=settings.max_message_bytes,
             future_tolerance_seconds=settings.future_tolerance_seconds,
+            instruments=instruments,
         )
         refresher = LeaderboardRefresher(
             boards, metrics, store, partitions=settings.topic_partitions
@@ -71,6 +78,7 @@ class Runtime:
             performance=performance,
             leaderboard_store=boards,
             leaderboards=refresher,
+            instruments=instruments,
         )
 
     async def close(self) -> None:

@@ -6,6 +6,8 @@ import logging
 from datetime import UTC, datetime
 from typing import Protocol
 
+from prometheus_client import Counter
+
 from service.domain.decoding import DecodeError, RawMessage
 from service.domain.enums import DeadLetterReason
 from service.domain.events import DeadLetter, Event
@@ -31,10 +33,17 @@ class DeadLetters:
     between yields at most a second copy with the same event_id, never a loss.
     """
 
-    def __init__(self, producer: Producer, topic: str, counters: DeadLetterCounters) -> None:
+    def __init__(
+        self,
+        producer: Producer,
+        topic: str,
+        counters: DeadLetterCounters,
+        sent: Counter | None = None,
+    ) -> None:
         self._producer = producer
         self._topic = topic
         self._counters = counters
+        self._sent = sent
 
     async def decode_failure(self, message: RawMessage, error: DecodeError) -> None:
         await self.publish(
@@ -80,4 +89,6 @@ class DeadLetters:
         key = None if asset_id is None else asset_id.encode("utf-8")
         await self._producer.send(self._topic, key, encode(letter))
         await self._counters.count(code, source.dead_letter_id)
+        if self._sent is not None:
+            self._sent.labels(reason=code.value).inc()
         log.warning("dead-lettered %s (%s): %s", source.dead_letter_id, code.value, reason)

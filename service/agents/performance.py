@@ -34,6 +34,7 @@ from service.domain.decoding import DecodeError, Record, as_raw, decode
 from service.domain.enums import DeadLetterReason
 from service.domain.events import AssetPerformance
 from service.domain.windows import is_future
+from service.observability import AGE_SAMPLE_EVERY, Instruments
 from service.store.metrics import MetricsStore, PerfRow
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,7 @@ class PerformanceHandler:
         max_message_bytes: int,
         future_tolerance_seconds: float,
         clock: Callable[[], float] = time.time,
+        instruments: Instruments | None = None,
     ) -> None:
         self._store = store
         self._dead_letters = dead_letters
@@ -58,6 +60,7 @@ class PerformanceHandler:
         self._clock = clock
         self._verified: set[int] = set()
         self._pointed: OrderedDict[str, None] = OrderedDict()
+        self._instruments = instruments or Instruments.create()
 
     def on_assignment(self) -> None:
         """Partitions moved: check each one's position again before its next batch."""
@@ -73,15 +76,26 @@ class PerformanceHandler:
             if messages[0].offset > position + 1:
                 return position + 1
         now = self._clock()
+        topic = messages[0].topic
+        metrics = self._instruments
+        metrics.consumed.labels(topic=topic).inc(len(messages))
         rows = await self._decode(messages, now)
         await self._point(partition, rows)
         first, last = messages[0].offset, messages[-1].offset
         while True:
+            started = time.perf_counter()
             result = await self._store.apply(partition, first, last, [r for _, r in rows], now)
+            metrics.redis_seconds.observe(time.perf_counter() - started)
             if result.status != -1:
-                return None
+                break
             first = result.position + 1
             rows = [(offset, row) for offset, row in rows if offset >= first]
+        if result.applied:
+            metrics.applied.labels(topic=topic).inc(result.applied)
+            age = metrics.event_age.labels(topic=topic)
+            for _, row in rows[::AGE_SAMPLE_EVERY]:
+                age.observe(max(0.0, now - row[4]))
+        return None
 
     async def _decode(self, messages: Sequence[Record], now: float) -> list[tuple[int, PerfRow]]:
         rows: list[tuple[int, PerfRow]] = []

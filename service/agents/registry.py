@@ -27,6 +27,8 @@ import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
+from prometheus_client import Counter
+
 from service.agents.emit import DeadLetters, Producer, encode
 from service.domain import registry as rules
 from service.domain.events import AssetLifecycle, AssetRegistered, DuplicateRef, DuplicatesDetected
@@ -55,6 +57,7 @@ class RegistryHandler:
         hold_for: timedelta,
         max_attempts: int = 20,
         on_change: Callable[[list[str]], Awaitable[None]] | None = None,
+        duplicates_sent: Counter | None = None,
     ) -> None:
         self._store = store
         self._producer = producer
@@ -63,6 +66,7 @@ class RegistryHandler:
         self._hold_for = hold_for
         self._max_attempts = max_attempts
         self._on_change = on_change
+        self._duplicates_sent = duplicates_sent
 
     async def registration(self, event: AssetRegistered, source: SourceRef) -> Outcome:
         outcome, state = await self._settle(
@@ -213,6 +217,8 @@ class RegistryHandler:
             self._duplicates_topic, asset.content_sha256.encode(), encode(detected)
         )
         await self._store.mark_announced(asset.content_sha256, asset.asset_id)
+        if self._duplicates_sent is not None:
+            self._duplicates_sent.inc()
         log.info(
             "asset %s repeats the content of %d earlier asset(s)",
             asset.asset_id,

@@ -165,6 +165,12 @@ OPERATIONS: tuple[Operation, ...] = (
         schemas.PerformanceStatsOut,
     ),
     Operation("/healthz", "The process serves requests", schemas.HealthOut, protected=False),
+    Operation(
+        "/readyz",
+        "Redis answers and the worker is in its consumer group (503 with the reason if not)",
+        schemas.HealthOut,
+        protected=False,
+    ),
 )
 
 

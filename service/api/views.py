@@ -8,12 +8,15 @@ errors are problem details (`service.api.problems`): 404 for what does not exist
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from typing import Any, cast
 
 import faust
 from faust.web import Request, Response, View
+from prometheus_client import CONTENT_TYPE_LATEST as PROMETHEUS_CONTENT_TYPE
+from prometheus_client import generate_latest
 from pydantic import BaseModel
 
 from service.api import openapi, problems
@@ -306,18 +309,31 @@ def _library_query(query: Any, max_limit: int) -> dict[str, Any]:
     }
 
 
-ROUTES: dict[str, type[ApiView]] = {
-    "/v1/assets/{asset_id}": AssetView,
-    "/v1/assets/{asset_id}/metrics": AssetMetricsView,
-    "/v1/libraries/{library_id}/stats": LibraryStatsView,
-    "/v1/libraries/{library_id}/assets": LibraryAssetsView,
-    "/v1/libraries/{library_id}/top": LibraryTopView,
-    "/v1/libraries/{library_id}/metrics": LibraryMetricsView,
-    "/v1/duplicates/{content_sha256}": DuplicatesView,
-    "/v1/dead-letters/stats": DeadLetterStatsView,
-    "/v1/performance/stats": PerformanceStatsView,
-    "/healthz": HealthView,
-}
+class ReadyView(ApiView):
+    """Ready: Redis answers, the worker joined its consumer group, no rebalance under way."""
+
+    async def get(self, request: Request) -> Response:
+        reasons = []
+        readiness = getattr(self.app, "readiness", None)
+        if readiness is None or not readiness.assigned:
+            reasons.append("the worker has not joined its consumer group yet")
+        elif readiness.rebalancing:
+            reasons.append("a rebalance is under way")
+        try:
+            await asyncio.wait_for(self.runtime.redis.ping(), timeout=2)
+        except Exception as exc:  # any failure means "not ready", with its name
+            reasons.append(f"Redis does not answer ({type(exc).__name__})")
+        if reasons:
+            return self.problem(problems.UNAVAILABLE, "; ".join(reasons))
+        return self.out(HealthOut(status="ready"))
+
+
+class MetricsView(ApiView):
+    """Prometheus text exposition of this worker's metrics."""
+
+    async def get(self, request: Request) -> Response:
+        body = generate_latest(self.runtime.instruments.registry)
+        return self.bytes(body, content_type=PROMETHEUS_CONTENT_TYPE.split(";")[0])
 
 
 class OpenApiView(ApiView):
@@ -331,7 +347,25 @@ class OpenApiView(ApiView):
         )
 
 
+ROUTES: dict[str, type[ApiView]] = {
+    "/v1/assets/{asset_id}": AssetView,
+    "/v1/assets/{asset_id}/metrics": AssetMetricsView,
+    "/v1/libraries/{library_id}/stats": LibraryStatsView,
+    "/v1/libraries/{library_id}/assets": LibraryAssetsView,
+    "/v1/libraries/{library_id}/top": LibraryTopView,
+    "/v1/libraries/{library_id}/metrics": LibraryMetricsView,
+    "/v1/duplicates/{content_sha256}": DuplicatesView,
+    "/v1/dead-letters/stats": DeadLetterStatsView,
+    "/v1/performance/stats": PerformanceStatsView,
+    "/healthz": HealthView,
+    "/readyz": ReadyView,
+}
+
+# Served but not part of the JSON API document.
+UNDOCUMENTED: dict[str, type[ApiView]] = {"/openapi.json": OpenApiView, "/metrics": MetricsView}
+
+
 def register_views(app: faust.App) -> None:
-    for path, view in {**ROUTES, "/openapi.json": OpenApiView}.items():
+    for path, view in {**ROUTES, **UNDOCUMENTED}.items():
         # A subclass per app, so that apps built in one process never share a view class.
         app.page(path, name=f"{view.__name__}")(type(view.__name__, (view,), {}))

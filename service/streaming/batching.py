@@ -66,6 +66,18 @@ class BatchingConsumer(faust_aiokafka.Consumer):
         self._batch_positions: dict[TP, int] = {}
         self._batch_committed_at = time.monotonic()
 
+    def lag(self) -> list[tuple[str, int, int]]:
+        """(topic, partition, records behind the high watermark) of each assigned partition."""
+        result = []
+        for tp in self.assignment():
+            highwater = self.highwater(tp)
+            read = self._read_offset.get(tp)
+            if highwater is None or highwater < 0:
+                continue
+            behind = highwater - (0 if read is None else read + 1)
+            result.append((tp.topic, tp.partition, max(0, behind)))
+        return result
+
     @property
     def _batch_handlers(self) -> Mapping[str, BatchHandler]:
         return cast(Mapping[str, BatchHandler], getattr(self.app, "batch_handlers", {}))

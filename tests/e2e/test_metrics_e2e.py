@@ -34,7 +34,9 @@ def perf(n: int, asset: str, channel: str, impressions: int, clicks: int, ago: f
 
 
 async def test_metrics_and_boards_through_the_api(stack: dict[str, str], tmp_path: Path) -> None:
-    env = isolated_env(stack, web_port=free_port(), leaderboard_refresh_seconds=0.5)
+    env = isolated_env(
+        stack, web_port=free_port(), leaderboard_refresh_seconds=0.5, log_format="json"
+    )
     settings = settings_from(env)
     worker = Worker(env, tmp_path / "worker.log")
     worker.start()
@@ -93,6 +95,19 @@ async def test_metrics_and_boards_through_the_api(stack: dict[str, str], tmp_pat
     _, stats = await worker.get("/v1/performance/stats")
     assert stats == {"applied": 4, "duplicates": 1, "late": 0}
 
+    # What Prometheus scrapes, and readiness
+    metrics = await worker.get_text("/metrics")
+    perf_topic = settings.topic_asset_performance
+    assert f'media_events_applied_total{{topic="{perf_topic}"}} 4.0' in metrics
+    assert f'media_events_consumed_total{{topic="{perf_topic}"}} 5.0' in metrics
+    assert f'media_consumer_lag{{partition="0",topic="{perf_topic}"}}' in metrics
+    assert "media_redis_batch_seconds_count" in metrics
+    assert f'media_event_age_seconds_count{{topic="{settings.topic_asset_registered}"}} 2.0' in (
+        metrics
+    )
+    status, ready = await worker.get("/readyz")
+    assert (status, ready) == (200, {"status": "ready"})
+
     for path, expected in [
         ("/v1/assets/hero/metrics?window=2h", 400),
         ("/v1/assets/hero/metrics?channel=fax", 400),
@@ -106,3 +121,5 @@ async def test_metrics_and_boards_through_the_api(stack: dict[str, str], tmp_pat
         status, body = await worker.get(path)
         assert status == expected, (path, status, body)
     assert worker.stop() == 0
+    lines = [line for line in worker.log().splitlines() if line.startswith("{")]
+    assert lines and all(json.loads(line)["level"] for line in lines)

@@ -71,6 +71,15 @@ class Worker:
 
         return await asyncio.to_thread(fetch)
 
+    async def get_text(self, path: str) -> str:
+        url = f"http://127.0.0.1:{self.port}{path}"
+
+        def fetch() -> str:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                return str(response.read().decode())
+
+        return await asyncio.to_thread(fetch)
+
     def stop(self, sig: int = signal.SIGINT, seconds: float = 60) -> int:
         assert self.process is not None
         if self.process.poll() is None:

@@ -70,7 +70,10 @@ class RegistryHandler:
 
     async def registration(self, event: AssetRegistered, source: SourceRef) -> Outcome:
         outcome, state = await self._settle(
-            event.asset_id, event.event_id, lambda state: rules.register(state, event, source)
+            event.asset_id,
+            event.event_id,
+            source,
+            lambda state: rules.register(state, event, source),
         )
         placement = await self._project(state)
         await self._emit_rejections(outcome, source)
@@ -83,6 +86,7 @@ class RegistryHandler:
         outcome, state = await self._settle(
             event.asset_id,
             event.event_id,
+            source,
             lambda state: rules.lifecycle(state, event, source, received_at),
         )
         await self._project(state)
@@ -126,13 +130,16 @@ class RegistryHandler:
         raise ConcurrentUpdateError(f"asset {asset_id!r} changed {self._max_attempts} times")
 
     async def _settle(
-        self, asset_id: str, event_id: str, decide: Decide
+        self, asset_id: str, event_id: str, source: SourceRef, decide: Decide
     ) -> tuple[Outcome, AssetState]:
         """Steps 2 and 3: the event's outcome and the asset's state after it."""
         for _ in range(self._max_attempts):
             loaded = await self._store.load(asset_id, event_id)
-            if loaded.seen is not None:
-                return loaded.seen, loaded.state or AssetState(asset_id=asset_id)
+            seen = loaded.seen
+            if seen is not None and not (seen.result == "rejected" and seen.source != source):
+                return seen, loaded.state or AssetState(asset_id=asset_id)
+            # New, or a rejected event delivered again from elsewhere (a replay of its
+            # dead letter after a fix): a rejection changed nothing, so decide afresh.
             decision = decide(loaded.state)
             written = await self._store.commit(
                 asset_id,

@@ -203,3 +203,19 @@ async def test_deleted_asset_leaves_its_library_and_content_index(rig: Rig) -> N
     outcome = await rig.register(rig.reg("a1"))
     assert outcome.result == "rejected"
     assert outcome.rejections[0].reason_code == "asset_deleted"
+
+
+async def test_a_replayed_rejection_is_decided_again(rig: Rig) -> None:
+    """After a fix, the dead letter's bytes are produced again: the event now applies."""
+    await rig.register(rig.reg("a1"))
+    archive = rig.life("a1", "archived", "e-archive")
+    assert (await rig.lifecycle(archive)).result == "rejected"
+    await rig.lifecycle(rig.life("a1", "approved", "e-approve"))
+    await rig.lifecycle(rig.life("a1", "published", "e-publish", campaign_id="c1"))
+    replayed = rig.message(rig.settings.topic_asset_lifecycle, archive.value or b"", "a1")
+    assert (await rig.lifecycle(replayed)).result == "applied"
+    state = (await rig.store.load("a1")).state
+    assert state is not None and state.asset is not None and state.asset.status == "archived"
+    # and once applied, a further copy is a duplicate like any other
+    again = rig.message(rig.settings.topic_asset_lifecycle, archive.value or b"", "a1")
+    assert (await rig.lifecycle(again)).source == replayed.source()

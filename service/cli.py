@@ -27,6 +27,28 @@ def main(argv: list[str] | None = None) -> int:
     schemas.add_argument("--dir", type=Path, default=Path("schemas"))
     schemas.add_argument("--check", action="store_true", help="fail if the files are stale")
 
+    commands.add_parser(
+        "check-config",
+        help="validate the settings, reach Kafka and Redis, print the effective configuration",
+    )
+
+    dead = commands.add_parser("dead-letter", help="work with the dead-letter topic")
+    dead_commands = dead.add_subparsers(dest="dead_letter_command", required=True)
+    replay = dead_commands.add_parser(
+        "replay", help="produce dead-lettered messages again to their source topics"
+    )
+    replay.add_argument(
+        "--reason", action="append", default=[], help="only this reason code (repeatable)"
+    )
+    replay.add_argument(
+        "--source-topic",
+        action="append",
+        default=[],
+        help="only dead letters from this topic (repeatable)",
+    )
+    replay.add_argument("--limit", type=int, default=None, help="at most this many")
+    replay.add_argument("--dry-run", action="store_true", help="list, produce nothing")
+
     demo = commands.add_parser("demo", help="produce realistic synthetic traffic")
     demo.add_argument("--libraries", type=int, default=4)
     demo.add_argument("--assets", type=int, default=200, help="assets to register")
@@ -54,6 +76,18 @@ def main(argv: list[str] | None = None) -> int:
             return 1 if stale else 0
         for path in write_schemas(args.dir):
             print(f"wrote {path}")
+        return 0
+    if args.command == "check-config":
+        from service.operations import check_config
+
+        return 0 if asyncio.run(check_config(settings, print)) else 1
+    if args.command == "dead-letter":
+        from service.operations import ReplayFilter, replay_dead_letters
+
+        wanted = ReplayFilter(set(args.reason), set(args.source_topic))
+        asyncio.run(
+            replay_dead_letters(settings, wanted, print, dry_run=args.dry_run, limit=args.limit)
+        )
         return 0
     if args.command == "demo":
         from service.demo import DemoPlan, run_demo

@@ -333,7 +333,7 @@ class MetricsView(ApiView):
 
     async def get(self, request: Request) -> Response:
         body = generate_latest(self.runtime.instruments.registry)
-        return self.bytes(body, content_type=PROMETHEUS_CONTENT_TYPE.split(";")[0])
+        return self.bytes(body, headers={"Content-Type": PROMETHEUS_CONTENT_TYPE})
 
 
 class OpenApiView(ApiView):

@@ -3,7 +3,9 @@
 No container engine runs here or in CI, so the files are checked by reading them:
 a renamed setting, a port that no longer lines up, a broker that auto-creates
 topics or an image that runs as root fails here instead of in someone's
-`docker compose up`.
+`docker compose up`. The monitoring containers are checked the same way: Prometheus
+must scrape the service's /metrics, Grafana's mounted files must exist, and the
+dashboard may only query metrics the service exports.
 """
 
 from __future__ import annotations
@@ -28,11 +30,31 @@ COMPOSE_FILE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "deploy" / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
 PYPROJECT = ROOT / "pyproject.toml"
+DASHBOARD = ROOT / "deploy" / "grafana" / "dashboards" / "media-intelligence.json"
 
 CORE_SERVICES = ("kafka", "redis", "service")
 # Containers that run the service image and are configured by MEDIA_* variables.
 APP_SERVICES = ("service", "demo")
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+MONITORING_SERVICES = ("prometheus", "grafana")
+# Where the images read their configuration (their defaults).
+PROMETHEUS_CONFIG_PATH = "/etc/prometheus/prometheus.yml"
+PROMETHEUS_PORT = 9090
+GRAFANA_PROVISIONING_PATH = "/etc/grafana/provisioning"
+GRAFANA_PORT = 3000
+# The metrics the service exports on /metrics, by type. Histograms are queried through
+# their _bucket, _sum and _count series; counters and gauges by their own name.
+SERVICE_METRICS = {
+    "media_events_consumed_total": "counter",
+    "media_events_applied_total": "counter",
+    "media_dead_letters_total": "counter",
+    "media_duplicates_detected_total": "counter",
+    "media_suggestions_emitted_total": "counter",
+    "media_consumer_lag": "gauge",
+    "media_redis_batch_seconds": "histogram",
+    "media_event_age_seconds": "histogram",
+}
+HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
 
 
 # --- reading the files ---------------------------------------------------------------
@@ -469,3 +491,290 @@ def test_dockerignore_lets_the_copied_sources_through(final_stage: list[tuple[st
             )
     for private in (".stack", ".venv", ".git"):
         assert private not in kept, f".dockerignore sends {private} into the build context"
+
+
+# --- monitoring: Prometheus and Grafana -------------------------------------------------
+
+
+def _mounts(name: str, service: dict[str, Any]) -> list[tuple[Path, str, bool]]:
+    """(host path, container path, read-only) of each bind mount; named volumes skipped."""
+    result: list[tuple[Path, str, bool]] = []
+    for entry in service.get("volumes") or []:
+        if isinstance(entry, dict):  # long syntax
+            if entry.get("type") != "bind":
+                continue
+            source, target = str(entry["source"]), str(entry["target"])
+            read_only = bool(entry.get("read_only"))
+        else:
+            source, _, rest = str(entry).partition(":")
+            target, _, mode = rest.partition(":")
+            if not source.startswith((".", "/")):
+                continue  # a named volume
+            read_only = "ro" in mode.split(",")
+        assert target.startswith("/"), f"{name}: cannot read volume {entry!r}"
+        result.append(((COMPOSE_FILE.parent / source).resolve(), target.rstrip("/"), read_only))
+    return result
+
+
+def _host_path(name: str, service: dict[str, Any], container_path: str) -> Path:
+    """The host file that appears at container_path through the service's bind mounts."""
+    for source, target, _ in sorted(_mounts(name, service), key=lambda m: -len(m[1])):
+        if container_path == target or container_path.startswith(target + "/"):
+            return source / container_path[len(target) :].lstrip("/")
+    pytest.fail(f"{name}: nothing is mounted at {container_path}")
+
+
+def _yaml_files(directory: Path) -> list[dict[str, Any]]:
+    files = sorted([*directory.glob("*.yml"), *directory.glob("*.yaml")])
+    assert files, f"no provisioning file in {directory}"
+    loaded = [yaml.safe_load(path.read_text()) for path in files]
+    for path, content in zip(files, loaded, strict=True):
+        assert isinstance(content, dict), f"{path} is not a YAML mapping"
+    return loaded
+
+
+def _container_port(name: str, service: dict[str, Any], port: int) -> None:
+    ports = _ports(name, service)
+    assert (port, port) in ports, f'{name}: port {port} is not published as "{port}:{port}"'
+
+
+@pytest.fixture(scope="module")
+def prometheus_config(services: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    assert "prometheus" in services, f"{COMPOSE_FILE.name} has no prometheus service"
+    path = _host_path("prometheus", services["prometheus"], PROMETHEUS_CONFIG_PATH)
+    assert path.is_file(), f"prometheus: {PROMETHEUS_CONFIG_PATH} is mounted from {path}, missing"
+    config = yaml.safe_load(path.read_text())
+    assert isinstance(config, dict), f"{path} is not a YAML mapping"
+    return config
+
+
+@pytest.fixture(scope="module")
+def dashboard() -> dict[str, Any]:
+    try:
+        loaded = json.loads(DASHBOARD.read_text())
+    except json.JSONDecodeError as exc:
+        pytest.fail(f"{DASHBOARD.name} is not valid JSON: {exc}")
+    assert isinstance(loaded, dict), f"{DASHBOARD.name} is not a JSON object"
+    return loaded
+
+
+def _panels(dashboard: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every panel, including those inside collapsed rows."""
+    result = []
+    for panel in dashboard.get("panels") or []:
+        result.append(panel)
+        result.extend(panel.get("panels") or [])
+    return result
+
+
+def _expressions(dashboard: dict[str, Any]) -> list[tuple[str, str]]:
+    """(panel title, PromQL) of every query."""
+    return [
+        (str(panel.get("title")), str(target["expr"]))
+        for panel in _panels(dashboard)
+        for target in panel.get("targets") or []
+        if "expr" in target
+    ]
+
+
+def test_monitoring_starts_with_the_stack(services: dict[str, dict[str, Any]]) -> None:
+    for name in MONITORING_SERVICES:
+        assert name in services, f"{COMPOSE_FILE.name} lacks the {name} service"
+        service = services[name]
+        assert not service.get("profiles"), f"{name} has profiles: `docker compose up` skips it"
+        image = str(service.get("image", ""))
+        repository, _, tag = image.partition(":")
+        expected = {"prometheus": "prom/prometheus", "grafana": "grafana/grafana"}[name]
+        assert repository == expected, f"{name}: image {image!r} is not {expected}"
+        assert tag and tag != "latest", f"{name}: pin the image version ({image!r})"
+        assert "service" in (service.get("depends_on") or {}), (
+            f"{name}: does not depend on the service"
+        )
+
+
+def test_prometheus_scrapes_the_service_metrics(
+    services: dict[str, dict[str, Any]], prometheus_config: dict[str, Any]
+) -> None:
+    web_port = _services_web_port(services)
+    global_interval = (prometheus_config.get("global") or {}).get("scrape_interval", "1m")
+    targets: list[tuple[dict[str, Any], int]] = []
+    for job in prometheus_config.get("scrape_configs") or []:
+        for static in job.get("static_configs") or []:
+            for target in static.get("targets") or []:
+                host, _, port = str(target).rpartition(":")
+                if host == "service":
+                    targets.append((job, int(port)))
+    assert targets, (
+        "prometheus.yml has no static target on the compose service `service` "
+        f"(targets must be service:{web_port})"
+    )
+    for job, target_port in targets:
+        assert target_port == web_port, (
+            f"prometheus.yml: job {job['job_name']} scrapes service:{target_port}, but "
+            f"MEDIA_WEB_PORT is {web_port}"
+        )
+        path = job.get("metrics_path", "/metrics")
+        assert path == "/metrics", f"prometheus.yml: job {job['job_name']} scrapes {path}"
+        assert job.get("scheme", "http") == "http", "the service serves plain http"
+        interval = job.get("scrape_interval", global_interval)
+        assert interval == "15s", (
+            f"prometheus.yml: job {job['job_name']} scrapes every {interval}, expected 15s"
+        )
+    _container_port("prometheus", services["prometheus"], PROMETHEUS_PORT)
+
+
+def test_grafana_mounts_exist_and_are_read_only(services: dict[str, dict[str, Any]]) -> None:
+    for name in MONITORING_SERVICES:
+        mounts = _mounts(name, services[name])
+        assert mounts, f"{name}: mounts nothing from the repository"
+        for source, target, read_only in mounts:
+            assert source.exists(), f"{name}: mounts {source} at {target}, but it does not exist"
+            assert source.is_relative_to(ROOT), f"{name}: mounts {source}, outside the repo"
+            assert read_only, f"{name}: {source} is mounted read-write at {target}; add :ro"
+    grafana = services["grafana"]
+    provisioning = _host_path("grafana", grafana, GRAFANA_PROVISIONING_PATH)
+    assert provisioning.is_dir(), f"grafana: {GRAFANA_PROVISIONING_PATH} is not mounted"
+    _container_port("grafana", grafana, GRAFANA_PORT)
+
+
+def test_grafana_allows_anonymous_viewers(services: dict[str, dict[str, Any]]) -> None:
+    env = _environment("grafana", services["grafana"])
+    assert env.get("GF_AUTH_ANONYMOUS_ENABLED") == "true", (
+        "grafana: GF_AUTH_ANONYMOUS_ENABLED is not true: the dashboard needs a login"
+    )
+    role = env.get("GF_AUTH_ANONYMOUS_ORG_ROLE")
+    assert role == "Viewer", f"grafana: anonymous users get role {role!r}, expected Viewer"
+    home = env.get("GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH")
+    if home:
+        path = _host_path("grafana", services["grafana"], home)
+        assert path.is_file(), f"grafana: the home dashboard {home} is mounted from {path}, missing"
+
+
+def test_grafana_datasource_is_the_prometheus_service(
+    services: dict[str, dict[str, Any]],
+    prometheus_config: dict[str, Any],
+    dashboard: dict[str, Any],
+) -> None:
+    directory = _host_path("grafana", services["grafana"], GRAFANA_PROVISIONING_PATH)
+    datasources = [
+        source
+        for content in _yaml_files(directory / "datasources")
+        for source in content.get("datasources") or []
+    ]
+    prometheus = [d for d in datasources if d.get("type") == "prometheus"]
+    assert len(prometheus) == 1, f"expected one Prometheus data source, found {prometheus}"
+    url = urlsplit(str(prometheus[0].get("url")))
+    assert (url.scheme, url.hostname, url.port) == ("http", "prometheus", PROMETHEUS_PORT), (
+        f"grafana: the data source URL {prometheus[0].get('url')} is not "
+        f"http://prometheus:{PROMETHEUS_PORT} (the compose service)"
+    )
+    interval = (prometheus[0].get("jsonData") or {}).get("timeInterval")
+    scrape = (prometheus_config.get("global") or {}).get("scrape_interval")
+    assert interval == scrape, (
+        f"grafana: the data source's timeInterval {interval!r} is not Prometheus' "
+        f"scrape_interval {scrape!r} ($__rate_interval depends on it)"
+    )
+    # The dashboard's panels name a data source uid, or the `datasource` variable whose
+    # default must be the provisioned one.
+    uid = prometheus[0].get("uid")
+    variables = {v.get("name"): v for v in (dashboard.get("templating") or {}).get("list") or []}
+    for panel in _panels(dashboard):
+        for source in [
+            panel.get("datasource"),
+            *(t.get("datasource") for t in panel.get("targets") or []),
+        ]:
+            if not isinstance(source, dict) or source.get("type") != "prometheus":
+                continue
+            ref = str(source.get("uid"))
+            if ref.startswith("${") and ref.endswith("}"):
+                variable = variables.get(ref[2:-1]) or {}
+                ref = str((variable.get("current") or {}).get("value"))
+            assert ref == uid, (
+                f"{DASHBOARD.name}: panel {panel.get('title')!r} uses data source {ref!r}, "
+                f"but the provisioned Prometheus has uid {uid!r}"
+            )
+
+
+def test_grafana_loads_the_dashboard(
+    services: dict[str, dict[str, Any]], dashboard: dict[str, Any]
+) -> None:
+    grafana = services["grafana"]
+    directory = _host_path("grafana", grafana, GRAFANA_PROVISIONING_PATH)
+    providers = [
+        provider
+        for content in _yaml_files(directory / "dashboards")
+        for provider in content.get("providers") or []
+    ]
+    assert providers, "grafana: no dashboard provider"
+    loaded: list[Path] = []
+    for provider in providers:
+        path = (provider.get("options") or {}).get("path")
+        assert path, f"grafana: dashboard provider {provider.get('name')} has no options.path"
+        host = _host_path("grafana", grafana, str(path))
+        assert host.is_dir(), f"grafana: provider path {path} is mounted from {host}, missing"
+        loaded.extend(p.resolve() for p in host.glob("*.json"))
+    assert DASHBOARD.resolve() in loaded, (
+        f"grafana: no dashboard provider reads {DASHBOARD.relative_to(ROOT)}"
+    )
+
+
+def test_dashboard_is_well_formed(dashboard: dict[str, Any]) -> None:
+    assert dashboard.get("uid") == "media-intelligence", (
+        f"{DASHBOARD.name}: uid is {dashboard.get('uid')!r}, expected 'media-intelligence'"
+    )
+    assert dashboard.get("title"), f"{DASHBOARD.name}: no title"
+    assert isinstance(dashboard.get("schemaVersion"), int), f"{DASHBOARD.name}: no schemaVersion"
+    panels = _panels(dashboard)
+    ids = [panel.get("id") for panel in panels]
+    assert len(ids) == len(set(ids)) and None not in ids, (
+        f"{DASHBOARD.name}: panel ids must be present and unique: {ids}"
+    )
+    for panel in panels:
+        if panel.get("type") == "row":
+            continue
+        assert panel.get("title"), f"{DASHBOARD.name}: panel {panel.get('id')} has no title"
+        exprs = [t.get("expr") for t in panel.get("targets") or []]
+        assert exprs and all(exprs), (
+            f"{DASHBOARD.name}: panel {panel['title']!r} has a query without an expression"
+        )
+        assert {"h", "w", "x", "y"} <= set(panel.get("gridPos") or {}), (
+            f"{DASHBOARD.name}: panel {panel['title']!r} has no complete gridPos"
+        )
+
+
+_METRIC = re.compile(r"media_[a-z_]+")
+
+
+def _base_metric(name: str) -> str | None:
+    """The exported metric a series name belongs to, or None if the service has none."""
+    if SERVICE_METRICS.get(name) in ("counter", "gauge"):
+        return name
+    for suffix in HISTOGRAM_SUFFIXES:
+        base = name.removesuffix(suffix)
+        if base != name and SERVICE_METRICS.get(base) == "histogram":
+            return base
+    return None
+
+
+def test_dashboard_queries_only_exported_metrics(dashboard: dict[str, Any]) -> None:
+    expressions = _expressions(dashboard)
+    assert expressions, f"{DASHBOARD.name}: no panel has a query"
+    used = set()
+    for title, expr in expressions:
+        names = _METRIC.findall(expr)
+        assert names, f"{DASHBOARD.name}: panel {title!r} queries no media_* metric: {expr}"
+        for name in names:
+            base = _base_metric(name)
+            assert base, (
+                f"{DASHBOARD.name}: panel {title!r} queries {name}, which the service does not "
+                f"export (histograms only as {'/'.join(HISTOGRAM_SUFFIXES)}; known: "
+                f"{sorted(SERVICE_METRICS)})"
+            )
+            used.add(base)
+        if "histogram_quantile" in expr:
+            assert re.search(r"by \([^)]*\ble\b", expr), (
+                f"{DASHBOARD.name}: panel {title!r}: histogram_quantile needs the `le` label "
+                f"kept (sum by (le, ...)): {expr}"
+            )
+    unused = sorted(set(SERVICE_METRICS) - used)
+    assert not unused, f"{DASHBOARD.name}: no panel shows {unused}"

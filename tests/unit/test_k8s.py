@@ -1,0 +1,573 @@
+"""deploy/k8s/, checked against the settings model and against itself.
+
+No cluster runs here or in CI, so the manifests are checked by reading them: a misspelt
+setting (which the service would silently ignore), a probe on the wrong port, a selector
+that matches no pod, a secret in the ConfigMap or a root container fails here instead of
+in a rollout.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, get_args
+
+import pytest
+import yaml
+from pydantic import SecretStr, ValidationError
+
+from service.config import ENV_PREFIX, Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+K8S_DIR = ROOT / "deploy" / "k8s"
+KUSTOMIZATION = K8S_DIR / "kustomization.yaml"
+NAMESPACE = "media-intelligence"
+
+# Kinds that live in a namespace; everything else here (the Namespace) is cluster-wide.
+CLUSTER_SCOPED = {"Namespace"}
+EXPECTED_KINDS = {
+    "Namespace",
+    "ConfigMap",
+    "Secret",
+    "Deployment",
+    "Service",
+    "PodDisruptionBudget",
+}
+# Settings that must only ever come from the Secret.
+SECRET_VARIABLES = {"MEDIA_REDIS_URL", "MEDIA_API_TOKEN"}
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+# What the downward API gives MEDIA_WEB_HOST in a pod, for building Settings here.
+SAMPLE_POD_IP = "10.244.1.17"
+
+Manifest = dict[str, Any]
+
+
+# --- reading the files ---------------------------------------------------------------
+
+
+def _manifest_files() -> list[Path]:
+    return sorted(
+        path
+        for path in K8S_DIR.iterdir()
+        if path.suffix in {".yaml", ".yml"} and path.name != KUSTOMIZATION.name
+    )
+
+
+@pytest.fixture(scope="module")
+def manifests() -> list[tuple[str, Manifest]]:
+    """(file name, object) for every object of every manifest file."""
+    files = _manifest_files()
+    assert files, f"no manifests in {K8S_DIR}"
+    found: list[tuple[str, Manifest]] = []
+    for path in files:
+        try:
+            documents = list(yaml.safe_load_all(path.read_text()))
+        except yaml.YAMLError as exc:
+            pytest.fail(f"{path.name} is not valid YAML:\n{exc}")
+        objects = [doc for doc in documents if doc is not None]
+        assert objects, f"{path.name} holds no object"
+        for obj in objects:
+            assert isinstance(obj, dict), f"{path.name}: a document is not a mapping: {obj!r}"
+            found.append((path.name, obj))
+    return found
+
+
+def _one(manifests: list[tuple[str, Manifest]], kind: str) -> Manifest:
+    matching = [obj for _, obj in manifests if obj.get("kind") == kind]
+    assert len(matching) == 1, f"expected exactly one {kind} in {K8S_DIR}, found {len(matching)}"
+    return matching[0]
+
+
+@pytest.fixture(scope="module")
+def configmap(manifests: list[tuple[str, Manifest]]) -> dict[str, str]:
+    data = _one(manifests, "ConfigMap").get("data")
+    assert isinstance(data, dict) and data, "the ConfigMap has no `data`"
+    for key, value in data.items():
+        assert isinstance(value, str), (
+            f"ConfigMap: {key} is {value!r} ({type(value).__name__}); ConfigMap values must "
+            'be strings: quote them ("8", "true")'
+        )
+    return data
+
+
+@pytest.fixture(scope="module")
+def secret(manifests: list[tuple[str, Manifest]]) -> dict[str, str]:
+    obj = _one(manifests, "Secret")
+    assert "data" not in obj, "Secret: use `stringData` (readable placeholders), not `data`"
+    data = obj.get("stringData")
+    assert isinstance(data, dict) and data, "the Secret has no `stringData`"
+    for key, value in data.items():
+        assert isinstance(value, str), f"Secret: {key} is not a string: {value!r}"
+    return data
+
+
+@pytest.fixture(scope="module")
+def deployment(manifests: list[tuple[str, Manifest]]) -> Manifest:
+    return _one(manifests, "Deployment")
+
+
+@pytest.fixture(scope="module")
+def pod_spec(deployment: Manifest) -> Manifest:
+    spec = deployment["spec"]["template"].get("spec")
+    assert isinstance(spec, dict), "Deployment: spec.template.spec is missing"
+    return spec
+
+
+@pytest.fixture(scope="module")
+def container(pod_spec: Manifest) -> Manifest:
+    containers = pod_spec.get("containers") or []
+    assert len(containers) == 1, f"Deployment: expected one container, found {len(containers)}"
+    found: Manifest = containers[0]
+    return found
+
+
+def _field(variable: str) -> str:
+    return variable.removeprefix(ENV_PREFIX).lower()
+
+
+def _secret_fields() -> set[str]:
+    """Fields typed SecretStr (alone or optional): their values belong in the Secret."""
+    return {
+        name
+        for name, info in Settings.model_fields.items()
+        if info.annotation is SecretStr or SecretStr in get_args(info.annotation)
+    }
+
+
+def _validate(values: dict[str, str]) -> Settings:
+    """Settings from explicit values (which win over the environment); no .env file."""
+    return Settings.model_validate({**values, "_env_file": None})
+
+
+def _container_env(container: Manifest) -> dict[str, Manifest]:
+    env = container.get("env") or []
+    names = [item["name"] for item in env]
+    duplicates = {n for n in names if names.count(n) > 1}
+    assert not duplicates, f"Deployment: env sets {sorted(duplicates)} more than once"
+    return {item["name"]: item for item in env}
+
+
+def _secret_name(container: Manifest) -> str:
+    refs = [e["secretRef"]["name"] for e in container.get("envFrom") or [] if "secretRef" in e]
+    assert len(refs) == 1, f"Deployment: expected one envFrom secretRef, found {refs}"
+    return str(refs[0])
+
+
+def _web_port(configmap: dict[str, str]) -> int:
+    assert "MEDIA_WEB_PORT" in configmap, "ConfigMap: MEDIA_WEB_PORT is not set"
+    return int(configmap["MEDIA_WEB_PORT"])
+
+
+def _named_port(container: Manifest, name: str) -> int:
+    ports = {p.get("name"): p for p in container.get("ports") or []}
+    assert name in ports, f"Deployment: the container has no port named {name!r}: {ports}"
+    return int(ports[name]["containerPort"])
+
+
+_CPU = re.compile(r"^(\d+(?:\.\d+)?)(m?)$")
+_MEMORY = re.compile(r"^(\d+(?:\.\d+)?)(Ki|Mi|Gi|Ti|k|M|G|T)?$")
+_MEMORY_UNITS = {
+    None: 1,
+    "k": 10**3,
+    "M": 10**6,
+    "G": 10**9,
+    "T": 10**12,
+    "Ki": 2**10,
+    "Mi": 2**20,
+    "Gi": 2**30,
+    "Ti": 2**40,
+}
+
+
+def _cpu(quantity: object) -> float:
+    match = _CPU.match(str(quantity))
+    assert match, f"cannot read the CPU quantity {quantity!r} (expected e.g. 250m or 1)"
+    return float(match[1]) / (1000 if match[2] else 1)
+
+
+def _memory(quantity: object) -> float:
+    match = _MEMORY.match(str(quantity))
+    assert match, f"cannot read the memory quantity {quantity!r} (expected e.g. 512Mi)"
+    return float(match[1]) * _MEMORY_UNITS[match[2]]
+
+
+# --- every object ---------------------------------------------------------------------
+
+
+def test_every_object_is_well_formed(manifests: list[tuple[str, Manifest]]) -> None:
+    for name, obj in manifests:
+        for key in ("apiVersion", "kind"):
+            assert obj.get(key), f"{name}: an object has no {key}: {obj}"
+        metadata = obj.get("metadata")
+        assert isinstance(metadata, dict) and metadata.get("name"), (
+            f"{name}: {obj['kind']} has no metadata.name"
+        )
+
+
+def test_the_expected_kinds_are_there(manifests: list[tuple[str, Manifest]]) -> None:
+    kinds = [obj["kind"] for _, obj in manifests]
+    missing = EXPECTED_KINDS - set(kinds)
+    assert not missing, f"{K8S_DIR.name}: no {sorted(missing)} among the manifests"
+    for kind in EXPECTED_KINDS:
+        assert kinds.count(kind) == 1, f"{kind} is defined {kinds.count(kind)} times"
+
+
+def test_everything_is_in_the_namespace(manifests: list[tuple[str, Manifest]]) -> None:
+    namespace = _one(manifests, "Namespace")
+    assert namespace["metadata"]["name"] == NAMESPACE, (
+        f"the Namespace is {namespace['metadata']['name']!r}, expected {NAMESPACE!r}"
+    )
+    for name, obj in manifests:
+        if obj["kind"] in CLUSTER_SCOPED:
+            continue
+        found = obj["metadata"].get("namespace")
+        assert found == NAMESPACE, (
+            f"{name}: {obj['kind']} {obj['metadata']['name']} is in namespace {found!r}, "
+            f"expected {NAMESPACE!r}"
+        )
+
+
+def test_kustomization_lists_every_manifest() -> None:
+    assert KUSTOMIZATION.exists(), f"{KUSTOMIZATION} is missing (kubectl apply -k needs it)"
+    kustomization = yaml.safe_load(KUSTOMIZATION.read_text())
+    assert kustomization.get("kind") == "Kustomization", "kustomization.yaml: kind is wrong"
+    resources = kustomization.get("resources") or []
+    duplicates = {r for r in resources if resources.count(r) > 1}
+    assert not duplicates, f"kustomization.yaml lists {sorted(duplicates)} more than once"
+    files = {path.name for path in _manifest_files()}
+    unlisted = files - set(resources)
+    assert not unlisted, (
+        f"kustomization.yaml does not list {sorted(unlisted)}: `kubectl apply -k` would skip them"
+    )
+    missing = set(resources) - files
+    assert not missing, f"kustomization.yaml lists {sorted(missing)}, which do not exist"
+    namespace = kustomization.get("namespace")
+    assert namespace in (None, NAMESPACE), (
+        f"kustomization.yaml moves everything to namespace {namespace!r}, not {NAMESPACE!r}"
+    )
+
+
+# --- settings -------------------------------------------------------------------------
+
+
+def _media_variables(
+    configmap: dict[str, str], secret: dict[str, str], container: Manifest
+) -> list[tuple[str, str]]:
+    """(where, variable) for every MEDIA_* name the pod gets."""
+    found = [("ConfigMap", key) for key in configmap]
+    found += [("Secret", key) for key in secret]
+    found += [("Deployment env", key) for key in _container_env(container)]
+    return found
+
+
+def test_every_variable_is_a_setting(
+    configmap: dict[str, str], secret: dict[str, str], container: Manifest
+) -> None:
+    for where, variable in _media_variables(configmap, secret, container):
+        assert variable.startswith(ENV_PREFIX), (
+            f"{where}: {variable} lacks the {ENV_PREFIX} prefix, so the service ignores it"
+        )
+        known = _field(variable) in Settings.model_fields
+        assert known, (
+            f"{where}: {variable} is no setting: service.config.Settings has no field "
+            f"{_field(variable)!r}, so the service would silently ignore it"
+        )
+
+
+def test_configmap_values_are_valid_settings(configmap: dict[str, str]) -> None:
+    values = {_field(key): value for key, value in configmap.items()}
+    for field, value in values.items():
+        try:
+            _validate({field: value})
+        except ValidationError as exc:
+            pytest.fail(f"ConfigMap: {ENV_PREFIX}{field.upper()}={value!r} is invalid:\n{exc}")
+    try:
+        _validate(values)
+    except ValidationError as exc:
+        pytest.fail(f"ConfigMap: the settings together are invalid:\n{exc}")
+
+
+def test_secret_values_are_valid_settings(secret: dict[str, str]) -> None:
+    for key, value in secret.items():
+        try:
+            _validate({_field(key): value})
+        except ValidationError as exc:
+            pytest.fail(f"Secret: {key} is invalid:\n{exc}")
+
+
+def test_the_pod_environment_builds_settings(
+    configmap: dict[str, str],
+    secret: dict[str, str],
+    container: Manifest,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """All variables together, read from the environment as the pod does it."""
+    environment = {**configmap, **secret}
+    for name, item in _container_env(container).items():
+        if "value" in item:
+            environment[name] = str(item["value"])
+        elif item.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == "status.podIP":
+            environment[name] = SAMPLE_POD_IP
+    for key in [k for k in os.environ if k.startswith(ENV_PREFIX)]:
+        monkeypatch.delenv(key)
+    for key, value in environment.items():
+        monkeypatch.setenv(key, value)
+    try:
+        settings = Settings(_env_file=None)
+    except ValidationError as exc:
+        pytest.fail(f"the pod's {ENV_PREFIX}* environment is invalid:\n{exc}")
+    assert settings.web_host == SAMPLE_POD_IP, "MEDIA_WEB_HOST did not reach the settings"
+
+
+def test_secrets_are_only_in_the_secret(
+    configmap: dict[str, str], secret: dict[str, str], container: Manifest
+) -> None:
+    secret_variables = SECRET_VARIABLES | {
+        f"{ENV_PREFIX}{name.upper()}" for name in _secret_fields()
+    }
+    leaked = sorted(secret_variables & set(configmap))
+    assert not leaked, f"ConfigMap holds {leaked}: secrets belong in the Secret"
+    for name, item in _container_env(container).items():
+        assert not (name in secret_variables and "value" in item), (
+            f"Deployment: {name} is written into the pod spec; take it from the Secret"
+        )
+    missing = sorted(SECRET_VARIABLES - set(secret))
+    assert not missing, f"the Secret lacks {missing}"
+
+
+def test_envfrom_names_the_configmap_and_secret(
+    manifests: list[tuple[str, Manifest]], container: Manifest
+) -> None:
+    config_refs = [
+        e["configMapRef"]["name"] for e in container.get("envFrom") or [] if "configMapRef" in e
+    ]
+    configmap_name = _one(manifests, "ConfigMap")["metadata"]["name"]
+    assert config_refs == [configmap_name], (
+        f"Deployment: envFrom configMapRef {config_refs}, expected [{configmap_name!r}]"
+    )
+    secret_name = _one(manifests, "Secret")["metadata"]["name"]
+    assert _secret_name(container) == secret_name, (
+        f"Deployment: envFrom secretRef {_secret_name(container)!r}, expected {secret_name!r}"
+    )
+
+
+def test_web_host_is_the_pod_ip(configmap: dict[str, str], container: Manifest) -> None:
+    assert "MEDIA_WEB_HOST" not in configmap, (
+        "ConfigMap: MEDIA_WEB_HOST is per pod (its IP), it cannot be shared"
+    )
+    item = _container_env(container).get("MEDIA_WEB_HOST")
+    assert item, "Deployment: MEDIA_WEB_HOST is not set (the worker would advertise 127.0.0.1)"
+    path = item.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath")
+    assert path == "status.podIP", (
+        f"Deployment: MEDIA_WEB_HOST comes from {path!r}, expected the downward API's status.podIP"
+    )
+
+
+def test_web_bind_is_reachable_from_outside_the_pod(configmap: dict[str, str]) -> None:
+    bind = configmap.get("MEDIA_WEB_BIND", str(Settings.model_fields["web_bind"].default))
+    assert bind not in LOOPBACK, (
+        f"ConfigMap: MEDIA_WEB_BIND={bind} listens on loopback only: probes, the Service and "
+        "Prometheus could not reach it (use 0.0.0.0)"
+    )
+
+
+def test_replicas_do_not_exceed_the_partitions(
+    deployment: Manifest, configmap: dict[str, str]
+) -> None:
+    replicas = int(deployment["spec"].get("replicas", 1))
+    default = Settings.model_fields["topic_partitions"].default
+    partitions = int(configmap.get("MEDIA_TOPIC_PARTITIONS", default))
+    assert replicas <= partitions, (
+        f"Deployment: {replicas} replicas for {partitions} partitions: "
+        f"{replicas - partitions} worker(s) would get no partition and sit idle"
+    )
+
+
+# --- the workload ---------------------------------------------------------------------
+
+
+def test_selectors_match_the_pods(
+    manifests: list[tuple[str, Manifest]], deployment: Manifest
+) -> None:
+    labels = deployment["spec"]["template"]["metadata"].get("labels") or {}
+    selector = deployment["spec"].get("selector", {}).get("matchLabels") or {}
+    assert selector, "Deployment: spec.selector.matchLabels is empty"
+    assert selector.items() <= labels.items(), (
+        f"Deployment: selector {selector} does not match the pod template's labels {labels}"
+    )
+    service_selector = _one(manifests, "Service")["spec"].get("selector") or {}
+    assert service_selector, "Service: no selector, so it has no endpoints"
+    assert service_selector.items() <= labels.items(), (
+        f"Service: selector {service_selector} matches no pod (pod labels: {labels})"
+    )
+    pdb = _one(manifests, "PodDisruptionBudget")
+    pdb_selector = pdb["spec"].get("selector", {}).get("matchLabels") or {}
+    assert pdb_selector and pdb_selector.items() <= labels.items(), (
+        f"PodDisruptionBudget: selector {pdb_selector} matches no pod (pod labels: {labels})"
+    )
+
+
+def test_ports_line_up(
+    manifests: list[tuple[str, Manifest]],
+    deployment: Manifest,
+    container: Manifest,
+    configmap: dict[str, str],
+) -> None:
+    web_port = _web_port(configmap)
+    default = Settings.model_fields["web_port"].default
+    assert web_port == default, (
+        f"ConfigMap: MEDIA_WEB_PORT={web_port} but Settings' default web_port is {default}"
+    )
+    container_port = _named_port(container, "http")
+    assert container_port == web_port, (
+        f"Deployment: container port http is {container_port}, but MEDIA_WEB_PORT is {web_port}"
+    )
+    ports = _one(manifests, "Service")["spec"].get("ports") or []
+    http = [p for p in ports if p.get("name") == "http"]
+    assert http, f"Service: no port named http: {ports}"
+    target = http[0].get("targetPort", http[0].get("port"))
+    assert target in ("http", web_port), (
+        f"Service: port http targets {target!r}, expected the container port http ({web_port})"
+    )
+    assert int(http[0]["port"]) == web_port, (
+        f"Service: port http is {http[0]['port']}, expected {web_port}"
+    )
+    annotations = deployment["spec"]["template"]["metadata"].get("annotations") or {}
+    assert annotations.get("prometheus.io/scrape") == "true", (
+        "Deployment: the pod template lacks the annotation prometheus.io/scrape: 'true'"
+    )
+    assert annotations.get("prometheus.io/port") == str(web_port), (
+        f"Deployment: prometheus.io/port is {annotations.get('prometheus.io/port')!r}, "
+        f"expected {str(web_port)!r}"
+    )
+    assert annotations.get("prometheus.io/path") == "/metrics", (
+        f"Deployment: prometheus.io/path is {annotations.get('prometheus.io/path')!r}, "
+        "expected '/metrics'"
+    )
+
+
+@pytest.mark.parametrize(
+    ("probe", "path"),
+    [("livenessProbe", "/healthz"), ("readinessProbe", "/readyz"), ("startupProbe", "/healthz")],
+)
+def test_probes_ask_the_health_routes(
+    container: Manifest, configmap: dict[str, str], probe: str, path: str
+) -> None:
+    spec = container.get(probe)
+    assert spec, f"Deployment: the container has no {probe}"
+    http_get = spec.get("httpGet")
+    assert http_get, f"Deployment: {probe} is not an httpGet probe"
+    assert http_get.get("path") == path, (
+        f"Deployment: {probe} asks {http_get.get('path')!r}, expected {path!r}"
+    )
+    port = http_get.get("port")
+    assert port == "http", (
+        f"Deployment: {probe} uses port {port!r}; use the named port `http` so it follows "
+        "the container port"
+    )
+    assert _named_port(container, "http") == _web_port(configmap)
+
+
+def test_the_image_runs_the_worker(container: Manifest) -> None:
+    assert container.get("image") == "media-intelligence:0.1.0", (
+        f"Deployment: image is {container.get('image')!r}, expected media-intelligence:0.1.0"
+    )
+    assert "command" not in container, (
+        "Deployment: `command` replaces the image's ENTRYPOINT (the `service` script); "
+        "set `args` only"
+    )
+    assert container.get("args") == ["worker"], (
+        f"Deployment: args are {container.get('args')!r}, expected ['worker']"
+    )
+
+
+def test_resources_are_set(container: Manifest) -> None:
+    resources = container.get("resources") or {}
+    for kind in ("requests", "limits"):
+        for resource in ("cpu", "memory"):
+            assert resource in (resources.get(kind) or {}), (
+                f"Deployment: resources.{kind}.{resource} is not set"
+            )
+    requests, limits = resources["requests"], resources["limits"]
+    assert _cpu(requests["cpu"]) <= _cpu(limits["cpu"]), (
+        f"Deployment: CPU request {requests['cpu']} exceeds the limit {limits['cpu']}"
+    )
+    assert _memory(requests["memory"]) <= _memory(limits["memory"]), (
+        f"Deployment: memory request {requests['memory']} exceeds the limit {limits['memory']}"
+    )
+
+
+def test_runs_as_non_root_with_a_read_only_root(pod_spec: Manifest, container: Manifest) -> None:
+    pod = pod_spec.get("securityContext") or {}
+    own = container.get("securityContext") or {}
+    effective = {**pod, **own}  # the container's settings win
+    assert effective.get("runAsNonRoot") is True, "Deployment: runAsNonRoot is not true"
+    user = effective.get("runAsUser")
+    assert isinstance(user, int) and user > 0, (
+        f"Deployment: runAsUser is {user!r}; the image's user is 10001"
+    )
+    assert user == 10001, f"Deployment: runAsUser {user} is not the image's user 10001"
+    assert own.get("allowPrivilegeEscalation") is False, (
+        "Deployment: the container's allowPrivilegeEscalation is not false"
+    )
+    assert own.get("readOnlyRootFilesystem") is True, (
+        "Deployment: the container's readOnlyRootFilesystem is not true"
+    )
+    dropped = (own.get("capabilities") or {}).get("drop") or []
+    assert "ALL" in dropped, f"Deployment: capabilities drop {dropped}, expected ['ALL']"
+    assert not (own.get("capabilities") or {}).get("add"), "Deployment: capabilities are added"
+    assert own.get("privileged") is not True, "Deployment: the container is privileged"
+
+
+def test_data_dir_is_writable(
+    pod_spec: Manifest, container: Manifest, configmap: dict[str, str]
+) -> None:
+    """The root filesystem is read-only: MEDIA_DATA_DIR must be a mounted volume."""
+    data_dir = configmap.get("MEDIA_DATA_DIR")
+    assert data_dir, "ConfigMap: MEDIA_DATA_DIR is not set"
+    assert data_dir.startswith("/"), f"ConfigMap: MEDIA_DATA_DIR {data_dir!r} is not absolute"
+    mounts = {m["mountPath"].rstrip("/"): m for m in container.get("volumeMounts") or []}
+    covering = [
+        mounts[path] for path in mounts if data_dir == path or data_dir.startswith(path + "/")
+    ]
+    assert covering, (
+        f"Deployment: MEDIA_DATA_DIR={data_dir} is on the read-only root filesystem; mount a "
+        f"volume there (mounts: {sorted(mounts)})"
+    )
+    mount = covering[0]
+    assert not mount.get("readOnly"), f"Deployment: the volume at {data_dir} is read-only"
+    volumes = {v["name"]: v for v in pod_spec.get("volumes") or []}
+    assert mount["name"] in volumes, f"Deployment: volume {mount['name']!r} is not defined"
+    assert "emptyDir" in volumes[mount["name"]], (
+        f"Deployment: volume {mount['name']!r} at {data_dir} should be an emptyDir"
+    )
+
+
+def test_pod_lifecycle(pod_spec: Manifest, deployment: Manifest) -> None:
+    grace = pod_spec.get("terminationGracePeriodSeconds")
+    assert isinstance(grace, int) and grace >= 30, (
+        f"Deployment: terminationGracePeriodSeconds is {grace!r}; the worker needs time to "
+        "stop its agents and commit offsets (expected at least 30)"
+    )
+    assert pod_spec.get("enableServiceLinks") is False, (
+        "Deployment: enableServiceLinks is not false: Kubernetes would add variables such as "
+        "MEDIA_INTELLIGENCE_PORT, which share the settings' MEDIA_ prefix"
+    )
+    assert int(deployment["spec"].get("replicas", 1)) >= 2, (
+        "Deployment: fewer than 2 replicas; one worker down would stop processing"
+    )
+
+
+def test_disruption_budget_keeps_workers_running(manifests: list[tuple[str, Manifest]]) -> None:
+    spec = _one(manifests, "PodDisruptionBudget")["spec"]
+    assert spec.get("maxUnavailable") == 1, (
+        f"PodDisruptionBudget: maxUnavailable is {spec.get('maxUnavailable')!r}, expected 1"
+    )
+    assert "minAvailable" not in spec, "PodDisruptionBudget: set maxUnavailable, not both"
+
+
+def test_service_is_cluster_internal(manifests: list[tuple[str, Manifest]]) -> None:
+    spec = _one(manifests, "Service")["spec"]
+    kind = spec.get("type", "ClusterIP")
+    assert kind == "ClusterIP", f"Service: type {kind}, expected ClusterIP"

@@ -134,7 +134,7 @@ OPERATIONS: tuple[Operation, ...] = (
             Param(
                 "min_impressions",
                 "query",
-                {"type": "integer", "minimum": 0},
+                {"type": "integer", "minimum": 0, "maximum": MAX_MIN_IMPRESSIONS},
                 "fewer impressions do not rank (default MEDIA_LEADERBOARD_MIN_IMPRESSIONS)",
             ),
         ),

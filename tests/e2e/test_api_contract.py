@@ -81,9 +81,12 @@ def api(stack: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iter
 
 
 @SCHEMA.parametrize()
+# Derandomized: the same examples on every run, so CI never fails by chance; widen
+# max_examples locally to explore more.
 @settings(
-    max_examples=15,
+    max_examples=25,
     deadline=None,
+    derandomize=True,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 def test_every_response_matches_the_document(case: Any, api: str) -> None:

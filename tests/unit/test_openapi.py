@@ -46,3 +46,24 @@ def test_without_a_token_no_route_asks_for_one() -> None:
     doc = document(api_page_size_max=500, token_required=False)
     assert "securitySchemes" not in doc["components"]
     assert all("401" not in item["get"]["responses"] for item in doc["paths"].values())
+
+
+def test_documented_bounds_are_the_bounds_the_views_enforce() -> None:
+    from service.api.openapi import MAX_MIN_IMPRESSIONS
+
+    doc = document(api_page_size_max=500, token_required=False)
+    top = {
+        p["name"]: p["schema"]
+        for p in doc["paths"]["/v1/libraries/{library_id}/top"]["get"]["parameters"]
+    }
+    assert top["min_impressions"] == {
+        "type": "integer",
+        "minimum": 0,
+        "maximum": MAX_MIN_IMPRESSIONS,
+    }
+    assert top["limit"] == {"type": "integer", "minimum": 1, "maximum": 100}
+    assets = {
+        p["name"]: p["schema"]
+        for p in doc["paths"]["/v1/libraries/{library_id}/assets"]["get"]["parameters"]
+    }
+    assert assets["limit"]["maximum"] == 500

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from datetime import UTC, datetime
 from typing import Protocol
@@ -16,6 +17,8 @@ from service.store.dead_letters import DeadLetterCounters
 
 log = logging.getLogger(__name__)
 
+MAX_EVENT_ID = 128
+
 
 class Producer(Protocol):
     async def send(self, topic: str, key: bytes | None, value: bytes) -> None:
@@ -24,6 +27,15 @@ class Producer(Protocol):
 
 def encode(event: Event) -> bytes:
     return event.model_dump_json(exclude_none=True).encode("utf-8")
+
+
+def dead_letter_event_id(source: SourceRef) -> str:
+    """`dead-letter/<topic>/<partition>/<offset>`, hashed when a long topic name would
+    take it past the 128 characters an event_id may have."""
+    event_id = f"dead-letter/{source.dead_letter_id}"
+    if len(event_id) <= MAX_EVENT_ID:
+        return event_id
+    return f"dead-letter/sha256:{hashlib.sha256(source.dead_letter_id.encode()).hexdigest()}"
 
 
 class DeadLetters:
@@ -73,7 +85,7 @@ class DeadLetters:
         asset_id: str | None,
     ) -> None:
         letter = DeadLetter(
-            event_id=f"dead-letter/{source.dead_letter_id}",
+            event_id=dead_letter_event_id(source),
             occurred_at=datetime.now(UTC),
             reason_code=code,
             reason=reason,

@@ -79,3 +79,14 @@ def test_source_keeps_original_bytes() -> None:
     assert source.value_base64 == "AAFiaW5hcnk="
     assert source.key_base64 == "aw=="
     assert source.dead_letter_id == "t/2/41"
+
+
+def test_dead_letter_ids_fit_the_contract_for_any_topic_name() -> None:
+    from service.agents.emit import dead_letter_event_id
+    from service.domain.registry import SourceRef
+
+    short = SourceRef(topic="t", partition=1, offset=2, value_base64="")
+    assert dead_letter_event_id(short) == "dead-letter/t/1/2"
+    long = SourceRef(topic="x" * 249, partition=1, offset=2, value_base64="")
+    assert len(dead_letter_event_id(long)) <= 128
+    assert dead_letter_event_id(long) != dead_letter_event_id(long.model_copy(update={"offset": 3}))

@@ -1,0 +1,57 @@
+"""Proportions with honest uncertainty: what a CTR verdict may claim from its sample.
+
+Used by the optimization rules: no verdict below the rule-of-three sample, Wilson
+score intervals instead of the Wald interval (Brown, Cai & DasGupta 2001), and a
+two-proportion z-test for "this window is worse than that one".
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+Z_95 = 1.959963984540054  # two-sided 95 %
+
+
+@dataclass(frozen=True, slots=True)
+class Interval:
+    low: float
+    high: float
+
+
+def wilson(successes: int, trials: int, z: float = Z_95) -> Interval:
+    """The Wilson score interval of successes / trials; [0, 1] without trials."""
+    if trials <= 0:
+        return Interval(0.0, 1.0)
+    if not 0 <= successes <= trials:
+        raise ValueError(f"successes must be within 0..{trials}, got {successes}")
+    p = successes / trials
+    z2 = z * z
+    centre = (p + z2 / (2 * trials)) / (1 + z2 / trials)
+    half = z * math.sqrt(p * (1 - p) / trials + z2 / (4 * trials * trials)) / (1 + z2 / trials)
+    return Interval(max(0.0, centre - half), min(1.0, centre + half))
+
+
+def minimum_sample(benchmark_rate: float) -> int:
+    """Rule of three: with no success in n trials the 95 % upper bound is about 3 / n,
+    so a rate below `benchmark_rate` can only be shown from 3 / benchmark_rate trials."""
+    if not 0 < benchmark_rate <= 1:
+        raise ValueError(f"benchmark_rate must be in (0, 1], got {benchmark_rate}")
+    return math.ceil(3 / benchmark_rate)
+
+
+def two_proportion_p_value(
+    successes_a: int, trials_a: int, successes_b: int, trials_b: int
+) -> float:
+    """One-sided p-value that proportion a is lower than proportion b (pooled z-test).
+
+    1.0 when either side has no trials or the pooled rate is 0 or 1 (no evidence).
+    """
+    if trials_a <= 0 or trials_b <= 0:
+        return 1.0
+    pooled = (successes_a + successes_b) / (trials_a + trials_b)
+    if pooled in (0.0, 1.0):
+        return 1.0
+    se = math.sqrt(pooled * (1 - pooled) * (1 / trials_a + 1 / trials_b))
+    z = (successes_a / trials_a - successes_b / trials_b) / se
+    return 0.5 * math.erfc(-z / math.sqrt(2))  # P(Z <= z)

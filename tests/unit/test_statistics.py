@@ -1,0 +1,52 @@
+"""Reference values from the sources in the rule documentation."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from service.domain.statistics import minimum_sample, two_proportion_p_value, wilson
+
+
+@pytest.mark.parametrize(
+    ("clicks", "impressions", "low", "high"),
+    [(2, 100, 0.0055, 0.0700), (50, 10_000, 0.0038, 0.0066)],
+)
+def test_wilson_matches_published_examples(
+    clicks: int, impressions: int, low: float, high: float
+) -> None:
+    interval = wilson(clicks, impressions)
+    assert interval.low == pytest.approx(low, abs=0.0001)
+    assert interval.high == pytest.approx(high, abs=0.0001)
+
+
+def test_wilson_edges() -> None:
+    assert wilson(0, 0).low == 0.0 and wilson(0, 0).high == 1.0
+    assert wilson(0, 1000).low == pytest.approx(0.0, abs=1e-12)
+    assert wilson(0, 1000).high < 3 / 1000 * 1.35
+    assert wilson(1000, 1000).high == 1.0
+    with pytest.raises(ValueError, match="within"):
+        wilson(5, 3)
+
+
+@given(st.integers(0, 10_000), st.integers(1, 10_000))
+def test_wilson_contains_the_observed_rate(successes: int, extra: int) -> None:
+    trials = successes + extra
+    interval = wilson(successes, trials)
+    assert interval.low <= successes / trials <= interval.high
+
+
+@pytest.mark.parametrize(
+    ("rate", "trials"), [(0.0046, 653), (0.009, 334), (0.026, 116), (0.0317, 95)]
+)
+def test_rule_of_three(rate: float, trials: int) -> None:
+    assert minimum_sample(rate) == trials
+
+
+def test_two_proportion_test() -> None:
+    assert two_proportion_p_value(10, 1000, 30, 1000) < 0.01  # clearly lower
+    assert two_proportion_p_value(30, 1000, 30, 1000) == pytest.approx(0.5)
+    assert two_proportion_p_value(30, 1000, 10, 1000) > 0.99  # higher, not lower
+    assert two_proportion_p_value(0, 0, 5, 100) == 1.0
+    assert two_proportion_p_value(0, 100, 0, 100) == 1.0

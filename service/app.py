@@ -15,7 +15,7 @@ from service.api import middleware
 from service.api.views import register_views
 from service.config import Settings
 from service.domain.decoding import RawMessage, as_raw, decode
-from service.domain.events import AssetLifecycle, AssetRegistered, Event
+from service.domain.events import AssetLifecycle, AssetRegistered, Event, SuggestionFeedback
 from service.domain.registry import Outcome
 from service.runtime import Runtime
 from service.streaming.batching import BatchHandler, BatchingConsumer, BatchingTransport
@@ -136,7 +136,13 @@ def _agents(app: MediaApp, settings: Settings) -> None:
         event = decode(AssetLifecycle, message, max_bytes=max_bytes)
         return await measured(event, runtime.registry.lifecycle(event, message.source()))
 
+    async def feedback(message: RawMessage) -> object:
+        metrics.consumed.labels(topic=message.topic).inc()
+        event = decode(SuggestionFeedback, message, max_bytes=max_bytes)
+        return await runtime.suggestions.feedback(event)
+
     _consume(app, settings.topic_asset_registered, "registrations", registration)
+    _consume(app, settings.topic_suggestion_feedback, "feedback", feedback)
     _consume(app, settings.topic_asset_lifecycle, "lifecycle", lifecycle)
 
     async def sweep_held_lifecycle_events() -> None:

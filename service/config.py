@@ -68,6 +68,10 @@ class Settings(BaseSettings):
     api_page_size_max: Annotated[int, Field(ge=1)] = 500
     leaderboard_refresh_seconds: Annotated[float, Field(gt=0)] = 30.0
     leaderboard_min_impressions: Annotated[int, Field(ge=0)] = 100
+    # Suggestions: the rules' thresholds (a TOML file; the shipped defaults when unset)
+    # and how long an open one stays quiet (a dismissed one: seven times as long).
+    suggestion_rules_file: Path | None = None
+    suggestion_cooldown_seconds: Annotated[float, Field(gt=0)] = 86_400.0
 
     # Faust's working directory for local state (the service keeps its state in Redis).
     data_dir: Path = Path(".stack/worker-data")

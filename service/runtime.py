@@ -4,13 +4,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
+from importlib import resources
+from pathlib import Path
 from typing import Any
 
 from service.agents.emit import DeadLetters, Producer
 from service.agents.leaderboards import LeaderboardRefresher
 from service.agents.performance import PerformanceHandler
 from service.agents.registry import RegistryHandler
+from service.agents.suggestions import SuggestionEngine
 from service.config import Settings
+from service.domain.rules_config import RulesConfig, parse_rules
 from service.observability import Instruments
 from service.store.client import connect
 from service.store.dead_letters import DeadLetterCounters
@@ -19,6 +23,14 @@ from service.store.leaderboards import LeaderboardStore
 from service.store.metrics import MetricsStore
 from service.store.registry import RegistryStore
 from service.store.scripts import Scripts
+from service.store.suggestions import SuggestionStore
+
+
+def load_rules(path: Path | None) -> RulesConfig:
+    """The suggestion thresholds from `path`, or the defaults shipped with the service."""
+    if path is None:
+        return parse_rules((resources.files("service") / "rules.toml").read_text("utf-8"))
+    return parse_rules(path.read_text("utf-8"))
 
 
 @dataclass
@@ -34,6 +46,8 @@ class Runtime:
     leaderboard_store: LeaderboardStore
     leaderboards: LeaderboardRefresher
     instruments: Instruments
+    suggestion_store: SuggestionStore
+    suggestions: SuggestionEngine
 
     @classmethod
     def build(cls, settings: Settings, producer: Producer) -> Runtime:
@@ -47,6 +61,15 @@ class Runtime:
             producer, settings.topic_dead_letter, counters, instruments.dead_letters
         )
         boards = LeaderboardStore(redis, keys)
+        suggestion_store = SuggestionStore(redis, keys)
+        suggestions = SuggestionEngine(
+            suggestion_store,
+            producer,
+            settings.topic_optimization_suggestions,
+            load_rules(settings.suggestion_rules_file),
+            timedelta(seconds=settings.suggestion_cooldown_seconds),
+            instruments.suggestions,
+        )
         registry = RegistryHandler(
             store=store,
             producer=producer,
@@ -55,6 +78,7 @@ class Runtime:
             hold_for=timedelta(seconds=settings.lifecycle_hold_seconds),
             on_change=boards.mark_dirty,
             duplicates_sent=instruments.duplicates,
+            on_registered=suggestions.on_registered,
         )
         metrics = MetricsStore(redis, keys, scripts, settings.topic_asset_performance)
         performance = PerformanceHandler(
@@ -65,7 +89,7 @@ class Runtime:
             instruments=instruments,
         )
         refresher = LeaderboardRefresher(
-            boards, metrics, store, partitions=settings.topic_partitions
+            boards, metrics, store, partitions=settings.topic_partitions, suggestions=suggestions
         )
         return cls(
             settings=settings,
@@ -79,6 +103,8 @@ class Runtime:
             leaderboard_store=boards,
             leaderboards=refresher,
             instruments=instruments,
+            suggestion_store=suggestion_store,
+            suggestions=suggestions,
         )
 
     async def close(self) -> None:

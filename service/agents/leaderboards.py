@@ -24,6 +24,7 @@ import logging
 import time
 from collections.abc import Sequence
 
+from service.agents.suggestions import SuggestionEngine
 from service.domain import leaderboard as lb
 from service.domain.windows import HOUR, Window
 from service.store.leaderboards import LeaderboardStore
@@ -45,12 +46,14 @@ class LeaderboardRefresher:
         *,
         partitions: int,
         max_assets_per_run: int = 2_000,
+        suggestions: SuggestionEngine | None = None,
     ) -> None:
         self._boards = boards
         self._metrics = metrics
         self._registry = registry
         self._partitions = partitions
         self._max_assets = max_assets_per_run
+        self._suggestions = suggestions
 
     async def refresh(self, now: float | None = None) -> int:
         """One pass; returns how many assets were recomputed."""
@@ -85,6 +88,8 @@ class LeaderboardRefresher:
             windows = by_asset.get(asset_id, {})
             boards = {window: lb.by_channel(raw) for window, raw in windows.items()}
             await self._boards.place(asset_id, library, before, boards)
+            if self._suggestions is not None and asset is not None and library is not None:
+                await self._suggestions.on_totals(asset, boards)  # performance rules
 
     async def _hourly_sweep(self, now: float) -> None:
         """At each new hour, mark every ranked asset: its 24h and 7d windows moved."""

@@ -33,7 +33,7 @@ from service.agents.emit import DeadLetters, Producer, encode
 from service.domain import registry as rules
 from service.domain.events import AssetLifecycle, AssetRegistered, DuplicateRef, DuplicatesDetected
 from service.domain.library import library_entry
-from service.domain.registry import AssetState, Decision, Outcome, SourceRef
+from service.domain.registry import Asset, AssetState, Decision, Outcome, SourceRef
 from service.store.registry import HashPlacement, RegistryStore
 
 log = logging.getLogger(__name__)
@@ -58,6 +58,7 @@ class RegistryHandler:
         max_attempts: int = 20,
         on_change: Callable[[list[str]], Awaitable[None]] | None = None,
         duplicates_sent: Counter | None = None,
+        on_registered: Callable[[Asset], Awaitable[object]] | None = None,
     ) -> None:
         self._store = store
         self._producer = producer
@@ -67,6 +68,7 @@ class RegistryHandler:
         self._max_attempts = max_attempts
         self._on_change = on_change
         self._duplicates_sent = duplicates_sent
+        self._on_registered = on_registered
 
     async def registration(self, event: AssetRegistered, source: SourceRef) -> Outcome:
         outcome, state = await self._settle(
@@ -79,6 +81,8 @@ class RegistryHandler:
         await self._emit_rejections(outcome, source)
         if outcome.result == "applied" and placement is not None:
             await self._announce_duplicates(state, placement, event)
+            if self._on_registered is not None and state.asset is not None:
+                await self._on_registered(state.asset)  # file rules; quiet on a replay
         return outcome
 
     async def lifecycle(self, event: AssetLifecycle, source: SourceRef) -> Outcome:

@@ -15,9 +15,10 @@ from pydantic.json_schema import models_json_schema
 
 import service
 from service.api import problems, schemas
-from service.domain.enums import Channel
+from service.domain.enums import Channel, Priority, SuggestionType
 from service.domain.leaderboard import LEADERBOARD_WINDOWS, RankMetric
 from service.domain.library import COUNTED_STATUSES
+from service.domain.suggestion_state import Status
 from service.domain.windows import Window
 
 JSON = "application/json"
@@ -153,6 +154,32 @@ OPERATIONS: tuple[Operation, ...] = (
         schemas.DuplicatesOut,
         (_path("content_sha256", "SHA-256 of the content", pattern="^[0-9a-f]{64}$"),),
         (problems.BAD_REQUEST, problems.NOT_FOUND),
+    ),
+    Operation(
+        "/v1/assets/{asset_id}/suggestions",
+        "The asset's latest suggestion of each type and channel",
+        schemas.SuggestionsOut,
+        (ASSET, _enum("status", [s.value for s in Status], "only in this status")),
+        (problems.BAD_REQUEST, problems.NOT_FOUND),
+    ),
+    Operation(
+        "/v1/libraries/{library_id}/suggestions",
+        "The library's most recent suggestions",
+        schemas.SuggestionsOut,
+        (
+            LIBRARY,
+            _enum("type", [t.value for t in SuggestionType], "only of this type"),
+            _enum("priority", [p.value for p in Priority], "only of this priority"),
+            _enum("status", [s.value for s in Status], "only in this status"),
+        ),
+        (problems.BAD_REQUEST, problems.NOT_FOUND),
+    ),
+    Operation(
+        "/v1/suggestions/{suggestion_id}",
+        "One suggestion, with its status",
+        schemas.SuggestionOut,
+        (_path("suggestion_id", "the suggestion's id"),),
+        (problems.NOT_FOUND,),
     ),
     Operation(
         "/v1/dead-letters/stats",

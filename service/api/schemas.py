@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from service.domain.enums import AssetStatus, MediaType
+from service.domain.events import OptimizationSuggestion
 from service.domain.metrics import Totals
 from service.domain.registry import Asset
+from service.domain.suggestion_state import Status
 
 
 class _Out(BaseModel):
@@ -99,6 +101,16 @@ class PerformanceStatsOut(_Out):
     applied: int
     duplicates: int
     late: int
+
+
+class SuggestionOut(OptimizationSuggestion):
+    status: Status
+    closed_at: AwareDatetime | None = None
+    new_asset_id: str | None = Field(default=None, description="the variant that applied it")
+
+
+class SuggestionsOut(_Out):
+    items: list[SuggestionOut]
 
 
 class HealthOut(_Out):

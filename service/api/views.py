@@ -31,18 +31,22 @@ from service.api.schemas import (
     LibraryMetricsOut,
     LibraryStatsOut,
     PerformanceStatsOut,
+    SuggestionOut,
+    SuggestionsOut,
     TopItem,
     TopOut,
     TotalsOut,
 )
 from service.domain import leaderboard
-from service.domain.enums import Channel
+from service.domain.enums import Channel, Priority, SuggestionType
 from service.domain.events import normalise_labels
 from service.domain.leaderboard import LEADERBOARD_WINDOWS, RankMetric
 from service.domain.library import COUNTED_STATUSES
 from service.domain.metrics import Totals
+from service.domain.suggestion_state import Status
 from service.domain.windows import Window
 from service.runtime import Runtime
+from service.store.suggestions import SuggestionRecord
 
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
 DEFAULT_PAGE_SIZE = 50
@@ -277,6 +281,79 @@ class DeadLetterStatsView(ApiView):
         return self.out(DeadLetterStatsOut(by_reason=totals, total=sum(totals.values())))
 
 
+def _suggestion_out(record: SuggestionRecord) -> SuggestionOut:
+    return SuggestionOut(
+        **dict(record.suggestion),
+        status=record.status,
+        closed_at=record.closed_at,
+        new_asset_id=record.new_asset_id,
+    )
+
+
+def _suggestion_filters(query: Any, names: tuple[str, ...]) -> dict[str, str]:
+    allowed = {
+        "status": [s.value for s in Status],
+        "type": [t.value for t in SuggestionType],
+        "priority": [p.value for p in Priority],
+    }
+    filters = {}
+    for name in names:
+        value = query.get(name)
+        if value is not None:
+            if value not in allowed[name]:
+                raise BadRequest(f"{name} must be one of: {', '.join(allowed[name])}")
+            filters[name] = value
+    return filters
+
+
+def _matches(record: SuggestionRecord, filters: dict[str, str]) -> bool:
+    s = record.suggestion
+    values = {"status": record.status.value, "type": s.type.value, "priority": s.priority.value}
+    return all(values[k] == v for k, v in filters.items())
+
+
+class AssetSuggestionsView(ApiView):
+    """`?status=open|applied|dismissed`: the asset's latest suggestion of each kind."""
+
+    async def get(self, request: Request, asset_id: str) -> Response:
+        try:
+            filters = _suggestion_filters(request.query, ("status",))
+        except BadRequest as exc:
+            return self.bad_request(str(exc))
+        records = await self.runtime.suggestion_store.for_asset(asset_id)
+        if not records:
+            loaded = await self.runtime.registry_store.load(asset_id)
+            if loaded.state is None or loaded.state.asset is None:
+                return self.not_found(f"asset '{asset_id}' is not registered")
+        items = [_suggestion_out(r) for r in records if _matches(r, filters)]
+        items.sort(key=lambda i: (i.created_at, i.suggestion_id), reverse=True)
+        return self.out(SuggestionsOut(items=items))
+
+
+class LibrarySuggestionsView(ApiView):
+    """`?type=&priority=&status=`: the library's most recent suggestions (up to 500)."""
+
+    async def get(self, request: Request, library_id: str) -> Response:
+        try:
+            filters = _suggestion_filters(request.query, ("type", "priority", "status"))
+        except BadRequest as exc:
+            return self.bad_request(str(exc))
+        if await self.runtime.registry_store.library_stats(library_id) is None:
+            return self.not_found(f"library '{library_id}' has no registered assets")
+        records = await self.runtime.suggestion_store.for_library(library_id, 500)
+        return self.out(
+            SuggestionsOut(items=[_suggestion_out(r) for r in records if _matches(r, filters)])
+        )
+
+
+class SuggestionView(ApiView):
+    async def get(self, request: Request, suggestion_id: str) -> Response:
+        record = await self.runtime.suggestion_store.by_id(suggestion_id)
+        if record is None:
+            return self.not_found(f"no current suggestion has id '{suggestion_id}'")
+        return self.out(_suggestion_out(record))
+
+
 class HealthView(ApiView):
     async def get(self, request: Request) -> Response:
         return self.out(HealthOut(status="ok"))
@@ -355,6 +432,9 @@ ROUTES: dict[str, type[ApiView]] = {
     "/v1/libraries/{library_id}/top": LibraryTopView,
     "/v1/libraries/{library_id}/metrics": LibraryMetricsView,
     "/v1/duplicates/{content_sha256}": DuplicatesView,
+    "/v1/assets/{asset_id}/suggestions": AssetSuggestionsView,
+    "/v1/libraries/{library_id}/suggestions": LibrarySuggestionsView,
+    "/v1/suggestions/{suggestion_id}": SuggestionView,
     "/v1/dead-letters/stats": DeadLetterStatsView,
     "/v1/performance/stats": PerformanceStatsView,
     "/healthz": HealthView,

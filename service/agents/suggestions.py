@@ -1,0 +1,136 @@
+"""Sends optimization suggestions: evaluate the rules, keep quiet when nothing changed.
+
+Steps for one asset: compute drafts (file rules when it registers, performance rules
+when the leader refreshes its boards); for each, read the last record of its
+(type, channel) and apply `should_send`; send the event (its id is deterministic, so
+a repeat after a crash is the same suggestion), then record it. Feedback closes a
+record: applied (with the new asset, a variant of the original) or dismissed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+
+from prometheus_client import Counter
+
+from service.agents.emit import Producer, encode
+from service.domain.enums import Channel, FeedbackOutcome
+from service.domain.events import OptimizationSuggestion, SuggestionFeedback
+from service.domain.metrics import Totals
+from service.domain.registry import Asset
+from service.domain.rules_config import RulesConfig
+from service.domain.suggestion_state import Status, should_send
+from service.domain.suggestions import (
+    Draft,
+    creative_fatigue,
+    file_rules,
+    refresh_design,
+    suggestion_id,
+)
+from service.domain.windows import Window
+from service.store.suggestions import SuggestionRecord, SuggestionStore
+
+log = logging.getLogger(__name__)
+
+
+class SuggestionEngine:
+    def __init__(
+        self,
+        store: SuggestionStore,
+        producer: Producer,
+        topic: str,
+        config: RulesConfig,
+        cooldown: timedelta,
+        sent: Counter | None = None,
+    ) -> None:
+        self._store = store
+        self._producer = producer
+        self._topic = topic
+        self._config = config
+        self._cooldown = cooldown
+        self._sent = sent
+
+    async def on_registered(self, asset: Asset) -> int:
+        return await self._send(asset, file_rules(asset, self._config))
+
+    async def on_totals(self, asset: Asset, boards: Mapping[Window, Mapping[str, Totals]]) -> int:
+        """Performance rules per channel from the 24h and 7d totals of the boards."""
+        drafts: list[Draft] = []
+        week, day = boards.get(Window.WEEK, {}), boards.get(Window.DAY, {})
+        for dimension, totals in week.items():
+            if not dimension.startswith("ch:"):
+                continue
+            channel = Channel(dimension.removeprefix("ch:"))
+            recent = day.get(dimension, Totals())
+            earlier = (
+                max(0, totals.clicks - recent.clicks),
+                max(0, totals.impressions - recent.impressions),
+            )
+            draft = creative_fatigue(
+                (recent.clicks, recent.impressions),
+                earlier,
+                channel,
+                ("24h", "the rest of the week"),
+                self._config,
+            )
+            if draft is None:
+                draft = refresh_design(
+                    totals.clicks, totals.impressions, channel, "7d", self._config
+                )
+            if draft is not None:
+                drafts.append(draft)
+        return await self._send(asset, drafts)
+
+    async def feedback(self, event: SuggestionFeedback) -> bool:
+        """Close a suggestion; False when it is unknown (or was superseded)."""
+        record = await self._store.by_id(event.suggestion_id)
+        if record is None or record.status is not Status.OPEN:
+            return record is not None
+        status = Status.APPLIED if event.outcome is FeedbackOutcome.APPLIED else Status.DISMISSED
+        await self._store.put(
+            record.model_copy(
+                update={
+                    "status": status,
+                    "closed_at": event.occurred_at,
+                    "new_asset_id": event.new_asset_id,
+                }
+            )
+        )
+        return True
+
+    async def _send(self, asset: Asset, drafts: list[Draft]) -> int:
+        now = datetime.now(UTC)
+        sent = 0
+        for draft in drafts:
+            slot = f"{draft.type.value}|{draft.channel.value if draft.channel else '-'}"
+            previous = await self._store.get(asset.asset_id, slot)
+            state = None if previous is None else previous.state()
+            if not should_send(
+                state, draft.priority, draft.estimated_improvement_pct, now, self._cooldown
+            ):
+                continue
+            identity = suggestion_id(asset.asset_id, draft)
+            event = OptimizationSuggestion(
+                event_id=identity,
+                occurred_at=now,
+                suggestion_id=identity,
+                asset_id=asset.asset_id,
+                library_id=asset.library_id,
+                type=draft.type,
+                priority=draft.priority,
+                channel=draft.channel,
+                description=draft.description,
+                estimated_improvement_pct=draft.estimated_improvement_pct,
+                improvement_basis=draft.improvement_basis,
+                evidence=dict(draft.evidence),
+                created_at=now,
+            )
+            # Kafka first: a crash before the record repeats the same suggestion id.
+            await self._producer.send(self._topic, asset.asset_id.encode(), encode(event))
+            await self._store.put(SuggestionRecord(suggestion=event))
+            if self._sent is not None:
+                self._sent.labels(type=draft.type.value, priority=draft.priority.value).inc()
+            sent += 1
+        return sent

@@ -1,0 +1,99 @@
+"""Suggestions on real Redis and Kafka: sent once, quiet on replays, closed by feedback."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from service.config import Settings
+from service.domain import registry as rules
+from service.domain.events import SuggestionFeedback
+from service.domain.leaderboard import by_channel
+from service.domain.registry import Asset
+from service.domain.suggestion_state import Status
+from service.domain.windows import Window
+from service.runtime import Runtime
+from service.topics import ensure_topics
+from tests.conftest import KafkaPort, read_topic
+from tests.unit.factories import registration, source
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+async def runtime(settings: Settings, redis: Any, producer: KafkaPort) -> AsyncIterator[Runtime]:
+    await ensure_topics(settings)
+    built = Runtime.build(settings, producer)
+    yield built
+    await built.close()
+
+
+def asset(**overrides: Any) -> Asset:
+    state = rules.register(None, registration(**overrides), source()).state
+    assert state.asset is not None
+    return state.asset
+
+
+def week(clicks: int, impressions: int, channel: str = "display") -> dict[Window, Any]:
+    bucket = {f"ch:{channel}:impressions": impressions, f"ch:{channel}:clicks": clicks}
+    return {Window.WEEK: by_channel([bucket]), Window.DAY: {}}
+
+
+async def sent(settings: Settings, expected: int) -> list[dict[str, Any]]:
+    records = await read_topic(
+        settings.kafka_bootstrap_servers, settings.topic_optimization_suggestions, expected, 5
+    )
+    return [json.loads(r.value) for r in records]
+
+
+async def test_file_rules_are_sent_once(runtime: Runtime, settings: Settings) -> None:
+    big = asset(
+        intended_channels=["display", "web"],
+        format="jpeg",
+        width=1200,
+        height=600,
+        file_size_bytes=900_000,
+    )
+    engine = runtime.suggestions
+    assert await engine.on_registered(big) == 3  # compress (display), webp (web), ratio
+    assert await engine.on_registered(big) == 0  # a replay: nothing new
+    events = await sent(settings, 3)
+    assert sorted((e["type"], e.get("channel")) for e in events) == [
+        ("compress", "display"),
+        ("convert_to_webp", "web"),
+        ("fix_aspect_ratio", "display"),
+    ]
+    records = await runtime.suggestion_store.for_asset("a1")
+    assert {r.status for r in records} == {Status.OPEN}
+
+
+async def test_performance_rules_priority_rise_and_feedback(
+    runtime: Runtime, settings: Settings
+) -> None:
+    engine = runtime.suggestions
+    a = asset(intended_channels=["display"], file_size_bytes=10_000, width=1200, height=628)
+    assert await engine.on_totals(a, week(0, 1_000)) == 1  # medium: upper 0.38 % < 0.46 %
+    assert await engine.on_totals(a, week(0, 1_100)) == 0  # nothing material changed
+    assert await engine.on_totals(a, week(0, 5_000)) == 1  # priority rose to high
+    events = await sent(settings, 2)
+    assert [e["priority"] for e in events] == ["medium", "high"]
+    assert events[0]["suggestion_id"] == events[1]["suggestion_id"]  # same trigger, same id
+    assert events[1]["evidence"]["ci95"][1] < events[1]["evidence"]["benchmark"]
+
+    dismissed = SuggestionFeedback(
+        event_id="f1",
+        occurred_at=datetime.now(UTC),
+        suggestion_id=events[1]["suggestion_id"],
+        asset_id="a1",
+        outcome="dismissed",
+    )  # type: ignore[arg-type]
+    assert await engine.feedback(dismissed)
+    record = await runtime.suggestion_store.by_id(events[1]["suggestion_id"])
+    assert record is not None and record.status is Status.DISMISSED
+    assert await engine.on_totals(a, week(0, 50_000)) == 0  # dismissed: quiet for 7 cooldowns
+    unknown = dismissed.model_copy(update={"suggestion_id": "sug-nope"})
+    assert not await engine.feedback(unknown)

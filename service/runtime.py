@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 from importlib import resources
@@ -14,7 +15,10 @@ from service.agents.performance import PerformanceHandler
 from service.agents.registry import RegistryHandler
 from service.agents.suggestions import SuggestionEngine
 from service.config import Settings
+from service.domain.enums import Channel
+from service.domain.metrics import Totals
 from service.domain.rules_config import RulesConfig, parse_rules
+from service.domain.windows import Window
 from service.observability import Instruments
 from service.store.client import connect
 from service.store.dead_letters import DeadLetterCounters
@@ -61,6 +65,17 @@ class Runtime:
             producer, settings.topic_dead_letter, counters, instruments.dead_letters
         )
         boards = LeaderboardStore(redis, keys)
+        metrics = MetricsStore(redis, keys, scripts, settings.topic_asset_performance)
+
+        async def lifetime(asset_id: str, channel: Channel | None) -> Totals:
+            totals = await metrics.totals(
+                asset_id,
+                Window.LIFETIME,
+                time.time(),
+                channel=None if channel is None else channel.value,
+            )
+            return totals or Totals()
+
         suggestion_store = SuggestionStore(redis, keys)
         suggestions = SuggestionEngine(
             suggestion_store,
@@ -69,6 +84,7 @@ class Runtime:
             load_rules(settings.suggestion_rules_file),
             timedelta(seconds=settings.suggestion_cooldown_seconds),
             instruments.suggestions,
+            lifetime,
         )
         registry = RegistryHandler(
             store=store,
@@ -80,7 +96,6 @@ class Runtime:
             duplicates_sent=instruments.duplicates,
             on_registered=suggestions.on_registered,
         )
-        metrics = MetricsStore(redis, keys, scripts, settings.topic_asset_performance)
         performance = PerformanceHandler(
             metrics,
             dead_letters,

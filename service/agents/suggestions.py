@@ -10,7 +10,7 @@ record: applied (with the new asset, a variant of the original) or dismissed.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime, timedelta
 
 from prometheus_client import Counter
@@ -21,6 +21,7 @@ from service.domain.events import OptimizationSuggestion, SuggestionFeedback
 from service.domain.metrics import Totals
 from service.domain.registry import Asset
 from service.domain.rules_config import RulesConfig
+from service.domain.statistics import minimum_sample, realised_improvement
 from service.domain.suggestion_state import Status, should_send
 from service.domain.suggestions import (
     Draft,
@@ -34,6 +35,9 @@ from service.store.suggestions import SuggestionRecord, SuggestionStore
 
 log = logging.getLogger(__name__)
 
+# (asset_id, channel or None) -> its lifetime totals
+LifetimeTotals = Callable[[str, Channel | None], Awaitable[Totals]]
+
 
 class SuggestionEngine:
     def __init__(
@@ -44,6 +48,7 @@ class SuggestionEngine:
         config: RulesConfig,
         cooldown: timedelta,
         sent: Counter | None = None,
+        lifetime: LifetimeTotals | None = None,
     ) -> None:
         self._store = store
         self._producer = producer
@@ -51,6 +56,7 @@ class SuggestionEngine:
         self._config = config
         self._cooldown = cooldown
         self._sent = sent
+        self._lifetime = lifetime
 
     async def on_registered(self, asset: Asset) -> int:
         return await self._send(asset, file_rules(asset, self._config))
@@ -81,7 +87,35 @@ class SuggestionEngine:
                 )
             if draft is not None:
                 drafts.append(draft)
+        await self._realise(asset)
         return await self._send(asset, drafts)
+
+    async def _realise(self, variant: Asset) -> None:
+        """Once a variant has enough impressions, record how it did against the original:
+        lifetime CTR on the suggestion's channel (all channels when it had none)."""
+        if self._lifetime is None:
+            return
+        suggestion_id = await self._store.variant_of(variant.asset_id)
+        record = None if suggestion_id is None else await self._store.by_id(suggestion_id)
+        if record is None or record.realised_improvement_pct is not None:
+            return
+        channel = record.suggestion.channel
+        original = await self._lifetime(record.suggestion.asset_id, channel)
+        mine = await self._lifetime(variant.asset_id, channel)
+        needed = minimum_sample(self._config.for_channel(channel).ctr_benchmark)
+        result = realised_improvement(
+            (original.clicks, original.impressions), (mine.clicks, mine.impressions), needed
+        )
+        if result is None:
+            return
+        await self._store.record_realised(
+            record.model_copy(
+                update={
+                    "realised_improvement_pct": round(result.improvement_pct, 1),
+                    "realised_ci95": (round(result.ci95.low, 1), round(result.ci95.high, 1)),
+                }
+            )
+        )
 
     async def feedback(self, event: SuggestionFeedback) -> bool:
         """Close a suggestion; False when it is unknown (or was superseded)."""
@@ -89,6 +123,8 @@ class SuggestionEngine:
         if record is None or record.status is not Status.OPEN:
             return record is not None
         status = Status.APPLIED if event.outcome is FeedbackOutcome.APPLIED else Status.DISMISSED
+        if status is Status.APPLIED and event.new_asset_id is not None:
+            await self._store.link_variant(event.new_asset_id, event.suggestion_id)
         await self._store.put(
             record.model_copy(
                 update={

@@ -182,6 +182,13 @@ OPERATIONS: tuple[Operation, ...] = (
         (problems.NOT_FOUND,),
     ),
     Operation(
+        "/v1/suggestion-accuracy",
+        "Per type: estimated against realised improvement of applied suggestions",
+        schemas.AccuracyOut,
+        (_enum("type", [t.value for t in SuggestionType], "only this type"),),
+        (problems.BAD_REQUEST,),
+    ),
+    Operation(
         "/v1/dead-letters/stats",
         "Dead letters counted by reason",
         schemas.DeadLetterStatsOut,

@@ -107,10 +107,29 @@ class SuggestionOut(OptimizationSuggestion):
     status: Status
     closed_at: AwareDatetime | None = None
     new_asset_id: str | None = Field(default=None, description="the variant that applied it")
+    realised_improvement_pct: float | None = Field(
+        default=None, description="the variant's lifetime CTR against the original's, in %"
+    )
+    realised_ci95: list[float] | None = None
 
 
 class SuggestionsOut(_Out):
     items: list[SuggestionOut]
+
+
+class AccuracyItem(_Out):
+    type: str
+    realised: int = Field(description="applied suggestions whose outcome is known")
+    mean_estimated_pct: float
+    mean_realised_pct: float
+    mean_absolute_error_pct: float
+    estimate_within_ci95: int = Field(
+        description="how many estimates the realised 95 % interval contains"
+    )
+
+
+class AccuracyOut(_Out):
+    items: list[AccuracyItem]
 
 
 class HealthOut(_Out):

@@ -21,6 +21,8 @@ from pydantic import BaseModel
 
 from service.api import openapi, problems
 from service.api.schemas import (
+    AccuracyItem,
+    AccuracyOut,
     AssetMetricsOut,
     AssetOut,
     DeadLetterStatsOut,
@@ -287,6 +289,8 @@ def _suggestion_out(record: SuggestionRecord) -> SuggestionOut:
         status=record.status,
         closed_at=record.closed_at,
         new_asset_id=record.new_asset_id,
+        realised_improvement_pct=record.realised_improvement_pct,
+        realised_ci95=None if record.realised_ci95 is None else list(record.realised_ci95),
     )
 
 
@@ -352,6 +356,42 @@ class SuggestionView(ApiView):
         if record is None:
             return self.not_found(f"no current suggestion has id '{suggestion_id}'")
         return self.out(_suggestion_out(record))
+
+
+class AccuracyView(ApiView):
+    """How well the estimates matched what happened, per type (`?type=` for one)."""
+
+    async def get(self, request: Request) -> Response:
+        try:
+            filters = _suggestion_filters(request.query, ("type",))
+        except BadRequest as exc:
+            return self.bad_request(str(exc))
+        kinds = [filters["type"]] if filters else [t.value for t in SuggestionType]
+        items = []
+        for kind in kinds:
+            records = await self.runtime.suggestion_store.realised(kind)
+            if not records:
+                continue
+            pairs = [
+                (
+                    r.suggestion.estimated_improvement_pct,
+                    r.realised_improvement_pct or 0.0,
+                    r.realised_ci95 or (0.0, 0.0),
+                )
+                for r in records
+            ]
+            count = len(pairs)
+            items.append(
+                AccuracyItem(
+                    type=kind,
+                    realised=count,
+                    mean_estimated_pct=round(sum(e for e, _, _ in pairs) / count, 1),
+                    mean_realised_pct=round(sum(r for _, r, _ in pairs) / count, 1),
+                    mean_absolute_error_pct=round(sum(abs(e - r) for e, r, _ in pairs) / count, 1),
+                    estimate_within_ci95=sum(1 for e, _, ci in pairs if ci[0] <= e <= ci[1]),
+                )
+            )
+        return self.out(AccuracyOut(items=items))
 
 
 class HealthView(ApiView):
@@ -435,6 +475,7 @@ ROUTES: dict[str, type[ApiView]] = {
     "/v1/assets/{asset_id}/suggestions": AssetSuggestionsView,
     "/v1/libraries/{library_id}/suggestions": LibrarySuggestionsView,
     "/v1/suggestions/{suggestion_id}": SuggestionView,
+    "/v1/suggestion-accuracy": AccuracyView,
     "/v1/dead-letters/stats": DeadLetterStatsView,
     "/v1/performance/stats": PerformanceStatsView,
     "/healthz": HealthView,

@@ -57,3 +57,27 @@ def two_proportion_p_value(
     se = math.sqrt(pooled * (1 - pooled) * (1 / trials_a + 1 / trials_b))
     z = (successes_a / trials_a - successes_b / trials_b) / se
     return 0.5 * math.erfc(-z / math.sqrt(2))  # P(Z <= z)
+
+
+@dataclass(frozen=True, slots=True)
+class Realised:
+    """How a variant's rate compares with the original's: a relative change in %."""
+
+    improvement_pct: float
+    ci95: Interval  # conservative: from the two Wilson intervals
+
+
+def realised_improvement(
+    original: tuple[int, int], variant: tuple[int, int], min_trials: int
+) -> Realised | None:
+    """(successes, trials) of both; None until both have `min_trials` and the original
+    has a rate to compare with."""
+    (o_hits, o_trials), (v_hits, v_trials) = original, variant
+    if o_trials < min_trials or v_trials < min_trials or o_hits == 0:
+        return None
+    base = o_hits / o_trials
+    o, v = wilson(o_hits, o_trials), wilson(v_hits, v_trials)
+    return Realised(
+        improvement_pct=100 * (v_hits / v_trials - base) / base,
+        ci95=Interval(100 * (v.low - o.high) / base, 100 * (v.high - o.low) / base),
+    )

@@ -2,7 +2,9 @@
 
 `P:{a:<asset>}:suggestions` hash: `<type>|<channel or ->` -> record JSON (the event
 sent, its status and when it closed); `P:suggestion:<id>` -> asset id;
-`P:{l:<library>}:suggestions` sorted set of ids by time sent.
+`P:{l:<library>}:suggestions` sorted set of ids by time sent; `P:{a:<new>}:variant-of`
+-> the applied suggestion a variant answers; `P:suggestions-realised:<type>` sorted set of
+the suggestions whose realised improvement is known.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ class SuggestionRecord(BaseModel):
     status: Status = Status.OPEN
     closed_at: datetime | None = None
     new_asset_id: str | None = None
+    realised_improvement_pct: float | None = None
+    realised_ci95: tuple[float, float] | None = None
 
     @property
     def slot(self) -> str:
@@ -67,6 +71,31 @@ class SuggestionStore:
             pipe.set(self._id_key(s.suggestion_id), s.asset_id)
             pipe.zadd(self._library_key(s.library_id), {s.suggestion_id: s.created_at.timestamp()})
             await pipe.execute()
+
+    def _variant_key(self, asset_id: str) -> str:
+        return f"{self._keys.prefix}:{{a:{asset_id}}}:variant-of"
+
+    def _realised_key(self, suggestion_type: str) -> str:
+        return f"{self._keys.prefix}:suggestions-realised:{suggestion_type}"
+
+    async def link_variant(self, new_asset_id: str, suggestion_id: str) -> None:
+        await self._redis.set(self._variant_key(new_asset_id), suggestion_id)
+
+    async def variant_of(self, asset_id: str) -> str | None:
+        value: str | None = await self._redis.get(self._variant_key(asset_id))
+        return value
+
+    async def record_realised(self, record: SuggestionRecord) -> None:
+        await self.put(record)
+        s = record.suggestion
+        await self._redis.zadd(
+            self._realised_key(s.type.value), {s.suggestion_id: s.created_at.timestamp()}
+        )
+
+    async def realised(self, suggestion_type: str) -> list[SuggestionRecord]:
+        ids = await self._redis.zrange(self._realised_key(suggestion_type), 0, -1)
+        records = [await self.by_id(i) for i in ids]
+        return [r for r in records if r is not None and r.realised_improvement_pct is not None]
 
     async def for_asset(self, asset_id: str) -> list[SuggestionRecord]:
         raw = await self._redis.hgetall(self._asset_key(asset_id))

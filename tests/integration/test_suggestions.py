@@ -97,3 +97,41 @@ async def test_performance_rules_priority_rise_and_feedback(
     assert await engine.on_totals(a, week(0, 50_000)) == 0  # dismissed: quiet for 7 cooldowns
     unknown = dismissed.model_copy(update={"suggestion_id": "sug-nope"})
     assert not await engine.feedback(unknown)
+
+
+async def test_an_applied_suggestion_learns_what_its_variant_did(runtime: Runtime) -> None:
+    import time
+
+    engine = runtime.suggestions
+    original = asset(intended_channels=["display"], file_size_bytes=10_000, width=1200, height=628)
+    assert await engine.on_totals(original, week(0, 5_000)) == 1
+    [record] = await runtime.suggestion_store.for_asset("a1")
+    applied = SuggestionFeedback(
+        event_id="f2",
+        occurred_at=datetime.now(UTC),
+        suggestion_id=record.suggestion.suggestion_id,
+        asset_id="a1",
+        outcome="applied",
+        new_asset_id="a2",  # type: ignore[arg-type]
+    )
+    assert await engine.feedback(applied)
+
+    now = time.time()
+    store = runtime.metrics_store
+    await store.point(0, ["a1", "a2"])
+    rows = [
+        ("o1", "a1", "display", "c1", int(now) - 60, 10_000, 20, 0, 0, 0, 0),
+        ("v1", "a2", "display", "c1", int(now) - 60, 10_000, 50, 0, 0, 0, 0),
+    ]
+    assert (await store.apply(0, 0, 1, rows, now)).status == 1
+    variant = asset(
+        asset_id="a2", intended_channels=["display"], file_size_bytes=10_000, width=1200, height=628
+    )
+    await engine.on_totals(variant, {Window.WEEK: {}, Window.DAY: {}})
+    record = await runtime.suggestion_store.by_id(record.suggestion.suggestion_id)
+    assert record is not None and record.status is Status.APPLIED
+    assert record.new_asset_id == "a2"
+    assert record.realised_improvement_pct == 150.0  # 0.5 % against 0.2 %
+    assert record.realised_ci95 is not None and record.realised_ci95[0] > 0
+    [known] = await runtime.suggestion_store.realised("refresh_design")
+    assert known.suggestion.suggestion_id == record.suggestion.suggestion_id

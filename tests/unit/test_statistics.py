@@ -50,3 +50,14 @@ def test_two_proportion_test() -> None:
     assert two_proportion_p_value(30, 1000, 10, 1000) > 0.99  # higher, not lower
     assert two_proportion_p_value(0, 0, 5, 100) == 1.0
     assert two_proportion_p_value(0, 100, 0, 100) == 1.0
+
+
+def test_realised_improvement() -> None:
+    from service.domain.statistics import realised_improvement
+
+    assert realised_improvement((10, 1000), (20, 1000), min_trials=1001) is None
+    assert realised_improvement((0, 5000), (20, 5000), min_trials=100) is None  # no base rate
+    result = realised_improvement((20, 5000), (40, 5000), min_trials=100)
+    assert result is not None
+    assert result.improvement_pct == pytest.approx(100.0)
+    assert result.ci95.low < 100.0 < result.ci95.high

@@ -208,6 +208,13 @@ OPERATIONS: tuple[Operation, ...] = (
 )
 
 
+def query_parameters() -> dict[str, frozenset[str]]:
+    """Each documented route's query parameters: the only ones it accepts."""
+    return {
+        op.path: frozenset(p.name for p in op.params if p.where == "query") for op in OPERATIONS
+    }
+
+
 def document(*, api_page_size_max: int, token_required: bool) -> dict[str, Any]:
     models = {op.response for op in OPERATIONS} | {schemas.Problem}
     refs, definitions = models_json_schema(
@@ -241,7 +248,12 @@ def _operation(
         if op.path.endswith("/assets") and spec["name"] == "limit":
             spec["schema"]["maximum"] = page_max
     problem_ref = refs[(schemas.Problem, "serialization")]
-    kinds = [*op.errors, problems.UNAVAILABLE, problems.INTERNAL]
+    # Every route answers 400 to a query parameter it does not know (a typo is not ignored).
+    kinds = [
+        *dict.fromkeys([problems.BAD_REQUEST, *op.errors]),
+        problems.UNAVAILABLE,
+        problems.INTERNAL,
+    ]
     if token_required and op.protected:
         kinds.append(problems.UNAUTHORIZED)
     responses: dict[str, Any] = {

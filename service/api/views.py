@@ -54,6 +54,9 @@ SHA256 = re.compile(r"^[0-9a-f]{64}$")
 DEFAULT_PAGE_SIZE = 50
 
 
+QUERY_PARAMETERS = openapi.query_parameters()
+
+
 class BadRequest(Exception):
     pass
 
@@ -78,6 +81,14 @@ class ApiView(View):
 
     async def dispatch(self, request: Any) -> Any:
         self._path = request.path
+        allowed = QUERY_PARAMETERS.get(request.match_info.route.resource.canonical)
+        if allowed is not None:
+            unknown = sorted(set(request.query) - allowed)
+            if unknown:
+                known = ", ".join(sorted(allowed)) or "none"
+                return self.bad_request(
+                    f"unknown query parameter(s): {', '.join(unknown)} (known: {known})"
+                )
         return await super().dispatch(request)
 
     async def on_request_error(self, request: Request, exc: Any) -> Response:

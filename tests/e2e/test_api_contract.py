@@ -126,6 +126,7 @@ def test_errors_are_problem_details(api: str) -> None:
         ("/v1/nothing-here", "GET", 404, "/problems/not-found"),
         ("/v1/assets/a1", "POST", 405, "/problems/method-not-allowed"),
         ("/v1/duplicates/XYZ", "GET", 400, "/problems/bad-request"),
+        ("/v1/assets/a1/metrics?chanel=web", "GET", 400, "/problems/bad-request"),
     ]:
         status, headers, body = call(api, path, method)
         assert status == code, (path, method, status, body)

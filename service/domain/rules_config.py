@@ -25,6 +25,9 @@ class ChannelRules(BaseModel):
     gif_to_video_min_bytes: int = Field(gt=0)
     accepted_ratios: list[float]
     ratio_tolerance: float = Field(ge=0, lt=1)
+    display_width: int = Field(gt=0)
+    min_resize_saving_bytes: int = Field(ge=0)
+    remove_bg_tags: list[str]
     fatigue_ratio: float = Field(gt=0, lt=1)
     fatigue_p_value: float = Field(gt=0, lt=1)
 

@@ -52,11 +52,83 @@ def file_rules(asset: Asset, config: RulesConfig) -> list[Draft]:
         drafts.append(gif)
     channels: list[Channel | None] = [*asset.intended_channels] or [None]
     for channel in channels:
-        for rule in (_compress, _modern_format, _aspect_ratio):
+        for rule in (_compress, _modern_format, _aspect_ratio, _resize, _reformat):
             draft = rule(asset, config, channel)
             if draft is not None:
                 drafts.append(draft)
+    remove_bg = _remove_background(asset, config)
+    if remove_bg is not None:
+        drafts.append(remove_bg)
     return drafts
+
+
+def _resize(asset: Asset, config: RulesConfig, channel: Channel | None) -> Draft | None:
+    """Larger than the channel ever shows it: Lighthouse's responsive-size saving."""
+    rules = config.for_channel(channel)
+    if asset.format not in RASTER_TO_MODERN or asset.width <= rules.display_width:
+        return None
+    shown = rules.display_width / asset.width  # the share of each side that is displayed
+    saved = int(asset.file_size_bytes * (1 - shown * shown))
+    if saved < rules.min_resize_saving_bytes:
+        return None
+    return Draft(
+        type=SuggestionType.RESIZE,
+        priority=Priority.MEDIUM if shown < 0.5 else Priority.LOW,
+        channel=channel,
+        description=f"Resize to {rules.display_width} px wide for {channel or 'its channels'}: "
+        f"{asset.width} px is more than it ever shows.",
+        estimated_improvement_pct=round(100 * saved / asset.file_size_bytes, 1),
+        improvement_basis="bytes saved, Lighthouse's responsive-size estimate: bytes x "
+        "(1 - displayed pixels / natural pixels)",
+        trigger=f"width>{rules.display_width}",
+        evidence={
+            "width": asset.width,
+            "display_width": rules.display_width,
+            "file_size_bytes": asset.file_size_bytes,
+        },
+    )
+
+
+WEB_VIDEO = frozenset({MediaFormat.MP4, MediaFormat.WEBM})
+NOT_WEB_PLAYABLE = frozenset({MediaFormat.MOV, MediaFormat.MKV})
+
+
+def _reformat(asset: Asset, config: RulesConfig, channel: Channel | None) -> Draft | None:
+    """A video container browsers and ad platforms do not play everywhere."""
+    if asset.format not in NOT_WEB_PLAYABLE or channel is None:
+        return None
+    return Draft(
+        type=SuggestionType.REFORMAT,
+        priority=Priority.HIGH,
+        channel=channel,
+        description=f"Re-encode this {asset.format.upper()} as MP4 (H.264) or WebM: {channel} "
+        "players do not reliably play it.",
+        estimated_improvement_pct=0.0,
+        improvement_basis="compatibility: MP4 and WebM are the containers web and ad "
+        "players accept; no gain is claimed",
+        trigger=f"format={asset.format}",
+        evidence={
+            "format": asset.format.value,
+            "accepted": ",".join(sorted(f.value for f in WEB_VIDEO)),
+        },
+    )
+
+
+def _remove_background(asset: Asset, config: RulesConfig) -> Draft | None:
+    """Opt-in by tag: no published study shows a CTR gain, so it stays low priority."""
+    tags = set(config.defaults.remove_bg_tags) & set(asset.tags)
+    if not tags or asset.media_type.value not in ("image", "thumbnail", "banner"):
+        return None
+    return Draft(
+        type=SuggestionType.REMOVE_BG,
+        priority=Priority.LOW,
+        channel=None,
+        description="Consider a clean background for this product image.",
+        estimated_improvement_pct=0.0,
+        improvement_basis="opt-in by tag; no published CTR gain to estimate from",
+        trigger=f"tags={','.join(sorted(tags))}",
+        evidence={"tags": ",".join(sorted(tags))},
+    )
 
 
 def _compress(asset: Asset, config: RulesConfig, channel: Channel | None) -> Draft | None:

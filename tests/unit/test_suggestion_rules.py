@@ -164,3 +164,48 @@ def test_ids_are_deterministic_per_asset_type_channel_and_trigger() -> None:
     assert suggestion_id("a1", draft) != suggestion_id("a2", draft)
     other = refresh_design(0, 5_000, Channel.DISPLAY, "24h", CONFIG)
     assert other is not None and suggestion_id("a1", other) != suggestion_id("a1", draft)
+
+
+@pytest.mark.parametrize(
+    ("channel", "width", "fires"),
+    [
+        ("email", 600, False),
+        ("email", 601, False),
+        ("email", 1200, True),
+        ("web", 1920, False),
+        ("web", 3840, True),
+    ],
+)
+def test_resize_beyond_what_the_channel_shows(channel: str, width: int, fires: bool) -> None:
+    # 601 px in a 600 px email saves 0.3 % of 200 KB: under Lighthouse's 4 KiB threshold
+    drafts = file_rules(
+        asset(
+            format="jpeg",
+            width=width,
+            height=width // 2,
+            file_size_bytes=200_000,
+            intended_channels=[channel],
+        ),
+        CONFIG,
+    )
+    assert ((SuggestionType.RESIZE.value, channel) in types(drafts)) is fires
+
+
+def test_reformat_video_containers_players_do_not_take() -> None:
+    mov = asset(
+        media_type="video", format="mov", file_size_bytes=1_000, intended_channels=["web", "social"]
+    )
+    assert {(t, c) for t, c in types(file_rules(mov, CONFIG)) if t == "reformat"} == {
+        ("reformat", "web"),
+        ("reformat", "social"),
+    }
+    mp4 = asset(media_type="video", format="mp4", file_size_bytes=1_000, intended_channels=["web"])
+    assert not [d for d in file_rules(mp4, CONFIG) if d.type is SuggestionType.REFORMAT]
+
+
+def test_background_removal_is_opt_in_by_tag() -> None:
+    product = asset(tags=["Product", "summer"], file_size_bytes=1_000)
+    [draft] = [d for d in file_rules(product, CONFIG) if d.type is SuggestionType.REMOVE_BG]
+    assert draft.priority is Priority.LOW and draft.estimated_improvement_pct == 0.0
+    plain = asset(tags=["summer"], file_size_bytes=1_000)
+    assert not [d for d in file_rules(plain, CONFIG) if d.type is SuggestionType.REMOVE_BG]

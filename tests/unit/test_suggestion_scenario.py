@@ -90,6 +90,9 @@ def simulate(seed: int = 11, count: int = 400) -> list[Simulated]:
             truth.add((asset_id, "compress", channel.value))
         if channel is Channel.WEB and fmt in ("jpeg", "png") and size > width * height * 0.2 + 8192:
             truth.add((asset_id, "convert_to_webp", channel.value))
+        shown = CONFIG.for_channel(channel).display_width
+        if fmt in ("jpeg", "png") and width > shown and size * (1 - (shown / width) ** 2) >= 4096:
+            truth.add((asset_id, "resize", channel.value))
         if fmt == "gif" and size > 102_400:
             truth.add((asset_id, "gif_to_video", None))
         ratio = width / height

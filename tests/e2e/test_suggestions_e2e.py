@@ -1,0 +1,75 @@
+"""End to end: a registration yields suggestions on their topic, feedback closes one."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from tests.conftest import isolated_env, read_topic, settings_from
+from tests.e2e.worker import Worker, eventually, free_port
+from tests.unit.factories import registration_body, sha
+
+pytestmark = pytest.mark.e2e
+
+
+async def test_suggestions_and_feedback_through_a_worker(
+    stack: dict[str, str], tmp_path: Path
+) -> None:
+    env = isolated_env(stack, web_port=free_port())
+    settings = settings_from(env)
+    worker = Worker(env, tmp_path / "worker.log")
+    worker.start()
+    await worker.wait_ready()
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all")
+    await producer.start()
+    try:
+        body = registration_body(
+            "banner1",
+            library_id="libS",
+            content_sha256=sha(77),
+            format="png",
+            width=728,
+            height=90,
+            file_size_bytes=400_000,
+            intended_channels=["display"],
+        )
+        await producer.send_and_wait(
+            settings.topic_asset_registered, json.dumps(body).encode(), key=b"banner1"
+        )
+        records = await read_topic(
+            settings.kafka_bootstrap_servers, settings.topic_optimization_suggestions, 2, 30
+        )
+        events = [json.loads(r.value) for r in records]
+        assert sorted(e["type"] for e in events) == ["compress", "fix_aspect_ratio"]
+        assert all(r.key == b"banner1" for r in records)
+        compress = next(e for e in events if e["type"] == "compress")
+        assert compress["channel"] == "display" and compress["priority"] == "high"
+
+        feedback = {
+            "event_id": "fb1",
+            "occurred_at": datetime.now(UTC).isoformat(),
+            "suggestion_id": compress["suggestion_id"],
+            "asset_id": "banner1",
+            "outcome": "dismissed",
+        }
+        await producer.send_and_wait(
+            settings.topic_suggestion_feedback, json.dumps(feedback).encode(), key=b"banner1"
+        )
+    finally:
+        await producer.stop()
+
+    async def dismissed() -> Any:
+        status, body = await worker.get(f"/v1/suggestions/{compress['suggestion_id']}")
+        return status == 200 and body["status"] == "dismissed" and body
+
+    await eventually(dismissed)
+    _, open_ones = await worker.get("/v1/assets/banner1/suggestions?status=open")
+    assert [s["type"] for s in open_ones["items"]] == ["fix_aspect_ratio"]
+    _, library = await worker.get("/v1/libraries/libS/suggestions?priority=high")
+    assert {s["type"] for s in library["items"]} == {"compress", "fix_aspect_ratio"}
+    assert worker.stop() == 0

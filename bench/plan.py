@@ -94,6 +94,8 @@ def settings_env(settings: Settings) -> dict[str, str]:
     env: dict[str, str] = {}
     for name in Settings.model_fields:
         value = getattr(settings, name)
+        if value is None:
+            continue  # unset stays unset
         if hasattr(value, "get_secret_value"):
             value = value.get_secret_value()
         if isinstance(value, bool):

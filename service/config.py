@@ -87,6 +87,13 @@ class Settings(BaseSettings):
             raise ValueError("redis_key_prefix must be non-empty and contain no '{' or '}'")
         return value
 
+    @field_validator("suggestion_rules_file")
+    @classmethod
+    def _rules_file_exists(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"no rules file at {value} (unset it for the shipped defaults)")
+        return value
+
     @property
     def kafka_broker_url(self) -> str:
         """The bootstrap servers as Faust expects them (`kafka://host:port;host:port`)."""

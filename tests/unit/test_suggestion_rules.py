@@ -209,3 +209,12 @@ def test_background_removal_is_opt_in_by_tag() -> None:
     assert draft.priority is Priority.LOW and draft.estimated_improvement_pct == 0.0
     plain = asset(tags=["summer"], file_size_bytes=1_000)
     assert not [d for d in file_rules(plain, CONFIG) if d.type is SuggestionType.REMOVE_BG]
+
+
+def test_a_missing_rules_file_is_a_clear_settings_error(tmp_path: object) -> None:
+    from pydantic import ValidationError
+
+    from service.config import Settings
+
+    with pytest.raises(ValidationError, match="no rules file at"):
+        Settings(suggestion_rules_file=f"{tmp_path}/nope.toml")

@@ -31,7 +31,7 @@ from service.domain.suggestions import (
     suggestion_id,
 )
 from service.domain.windows import Window
-from service.store.suggestions import SuggestionRecord, SuggestionStore
+from service.store.suggestions import SuggestionRecord, SuggestionStore, slot
 
 log = logging.getLogger(__name__)
 
@@ -140,8 +140,7 @@ class SuggestionEngine:
         now = datetime.now(UTC)
         sent = 0
         for draft in drafts:
-            slot = f"{draft.type.value}|{draft.channel.value if draft.channel else '-'}"
-            previous = await self._store.get(asset.asset_id, slot)
+            previous = await self._store.get(asset.asset_id, slot(draft.type, draft.channel))
             state = None if previous is None else previous.state()
             if not should_send(
                 state, draft.priority, draft.estimated_improvement_pct, now, self._cooldown

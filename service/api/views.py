@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from collections.abc import Iterable
+from enum import StrEnum
 from typing import Any, cast
 
 import faust
@@ -113,14 +115,11 @@ class AssetMetricsView(ApiView):
     async def get(self, request: Request, asset_id: str) -> Response:
         query = request.query
         try:
-            window = Window(query.get("window", Window.DAY.value))
-        except ValueError:
-            return self.bad_request(f"window must be one of: {', '.join(w.value for w in Window)}")
-        channel, campaign = query.get("channel"), query.get("campaign")
-        if channel is not None and channel not in {c.value for c in Channel}:
-            return self.bad_request(
-                f"channel must be one of: {', '.join(c.value for c in Channel)}"
-            )
+            window = Window(_choice_or_default(query, "window", Window, Window.DAY))
+            channel = _choice(query, "channel", Channel)
+        except BadRequest as exc:
+            return self.bad_request(str(exc))
+        campaign = query.get("campaign")
         if channel is not None and campaign is not None:
             return self.bad_request("filter by channel or by campaign, not both")
         runtime = self.runtime
@@ -147,14 +146,8 @@ class _BoardQuery(ApiView):
     """Shared parsing of `window` (24h, 7d, lifetime) and `channel` for library boards."""
 
     def board(self, query: Any) -> tuple[Window, str | None]:
-        windows = [w.value for w in LEADERBOARD_WINDOWS]
-        window = query.get("window", Window.DAY.value)
-        if window not in windows:
-            raise BadRequest(f"window must be one of: {', '.join(windows)}")
-        channel = query.get("channel")
-        if channel is not None and channel not in {c.value for c in Channel}:
-            raise BadRequest(f"channel must be one of: {', '.join(c.value for c in Channel)}")
-        return Window(window), channel
+        window = _choice_or_default(query, "window", LEADERBOARD_WINDOWS, Window.DAY)
+        return Window(window), _choice(query, "channel", Channel)
 
     async def entries(
         self, library_id: str, window: Window, channel: str | None
@@ -176,7 +169,7 @@ class LibraryTopView(_BoardQuery):
         settings = self.runtime.settings
         try:
             window, channel = self.board(query)
-            metric = RankMetric(query.get("metric", RankMetric.CTR.value))
+            metric = RankMetric(_choice_or_default(query, "metric", RankMetric, RankMetric.CTR))
             limit = _int_param(query, "limit", 10, 1, 100)
             min_impressions = _int_param(
                 query,
@@ -185,9 +178,6 @@ class LibraryTopView(_BoardQuery):
                 0,
                 openapi.MAX_MIN_IMPRESSIONS,
             )
-        except ValueError:
-            metrics = ", ".join(m.value for m in RankMetric)
-            return self.bad_request(f"metric must be one of: {metrics}")
         except BadRequest as exc:
             return self.bad_request(str(exc))
         entries = await self.entries(library_id, window, channel)
@@ -305,18 +295,33 @@ def _suggestion_out(record: SuggestionRecord) -> SuggestionOut:
     )
 
 
+def _choice(
+    query: Any, name: str, allowed: Iterable[StrEnum], default: StrEnum | None = None
+) -> str | None:
+    """A query parameter that must be one of `allowed` (its default when absent)."""
+    values = [a.value for a in allowed]
+    value = query.get(name, None if default is None else default.value)
+    if value is not None and value not in values:
+        raise BadRequest(f"{name} must be one of: {', '.join(values)}")
+    return value  # type: ignore[no-any-return]
+
+
+def _choice_or_default(query: Any, name: str, allowed: Iterable[StrEnum], default: StrEnum) -> str:
+    return _choice(query, name, allowed, default) or default.value
+
+
+SUGGESTION_FILTERS: dict[str, Iterable[StrEnum]] = {
+    "status": Status,
+    "type": SuggestionType,
+    "priority": Priority,
+}
+
+
 def _suggestion_filters(query: Any, names: tuple[str, ...]) -> dict[str, str]:
-    allowed = {
-        "status": [s.value for s in Status],
-        "type": [t.value for t in SuggestionType],
-        "priority": [p.value for p in Priority],
-    }
     filters = {}
     for name in names:
-        value = query.get(name)
+        value = _choice(query, name, SUGGESTION_FILTERS[name])
         if value is not None:
-            if value not in allowed[name]:
-                raise BadRequest(f"{name} must be one of: {', '.join(allowed[name])}")
             filters[name] = value
     return filters
 

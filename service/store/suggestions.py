@@ -14,9 +14,15 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from service.domain.enums import Channel, SuggestionType
 from service.domain.events import OptimizationSuggestion
 from service.domain.suggestion_state import SentState, Status
 from service.store.keys import Keys
+
+
+def slot(suggestion_type: SuggestionType, channel: Channel | None) -> str:
+    """The field of one (type, channel) in an asset's suggestions hash."""
+    return f"{suggestion_type.value}|{channel.value if channel else '-'}"
 
 
 class SuggestionRecord(BaseModel):
@@ -31,8 +37,7 @@ class SuggestionRecord(BaseModel):
 
     @property
     def slot(self) -> str:
-        s = self.suggestion
-        return f"{s.type.value}|{s.channel.value if s.channel else '-'}"
+        return slot(self.suggestion.type, self.suggestion.channel)
 
     def state(self) -> SentState:
         s = self.suggestion

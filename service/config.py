@@ -51,6 +51,12 @@ class Settings(BaseSettings):
     redis_cluster: bool = False
     redis_key_prefix: str = "media"
     redis_retry_max_seconds: Annotated[float, Field(gt=0)] = 5.0
+    # Longest wait for any one Redis reply (and for a connection): a Lua script call takes
+    # up to tens of milliseconds, so this only cuts off a Redis that stopped answering.
+    redis_socket_timeout_seconds: Annotated[float, Field(gt=0)] = 10.0
+    # Run on a Redis whose maxmemory-policy may evict keys (refused otherwise): de-duplication
+    # hashes and buckets carry TTLs, and an evicted one lets an event count twice.
+    redis_allow_eviction: bool = False
 
     # Web API
     web_host: str = "127.0.0.1"

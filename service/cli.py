@@ -99,35 +99,74 @@ def main(argv: list[str] | None = None) -> int:
     return 2
 
 
+class _CannotStart(Exception):
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
 def _worker(settings: Settings) -> int:
     from faust.worker import Worker
 
     from service.app import create_app
-    from service.observability import logging_config
+    from service.observability import logging_config, redact
+    from service.store.client import connect
+    from service.store.requirements import (
+        RedisRequirementError,
+        RequirementsReport,
+        check_redis_requirements,
+    )
     from service.topics import check_partitions, ensure_topics
 
     log_config = logging_config(settings.log_level, settings.log_format)
     logging.config.dictConfig(log_config)
+    log = logging.getLogger("service.worker")
 
-    async def prepare() -> list[str]:
-        if settings.create_topics:
-            await ensure_topics(settings)
-        return [
-            p for p in await check_partitions(settings) if settings.topic_asset_performance in p
-        ]
+    async def prepare() -> tuple[list[str], RequirementsReport]:
+        try:
+            if settings.create_topics:
+                await ensure_topics(settings)
+            problems = [
+                p for p in await check_partitions(settings) if settings.topic_asset_performance in p
+            ]
+        except Exception as exc:
+            raise _CannotStart(
+                f"cannot reach Kafka at {settings.kafka_bootstrap_servers} to prepare topics: "
+                f"{exc!r}\nStart the local stack with `make stack-up`, or set "
+                "MEDIA_KAFKA_BOOTSTRAP_SERVERS."
+            ) from exc
+        redis = connect(settings)  # short-lived: the app builds its own client
+        try:
+            report = await asyncio.wait_for(check_redis_requirements(redis, settings), timeout=30)
+        except Exception as exc:
+            raise _CannotStart(
+                f"cannot reach Redis to check its configuration: {redact(repr(exc))}\n"
+                "Start the local stack with `make stack-up`, or set MEDIA_REDIS_URL."
+            ) from exc
+        finally:
+            await redis.aclose()
+        return problems, report
 
     try:
-        problems = asyncio.run(prepare())
-    except Exception as exc:
-        print(
-            f"cannot reach Kafka at {settings.kafka_bootstrap_servers} to prepare topics: "
-            f"{exc!r}\nStart the local stack with `make stack-up`, or set "
-            "MEDIA_KAFKA_BOOTSTRAP_SERVERS.",
-            file=sys.stderr,
-        )
+        problems, report = asyncio.run(prepare())
+    except _CannotStart as exc:
+        print(exc.message, file=sys.stderr)
         return 1
     if problems:
         print("\n".join(problems), file=sys.stderr)
+        return 2
+    log.info(
+        "redis: eviction policy %s, persistence %s, requirements %s",
+        report.eviction_policy,
+        report.persistence,
+        report.verdict,
+    )
+    for warning in report.warnings:
+        log.warning("redis: %s", warning)
+    try:
+        report.raise_if_refused()
+    except RedisRequirementError as exc:
+        print(f"Redis does not meet the service's requirements: {exc}", file=sys.stderr)
         return 2
     app = create_app(settings)
     worker = Worker(app, loglevel=settings.log_level, quiet=True, logging_config=log_config)

@@ -15,6 +15,7 @@ from service.config import ENV_PREFIX, Settings
 from service.domain.events import DeadLetter
 from service.observability import redact
 from service.store.client import connect
+from service.store.requirements import RequirementsReport, check_redis_requirements
 from service.topics import check_partitions, describe_topics
 
 REPLAY_HEADER = "media-replay-of"
@@ -57,6 +58,8 @@ async def check_config(settings: Settings, out: Print) -> bool:
     try:
         info = await asyncio.wait_for(redis.info("server"), timeout=5)
         out(f"redis: OK (Redis {info.get('redis_version', '?')})")
+        report = await asyncio.wait_for(check_redis_requirements(redis, settings), timeout=10)
+        ok = _print_requirements(report, out) and ok
     except Exception as exc:
         out(f"redis: FAILED: {redact(repr(exc))}")
         ok = False
@@ -64,6 +67,18 @@ async def check_config(settings: Settings, out: Print) -> bool:
         await redis.aclose()
     out("configuration OK" if ok else "configuration has problems (see above)")
     return ok
+
+
+def _print_requirements(report: RequirementsReport, out: Print) -> bool:
+    """Print what Redis is configured to do; False when the service would refuse it."""
+    out(f"redis: eviction policy {report.eviction_policy}")
+    out(f"redis: persistence {report.persistence}")
+    for message in report.warnings:
+        out(f"redis: warning: {message}")
+    for message in report.refusals:
+        out(f"redis: REFUSED: {message}")
+    out(f"redis: requirements {report.verdict}")
+    return not report.refused
 
 
 @dataclass

@@ -5,6 +5,8 @@
 # containers, no system services).
 #
 # Usage: deploy/stack.sh up | down [--purge] | status | env
+#        deploy/stack.sh kill redis|kafka    SIGKILL one server (a crash: no clean shutdown)
+#        deploy/stack.sh start redis|kafka   start one server again on its data, wait for it
 #
 # State lives in $STACK_DIR (default: <repo>/.stack):
 #   kafka/libs/           broker jars (+ .pom.sha256: which pom they came from)
@@ -291,6 +293,19 @@ ensure_redis_installed() {
 # Processes get their own session (setsid) and ignore hangups (nohup), so they
 # outlive this script and its terminal; $! is their pid because both exec.
 # `9>&-` closes the lock fd in the server, or it would hold the stack lock forever.
+
+# Until the background subshell has exec'd, $! runs a copy of this script, which the pid
+# checks do not recognise: wait for the exec so that a check right after a start (as in
+# `start kafka`) does not take the server for dead.
+wait_exec() { # pid pattern
+  local i
+  for (( i = 0; i < 200; i++ )); do
+    tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null | grep -qF -- "$2" && return 0
+    kill -0 "$1" 2>/dev/null || return 0  # gone already: wait_until_ready says so
+    sleep 0.05
+  done
+}
+
 start_kafka() {
   write_kafka_props
   rotate_log "$KAFKA_LOG"
@@ -299,18 +314,22 @@ start_kafka() {
   (cd "$KAFKA_DIR" && exec setsid nohup "${KAFKA_JAVA[@]}" kafka.Kafka "$KAFKA_PROPS" \
       >>"$KAFKA_LOG" 2>&1 </dev/null 9>&-) &
   echo $! >"$KAFKA_PID"
+  wait_exec $! "$KAFKA_PROPS"
 }
 
 start_redis() {
   mkdir -p "$REDIS_DIR"
   rotate_log "$REDIS_LOG"
   say "redis: starting on $HOST:$REDIS_PORT, log $REDIS_LOG"
-  # AOF only (no RDB snapshots): durable across restarts, cheap for a dev stack.
-  # No --logfile: Redis logs to stdout, which goes to the log file.
+  # What the service requires and recommends (README, "Redis requirements"): never evict,
+  # AOF fsynced every second, no RDB snapshots. The AOF in $REDIS_DIR is reloaded on the
+  # next start, also after a SIGKILL. No --logfile: Redis logs to stdout, the log file.
   (cd "$REDIS_DIR" && exec setsid nohup redis-server --port "$REDIS_PORT" --bind "$HOST" \
-      --daemonize no --dir "$REDIS_DIR" --appendonly yes --save "" \
+      --daemonize no --dir "$REDIS_DIR" --maxmemory-policy noeviction \
+      --appendonly yes --appendfsync everysec --save "" \
       >>"$REDIS_LOG" 2>&1 </dev/null 9>&-) &
   echo $! >"$REDIS_PID"
+  wait_exec $! redis-server
 }
 
 # SIGTERM lets Kafka shut down cleanly (no log recovery on next start) and
@@ -356,20 +375,17 @@ lock_stack() {
 
 # --- commands -----------------------------------------------------------------
 
-cmd_up() {
-  lock_stack
-  command -v python3 >/dev/null || die "python3 is needed for the Kafka readiness probe"
-  if kafka_pid >/dev/null && redis_pid >/dev/null && kafka_answers && redis_answers; then
-    write_env
-    say "already running: kafka pid $(kafka_pid) on $HOST:$KAFKA_PORT, redis pid $(redis_pid) on $HOST:$REDIS_PORT"
-    return 0
-  fi
-  clear_stale "$REDIS_PID" redis redis_pid
-  clear_stale "$KAFKA_PID" kafka kafka_pid
-  # A server whose process is alive is not started again, only waited for.
-  local need_redis=1 need_kafka=1
-  if redis_pid >/dev/null; then need_redis=0; fi
-  if kafka_pid >/dev/null; then need_kafka=0; fi
+# Start the given servers (redis, kafka) unless they already run, and wait until they
+# answer. A server whose process is alive is not started again, only waited for. If one
+# does not answer in time, it is stopped and the script fails.
+bring_up() { # server...
+  local server need_redis=0 need_kafka=0
+  for server in "$@"; do
+    case $server in
+      redis) clear_stale "$REDIS_PID" redis redis_pid; redis_pid >/dev/null || need_redis=1 ;;
+      kafka) clear_stale "$KAFKA_PID" kafka kafka_pid; kafka_pid >/dev/null || need_kafka=1 ;;
+    esac
+  done
   # All checks and provisioning before starting anything, so a port clash or a
   # failed download leaves nothing half-started.
   if (( need_redis )); then
@@ -385,13 +401,66 @@ cmd_up() {
   # Both start in the background first, then we wait for each: startups overlap.
   if (( need_redis )); then start_redis; fi
   if (( need_kafka )); then start_kafka; fi
-  port_open "$WEB_PORT" && say "warning: web port $WEB_PORT (MEDIA_STACK_WEB_PORT) is already in use"
   local failed=0
-  if ! wait_until_ready redis redis_pid redis_answers "$REDIS_LOG"; then failed=1; stop_one redis "$REDIS_PID" redis_pid; fi
-  if ! wait_until_ready kafka kafka_pid kafka_started "$KAFKA_LOG"; then failed=1; stop_one kafka "$KAFKA_PID" kafka_pid; fi
-  (( failed == 0 )) || die "stack did not come up (a server that failed to answer was stopped)"
+  for server in "$@"; do
+    case $server in
+      redis) if ! wait_until_ready redis redis_pid redis_answers "$REDIS_LOG"; then
+               failed=1; stop_one redis "$REDIS_PID" redis_pid; fi ;;
+      kafka) if ! wait_until_ready kafka kafka_pid kafka_started "$KAFKA_LOG"; then
+               failed=1; stop_one kafka "$KAFKA_PID" kafka_pid; fi ;;
+    esac
+  done
+  (( failed == 0 )) || die "$* did not come up (a server that failed to answer was stopped)"
+}
+
+cmd_up() {
+  lock_stack
+  command -v python3 >/dev/null || die "python3 is needed for the Kafka readiness probe"
+  if kafka_pid >/dev/null && redis_pid >/dev/null && kafka_answers && redis_answers; then
+    write_env
+    say "already running: kafka pid $(kafka_pid) on $HOST:$KAFKA_PORT, redis pid $(redis_pid) on $HOST:$REDIS_PORT"
+    return 0
+  fi
+  port_open "$WEB_PORT" && say "warning: web port $WEB_PORT (MEDIA_STACK_WEB_PORT) is already in use"
+  bring_up redis kafka
   write_env
   say "up: kafka $HOST:$KAFKA_PORT, redis $HOST:$REDIS_PORT; settings in $ENV_FILE"
+}
+
+# One server again, on the data it left (Redis reloads its AOF, Kafka recovers its log).
+cmd_start() { # redis|kafka
+  local server=$1
+  lock_stack
+  if [[ $server == kafka ]]; then
+    command -v python3 >/dev/null || die "python3 is needed for the Kafka readiness probe"
+  fi
+  bring_up "$server"
+  write_env
+}
+
+# A crash, for fault tests: SIGKILL, no clean shutdown (Redis does not flush, Kafka does
+# not close its logs). Returns once the process is gone and its port is closed.
+cmd_kill() { # redis|kafka
+  local server=$1 pidfile pidfunc port pid i
+  case $server in
+    redis) pidfile=$REDIS_PID; pidfunc=redis_pid; port=$REDIS_PORT ;;
+    kafka) pidfile=$KAFKA_PID; pidfunc=kafka_pid; port=$KAFKA_PORT ;;
+  esac
+  lock_stack
+  pid=$("$pidfunc") || die "$server is not running (nothing to kill; start it with: $0 start $server)"
+  say "$server: SIGKILL pid $pid"
+  kill -KILL "$pid" 2>/dev/null || true
+  # Gone once the pid is not ours any more (a zombie has no command line) and the port is
+  # closed: the kernel closes the sockets of a killed process as it exits.
+  for (( i = 0; i < 200; i++ )); do
+    if ! "$pidfunc" >/dev/null && ! port_open "$port"; then
+      rm -f "$pidfile"
+      say "$server: killed"
+      return 0
+    fi
+    sleep 0.05
+  done
+  die "$server (pid $pid) was still there 10s after SIGKILL"
 }
 
 cmd_down() {
@@ -442,8 +511,20 @@ cmd_env() {
 }
 
 usage() {
-  echo "usage: $0 up | down [--purge] | status | env" >&2
+  cat >&2 <<EOF
+usage: $0 up | down [--purge] | status | env | kill redis|kafka | start redis|kafka
+  up                  start Kafka and Redis (whichever is not running), wait until both answer
+  down [--purge]      stop both cleanly; --purge also deletes their data (not the jars)
+  status              whether each runs and answers (exit 1 if either does not)
+  env                 print the settings file written by up
+  kill redis|kafka    SIGKILL that server, as in a crash; returns once it is gone
+  start redis|kafka   start that server again on its data; returns once it answers
+EOF
   exit 2
+}
+
+server_arg() { # the argument of kill and start
+  [[ ${1:-} == redis || ${1:-} == kafka ]] || usage
 }
 
 case ${1:-} in
@@ -451,5 +532,7 @@ case ${1:-} in
   down)   [[ $# -le 2 ]] || usage; cmd_down "${2:-}" ;;
   status) [[ $# -eq 1 ]] || usage; cmd_status ;;
   env)    [[ $# -eq 1 ]] || usage; cmd_env ;;
+  kill)   [[ $# -eq 2 ]] || usage; server_arg "$2"; cmd_kill "$2" ;;
+  start)  [[ $# -eq 2 ]] || usage; server_arg "$2"; cmd_start "$2" ;;
   *)      usage ;;
 esac

@@ -69,7 +69,11 @@ class Settings(BaseSettings):
     max_message_bytes: Annotated[int, Field(ge=1024)] = 262_144
     future_tolerance_seconds: Annotated[float, Field(ge=0)] = 300.0
     lifecycle_hold_seconds: Annotated[float, Field(gt=0)] = 86_400.0
+    # Lifecycle events one unregistered asset may hold; one more is dead-lettered.
+    max_held_events_per_asset: Annotated[int, Field(ge=1)] = 100
     held_sweep_interval_seconds: Annotated[float, Field(gt=0)] = 30.0
+    # How long one sweep keeps taking batches of expired held events before it yields.
+    held_sweep_budget_seconds: Annotated[float, Field(gt=0)] = 5.0
     seen_event_ttl_seconds: Annotated[int, Field(ge=3600)] = 7 * 86_400
     api_page_size_max: Annotated[int, Field(ge=1)] = 500
     leaderboard_refresh_seconds: Annotated[float, Field(gt=0)] = 30.0

@@ -92,6 +92,7 @@ class Runtime:
             dead_letters=dead_letters,
             duplicates_topic=settings.topic_duplicates_detected,
             hold_for=timedelta(seconds=settings.lifecycle_hold_seconds),
+            max_held_per_asset=settings.max_held_events_per_asset,
             on_change=boards.mark_dirty,
             duplicates_sent=instruments.duplicates,
             on_registered=suggestions.on_registered,

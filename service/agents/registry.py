@@ -18,12 +18,23 @@ Processing one message (the same steps whether it is new or a redelivery):
 A crash anywhere before step 6 redelivers the message and the steps run again with
 the same effect: no library statistic is counted twice, no dead letter is lost (a
 crash between send and mark can repeat one, with the same event_id).
+
+Held lifecycle events (an asset's events that came before its registration) are bounded:
+at most `max_held_per_asset` per asset, one more is dead-lettered (too_many_held_events).
+The sweep expires them after `hold_for`: it moves them into the state's outbox in one
+compare-and-set (their outcomes become `rejected`), sends the dead letters, then empties
+the outbox; if the asset never registered and nothing is left, it deletes the state
+instead (compare-and-delete at the same rev), so unregistered ids leave nothing behind
+but their seen hash, which expires on its own. A re-sent copy of such an event is still
+recognised by the seen hash (its dead letter may be sent again, and is counted once); a
+replay from another offset is held again and expires again.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
@@ -39,6 +50,8 @@ from service.store.registry import HashPlacement, RegistryStore
 log = logging.getLogger(__name__)
 
 SWEEP_BATCH = 200
+DEFAULT_MAX_HELD_PER_ASSET = 100
+DEFAULT_SWEEP_BUDGET_SECONDS = 5.0
 
 Decide = Callable[[AssetState | None], Decision]
 
@@ -59,6 +72,8 @@ class RegistryHandler:
         on_change: Callable[[list[str]], Awaitable[None]] | None = None,
         duplicates_sent: Counter | None = None,
         on_registered: Callable[[Asset], Awaitable[object]] | None = None,
+        max_held_per_asset: int = DEFAULT_MAX_HELD_PER_ASSET,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._store = store
         self._producer = producer
@@ -69,6 +84,8 @@ class RegistryHandler:
         self._on_change = on_change
         self._duplicates_sent = duplicates_sent
         self._on_registered = on_registered
+        self._max_held = max_held_per_asset
+        self._clock = clock  # monotonic seconds, for the sweep's time budget
 
     async def registration(self, event: AssetRegistered, source: SourceRef) -> Outcome:
         outcome, state = await self._settle(
@@ -91,28 +108,63 @@ class RegistryHandler:
             event.asset_id,
             event.event_id,
             source,
-            lambda state: rules.lifecycle(state, event, source, received_at),
+            lambda state: rules.lifecycle(
+                state, event, source, received_at, max_held=self._max_held
+            ),
         )
         await self._project(state)
         await self._emit_rejections(outcome, source)
         return outcome
 
-    async def sweep_held(self, now: datetime | None = None) -> int:
-        """Dead-letter held lifecycle events whose registration never came; returns how many."""
-        now = now or datetime.now(UTC)
-        delivered = 0
-        for asset_id in await self._store.due_held(now, SWEEP_BATCH):
-            delivered += await self._sweep_asset(asset_id, now)
-        return delivered
+    async def sweep_held(
+        self,
+        now: datetime | None = None,
+        budget_seconds: float = DEFAULT_SWEEP_BUDGET_SECONDS,
+    ) -> int:
+        """Dead-letter held lifecycle events whose registration never came; returns how many.
 
-    async def _sweep_asset(self, asset_id: str, now: datetime) -> int:
-        """Expire held events into the state's outbox, send them, then empty the outbox."""
+        Takes batches of due assets until none is due or `budget_seconds` (on the
+        handler's monotonic clock) is spent, so that a backlog drains across sweeps
+        without one sweep running unbounded. Each asset is looked at once per sweep, and
+        at least one asset per sweep.
+        """
+        now = now or datetime.now(UTC)
+        started = self._clock()
+        delivered = 0
+        visited: set[str] = set()
+        stuck = 0  # visited assets still due: their outbox could not be emptied this time
+        while True:
+            due = await self._store.due_held(now, SWEEP_BATCH + stuck)
+            batch = [asset_id for asset_id in due if asset_id not in visited][:SWEEP_BATCH]
+            if not batch:
+                return delivered
+            for asset_id in batch:
+                visited.add(asset_id)
+                sent, still_due = await self._sweep_asset(asset_id, now)
+                delivered += sent
+                stuck += still_due
+                if self._clock() - started >= budget_seconds:
+                    log.info(
+                        "held-event sweep stopped after its %g s budget (%d asset(s), %d dead "
+                        "letter(s)); the next sweep continues",
+                        budget_seconds,
+                        len(visited),
+                        delivered,
+                    )
+                    return delivered
+
+    async def _sweep_asset(self, asset_id: str, now: datetime) -> tuple[int, bool]:
+        """Expire held events into the state's outbox, send them, then empty the outbox, or
+        delete the state of an asset that never registered once nothing is left of it.
+
+        Returns how many dead letters were sent and whether the asset is still due.
+        """
         for _ in range(self._max_attempts):
             loaded = await self._store.load(asset_id)
             state = loaded.state
             if state is None:
                 await self._store.unschedule_held(asset_id, due_by=now)
-                return 0
+                return 0, False
             state, expired = rules.expire_held(state, now, self._hold_for)
             if expired:
                 settled = {
@@ -124,13 +176,19 @@ class RegistryHandler:
             sent = len(state.undelivered)
             for rejection in state.undelivered:
                 await self._dead_letters.rejection(rejection)
-            if sent:
-                emptied = state.model_copy(update={"undelivered": []})
-                if await self._store.replace(emptied):
-                    state = emptied
-                # else the asset changed meanwhile: the next sweep sends them again.
+            emptied = state.model_copy(update={"undelivered": []})
+            if rules.can_forget(emptied):
+                if await self._store.forget(asset_id, emptied.rev):
+                    await self._store.unschedule_held(asset_id, due_by=now)
+                    return sent, False
+                # else a new event came meanwhile: it keeps the state (and, if the outbox
+                # was not empty, the next sweep sends its dead letters again).
+            elif sent and await self._store.replace(emptied):
+                state = emptied
+            # else the asset changed meanwhile: the next sweep sends them again.
             await self._reschedule(state, now)
-            return sent
+            deadline = rules.next_deadline(state, self._hold_for)
+            return sent, deadline is not None and deadline <= now
         raise ConcurrentUpdateError(f"asset {asset_id!r} changed {self._max_attempts} times")
 
     async def _settle(

@@ -116,3 +116,4 @@ class DeadLetterReason(StrEnum):
     ASSET_DELETED = "asset_deleted"
     REGISTRATION_TIMEOUT = "registration_timeout"
     INTERNAL_ERROR = "internal_error"
+    TOO_MANY_HELD_EVENTS = "too_many_held_events"

@@ -48,6 +48,9 @@ RECORDS_USAGE = frozenset({LifecycleAction.PUBLISHED, LifecycleAction.USED})
 
 DUE_NOW = datetime.fromtimestamp(0, UTC)
 
+# The setting that bounds how many lifecycle events one unregistered asset may hold.
+MAX_HELD_SETTING = "MEDIA_MAX_HELD_EVENTS_PER_ASSET"
+
 
 class _Stored(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
@@ -213,9 +216,31 @@ def lifecycle(
     event: AssetLifecycle,
     source: SourceRef,
     received_at: datetime,
+    *,
+    max_held: int,
 ) -> Decision:
-    """Apply a lifecycle event, or hold it until the asset's registration arrives."""
+    """Apply a lifecycle event, or hold it until the asset's registration arrives.
+
+    At most `max_held` events are held per asset (each keeps its original bytes in the
+    asset's state); one more is rejected, so that a producer that never registers an
+    asset cannot grow its state without bound.
+    """
     state = state or AssetState(asset_id=event.asset_id)
+    if state.asset is None and len(state.held) >= max_held:
+        rejection = _reject(
+            event.event_id,
+            event.asset_id,
+            source,
+            DeadLetterReason.TOO_MANY_HELD_EVENTS,
+            f"asset '{event.asset_id}' is not registered and already has {len(state.held)} "
+            f"lifecycle events waiting for its registration, the most {MAX_HELD_SETTING} "
+            f"({max_held}) allows; register the asset (its held events then apply) or raise "
+            f"{MAX_HELD_SETTING}, then replay this message",
+        )
+        outcome = Outcome(result="rejected", source=source, rejections=[rejection])
+        return Decision(
+            state=state, outcome=outcome, settled={event.event_id: outcome}, changed=False
+        )
     if state.asset is None:
         held = HeldLifecycle(event=event, source=source, received_at=received_at)
         outcome = Outcome(result="held", source=source)
@@ -300,6 +325,12 @@ def expire_held(
     kept = [h for h in state.held if h not in expired]
     update = {"rev": state.rev + 1, "held": kept, "undelivered": [*state.undelivered, *rejections]}
     return state.model_copy(update=update), rejections
+
+
+def can_forget(state: AssetState) -> bool:
+    """Whether nothing is left of an asset that never registered: no held event and no
+    dead letter to send. Its state can then be deleted; a later event starts afresh."""
+    return state.asset is None and not state.held and not state.undelivered
 
 
 def next_deadline(state: AssetState, hold_for: timedelta) -> datetime | None:

@@ -97,6 +97,15 @@ class RegistryStore:
         """Rewrite the state at the same rev: housekeeping that changes no projection."""
         return await self.commit(state.asset_id, state.rev, state, {})
 
+    async def forget(self, asset_id: str, expected_rev: int) -> bool:
+        """Delete the state of an asset that never registered and holds no event any more,
+        if it is still at `expected_rev`; its outbox must have been sent. The seen hash
+        stays."""
+        deleted = await self._scripts.asset_forget(
+            keys=[self._keys.asset_state(asset_id)], args=[expected_rev]
+        )
+        return bool(deleted)
+
     # --- projections -----------------------------------------------------------------
 
     async def project_library(

@@ -18,6 +18,7 @@ class Scripts:
     """Each script runs with EVALSHA, falling back to EVAL once after a Redis restart."""
 
     asset_commit: AsyncScript
+    asset_forget: AsyncScript
     library_project: AsyncScript
     hash_project: AsyncScript
     index_page: AsyncScript

@@ -10,7 +10,9 @@ from itertools import count
 from typing import Any
 
 import pytest
+from redis.exceptions import ResponseError
 
+from service.agents import registry as registry_agents
 from service.agents.emit import DeadLetters
 from service.agents.registry import RegistryHandler
 from service.config import Settings
@@ -28,6 +30,21 @@ from tests.unit.factories import registration_body, sha
 pytestmark = pytest.mark.integration
 
 
+class FakeClock:
+    """A monotonic clock that moves `step` seconds each time it is read."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.step = 0.0
+
+    def __call__(self) -> float:
+        self.now += self.step
+        return self.now
+
+
+MAX_HELD = 3
+
+
 @dataclass
 class Rig:
     settings: Settings
@@ -35,6 +52,7 @@ class Rig:
     handler: RegistryHandler
     counters: DeadLetterCounters
     offsets: Any
+    clock: FakeClock
 
     def message(self, topic: str, body: dict[str, Any] | bytes, key: str) -> RawMessage:
         value = body if isinstance(body, bytes) else json.dumps(body).encode()
@@ -70,14 +88,17 @@ async def rig(settings: Settings, redis: Any, producer: KafkaPort) -> Rig:
     scripts = Scripts.register(redis)
     store = RegistryStore(redis, keys, scripts, settings.seen_event_ttl_seconds)
     counters = DeadLetterCounters(redis, keys, scripts, 3600)
+    clock = FakeClock()
     handler = RegistryHandler(
         store=store,
         producer=producer,
         dead_letters=DeadLetters(producer, settings.topic_dead_letter, counters),
         duplicates_topic=settings.topic_duplicates_detected,
         hold_for=timedelta(hours=1),
+        max_held_per_asset=MAX_HELD,
+        clock=clock,
     )
-    return Rig(settings, store, handler, counters, count(100))
+    return Rig(settings, store, handler, counters, count(100), clock)
 
 
 async def assets_and_bytes(rig: Rig, library_id: str) -> tuple[int, int]:
@@ -179,8 +200,8 @@ async def test_held_events_apply_on_registration_or_expire(rig: Rig) -> None:
     later = datetime.now(UTC) + timedelta(hours=2)
     assert await rig.handler.sweep_held(later) == 1
     assert await rig.handler.sweep_held(later) == 0
-    ghost = (await rig.store.load("ghost")).state
-    assert ghost is not None and ghost.held == [] and ghost.undelivered == []
+    # the asset never registered and nothing is left of it: its state is gone
+    assert (await rig.store.load("ghost")).state is None
     assert await rig.store.due_held(later, 10) == []
 
     records = await read_topic(
@@ -219,3 +240,160 @@ async def test_a_replayed_rejection_is_decided_again(rig: Rig) -> None:
     # and once applied, a further copy is a duplicate like any other
     again = rig.message(rig.settings.topic_asset_lifecycle, archive.value or b"", "a1")
     assert (await rig.lifecycle(again)).source == replayed.source()
+
+
+# --- bounded held events ----------------------------------------------------------------
+
+
+async def dead_letters(rig: Rig, expected: int) -> list[dict[str, Any]]:
+    records = await read_topic(
+        rig.settings.kafka_bootstrap_servers, rig.settings.topic_dead_letter, expected, 5
+    )
+    return [json.loads(r.value) for r in records]
+
+
+async def test_one_event_over_the_cap_is_dead_lettered_and_applies_when_replayed(
+    rig: Rig,
+) -> None:
+    held = [rig.life("a1", "approved", f"e-{i}") for i in range(MAX_HELD - 1)]
+    held.append(rig.life("a1", "published", "e-pub", campaign_id="c1"))
+    for message in held:
+        assert (await rig.lifecycle(message)).result == "held"
+    extra = rig.life("a1", "used", "e-extra", campaign_id="c2")
+    outcome = await rig.lifecycle(extra)
+    assert outcome.result == "rejected"
+    assert await rig.lifecycle(extra) == outcome  # redelivered: the same decision
+    state = (await rig.store.load("a1")).state
+    assert state is not None and len(state.held) == MAX_HELD
+
+    letters = await dead_letters(rig, 1)
+    assert {letter["event_id"] for letter in letters} == {
+        f"dead-letter/{extra.topic}/0/{extra.offset}"
+    }  # sent again for the redelivery, with the same id, and counted once
+    letter = letters[0]
+    assert letter["reason_code"] == "too_many_held_events"
+    assert letter["original_event_id"] == "e-extra"
+    assert "already has 3 lifecycle events waiting" in letter["reason"]
+    assert "MEDIA_MAX_HELD_EVENTS_PER_ASSET" in letter["reason"]
+    assert (await rig.counters.totals())["too_many_held_events"] == 1
+
+    await rig.register(rig.reg("a1"))  # the held events apply...
+    replayed = rig.message(rig.settings.topic_asset_lifecycle, extra.value or b"", "a1")
+    assert (await rig.lifecycle(replayed)).result == "applied"  # ...and so does the replay
+    state = (await rig.store.load("a1")).state
+    assert state is not None and state.asset is not None
+    assert state.asset.status == "published"
+    assert state.asset.campaigns_used_in == ["c1", "c2"]
+
+
+async def test_the_sweep_takes_batch_after_batch_until_nothing_is_due(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(registry_agents, "SWEEP_BATCH", 2)
+    for i in range(5):
+        await rig.lifecycle(rig.life(f"ghost-{i}", "approved", f"e-{i}"))
+    later = datetime.now(UTC) + timedelta(hours=2)
+    assert await rig.handler.sweep_held(later) == 5
+    assert await rig.store.due_held(later, 10) == []
+    assert (await rig.counters.totals())["registration_timeout"] == 5
+
+
+async def test_the_sweep_stops_at_its_budget_and_the_next_one_continues(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(registry_agents, "SWEEP_BATCH", 2)
+    for i in range(5):
+        await rig.lifecycle(rig.life(f"ghost-{i}", "approved", f"e-{i}"))
+    later = datetime.now(UTC) + timedelta(hours=2)
+    rig.clock.step = 1.0  # every asset "takes" a second
+    assert await rig.handler.sweep_held(later, budget_seconds=2.5) == 3
+    assert len(await rig.store.due_held(later, 10)) == 2
+    assert await rig.handler.sweep_held(later, budget_seconds=0.5) == 1  # always one at least
+    assert await rig.handler.sweep_held(later, budget_seconds=2.5) == 1
+    assert await rig.handler.sweep_held(later, budget_seconds=2.5) == 0
+    letters = await dead_letters(rig, 5)
+    assert sorted(letter["asset_id"] for letter in letters) == [f"ghost-{i}" for i in range(5)]
+
+
+async def test_an_expired_unregistered_asset_leaves_only_its_seen_hash(
+    rig: Rig, redis: Any
+) -> None:
+    keys = Keys(rig.settings.redis_key_prefix)
+    first = rig.life("ghost", "approved", "e-1")
+    second = rig.life("ghost", "archived", "e-2")
+    await rig.lifecycle(first)
+    await rig.lifecycle(second)
+    later = datetime.now(UTC) + timedelta(hours=2)
+    assert await rig.handler.sweep_held(later) == 2
+    assert not await redis.exists(keys.asset_state("ghost"))
+    assert await redis.zscore(keys.held_schedule, "ghost") is None
+    assert await redis.hlen(keys.asset_seen("ghost")) == 2  # expires on its own
+
+    # A re-sent copy of a settled event is recognised: nothing is held again, and its
+    # dead letter, if sent again, is counted once.
+    copy = await rig.lifecycle(first)
+    assert copy.result == "rejected"
+    assert copy.rejections[0].reason_code == "registration_timeout"
+    assert not await redis.exists(keys.asset_state("ghost"))
+    assert await redis.zscore(keys.held_schedule, "ghost") is None
+    assert (await rig.counters.totals())["registration_timeout"] == 2
+
+    # A replay from another offset is held again, expires again, and is forgotten again.
+    replayed = rig.message(rig.settings.topic_asset_lifecycle, first.value or b"", "ghost")
+    assert (await rig.lifecycle(replayed)).result == "held"
+    state = (await rig.store.load("ghost")).state
+    assert state is not None and state.rev == 1 and len(state.held) == 1
+    even_later = later + timedelta(hours=2)
+    assert await rig.handler.sweep_held(even_later) == 1
+    assert not await redis.exists(keys.asset_state("ghost"))
+    assert (await rig.counters.totals())["registration_timeout"] == 3
+    ids = {letter["event_id"] for letter in await dead_letters(rig, 4)}
+    assert f"dead-letter/{replayed.topic}/0/{replayed.offset}" in ids
+    assert len(ids) == 3  # the copy's dead letter repeats the first one's id
+
+
+async def test_an_asset_that_changed_meanwhile_is_not_forgotten(rig: Rig, redis: Any) -> None:
+    await rig.lifecycle(rig.life("ghost", "approved", "e-1"))
+    later = datetime.now(UTC) + timedelta(hours=2)
+    loaded = await rig.store.load("ghost")
+    assert loaded.state is not None
+    expired, rejections = rules.expire_held(loaded.state, later, timedelta(hours=1))
+    assert await rig.store.commit("ghost", loaded.rev, expired, {})
+    # a new event is held meanwhile: the rev the sweep read is gone
+    await rig.lifecycle(rig.life("ghost", "published", "e-2", campaign_id="c1"))
+    assert not await rig.store.forget("ghost", expired.rev)
+    state = (await rig.store.load("ghost")).state
+    assert state is not None and [h.event.event_id for h in state.held] == ["e-2"]
+    assert state.undelivered == rejections
+
+    # the next sweep (before e-2 expires) sends the outbox and keeps the state
+    now = datetime.now(UTC)
+    assert await rig.handler.sweep_held(now) == 1
+    state = (await rig.store.load("ghost")).state
+    assert state is not None and state.undelivered == [] and len(state.held) == 1
+    deadline = await redis.zscore(Keys(rig.settings.redis_key_prefix).held_schedule, "ghost")
+    expires = state.held[0].received_at + timedelta(hours=1)
+    assert deadline == int(expires.timestamp() * 1000)
+
+
+async def test_the_forget_script_checks_its_input_and_never_deletes_a_live_state(
+    rig: Rig, redis: Any
+) -> None:
+    keys = Keys(rig.settings.redis_key_prefix)
+    scripts = Scripts.register(redis)
+    state_key = keys.asset_state("a1")
+    for bad in ("0", "-1", "1.5", "x", "", "9007199254740992"):
+        with pytest.raises(ResponseError, match="bad input"):
+            await scripts.asset_forget(keys=[state_key], args=[bad])
+    with pytest.raises(ResponseError, match="bad input"):
+        await scripts.asset_forget(keys=[state_key], args=[1, 2])
+    assert await scripts.asset_forget(keys=[state_key], args=[1]) == 0  # no state at all
+
+    await rig.lifecycle(rig.life("a1", "approved", "e-1"))
+    with pytest.raises(ResponseError, match="not forgettable: lifecycle events are held"):
+        await rig.store.forget("a1", 1)
+    await rig.register(rig.reg("a1"))
+    rev = (await rig.store.load("a1")).rev
+    with pytest.raises(ResponseError, match="not forgettable: the asset is registered"):
+        await rig.store.forget("a1", rev)
+    assert await redis.exists(state_key)

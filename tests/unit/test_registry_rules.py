@@ -11,6 +11,7 @@ from service.domain.registry import Asset, AssetState, Rejection
 from tests.unit.factories import T0, lifecycle, registration, sha, source
 
 HOLD = timedelta(hours=24)
+MAX_HELD = 100
 
 
 def registered(**overrides: object) -> AssetState:
@@ -120,7 +121,7 @@ def test_reregistration_updates_and_remembers_where_it_was() -> None:
 
 def test_reregistration_keeps_lifecycle_and_usage() -> None:
     state = registered()
-    state = rules.lifecycle(state, lifecycle("approved"), source(), T0).state
+    state = rules.lifecycle(state, lifecycle("approved"), source(), T0, max_held=MAX_HELD).state
     state = rules.register(state, registration(name="renamed.png"), source()).state
     assert state.asset is not None
     assert state.asset.status is AssetStatus.APPROVED
@@ -128,7 +129,9 @@ def test_reregistration_keeps_lifecycle_and_usage() -> None:
 
 
 def test_deleted_asset_cannot_register_again() -> None:
-    state = rules.lifecycle(registered(), lifecycle("deleted"), source(), T0).state
+    state = rules.lifecycle(
+        registered(), lifecycle("deleted"), source(), T0, max_held=MAX_HELD
+    ).state
     decision = rules.register(state, registration(), source())
     assert not decision.changed
     assert decision.outcome.result == "rejected"
@@ -139,10 +142,14 @@ def test_deleted_asset_cannot_register_again() -> None:
 
 
 def test_lifecycle_before_registration_is_held_then_applied_in_order() -> None:
-    first = rules.lifecycle(None, lifecycle("approved", minutes=1), source(), T0)
+    first = rules.lifecycle(None, lifecycle("approved", minutes=1), source(), T0, max_held=MAX_HELD)
     assert first.outcome.result == "held"
-    second = rules.lifecycle(first.state, lifecycle("published", minutes=2), source(), T0)
-    bad = rules.lifecycle(second.state, lifecycle("approved", minutes=3), source(), T0)
+    second = rules.lifecycle(
+        first.state, lifecycle("published", minutes=2), source(), T0, max_held=MAX_HELD
+    )
+    bad = rules.lifecycle(
+        second.state, lifecycle("approved", minutes=3), source(), T0, max_held=MAX_HELD
+    )
     assert len(bad.state.held) == 3
 
     decision = rules.register(bad.state, registration(), source())
@@ -162,8 +169,10 @@ def test_lifecycle_before_registration_is_held_then_applied_in_order() -> None:
 
 
 def test_held_events_expire_after_the_hold_time() -> None:
-    state = rules.lifecycle(None, lifecycle("approved"), source(), T0).state
-    state = rules.lifecycle(state, lifecycle("deleted"), source(), T0 + timedelta(hours=2)).state
+    state = rules.lifecycle(None, lifecycle("approved"), source(), T0, max_held=MAX_HELD).state
+    state = rules.lifecycle(
+        state, lifecycle("deleted"), source(), T0 + timedelta(hours=2), max_held=MAX_HELD
+    ).state
     assert rules.next_deadline(state, HOLD) == T0 + HOLD
 
     unchanged, none = rules.expire_held(state, T0 + HOLD - timedelta(seconds=1), HOLD)
@@ -182,6 +191,69 @@ def test_held_events_expire_after_the_hold_time() -> None:
 
 def test_registered_asset_has_no_deadline() -> None:
     assert rules.next_deadline(registered(), HOLD) is None
+
+
+def hold(count: int, cap: int) -> AssetState:
+    state: AssetState | None = None
+    for minute in range(count):
+        decision = rules.lifecycle(
+            state, lifecycle("approved", minutes=minute), source(), T0, max_held=cap
+        )
+        assert decision.outcome.result == "held"
+        state = decision.state
+    assert state is not None
+    return state
+
+
+def test_held_events_are_capped_per_asset_and_the_reason_names_the_setting() -> None:
+    full = hold(3, cap=3)
+    event = lifecycle("published", minutes=9)
+    decision = rules.lifecycle(full, event, source(), T0, max_held=3)
+    assert not decision.changed and decision.state is full
+    assert decision.outcome.result == "rejected"
+    assert decision.settled == {event.event_id: decision.outcome}
+    [rejection] = decision.outcome.rejections
+    assert rejection.reason_code is DeadLetterReason.TOO_MANY_HELD_EVENTS
+    assert rejection.event_id == event.event_id and rejection.asset_id == "a1"
+    assert "already has 3 lifecycle events waiting for its registration" in rejection.reason
+    assert "MEDIA_MAX_HELD_EVENTS_PER_ASSET (3)" in rejection.reason
+    assert "replay this message" in rejection.reason
+
+
+def test_the_cap_counts_what_is_held_now() -> None:
+    one_left = hold(2, cap=3)
+    assert rules.lifecycle(
+        one_left, lifecycle("used"), source(), T0, max_held=3
+    ).outcome.result == ("held")
+    # once expired (or applied), held events no longer count against the cap
+    expired, _ = rules.expire_held(hold(3, cap=3), T0 + HOLD, HOLD)
+    emptied = expired.model_copy(update={"undelivered": []})
+    again = rules.lifecycle(emptied, lifecycle("approved"), source(), T0 + HOLD, max_held=3)
+    assert again.outcome.result == "held"
+
+
+def test_the_cap_does_not_apply_to_a_registered_asset() -> None:
+    state = registered()
+    for minute in range(3):
+        decision = rules.lifecycle(
+            state, lifecycle("used", minutes=minute), source(), T0, max_held=1
+        )
+        assert decision.outcome.result in ("applied", "rejected")
+        assert all(
+            r.reason_code is not DeadLetterReason.TOO_MANY_HELD_EVENTS
+            for r in decision.outcome.rejections
+        )
+        state = decision.state
+
+
+def test_only_an_unregistered_asset_with_nothing_left_can_be_forgotten() -> None:
+    held = hold(2, cap=10)
+    assert not rules.can_forget(held)
+    expired, rejections = rules.expire_held(held, T0 + HOLD, HOLD)
+    assert len(rejections) == 2 and expired.held == []
+    assert not rules.can_forget(expired)  # its dead letters are not sent yet
+    assert rules.can_forget(expired.model_copy(update={"undelivered": []}))
+    assert not rules.can_forget(registered())
 
 
 # --- library view ------------------------------------------------------------------

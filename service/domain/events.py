@@ -44,7 +44,36 @@ Identifier = Annotated[
 EventId = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 Sha256Hex = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 Label = Annotated[str, StringConstraints(min_length=1, max_length=64)]
-Count = Annotated[int, Field(ge=0)]
+
+# Numbers are strict: 5 is an integer, "5", 5.0 and true are not (a producer that sends
+# them has a bug worth hearing about). Every bound below keeps the arithmetic exact
+# where it happens: Lua in Redis computes with 64-bit doubles, exact up to 2**53.
+
+MAX_METRIC_DELTA = 10**10
+"""Largest delta of one performance metric in one event. Ten billion impressions in
+one report is beyond any single asset's campaign, and a batch of 100,000 events at
+this maximum sums to 10**15, below 2**53 (about 9.007e15): the per-batch sums
+perf_apply.lua adds up in doubles stay exact. (10**12 would not: 10**17.)"""
+
+MAX_FILE_SIZE_BYTES = 2**40
+"""1 TiB: far above any deliverable marketing file (hours of 4K video at broadcast
+bitrates weigh tens of GB), exact in a double, and a library would need 8 million
+assets at this size before its total_bytes neared the 2**63 of a Redis integer."""
+
+MAX_PIXELS_PER_SIDE = 1_000_000
+
+MAX_BITRATE_KBPS = 100_000_000
+"""100 Gbit/s: above uncompressed 8K video at 60 frames a second (about 72 Gbit/s)."""
+
+MAX_COLOR_COUNT = 2**48
+"""48-bit colour (16 bits per RGB channel), the deepest palette an image format stores."""
+
+MAX_DURATION_SECONDS = 30 * 86_400.0
+"""30 days: longer than any recording a marketing library holds, live-stream archives included."""
+
+MAX_FRAME_RATE = 1000.0
+
+Count = Annotated[int, Field(strict=True, ge=0, le=MAX_METRIC_DELTA)]
 
 MAX_LABELS = 50
 
@@ -77,18 +106,23 @@ class AssetRegistered(Event):
     name: Annotated[str, StringConstraints(min_length=1, max_length=512)]
     media_type: MediaType
     format: MediaFormat
-    width: Annotated[int, Field(ge=1, le=1_000_000, description="pixels")]
-    height: Annotated[int, Field(ge=1, le=1_000_000, description="pixels")]
-    file_size_bytes: Annotated[int, Field(ge=1)]
+    width: Annotated[int, Field(strict=True, ge=1, le=MAX_PIXELS_PER_SIDE, description="pixels")]
+    height: Annotated[int, Field(strict=True, ge=1, le=MAX_PIXELS_PER_SIDE, description="pixels")]
+    file_size_bytes: Annotated[int, Field(strict=True, ge=1, le=MAX_FILE_SIZE_BYTES)]
     content_sha256: Sha256Hex
     tags: Annotated[list[Label], Field(max_length=MAX_LABELS)] = []
     categories: Annotated[list[Label], Field(max_length=MAX_LABELS)] = []
     owner: Annotated[str, StringConstraints(min_length=1, max_length=256)]
     description: Annotated[str, StringConstraints(max_length=4096)] | None = None
-    duration_seconds: Annotated[float, Field(gt=0)] | None = None
-    bitrate_kbps: Annotated[int, Field(ge=1)] | None = None
-    frame_rate: Annotated[float, Field(gt=0, le=1000)] | None = None
-    color_count: Annotated[int, Field(ge=1)] | None = None
+    duration_seconds: (
+        Annotated[float, Field(strict=True, gt=0, le=MAX_DURATION_SECONDS, allow_inf_nan=False)]
+        | None
+    ) = None
+    bitrate_kbps: Annotated[int, Field(strict=True, ge=1, le=MAX_BITRATE_KBPS)] | None = None
+    frame_rate: (
+        Annotated[float, Field(strict=True, gt=0, le=MAX_FRAME_RATE, allow_inf_nan=False)] | None
+    ) = None
+    color_count: Annotated[int, Field(strict=True, ge=1, le=MAX_COLOR_COUNT)] | None = None
     intended_channels: list[Channel] = []
 
     @field_validator("tags", "categories")

@@ -1,9 +1,17 @@
 from __future__ import annotations
 
+import json
+
 import pytest
 from pydantic import ValidationError
 
-from service.domain.events import AssetLifecycle, SuggestionFeedback, normalise_labels
+from service.domain.events import (
+    MAX_METRIC_DELTA,
+    AssetLifecycle,
+    AssetPerformance,
+    SuggestionFeedback,
+    normalise_labels,
+)
 from tests.unit.factories import T0, registration, registration_body
 
 
@@ -82,3 +90,22 @@ def test_feedback_new_asset_only_when_applied() -> None:
             outcome="dismissed",  # type: ignore[arg-type]
             new_asset_id="b",
         )
+
+
+def test_the_largest_metric_delta_keeps_lua_sums_exact() -> None:
+    # perf_apply.lua sums deltas in doubles: 100,000 events at the maximum stay exact.
+    assert MAX_METRIC_DELTA * 100_000 < 2**53
+
+
+@pytest.mark.parametrize("value", [MAX_METRIC_DELTA + 1, -1, "5", 5.0, True, None, 2**64], ids=repr)
+def test_performance_counts_are_strict_and_bounded(value: object) -> None:
+    body = {
+        "event_id": "p1",
+        "occurred_at": "2026-03-01T12:00:00Z",
+        "asset_id": "a1",
+        "campaign_id": "c1",
+        "channel": "web",
+    }
+    assert AssetPerformance.model_validate_json(json.dumps({**body, "clicks": MAX_METRIC_DELTA}))
+    with pytest.raises(ValidationError, match="clicks"):
+        AssetPerformance.model_validate_json(json.dumps({**body, "clicks": value}))

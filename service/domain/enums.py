@@ -108,6 +108,8 @@ class DeadLetterReason(StrEnum):
     OVERSIZE = "oversize"
     INVALID_UTF8 = "invalid_utf8"
     INVALID_JSON = "invalid_json"
+    INVALID_NUMBER = "invalid_number"
+    TOO_DEEP = "too_deep"
     UNSUPPORTED_SCHEMA_VERSION = "unsupported_schema_version"
     SCHEMA_VIOLATION = "schema_violation"
     KEY_MISMATCH = "key_mismatch"

@@ -3,15 +3,60 @@
 --
 -- KEYS[1]  asset state hash: rev (integer), doc (JSON of AssetState)
 -- KEYS[2]  seen hash: event_id -> Outcome JSON
--- ARGV[1]  the rev the caller read (0 when the asset was unknown)
--- ARGV[2]  the rev to store
--- ARGV[3]  the new state JSON, or '' to leave the state as it is
--- ARGV[4]  seconds the seen hash lives after its last write
--- ARGV[5..] pairs: event_id, Outcome JSON
+-- ARGV[1]  the rev the caller read (0 when the asset was unknown): integer in [0, 2^53)
+-- ARGV[2]  the rev to store: integer in [ARGV[1], 2^53)
+-- ARGV[3]  the new state JSON (an object), or '' to leave the state as it is
+-- ARGV[4]  seconds the seen hash lives after its last write: integer in [1, 10^10]
+-- ARGV[5..] pairs: event_id (non-empty), Outcome JSON (an object)
 --
+-- Every argument is checked before anything is written: bad input is an error reply
+-- 'ERR bad input: <what>' and changes nothing.
 -- Returns 1 when written, 0 when the stored rev moved on (the caller reloads and retries).
+local MAX_INT = 9007199254740991 -- 2^53 - 1: larger numbers are not exact in Lua
+
+local function integer(value, low, high)
+  if type(value) ~= 'string' or not string.find(value, '^%-?%d+$') then
+    return nil
+  end
+  local n = tonumber(value)
+  if n < low or n > high then
+    return nil
+  end
+  return n
+end
+
+local function object(text)
+  local ok, value = pcall(cjson.decode, text)
+  return ok and type(value) == 'table'
+end
+
+local expected = integer(ARGV[1], 0, MAX_INT)
+if not expected then
+  return redis.error_reply('ERR bad input: ARGV[1] expected rev must be an integer in [0, 2^53)')
+end
+if not integer(ARGV[2], expected, MAX_INT) then
+  return redis.error_reply('ERR bad input: ARGV[2] new rev must be an integer in [ARGV[1], 2^53)')
+end
+if type(ARGV[3]) ~= 'string' or (ARGV[3] ~= '' and not object(ARGV[3])) then
+  return redis.error_reply('ERR bad input: ARGV[3] state must be a JSON object or empty')
+end
+if not integer(ARGV[4], 1, 1e10) then
+  return redis.error_reply('ERR bad input: ARGV[4] seen ttl must be an integer in [1, 10^10]')
+end
+if #ARGV % 2 ~= 0 then
+  return redis.error_reply('ERR bad input: ARGV[5..] must be event_id, outcome pairs')
+end
+for i = 5, #ARGV, 2 do
+  if ARGV[i] == '' then
+    return redis.error_reply('ERR bad input: ARGV[' .. i .. '] event_id must not be empty')
+  end
+  if not object(ARGV[i + 1]) then
+    return redis.error_reply('ERR bad input: ARGV[' .. (i + 1) .. '] outcome must be a JSON object')
+  end
+end
+
 local current = tonumber(redis.call('HGET', KEYS[1], 'rev') or '0')
-if current ~= tonumber(ARGV[1]) then
+if current ~= expected then
   return 0
 end
 if ARGV[3] ~= '' then

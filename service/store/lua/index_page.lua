@@ -1,11 +1,22 @@
 -- One page of the members common to several sorted-set indexes of a library,
 -- in asset_id order, after a cursor. All keys share the library's hash tag.
 --
--- KEYS     the index sorted sets (all scores 0); the smallest one is scanned
+-- KEYS     the index sorted sets (at least one; all scores 0); the smallest one is scanned
 -- ARGV[1]  cursor: the last asset_id of the previous page, or '' to start
--- ARGV[2]  page size
+-- ARGV[2]  page size: integer in [1, 10^6]
 --
+-- Reads only. Bad input is an error reply 'ERR bad input: <what>'.
 -- Returns the asset ids of the page; fewer than the page size means the end.
+if #KEYS < 1 then
+  return redis.error_reply('ERR bad input: at least one index key is needed')
+end
+if type(ARGV[1]) ~= 'string' then
+  return redis.error_reply('ERR bad input: ARGV[1] cursor must be a string (empty: start)')
+end
+if type(ARGV[2]) ~= 'string' or not string.find(ARGV[2], '^%d+$') or tonumber(ARGV[2]) < 1
+    or tonumber(ARGV[2]) > 1e6 then
+  return redis.error_reply('ERR bad input: ARGV[2] page size must be an integer in [1, 10^6]')
+end
 local limit = tonumber(ARGV[2])
 local scan, smallest = nil, nil
 for _, key in ipairs(KEYS) do

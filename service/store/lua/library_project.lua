@@ -4,22 +4,135 @@
 -- KEYS[1]  stats hash: assets, bytes, media_type:<t>, status:<s>
 -- KEYS[2]  members hash: asset_id -> {"rev": n, "entry": {...}} (no "entry" once removed)
 -- KEYS[3]  assets sorted set (all scores 0: ordered by asset_id)
--- ARGV[1]  index key prefix; indexes are <prefix>tag:<tag>, <prefix>category:<c>, <prefix>status:<s>
--- ARGV[2]  asset_id
--- ARGV[3]  rev of the asset state this entry comes from
--- ARGV[4]  the new member JSON (with "rev", and "entry" unless the asset left the library)
+-- ARGV[1]  index key prefix (non-empty); indexes are <prefix>tag:<tag>,
+--          <prefix>category:<c>, <prefix>status:<s>
+-- ARGV[2]  asset_id (non-empty)
+-- ARGV[3]  rev of the asset state this entry comes from: integer in [0, 2^53)
+-- ARGV[4]  the new member JSON (with "rev", and "entry" unless the asset left the library);
+--          an entry has file_size_bytes (integer in [0, 2^53)), media_type and status
+--          (non-empty strings), tags and categories (arrays of non-empty strings)
+--
+-- Everything is checked before anything is written: the arguments, the stored member
+-- the entry replaces, and that the library's `bytes` stays below 2^62 (HINCRBY fails
+-- past 2^63 - 1, halfway through the writes, which Redis does not roll back). Bad input
+-- is an error reply 'ERR bad input: <what>' and changes nothing.
+-- Sizes are added with HINCRBY of their exact decimal digits: a size is exact in a
+-- Lua double below 2^53, and the sum is kept by Redis as a 64-bit integer.
 --
 -- An entry from an older or equal rev than the stored one is ignored, so replays and
 -- reordered projections never count twice. Returns 1 when applied, 0 when ignored.
+local MAX_INT = 9007199254740991 -- 2^53 - 1: larger numbers are not exact in Lua
+local MAX_BYTES = 2 ^ 62 -- far below 2^63 - 1, beyond the rounding of a double near it
+
+local function bad(what)
+  return redis.error_reply('ERR bad input: ' .. what)
+end
+
+local function whole(n)
+  return type(n) == 'number' and n == n and n >= 0 and n <= MAX_INT and math.floor(n) == n
+end
+
+local function names(list)
+  if type(list) ~= 'table' then
+    return false
+  end
+  for _, name in ipairs(list) do
+    if type(name) ~= 'string' or name == '' then
+      return false
+    end
+  end
+  return true
+end
+
+-- nil when the member is well-formed, otherwise what is wrong with it.
+local function problem(member)
+  if type(member) ~= 'table' then
+    return 'must be a JSON object'
+  end
+  if not whole(member.rev) then
+    return 'rev must be an integer in [0, 2^53)'
+  end
+  local entry = member.entry
+  if entry == nil then
+    return nil
+  end
+  if type(entry) ~= 'table' then
+    return 'entry must be an object'
+  end
+  if not whole(entry.file_size_bytes) then
+    return 'entry.file_size_bytes must be an integer in [0, 2^53)'
+  end
+  if type(entry.media_type) ~= 'string' or entry.media_type == '' then
+    return 'entry.media_type must be a non-empty string'
+  end
+  if type(entry.status) ~= 'string' or entry.status == '' then
+    return 'entry.status must be a non-empty string'
+  end
+  if not names(entry.tags) then
+    return 'entry.tags must be an array of non-empty strings'
+  end
+  if not names(entry.categories) then
+    return 'entry.categories must be an array of non-empty strings'
+  end
+  return nil
+end
+
+local function decode(text)
+  if type(text) ~= 'string' then
+    return false, nil
+  end
+  return pcall(cjson.decode, text)
+end
+
+if type(ARGV[1]) ~= 'string' or ARGV[1] == '' then
+  return bad('ARGV[1] index key prefix must not be empty')
+end
 local asset = ARGV[2]
+if type(asset) ~= 'string' or asset == '' then
+  return bad('ARGV[2] asset_id must not be empty')
+end
+if type(ARGV[3]) ~= 'string' or not string.find(ARGV[3], '^%d+$')
+    or tonumber(ARGV[3]) > MAX_INT then
+  return bad('ARGV[3] rev must be an integer in [0, 2^53)')
+end
 local rev = tonumber(ARGV[3])
+local ok, new = decode(ARGV[4])
+if not ok then
+  return bad('ARGV[4] member is not JSON')
+end
+local wrong = problem(new)
+if wrong then
+  return bad('ARGV[4] member ' .. wrong)
+end
+
 local stored = redis.call('HGET', KEYS[2], asset)
 local old = nil
 if stored then
-  old = cjson.decode(stored)
-  if tonumber(old.rev) >= rev then
+  ok, old = decode(stored)
+  if ok then
+    wrong = problem(old)
+  else
+    wrong = 'is not JSON'
+  end
+  if wrong then
+    return bad('the stored member of ' .. asset .. ' ' .. wrong .. ' (repair or delete it)')
+  end
+  if old.rev >= rev then
     return 0
   end
+end
+
+local function size(member)
+  if member and member.entry then
+    return member.entry.file_size_bytes
+  end
+  return 0
+end
+
+local total = tonumber(redis.call('HGET', KEYS[1], 'bytes') or '0')
+if total + size(new) - size(old) > MAX_BYTES then
+  return bad('library total_bytes would pass 2^62 with ' .. string.format('%d', size(new)) ..
+    ' more bytes')
 end
 
 local function count(field, delta)
@@ -50,7 +163,6 @@ end
 if old and old.entry then
   move(old.entry, -1)
 end
-local new = cjson.decode(ARGV[4])
 if new.entry then
   move(new.entry, 1)
 end

@@ -67,6 +67,10 @@ class Settings(BaseSettings):
 
     # Processing
     max_message_bytes: Annotated[int, Field(ge=1024)] = 262_144
+    # A dead letter carries at most this many bytes of the original value (and a
+    # SHA-256 and the size of all of it). A dead letter weighs at most 4/3 of this
+    # plus 16 KiB, so the upper bound keeps it under Kafka's default 1 MB per record.
+    dead_letter_max_original_bytes: Annotated[int, Field(ge=0, le=524_288)] = 262_144
     future_tolerance_seconds: Annotated[float, Field(ge=0)] = 300.0
     lifecycle_hold_seconds: Annotated[float, Field(gt=0)] = 86_400.0
     # Lifecycle events one unregistered asset may hold; one more is dead-lettered.

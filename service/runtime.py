@@ -62,7 +62,11 @@ class Runtime:
         store = RegistryStore(redis, keys, scripts, settings.seen_event_ttl_seconds)
         counters = DeadLetterCounters(redis, keys, scripts, settings.seen_event_ttl_seconds)
         dead_letters = DeadLetters(
-            producer, settings.topic_dead_letter, counters, instruments.dead_letters
+            producer,
+            settings.topic_dead_letter,
+            counters,
+            instruments.dead_letters,
+            max_original_bytes=settings.dead_letter_max_original_bytes,
         )
         boards = LeaderboardStore(redis, keys)
         metrics = MetricsStore(redis, keys, scripts, settings.topic_asset_performance)

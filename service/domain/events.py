@@ -225,23 +225,47 @@ class DuplicatesDetected(Event):
     duplicates: Annotated[list[DuplicateRef], Field(min_length=1)]
 
 
+MAX_DEAD_LETTER_REASON_CHARS = 2000
+"""A dead letter's reason is cut to this many characters (ending with DEAD_LETTER_CUT)."""
+DEAD_LETTER_CUT = " [...cut]"
+MAX_DEAD_LETTER_KEY_BYTES = 1024
+"""A dead letter carries at most this many bytes of the original Kafka key."""
+
+
 class DeadLetter(Event):
     """`media.dead-letter`: a message the service could not apply, with its original bytes.
 
     `event_id` is derived from the source coordinates, so a consumer can drop the
     rare copy a crash may produce.
+
+    A dead letter is bounded whatever the message was. `value_base64` holds the
+    original value up to `MEDIA_DEAD_LETTER_MAX_ORIGINAL_BYTES` bytes (262144 by
+    default): a longer value is cut to its first bytes and `value_truncated` is true;
+    `value_sha256` and `value_size_bytes` always describe the whole original, so that
+    `service dead-letter replay` can fetch it from its source topic, offset and
+    partition and check it. The key has the same four fields (`key_base64` at most
+    1024 bytes), present only when the message had a key. `reason` is at most 2000
+    characters (a longer one ends with ` [...cut]`) and quotes only the start of a
+    long key or field name. Dead letters written before these fields existed carry
+    neither the SHA-256 nor the sizes.
     """
 
     reason_code: DeadLetterReason
-    reason: Annotated[str, StringConstraints(min_length=1)]
+    reason: Annotated[str, StringConstraints(min_length=1, max_length=MAX_DEAD_LETTER_REASON_CHARS)]
     source_topic: str
     source_partition: Annotated[int, Field(ge=0)]
     source_offset: Annotated[int, Field(ge=0)]
     source_timestamp_ms: int | None = None
     key_base64: str | None = None
+    key_sha256: Sha256Hex | None = None
+    key_size_bytes: Annotated[int, Field(ge=0)] | None = None
+    key_truncated: bool | None = None
     value_base64: str
-    original_event_id: str | None = None
-    asset_id: str | None = None
+    value_sha256: Sha256Hex | None = None
+    value_size_bytes: Annotated[int, Field(ge=0)] | None = None
+    value_truncated: bool = False
+    original_event_id: EventId | None = None
+    asset_id: Identifier | None = None
 
 
 TOPIC_CONTRACTS: dict[str, type[Event]] = {

@@ -1,24 +1,26 @@
-"""The Faust application, built from settings: topics, agents, the sweep timer, the web API."""
+"""The Faust application, built from settings: input handlers, the leader's timers, the web API."""
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any, cast
 
 import faust
 
-from service.agents.resilience import TRANSIENT, process
+from service.agents.resilience import is_transient
+from service.agents.sequential import SequentialHandler
 from service.api import middleware
 from service.api.views import register_views
 from service.config import Settings
-from service.domain.decoding import RawMessage, as_raw, decode
+from service.domain.decoding import RawMessage, decode
 from service.domain.events import AssetLifecycle, AssetRegistered, Event, SuggestionFeedback
 from service.domain.registry import Outcome
 from service.runtime import Runtime
 from service.streaming.batching import BatchHandler, BatchingConsumer, BatchingTransport
+from service.streaming.watchdog import Liveness, consumer_problem, end_process
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +55,9 @@ class MediaApp(faust.App):
     runtime: Runtime
     batch_handlers: dict[str, BatchHandler]
     fetch_wait_ms: int = 100
+    retry_max_seconds: float = 5.0
     readiness: Readiness
+    liveness: Liveness
 
     def _new_transport(self) -> Any:
         return BatchingTransport(self.conf.broker_consumer, self)
@@ -92,9 +96,11 @@ def create_app(settings: Settings) -> MediaApp:
     app.batch_handlers = {}
     app.fetch_wait_ms = settings.kafka_fetch_wait_ms
     app.readiness = Readiness()
-    _agents(app, settings)
-    _batch_consumers(app, settings)
+    app.retry_max_seconds = settings.redis_retry_max_seconds
+    _handlers(app, settings)
+    _timers(app, settings)
     _readiness(app)
+    _watchdog(app, settings)
     register_views(app)
     return app
 
@@ -109,10 +115,10 @@ def _topic(app: faust.App, name: str) -> Any:
     )
 
 
-def _agents(app: MediaApp, settings: Settings) -> None:
+def _handlers(app: MediaApp, settings: Settings) -> None:
+    """One batch handler per input topic (service/streaming/batching.py consumes them)."""
     runtime = app.runtime
     max_bytes = settings.max_message_bytes
-
     metrics = runtime.instruments
 
     async def measured(event: Event, outcome: Awaitable[Outcome]) -> Outcome:
@@ -141,15 +147,41 @@ def _agents(app: MediaApp, settings: Settings) -> None:
         event = decode(SuggestionFeedback, message, max_bytes=max_bytes)
         return await runtime.suggestions.feedback(event)
 
-    _consume(app, settings.topic_asset_registered, "registrations", registration)
-    _consume(app, settings.topic_suggestion_feedback, "feedback", feedback)
-    _consume(app, settings.topic_asset_lifecycle, "lifecycle", lifecycle)
+    sequential: dict[str, SequentialHandler] = {
+        topic: SequentialHandler(topic, handle, runtime.positions, runtime.dead_letters)
+        for topic, handle in (
+            (settings.topic_asset_registered, registration),
+            (settings.topic_asset_lifecycle, lifecycle),
+            (settings.topic_suggestion_feedback, feedback),
+        )
+    }
+    handlers: dict[str, BatchHandler] = {
+        **sequential,
+        settings.topic_asset_performance: runtime.performance,
+    }
+    app.batch_handlers.update(handlers)
+    for topic in handlers:
+        app.topics.add(_topic(app, topic))
+
+    async def on_assigned(sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
+        cast(BatchingConsumer, app.consumer).forget_paused()
+        for handler in handlers.values():
+            handler.on_assignment()
+
+    app.on_partitions_assigned.connect(on_assigned)  # type: ignore[arg-type]  # mode typing
+
+
+def _timers(app: MediaApp, settings: Settings) -> None:
+    """Work the group leader does on a schedule; a failure postpones it, never stops the worker."""
+    runtime = app.runtime
 
     async def sweep_held_lifecycle_events() -> None:
         try:
-            expired = await runtime.registry.sweep_held()
-        except TRANSIENT as exc:
-            log.warning("held-event sweep postponed: %r", exc)
+            expired = await runtime.registry.sweep_held(
+                budget_seconds=settings.held_sweep_budget_seconds
+            )
+        except Exception as exc:
+            _postponed("held-event sweep", exc)
             return
         if expired:
             log.info("dead-lettered %d lifecycle event(s) whose asset never registered", expired)
@@ -161,22 +193,17 @@ def _agents(app: MediaApp, settings: Settings) -> None:
     async def refresh_leaderboards() -> None:
         try:
             await runtime.leaderboards.refresh()
-        except TRANSIENT as exc:
-            log.warning("leaderboard refresh postponed: %r", exc)
+        except Exception as exc:
+            _postponed("leaderboard refresh", exc)
 
     app.timer(interval=settings.leaderboard_refresh_seconds, on_leader=True)(refresh_leaderboards)
 
 
-def _batch_consumers(app: MediaApp, settings: Settings) -> None:
-    """The performance topic bypasses Faust's per-event path (see BatchingConsumer)."""
-    handler = app.runtime.performance
-    app.batch_handlers[settings.topic_asset_performance] = handler
-    app.topics.add(_topic(app, settings.topic_asset_performance))
-
-    async def on_assigned(sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
-        handler.on_assignment()
-
-    app.on_partitions_assigned.connect(on_assigned)  # type: ignore[arg-type]  # mode typing
+def _postponed(what: str, exc: Exception) -> None:
+    if is_transient(exc):
+        log.warning("%s postponed: %r", what, exc)
+    else:
+        log.exception("%s failed; it runs again at its next interval", what)
 
 
 def _readiness(app: MediaApp) -> None:
@@ -195,20 +222,15 @@ def _readiness(app: MediaApp) -> None:
     app.runtime.instruments.watch_lag(lambda: cast(BatchingConsumer, app.consumer).lag())
 
 
-def _consume(
-    app: MediaApp,
-    topic: str,
-    name: str,
-    handle: Callable[[RawMessage], Awaitable[object]],
-) -> None:
-    """One agent per input topic: each message is handled to the end before the next."""
-    runtime = app.runtime
-    max_backoff = runtime.settings.redis_retry_max_seconds
+def _watchdog(app: MediaApp, settings: Settings) -> None:
+    """End the worker when its consumer died (service/streaming/watchdog.py)."""
+    app.liveness = Liveness()
 
-    async def agent(stream: Any) -> None:
-        async for event in stream.events():
-            await process(
-                as_raw(event.message), handle, runtime.dead_letters, max_backoff=max_backoff
-            )
+    async def watch() -> None:
+        if app.should_stop:
+            return
+        problem = consumer_problem(app, stall_seconds=settings.consumer_stall_seconds)
+        if problem is not None:
+            end_process(app.liveness, problem)
 
-    app.agent(_topic(app, topic), name=name)(agent)
+    app.timer(interval=2.0)(watch)

@@ -33,6 +33,9 @@ class Settings(BaseSettings):
     kafka_heartbeat_interval_seconds: Annotated[float, Field(gt=0)] = 3.0
     # Acknowledged offsets are committed this often (and on a clean shutdown).
     kafka_commit_interval_seconds: Annotated[float, Field(gt=0)] = 2.0
+    # A worker whose fetch loop has not turned for this long (outside a rebalance) is ended
+    # with exit status 70, so that its supervisor starts a fresh one.
+    consumer_stall_seconds: Annotated[float, Field(ge=60)] = 300.0
     # Records per fetch; the performance topic is applied one fetch per partition at a time.
     kafka_max_poll_records: Annotated[int, Field(ge=1)] = 2000
     # How long the broker may hold a fetch that finds no data (Faust alone uses 1500).

@@ -25,6 +25,7 @@ from service.store.dead_letters import DeadLetterCounters
 from service.store.keys import Keys
 from service.store.leaderboards import LeaderboardStore
 from service.store.metrics import MetricsStore
+from service.store.positions import PositionStore
 from service.store.registry import RegistryStore
 from service.store.scripts import Scripts
 from service.store.suggestions import SuggestionStore
@@ -52,6 +53,7 @@ class Runtime:
     instruments: Instruments
     suggestion_store: SuggestionStore
     suggestions: SuggestionEngine
+    positions: PositionStore
 
     @classmethod
     def build(cls, settings: Settings, producer: Producer) -> Runtime:
@@ -125,6 +127,7 @@ class Runtime:
             instruments=instruments,
             suggestion_store=suggestion_store,
             suggestions=suggestions,
+            positions=PositionStore(redis, keys, scripts),
         )
 
     async def close(self) -> None:

@@ -14,6 +14,7 @@ from typing import Protocol
 from prometheus_client import Counter
 from pydantic import ValidationError
 
+from service.agents.resilience import TransientError
 from service.domain.decoding import DecodeError, RawMessage
 from service.domain.enums import DeadLetterReason
 from service.domain.events import (
@@ -38,7 +39,7 @@ coordinates, hashes and ids."""
 _IDENTIFIER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
 
 
-class DeadLetterUnavailable(Exception):
+class DeadLetterUnavailable(TransientError):
     """The dead-letter topic did not take a dead letter, so its message is not done.
 
     Not a property of the message: the caller keeps the partition where it is and

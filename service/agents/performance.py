@@ -4,21 +4,29 @@ The commit protocol, per batch of one partition (records in offset order):
 
 1. On the first batch of a partition after an assignment, read the partition's
    position from Redis (the offset of the last event applied). If the batch starts
-   after position + 1 (Kafka's committed offset ran ahead of Redis, e.g. Redis lost
-   recent writes), ask the consumer to seek back to position + 1 and stop here.
+   after position + 1 (Kafka's committed offset ran ahead of Redis), ask the
+   consumer to seek back to position + 1 and stop here.
 2. Decode every record. Bad ones (and events more than the tolerance in the future)
    go to the dead-letter topic; Kafka acknowledges them before anything else moves.
 3. Record which partition holds each new asset's metrics (an idempotent pointer).
-4. Run `perf_apply.lua`, one atomic step: skip the batch if the position already
-   covers it; otherwise de-duplicate event ids (24 h), add every delta to its
-   buckets and lifetime counters, and move the position to the batch's last offset.
-   If the batch straddles the position, drop the records at or below it and repeat.
+4. Run `perf_apply.lua`, one atomic step that first validates its input, then:
+   - answers "behind" when the position is below the one this worker last saw
+     (Redis lost writes): the consumer seeks back to the stored position + 1;
+   - skips the batch if the position already covers it;
+   - when the batch straddles the position, the records at or below it are dropped
+     and the step repeated;
+   - refuses a batch that would overflow a lifetime counter: that asset's records
+     of the batch are dead-lettered and the step repeated;
+   - otherwise de-duplicates event ids (24 h), adds every delta to its buckets and
+     lifetime counters, and moves the position to the batch's last offset.
 5. Return; the consumer fetches the next batch and reports the position to Kafka
    as the committed offset, which only serves lag monitoring.
 
-A crash anywhere leaves Redis either before or after step 4 as a whole; the next
-owner of the partition resumes from the position in Redis, so no event is lost or
-counted twice, even if a stale worker still writes (the position check rejects it).
+A transient failure (Redis away) raises out of the handler: the consumer pauses the
+partition and hands the same batch again later. A crash anywhere leaves Redis either
+before or after step 4 as a whole; the next owner of the partition resumes from the
+position in Redis, so no event is lost or counted twice, even if a stale worker
+still writes (the position check rejects it).
 """
 
 from __future__ import annotations
@@ -30,12 +38,13 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 from service.agents.emit import DeadLetters
+from service.agents.resilience import is_transient
 from service.domain.decoding import DecodeError, Record, as_raw, decode
 from service.domain.enums import DeadLetterReason
 from service.domain.events import AssetPerformance
 from service.domain.windows import is_future
 from service.observability import AGE_SAMPLE_EVERY, Instruments
-from service.store.metrics import MetricsStore, PerfRow
+from service.store.metrics import Applied, ApplyStatus, MetricsStore, PerfRow
 
 log = logging.getLogger(__name__)
 
@@ -58,21 +67,22 @@ class PerformanceHandler:
         self._max_bytes = max_message_bytes
         self._tolerance = future_tolerance_seconds
         self._clock = clock
-        self._verified: set[int] = set()
+        # partition -> the position in Redis as this worker last read or wrote it
+        self._expected: dict[int, int] = {}
         self._pointed: OrderedDict[str, None] = OrderedDict()
         self._instruments = instruments or Instruments.create()
 
     def on_assignment(self) -> None:
         """Partitions moved: check each one's position again before its next batch."""
-        self._verified.clear()
+        self._expected.clear()
 
     async def __call__(self, partition: int, messages: Sequence[Record]) -> int | None:
         """Apply one batch; returns an offset to seek to instead, when Redis is behind."""
         if not messages:
             return None
-        if partition not in self._verified:
+        if partition not in self._expected:
             position = await self._store.position(partition)
-            self._verified.add(partition)
+            self._expected[partition] = position
             if messages[0].offset > position + 1:
                 return position + 1
         now = self._clock()
@@ -82,19 +92,130 @@ class PerformanceHandler:
         rows = await self._decode(messages, now)
         await self._point(partition, rows)
         first, last = messages[0].offset, messages[-1].offset
-        while True:
-            started = time.perf_counter()
-            result = await self._store.apply(partition, first, last, [r for _, r in rows], now)
-            metrics.redis_seconds.observe(time.perf_counter() - started)
-            if result.status != -1:
-                break
-            first = result.position + 1
-            rows = [(offset, row) for offset, row in rows if offset >= first]
+        try:
+            result, rows = await self._apply(partition, first, last, rows, now, messages)
+        except Exception as exc:
+            if is_transient(exc):
+                raise
+            log.exception(
+                "a batch of %s[%d] failed; applying it record by record", topic, partition
+            )
+            return await self._one_by_one(partition, messages, rows, now)
+        if result.status is ApplyStatus.BEHIND:
+            return self._behind(topic, partition, result.position)
         if result.applied:
             metrics.applied.labels(topic=topic).inc(result.applied)
             age = metrics.event_age.labels(topic=topic)
             for _, row in rows[::AGE_SAMPLE_EVERY]:
                 age.observe(max(0.0, now - row[4]))
+        return None
+
+    async def _apply(
+        self,
+        partition: int,
+        first: int,
+        last: int,
+        rows: list[tuple[int, PerfRow]],
+        now: float,
+        messages: Sequence[Record],
+    ) -> tuple[Applied, list[tuple[int, PerfRow]]]:
+        """Step 4, repeated until the script applies, skips or finds Redis behind."""
+        metrics = self._instruments
+        while True:
+            started = time.perf_counter()
+            result = await self._store.apply(
+                partition,
+                first,
+                last,
+                [r for _, r in rows],
+                now,
+                expected=self._expected[partition],
+            )
+            metrics.redis_seconds.observe(time.perf_counter() - started)
+            if result.status is ApplyStatus.STRADDLES:
+                self._expected[partition] = result.position
+                first = result.position + 1
+                rows = [(offset, row) for offset, row in rows if offset >= first]
+            elif result.status is ApplyStatus.OVERFLOW:
+                rows = await self._overflowing(result.asset_id, rows, messages)
+            else:
+                if result.status is ApplyStatus.APPLIED:
+                    self._expected[partition] = last
+                elif result.status is ApplyStatus.COVERED:
+                    self._expected[partition] = max(self._expected[partition], result.position)
+                return result, rows
+
+    async def _overflowing(
+        self, asset_id: str | None, rows: list[tuple[int, PerfRow]], messages: Sequence[Record]
+    ) -> list[tuple[int, PerfRow]]:
+        """Dead-letter the batch's records of an asset whose lifetime counter would overflow."""
+        by_offset = {message.offset: message for message in messages}
+        kept = []
+        for offset, row in rows:
+            if row[1] != asset_id:
+                kept.append((offset, row))
+                continue
+            error = DecodeError(
+                DeadLetterReason.COUNTER_OVERFLOW,
+                f"a lifetime counter of asset {asset_id!r} would pass 2^63 - 1 with this "
+                "event; its deltas are far beyond what one asset can earn: check the producer",
+                row[0],
+            )
+            await self._dead_letters.decode_failure(as_raw(by_offset[offset]), error)
+        return kept
+
+    async def check(self, partition: int, topic: str) -> int | None:
+        """Between batches: the offset to seek to when Redis fell behind this worker."""
+        expected = self._expected.get(partition)
+        if expected is None:
+            return None
+        position = await self._store.position(partition)
+        return self._behind(topic, partition, position) if position < expected else None
+
+    def _behind(self, topic: str, partition: int, position: int) -> int:
+        # The pointers written since may be lost too: write them again as events come.
+        self._pointed.clear()
+        log.warning(
+            "Redis holds position %d for %s[%d], below the %d this worker wrote: it lost "
+            "writes; applying again from offset %d",
+            position,
+            topic,
+            partition,
+            self._expected[partition],
+            position + 1,
+        )
+        self._expected[partition] = position
+        return position + 1
+
+    async def _one_by_one(
+        self,
+        partition: int,
+        messages: Sequence[Record],
+        rows: list[tuple[int, PerfRow]],
+        now: float,
+    ) -> int | None:
+        """Isolate the record a batch failed on: apply each alone, dead-letter what fails."""
+        by_offset = dict(rows)
+        for message in messages:
+            offset = message.offset
+            row = by_offset.get(offset)
+            single = [] if row is None else [(offset, row)]
+            try:
+                result, _ = await self._apply(partition, offset, offset, single, now, [message])
+            except Exception as exc:
+                if is_transient(exc):
+                    raise
+                await self._dead_letters.decode_failure(
+                    as_raw(message),
+                    DecodeError(
+                        DeadLetterReason.INTERNAL_ERROR,
+                        f"the service failed on this message ({type(exc).__name__}: {exc}); "
+                        "report it with this dead letter, then replay the message",
+                    ),
+                )
+                result, _ = await self._apply(partition, offset, offset, [], now, [message])
+            if result.status is ApplyStatus.BEHIND:
+                return self._behind(message.topic, partition, result.position)
         return None
 
     async def _decode(self, messages: Sequence[Record], now: float) -> list[tuple[int, PerfRow]]:
@@ -114,6 +235,17 @@ class PerformanceHandler:
                     )
             except DecodeError as error:
                 await self._dead_letters.decode_failure(as_raw(message), error)
+                continue
+            except Exception as exc:
+                if is_transient(exc):
+                    raise
+                log.exception("failed to decode %s", as_raw(message).source().dead_letter_id)
+                unforeseen = DecodeError(
+                    DeadLetterReason.INTERNAL_ERROR,
+                    f"the service failed on this message ({type(exc).__name__}: {exc}); "
+                    "report it with this dead letter, then replay the message",
+                )
+                await self._dead_letters.decode_failure(as_raw(message), unforeseen)
                 continue
             rows.append(
                 (

@@ -41,6 +41,7 @@ from datetime import UTC, datetime, timedelta
 from prometheus_client import Counter
 
 from service.agents.emit import DeadLetters, Producer, encode
+from service.agents.resilience import TransientError
 from service.domain import registry as rules
 from service.domain.events import AssetLifecycle, AssetRegistered, DuplicateRef, DuplicatesDetected
 from service.domain.library import library_entry
@@ -56,7 +57,7 @@ DEFAULT_SWEEP_BUDGET_SECONDS = 5.0
 Decide = Callable[[AssetState | None], Decision]
 
 
-class ConcurrentUpdateError(RuntimeError):
+class ConcurrentUpdateError(TransientError):
     """The asset kept changing under us; the message is retried later."""
 
 

@@ -1,79 +1,86 @@
-"""Keeping a worker going: transient failures are retried, anything else is dead-lettered."""
+"""Telling a failure of the infrastructure from a failure of the message, and waiting well.
+
+A transient failure (Redis or Kafka away, restarting, loading, read-only during a
+failover, out of memory, a cluster slot without a primary, the dead-letter topic
+unavailable) says nothing about the message: the partition waits and the same
+records are tried again. Anything else is a property of the message (or a bug it
+triggers) and ends in a dead letter, so that the partition moves on.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import logging
-from collections.abc import Awaitable, Callable
+import random
+from dataclasses import dataclass, field
 
-from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError, RequestTimedOutError
-from redis.exceptions import BusyLoadingError, ReadOnlyError, TryAgainError
+from aiokafka.errors import KafkaError
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import (
+    RedisClusterException,
+    ResponseError,
+)
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from service.agents.emit import DeadLetters
-from service.agents.registry import ConcurrentUpdateError
-from service.domain.decoding import DecodeError, RawMessage
-from service.domain.enums import DeadLetterReason
-
-log = logging.getLogger(__name__)
-
-# Failures of the infrastructure, not of the message: wait and try the same message again.
-TRANSIENT: tuple[type[BaseException], ...] = (
-    RedisConnectionError,
-    RedisTimeoutError,
-    BusyLoadingError,
-    ReadOnlyError,
-    TryAgainError,
-    KafkaConnectionError,
-    KafkaTimeoutError,
-    RequestTimedOutError,
-    ConcurrentUpdateError,
-    ConnectionError,
-    TimeoutError,
+# Redis error replies that describe the server's state, not the command. A Lua script
+# passes them on with their code (e.g. "OOM command not allowed ..." from its first write).
+_TRANSIENT_REPLIES = (
+    "LOADING",
+    "READONLY",
+    "OOM",
+    "MASTERDOWN",
+    "CLUSTERDOWN",
+    "TRYAGAIN",
+    "MISCONF",
+    "NOREPLICAS",
+    "BUSY",
+    "MOVED",
+    "ASK",
 )
 
 
-async def process(
-    message: RawMessage,
-    handle: Callable[[RawMessage], Awaitable[object]],
-    dead_letters: DeadLetters,
-    *,
-    max_backoff: float,
-) -> None:
-    """Handle one message until it is done, whatever it takes.
+class TransientError(Exception):
+    """Base of the service's own failures that clear up by themselves (retry later)."""
 
-    Every step of a handler is safe to repeat, so a transient failure retries the
-    whole message. A message that cannot be decoded, or that makes the handler fail
-    for a reason other than the infrastructure, goes to the dead-letter topic so
-    that one bad message never stops the partition.
+
+def is_transient(exc: BaseException) -> bool:
+    """True when waiting and trying the same records again can succeed."""
+    if isinstance(exc, TransientError | RedisConnectionError | RedisTimeoutError):
+        return True
+    if isinstance(exc, RedisClusterException):
+        return True  # slot not covered, cluster re-sharding: the cluster heals or is fixed
+    if isinstance(exc, ResponseError):
+        text = str(exc).lstrip()
+        if text.split(" ", 1)[0] in _TRANSIENT_REPLIES:
+            return True
+        # Older servers wrap a script's error: "ERR Error running script ... -OOM ...".
+        return any(f"-{code} " in text for code in _TRANSIENT_REPLIES)
+    if isinstance(exc, KafkaError):
+        return bool(getattr(exc, "retriable", False)) or _is_connection_error(exc)
+    return isinstance(exc, ConnectionError | TimeoutError)
+
+
+def _is_connection_error(exc: KafkaError) -> bool:
+    from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError, RequestTimedOutError
+
+    return isinstance(exc, KafkaConnectionError | KafkaTimeoutError | RequestTimedOutError)
+
+
+@dataclass
+class Backoff:
+    """Capped exponential back-off with full jitter.
+
+    Jitter keeps the workers of a group from hammering a Redis that just came back
+    in lock-step; the cap bounds how long processing trails a recovery.
     """
-    backoff = 0.05
-    while True:
-        try:
-            try:
-                await handle(message)
-            except DecodeError as error:
-                await dead_letters.decode_failure(message, error)
-            except TRANSIENT:
-                raise
-            except Exception as exc:  # a bug or an unforeseen input: keep the partition moving
-                log.exception("failed to process %s", message.source().dead_letter_id)
-                await dead_letters.decode_failure(
-                    message,
-                    DecodeError(
-                        DeadLetterReason.INTERNAL_ERROR,
-                        f"the service failed on this message ({type(exc).__name__}: {exc}); "
-                        "report it with this dead letter, then replay the message",
-                    ),
-                )
-            return
-        except TRANSIENT as exc:
-            log.warning(
-                "transient failure on %s, retrying in %.2fs: %r",
-                message.source().dead_letter_id,
-                backoff,
-                exc,
-            )
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, max_backoff)
+
+    initial: float = 0.05
+    cap: float = 5.0
+    attempts: int = 0
+    _rng: random.Random = field(default_factory=random.Random, repr=False)
+
+    def next_delay(self) -> float:
+        ceiling = min(self.cap, self.initial * (2**self.attempts))
+        self.attempts += 1
+        return self._rng.uniform(ceiling / 2, ceiling)
+
+    def reset(self) -> None:
+        self.attempts = 0

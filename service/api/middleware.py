@@ -14,7 +14,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import SecretStr
 
-from service.agents.resilience import TRANSIENT
+from service.agents.resilience import is_transient
 from service.api import problems
 
 log = logging.getLogger(__name__)
@@ -52,14 +52,14 @@ def build(token: SecretStr | None) -> list[Any]:
                 path,
                 headers={"Allow": allowed},
             )
-        except TRANSIENT as exc:
-            log.warning("%s %s: %r", request.method, path, exc)
-            return problems.response(
-                problems.UNAVAILABLE, "the store is unreachable; retry shortly", path
-            )
         except web.HTTPException:
             raise
-        except Exception:
+        except Exception as exc:
+            if is_transient(exc):
+                log.warning("%s %s: %r", request.method, path, exc)
+                return problems.response(
+                    problems.UNAVAILABLE, "the store is unreachable; retry shortly", path
+                )
             log.exception("%s %s failed", request.method, path)
             return problems.response(
                 problems.INTERNAL, "the service failed; the log has the details", path

@@ -51,6 +51,7 @@ from service.domain.suggestion_state import Status
 from service.domain.windows import Window
 from service.runtime import Runtime
 from service.store.suggestions import SuggestionRecord
+from service.streaming import watchdog
 
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
 DEFAULT_PAGE_SIZE = 50
@@ -411,7 +412,16 @@ class AccuracyView(ApiView):
 
 
 class HealthView(ApiView):
+    """Alive: the worker's consumer is fetching (or may be waiting); 503 once it died."""
+
     async def get(self, request: Request) -> Response:
+        liveness = getattr(self.app, "liveness", None)
+        problem = None if liveness is None else liveness.reason
+        if problem is None:
+            stall = self.runtime.settings.consumer_stall_seconds
+            problem = watchdog.consumer_problem(self.app, stall_seconds=stall)
+        if problem is not None:
+            return self.problem(problems.UNAVAILABLE, problem)
         return self.out(HealthOut(status="ok"))
 
 
@@ -443,7 +453,8 @@ def _library_query(query: Any, max_limit: int) -> dict[str, Any]:
 
 
 class ReadyView(ApiView):
-    """Ready: Redis answers, the worker joined its consumer group, no rebalance under way."""
+    """Ready: Redis answers, Kafka's group coordinator is known, the worker joined its
+    group, no rebalance is under way and no partition is paused by a failure."""
 
     async def get(self, request: Request) -> Response:
         reasons = []
@@ -452,6 +463,16 @@ class ReadyView(ApiView):
             reasons.append("the worker has not joined its consumer group yet")
         elif readiness.rebalancing:
             reasons.append("a rebalance is under way")
+        kafka = watchdog.kafka_problem(self.app)
+        if kafka is not None:
+            reasons.append(kafka)
+        paused = getattr(getattr(self.app, "_consumer", None), "paused", None) or {}
+        if paused:
+            tp, first = next(iter(paused.items()))
+            reasons.append(
+                f"{len(paused)} partition(s) paused by failures, e.g. "
+                f"{tp.topic}[{tp.partition}]: {first.error}"
+            )
         try:
             await asyncio.wait_for(self.runtime.redis.ping(), timeout=2)
         except Exception as exc:  # any failure means "not ready", with its name

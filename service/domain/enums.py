@@ -118,4 +118,5 @@ class DeadLetterReason(StrEnum):
     ASSET_DELETED = "asset_deleted"
     REGISTRATION_TIMEOUT = "registration_timeout"
     INTERNAL_ERROR = "internal_error"
+    COUNTER_OVERFLOW = "counter_overflow"
     TOO_MANY_HELD_EVENTS = "too_many_held_events"

@@ -4,7 +4,8 @@ Every key starts with the configured prefix. Keys that one atomic step (a Lua
 script) touches together share a hash tag in braces, so the design holds on
 Redis Cluster: `{a:<asset_id>}` for one asset, `{l:<library_id>}` for one
 library, `{h:<sha256>}` for one content hash, `{pm:<partition>}` for the
-performance metrics one Kafka partition writes, `{dl}` for dead-letter counters.
+performance metrics one Kafka partition writes, `{in:<topic>:<partition>}` for
+the position of a per-message input partition, `{dl}` for dead-letter counters.
 docs/redis-keys.md describes each key.
 """
 
@@ -75,6 +76,10 @@ class Keys:
     def perf_partition_of(self, asset_id: str) -> str:
         """Which partition's keys hold an asset's metrics (written before its first batch)."""
         return f"{self.prefix}:{{a:{asset_id}}}:perf-partition"
+
+    def input_position(self, topic: str, partition: int) -> str:
+        """Offset of the last message of a per-message input partition fully processed."""
+        return f"{self.prefix}:{{in:{topic}:{partition}}}:position"
 
     @property
     def held_schedule(self) -> str:

@@ -11,8 +11,10 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any
 
+from service.domain.events import MAX_METRIC_DELTA
 from service.domain.metrics import Totals, totals_of
 from service.domain.windows import (
     LONGEST_WINDOW_SECONDS,
@@ -30,15 +32,26 @@ SEEN_SECONDS = 24 * 3600
 _RESOLUTIONS_JSON = json.dumps([[r.name, r.seconds, r.retention] for r in RESOLUTIONS])
 
 
+class ApplyStatus(Enum):
+    """What `perf_apply.lua` did with a batch (its header explains each)."""
+
+    APPLIED = 1
+    COVERED = 0  # applied before, as a whole
+    STRADDLES = -1  # the position lies inside the batch
+    BEHIND = -2  # Redis holds a position below the one this worker expects: it lost writes
+    OVERFLOW = -3  # a lifetime counter of `asset_id` would pass 2^63 - 1
+
+
 @dataclass(frozen=True, slots=True)
 class Applied:
-    """What one call did: `status` 1 applied, 0 already applied, -1 straddles `position`."""
+    """What one call did, and the partition's position when it did not apply the batch."""
 
-    status: int
+    status: ApplyStatus
     position: int = -1
     applied: int = 0
     duplicates: int = 0
     late: int = 0
+    asset_id: str | None = None
 
 
 class MetricsStore:
@@ -54,8 +67,17 @@ class MetricsStore:
         return -1 if value is None else int(value)
 
     async def apply(
-        self, partition: int, first: int, last: int, rows: Sequence[PerfRow], now: float
+        self,
+        partition: int,
+        first: int,
+        last: int,
+        rows: Sequence[PerfRow],
+        now: float,
+        *,
+        expected: int = -1,
     ) -> Applied:
+        """Apply a batch (offsets `first`..`last`) if the position is still `expected` or
+        beyond; see perf_apply.lua for every outcome."""
         reply = await self._scripts.perf_apply(
             keys=[
                 self._keys.perf_position(partition, self._topic),
@@ -70,11 +92,15 @@ class MetricsStore:
                 int(now) - LONGEST_WINDOW_SECONDS,
                 _RESOLUTIONS_JSON,
                 json.dumps(rows, separators=(",", ":")),
+                expected,
+                MAX_METRIC_DELTA,
             ],
         )
-        status = int(reply[0])
-        if status == 1:
-            return Applied(1, last, int(reply[1]), int(reply[2]), int(reply[3]))
+        status = ApplyStatus(int(reply[0]))
+        if status is ApplyStatus.APPLIED:
+            return Applied(status, last, int(reply[1]), int(reply[2]), int(reply[3]))
+        if status is ApplyStatus.OVERFLOW:
+            return Applied(status, asset_id=str(reply[1]))
         return Applied(status, int(reply[1]))
 
     async def point(self, partition: int, asset_ids: Sequence[str]) -> None:

@@ -25,6 +25,7 @@ class Scripts:
     count_once: AsyncScript
     unschedule_if_due: AsyncScript
     perf_apply: AsyncScript
+    position_advance: AsyncScript
 
     @classmethod
     def register(cls, redis: Any) -> Scripts:

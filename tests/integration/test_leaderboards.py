@@ -16,6 +16,7 @@ from service.domain.decoding import RawMessage, decode
 from service.domain.events import AssetLifecycle, AssetRegistered
 from service.domain.windows import DAY, Window
 from service.runtime import Runtime
+from service.store.metrics import ApplyStatus
 from service.topics import ensure_topics
 from tests.conftest import KafkaPort
 from tests.unit.factories import registration_body, sha
@@ -66,7 +67,7 @@ async def perform(runtime: Runtime, rows: list[tuple[str, str, float, int, int]]
         for n, (asset, channel, ago, impressions, clicks) in enumerate(rows)
     ]
     result = await store.apply(0, first, first + len(perf) - 1, perf, NOW)
-    assert result.status == 1
+    assert result.status is ApplyStatus.APPLIED
 
 
 async def top(

@@ -13,7 +13,7 @@ from service.config import Settings
 from service.domain.metrics import METRICS, Totals
 from service.domain.windows import DAY, HOUR, Window, live_resolutions, window_buckets
 from service.store.keys import Keys
-from service.store.metrics import MetricsStore, PerfRow
+from service.store.metrics import ApplyStatus, MetricsStore, PerfRow
 from service.store.scripts import Scripts
 
 pytestmark = pytest.mark.integration
@@ -91,7 +91,7 @@ async def test_sums_per_window_over_more_than_thirty_days(store: MetricsStore) -
         for start in range(0, len(part_rows), 500):
             chunk = part_rows[start : start + 500]
             result = await store.apply(partition, start, start + len(chunk) - 1, chunk, NOW)
-            assert result.status == 1
+            assert result.status is ApplyStatus.APPLIED
 
     late = sum(1 for r in rows if r[4] < NOW - 30 * DAY)
     assert late > 0
@@ -112,12 +112,12 @@ async def test_sums_per_window_over_more_than_thirty_days(store: MetricsStore) -
 async def test_position_makes_batches_apply_once(store: MetricsStore) -> None:
     rows = [row(n, "a1", NOW - 60) for n in range(10)]
     await store.point(0, ["a1"])
-    assert (await store.apply(0, 100, 104, rows[:5], NOW)).status == 1
+    assert (await store.apply(0, 100, 104, rows[:5], NOW)).status is ApplyStatus.APPLIED
     again = await store.apply(0, 100, 104, rows[:5], NOW)  # redelivered after a crash
-    assert (again.status, again.position) == (0, 104)
+    assert (again.status, again.position) == (ApplyStatus.COVERED, 104)
     straddling = await store.apply(0, 102, 109, rows[2:], NOW)  # a new owner overlaps
-    assert (straddling.status, straddling.position) == (-1, 104)
-    assert (await store.apply(0, 105, 109, rows[5:], NOW)).status == 1
+    assert (straddling.status, straddling.position) == (ApplyStatus.STRADDLES, 104)
+    assert (await store.apply(0, 105, 109, rows[5:], NOW)).status is ApplyStatus.APPLIED
     assert await store.position(0) == 109
     lifetime = await store.totals("a1", Window.LIFETIME, NOW)
     assert lifetime == Totals(impressions=1000, clicks=30, engagements=10)
@@ -144,3 +144,65 @@ async def test_buckets_expire_on_their_own(
         expire_at = await redis.expiretime(keys.perf_bucket(0, "a1", name, start))
         assert expire_at == start + seconds + retention
     assert await redis.ttl(keys.perf_lifetime(0, "a1")) == -1
+
+
+async def test_copies_within_one_batch_count_once(store: MetricsStore) -> None:
+    await store.point(0, ["a1"])
+    result = await store.apply(0, 0, 2, [row(1, "a1", NOW - 10)] * 3, NOW)
+    assert (result.applied, result.duplicates) == (1, 2)
+    lifetime = await store.totals("a1", Window.LIFETIME, NOW)
+    assert lifetime == Totals(impressions=100, clicks=3, engagements=1)
+
+
+async def test_a_position_below_the_expected_one_is_reported_behind(
+    redis: Any, store: MetricsStore, settings: Settings
+) -> None:
+    await store.point(0, ["a1"])
+    assert (await store.apply(0, 0, 4, [row(1, "a1", NOW - 10)], NOW)).position == 4
+    # Redis loses its last second of writes: the position falls back.
+    await redis.set(Keys(settings.redis_key_prefix).perf_position(0, store._topic), 1)
+    behind = await store.apply(0, 5, 9, [row(2, "a1", NOW - 10)], NOW, expected=4)
+    assert (behind.status, behind.position) == (ApplyStatus.BEHIND, 1)
+    lifetime = await store.totals("a1", Window.LIFETIME, NOW)
+    assert lifetime is not None and lifetime.impressions == 100, "nothing was written"
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        ("e1", "a1", "email", "c1", int(NOW), -1, 0, 0, 0, 0, 0),
+        ("e1", "a1", "email", "c1", int(NOW), 10**11, 0, 0, 0, 0, 0),
+        ("e1", "a1", "email", "c1", int(NOW), 1.5, 0, 0, 0, 0, 0),
+        ("e1", "", "email", "c1", int(NOW), 1, 0, 0, 0, 0, 0),
+        ("e1", "a1", "email", "c1", int(NOW), 1, 0, 0, 0, 0),
+        ("e1", "a1", "email", "c1", "soon", 1, 0, 0, 0, 0, 0),
+    ],
+)
+async def test_bad_input_is_refused_before_any_write(
+    redis: Any, store: MetricsStore, settings: Settings, bad: Any
+) -> None:
+    good = row(1, "a1", NOW - 10)
+    with pytest.raises(Exception, match="bad input"):
+        await store.apply(0, 0, 1, [good, bad], NOW)
+    assert [k async for k in redis.scan_iter(match=f"{settings.redis_key_prefix}:*")] == []
+
+
+async def test_a_batch_that_would_overflow_a_counter_is_refused_whole(
+    redis: Any, store: MetricsStore, settings: Settings
+) -> None:
+    keys = Keys(settings.redis_key_prefix)
+    await store.point(0, ["a1", "a2"])
+    await store.apply(0, 0, 0, [row(1, "a1", NOW - 10), row(2, "a2", NOW - 10)], NOW)
+    # Both counters close to 2^63 - 1, and the partition's volume past the guard.
+    near = 2**63 - 1 - 10**9
+    await redis.hset(keys.perf_lifetime(0, "a1"), "ch:email:impressions", near)
+    await redis.hset(keys.perf_counters(0), "volume", near)
+    big = row(3, "a1", NOW - 10, impressions=10**10)
+    fine = row(4, "a2", NOW - 10)
+    refused = await store.apply(0, 1, 2, [fine, big], NOW)
+    assert (refused.status, refused.asset_id) == (ApplyStatus.OVERFLOW, "a1")
+    assert await store.position(0) == 0, "nothing was written"
+    applied = await store.apply(0, 1, 2, [fine], NOW)
+    assert applied.status is ApplyStatus.APPLIED
+    a2 = await store.totals("a2", Window.LIFETIME, NOW)
+    assert a2 is not None and a2.impressions == 200

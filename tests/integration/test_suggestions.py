@@ -17,6 +17,7 @@ from service.domain.registry import Asset
 from service.domain.suggestion_state import Status
 from service.domain.windows import Window
 from service.runtime import Runtime
+from service.store.metrics import ApplyStatus
 from service.topics import ensure_topics
 from tests.conftest import KafkaPort, read_topic
 from tests.unit.factories import registration, source
@@ -124,7 +125,7 @@ async def test_an_applied_suggestion_learns_what_its_variant_did(runtime: Runtim
         ("o1", "a1", "display", "c1", int(now) - 60, 10_000, 20, 0, 0, 0, 0),
         ("v1", "a2", "display", "c1", int(now) - 60, 10_000, 50, 0, 0, 0, 0),
     ]
-    assert (await store.apply(0, 0, 1, rows, now)).status == 1
+    assert (await store.apply(0, 0, 1, rows, now)).status is ApplyStatus.APPLIED
     variant = asset(
         asset_id="a2", intended_channels=["display"], file_size_bytes=10_000, width=1200, height=628
     )

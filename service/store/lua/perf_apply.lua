@@ -2,7 +2,7 @@
 -- Every key carries the partition's hash tag, so the step is atomic on a cluster too.
 --
 -- KEYS[1]  position: the offset of the last event of this partition already applied
--- KEYS[2]  counters hash of the partition: applied, duplicates, late
+-- KEYS[2]  counters hash of the partition: applied, duplicates, late, volume
 -- ARGV[1]  key prefix of the partition, e.g. "media:{pm:3}:"
 -- ARGV[2]  offset of the batch's first event;  ARGV[3]  offset of its last event
 -- ARGV[4]  now (epoch seconds)
@@ -11,15 +11,86 @@
 -- ARGV[7]  JSON [[resolution name, bucket seconds, retention seconds], ...]
 -- ARGV[8]  JSON [[event_id, asset_id, channel, campaign, epoch seconds,
 --                 impressions, clicks, engagements, conversions, shares, comments], ...]
+-- ARGV[9]  expected position: the position this worker last read or wrote (-1: none)
+-- ARGV[10] the largest delta one event may carry
 --
--- Assets whose counters changed are added to the partition's `dirty` set, which the
--- leaderboard refresh drains.
---
--- Returns {1, applied, duplicates, late} when applied; {0, position} when the whole
--- batch was applied before; {-1, position} when the batch straddles the position
--- (the caller drops the events at or below it and calls again).
+-- Steps, in order; nothing is written before step 4:
+-- 1. Validate every argument and event; bad input is an error reply.
+-- 2. Position: {-2, position} when it is below ARGV[9] (Redis lost writes: the worker
+--    seeks back); {0, position} when the whole batch was applied before; {-1, position}
+--    when the batch straddles it (the caller drops the events at or below it and calls
+--    again).
+-- 3. Overflow guard: `volume` (the sum of every delta this partition ever applied)
+--    bounds every counter of the partition. While volume plus this batch stays below
+--    LIMIT no counter can overflow; past it, each lifetime counter the batch touches is
+--    read, and {-3, asset_id} refuses a batch that would take one above LIMIT (HINCRBY
+--    would fail halfway through the writes, which Redis does not roll back).
+-- 4. De-duplicate event ids (per event-time hour), add the deltas to the buckets and
+--    lifetime counters, mark the touched assets dirty for the leaderboards, move the
+--    counters and the position. Returns {1, applied, duplicates, late}.
+local LIMIT = 9.0e18 -- below 2^63 - 1 by more than any batch can add
+
+local function integer(value, low, high, what)
+  local n = tonumber(value)
+  if n == nil or n ~= math.floor(n) or n < low or n > high then
+    error({ err = 'ERR bad input: ' .. what .. ' must be an integer in [' ..
+      string.format('%d', low) .. ', ' .. string.format('%.0f', high) .. '], got ' ..
+      tostring(value) })
+  end
+  return n
+end
+
+local function nonempty(value, what)
+  if type(value) ~= 'string' or value == '' then
+    error({ err = 'ERR bad input: ' .. what .. ' must be a non-empty string' })
+  end
+  return value
+end
+
+local function decode(text, what)
+  local ok, value = pcall(cjson.decode, text)
+  if not ok or type(value) ~= 'table' then
+    error({ err = 'ERR bad input: ' .. what .. ' is not a JSON array' })
+  end
+  return value
+end
+
+-- 1. Validate.
+local MAX_INT = 9007199254740991 -- 2^53 - 1: larger numbers are not exact in Lua
+local prefix = nonempty(ARGV[1], 'ARGV[1] prefix')
+local first = integer(ARGV[2], 0, MAX_INT, 'first offset')
+local last = integer(ARGV[3], first, MAX_INT, 'last offset')
+local now = integer(ARGV[4], 0, MAX_INT, 'now')
+local seen_ttl = integer(ARGV[5], 1, MAX_INT, 'seen ttl')
+local late_before = integer(ARGV[6], -MAX_INT, MAX_INT, 'late_before')
+local resolutions = decode(ARGV[7], 'resolutions')
+local events = decode(ARGV[8], 'events')
+local expected = integer(ARGV[9], -1, MAX_INT, 'expected position')
+local max_delta = integer(ARGV[10], 0, 1e12, 'max delta')
+for i, r in ipairs(resolutions) do
+  nonempty(r[1], 'resolution name')
+  integer(r[2], 1, MAX_INT, 'resolution seconds')
+  integer(r[3], 0, MAX_INT, 'resolution retention')
+end
+local batch_volume = 0
+for i, ev in ipairs(events) do
+  if type(ev) ~= 'table' or #ev ~= 11 then
+    error({ err = 'ERR bad input: event ' .. i .. ' must be an array of 11 values' })
+  end
+  for f = 1, 4 do
+    nonempty(ev[f], 'event ' .. i .. ' field ' .. f)
+  end
+  integer(ev[5], -MAX_INT, MAX_INT, 'event ' .. i .. ' time')
+  for m = 6, 11 do
+    batch_volume = batch_volume + integer(ev[m], 0, max_delta, 'event ' .. i .. ' delta')
+  end
+end
+
+-- 2. Position.
 local position = tonumber(redis.call('GET', KEYS[1]) or '-1')
-local first, last = tonumber(ARGV[2]), tonumber(ARGV[3])
+if position < expected then
+  return { -2, position }
+end
 if last <= position then
   return { 0, position }
 end
@@ -27,17 +98,12 @@ if first <= position then
   return { -1, position }
 end
 
-local prefix = ARGV[1]
-local now = tonumber(ARGV[4])
-local seen_ttl = tonumber(ARGV[5])
-local late_before = tonumber(ARGV[6])
-local resolutions = cjson.decode(ARGV[7])
-local events = cjson.decode(ARGV[8])
 local metrics = { 'impressions', 'clicks', 'engagements', 'conversions', 'shares', 'comments' }
-
 local deltas = {}   -- key -> field -> delta
 local expiry = {}   -- key -> EXPIREAT
 local touched = {}  -- asset_id -> true: their leaderboard entries need a refresh
+local fresh = {}    -- event index -> true when its event_id is new
+local in_batch = {} -- seen key -> event_id -> true, for copies within this batch
 local applied, duplicates, late = 0, 0, 0
 
 local function add(key, field, delta)
@@ -49,12 +115,53 @@ local function add(key, field, delta)
   fields[field] = (fields[field] or 0) + delta
 end
 
-for _, ev in ipairs(events) do
+local function seen_key(ev)
   local t = ev[5]
-  local hour = t - t % 3600
-  local seen_key = prefix .. 'seen:' .. string.format('%d', hour)
-  if redis.call('HSETNX', seen_key, ev[1], 1) == 1 then
-    expiry[seen_key] = math.max(hour + 3600, now) + seen_ttl
+  return prefix .. 'seen:' .. string.format('%d', t - t % 3600)
+end
+
+-- Which event ids were seen before: one HMGET per event-time hour (in chunks, as
+-- unpack has a bounded stack), then copies within the batch itself.
+local CHUNK = 500
+local by_key = {}   -- seen key -> list of event indexes
+for i, ev in ipairs(events) do
+  local key = seen_key(ev)
+  local list = by_key[key]
+  if not list then
+    list = {}
+    by_key[key] = list
+  end
+  list[#list + 1] = i
+end
+local known = {}    -- event index -> true when its id is already remembered
+for key, list in pairs(by_key) do
+  for from = 1, #list, CHUNK do
+    local ids = {}
+    for j = from, math.min(from + CHUNK - 1, #list) do
+      ids[#ids + 1] = events[list[j]][1]
+    end
+    local values = redis.call('HMGET', key, unpack(ids))
+    for j = 1, #ids do
+      if values[j] then
+        known[list[from + j - 1]] = true
+      end
+    end
+  end
+end
+
+for i, ev in ipairs(events) do
+  local key = seen_key(ev)
+  local mine = in_batch[key]
+  if not mine then
+    mine = {}
+    in_batch[key] = mine
+  end
+  if not known[i] and not mine[ev[1]] then
+    mine[ev[1]] = true
+    fresh[i] = true
+    local t = ev[5]
+    local hour = t - t % 3600
+    expiry[key] = math.max(hour + 3600, now) + seen_ttl
     applied = applied + 1
     touched[ev[2]] = true
     local keys = { prefix .. 'a:' .. ev[2] .. ':life' }
@@ -65,9 +172,9 @@ for _, ev in ipairs(events) do
         local start = t - t % r[2]
         local expires = start + r[2] + r[3]
         if expires > now then
-          local key = prefix .. 'a:' .. ev[2] .. ':' .. r[1] .. ':' .. string.format('%d', start)
-          keys[#keys + 1] = key
-          expiry[key] = expires
+          local bucket = prefix .. 'a:' .. ev[2] .. ':' .. r[1] .. ':' .. string.format('%d', start)
+          keys[#keys + 1] = bucket
+          expiry[bucket] = expires
         end
       end
     end
@@ -76,9 +183,9 @@ for _, ev in ipairs(events) do
     for m = 1, 6 do
       local delta = ev[5 + m]
       if delta > 0 then
-        for _, key in ipairs(keys) do
-          add(key, channel .. metrics[m], delta)
-          add(key, campaign .. metrics[m], delta)
+        for _, k in ipairs(keys) do
+          add(k, channel .. metrics[m], delta)
+          add(k, campaign .. metrics[m], delta)
         end
       end
     end
@@ -87,6 +194,37 @@ for _, ev in ipairs(events) do
   end
 end
 
+-- 3. Overflow guard.
+local volume = tonumber(redis.call('HGET', KEYS[2], 'volume') or '0')
+local guarded = volume + batch_volume <= LIMIT
+if not guarded then
+  for asset in pairs(touched) do
+    local life = prefix .. 'a:' .. asset .. ':life'
+    for field, delta in pairs(deltas[life] or {}) do
+      if tonumber(redis.call('HGET', life, field) or '0') + delta > LIMIT then
+        return { -3, asset }
+      end
+    end
+  end
+end
+
+-- 4. Write.
+for key, list in pairs(by_key) do
+  local pairs_ = {}
+  for _, i in ipairs(list) do
+    if fresh[i] then
+      pairs_[#pairs_ + 1] = events[i][1]
+      pairs_[#pairs_ + 1] = 1
+      if #pairs_ >= 2 * CHUNK then
+        redis.call('HSET', key, unpack(pairs_))
+        pairs_ = {}
+      end
+    end
+  end
+  if #pairs_ > 0 then
+    redis.call('HSET', key, unpack(pairs_))
+  end
+end
 for key, fields in pairs(deltas) do
   for field, delta in pairs(fields) do
     redis.call('HINCRBY', key, field, string.format('%d', delta))
@@ -102,4 +240,7 @@ redis.call('SET', KEYS[1], ARGV[3])
 redis.call('HINCRBY', KEYS[2], 'applied', applied)
 redis.call('HINCRBY', KEYS[2], 'duplicates', duplicates)
 redis.call('HINCRBY', KEYS[2], 'late', late)
+if guarded then
+  redis.call('HINCRBY', KEYS[2], 'volume', string.format('%d', batch_volume))
+end
 return { 1, applied, duplicates, late }

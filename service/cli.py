@@ -116,6 +116,7 @@ def _worker(settings: Settings) -> int:
         RequirementsReport,
         check_redis_requirements,
     )
+    from service.streaming.watchdog import EXIT_CONSUMER_DIED
     from service.topics import check_partitions, ensure_topics
 
     log_config = logging_config(settings.log_level, settings.log_format)
@@ -170,7 +171,13 @@ def _worker(settings: Settings) -> int:
         return 2
     app = create_app(settings)
     worker = Worker(app, loglevel=settings.log_level, quiet=True, logging_config=log_config)
-    worker.execute_from_commandline()
+    try:
+        worker.execute_from_commandline()  # ends in SystemExit
+    except SystemExit as done:
+        if app.liveness.reason is not None:
+            # Stopped by the watchdog: the consumer had died (service/streaming/watchdog.py).
+            return EXIT_CONSUMER_DIED
+        return done.code if isinstance(done.code, int) else 1
     return 0
 
 

@@ -239,7 +239,9 @@ class PerformanceHandler:
             except Exception as exc:
                 if is_transient(exc):
                     raise
-                log.exception("failed to decode %s", as_raw(message).source().dead_letter_id)
+                log.exception(
+                    "failed to decode %s[%d]@%d", message.topic, message.partition, message.offset
+                )
                 unforeseen = DecodeError(
                     DeadLetterReason.INTERNAL_ERROR,
                     f"the service failed on this message ({type(exc).__name__}: {exc}); "

@@ -124,7 +124,9 @@ class SequentialHandler:
             if is_transient(exc):
                 raise
             # A bug or an input nobody foresaw: keep the partition moving.
-            log.exception("failed to process %s", message.source().dead_letter_id)
+            log.exception(
+                "failed to process %s[%d]@%d", message.topic, message.partition, message.offset
+            )
             await self._dead_letters.decode_failure(
                 message,
                 DecodeError(

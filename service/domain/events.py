@@ -97,6 +97,14 @@ class Event(BaseModel):
     occurred_at: AwareDatetime
     schema_version: Literal[1] = SCHEMA_VERSION
 
+    @field_validator("occurred_at", mode="before")
+    @classmethod
+    def _rfc3339_text(cls, value: object) -> object:
+        # pydantic would read a number as seconds since 1970: the contract is RFC 3339 text.
+        if isinstance(value, int | float):
+            raise ValueError("must be RFC 3339 text with an offset, e.g. 2026-03-01T12:00:00Z")
+        return value
+
 
 class AssetRegistered(Event):
     """`media.asset-registered`, keyed by asset_id: an asset entered (or changed in) a library."""

@@ -9,6 +9,7 @@ from service.domain.events import (
     MAX_METRIC_DELTA,
     AssetLifecycle,
     AssetPerformance,
+    AssetRegistered,
     SuggestionFeedback,
     normalise_labels,
 )
@@ -109,3 +110,10 @@ def test_performance_counts_are_strict_and_bounded(value: object) -> None:
     assert AssetPerformance.model_validate_json(json.dumps({**body, "clicks": MAX_METRIC_DELTA}))
     with pytest.raises(ValidationError, match="clicks"):
         AssetPerformance.model_validate_json(json.dumps({**body, "clicks": value}))
+
+
+@pytest.mark.parametrize("when", [5, 1.7e9, 0])
+def test_occurred_at_must_be_text_not_seconds(when: object) -> None:
+    body = json.dumps(registration_body("a1", occurred_at=when))
+    with pytest.raises(ValidationError, match="RFC 3339"):
+        AssetRegistered.model_validate_json(body)

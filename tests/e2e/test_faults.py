@@ -1,0 +1,238 @@
+"""Infrastructure faults mid-stream: every sum exact, every registration present, workers alive.
+
+Each test runs real workers against the local stack, produces a steady mixed stream
+(tests/e2e/workload.py) and breaks something in the middle of it: Redis killed and
+restarted (it loses its last second of writes under `appendfsync everysec`), a worker
+frozen past its session timeout and woken again, the Kafka broker killed and restarted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import signal
+import subprocess
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from service.store.client import connect
+from tests.conftest import ROOT, isolated_env, settings_from
+from tests.e2e.worker import Worker, eventually, free_port
+from tests.e2e.workload import Truth, Workload
+
+pytestmark = pytest.mark.e2e
+
+STACK = ROOT / "deploy" / "stack.sh"
+
+
+async def stack_sh(*args: str) -> None:
+    """`deploy/stack.sh ARGS`, failing the test with its output when it fails."""
+    done = await asyncio.to_thread(
+        subprocess.run, [str(STACK), *args], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, f"stack.sh {' '.join(args)}: {done.stdout}{done.stderr}"
+
+
+def needs_local_stack() -> None:
+    if not (ROOT / ".stack" / "redis.pid").exists():
+        pytest.fail("this test kills the local stack's servers: run it under `make test`")
+
+
+def fault_env(stack_settings: dict[str, str]) -> dict[str, str]:
+    return isolated_env(
+        stack_settings,
+        web_port=free_port(),
+        kafka_session_timeout_seconds=6,
+        kafka_heartbeat_interval_seconds=1,
+        kafka_commit_interval_seconds=0.5,
+        redis_retry_max_seconds=1,
+    )
+
+
+@asynccontextmanager
+async def workers(env: dict[str, str], tmp_path: Path, count: int) -> AsyncIterator[list[Worker]]:
+    """`count` running workers of one group; every one is stopped at the end, pass or fail."""
+    started = [
+        Worker({**env, "MEDIA_WEB_PORT": str(free_port())}, tmp_path / f"worker-{n}.log")
+        for n in range(count)
+    ]
+    try:
+        for worker in started:
+            worker.start()
+        for worker in started:
+            await worker.wait_ready()
+        yield started
+    finally:
+        for worker in started:
+            if worker.process is not None and worker.process.poll() is None:
+                worker.process.send_signal(signal.SIGCONT)
+                worker.kill()
+
+
+def assert_alive(group: list[Worker]) -> None:
+    for worker in group:
+        assert worker.process is not None and worker.process.poll() is None, worker.log()
+
+
+async def healthy(group: list[Worker]) -> bool:
+    for worker in group:
+        status, _ = await worker.get("/healthz")
+        if status != 200:
+            return False
+    return True
+
+
+async def run_with_fault(
+    stack_settings: dict[str, str],
+    tmp_path: Path,
+    *,
+    workload: Workload,
+    rate: float,
+    count: int,
+    fault: Callable[[list[Worker], Truth], Any],
+) -> tuple[list[Worker], Truth]:
+    needs_local_stack()
+    env = fault_env(stack_settings)
+    settings = settings_from(env)
+    redis = connect(settings)
+    truth = Truth(redis, settings)
+    try:
+        async with workers(env, tmp_path, count) as group:
+            producing = asyncio.create_task(workload.produce(settings, per_second=rate))
+            try:
+                await eventually(truth.applied, seconds=120, every=0.1)
+                await fault(group, truth)
+                await producing
+            finally:
+                producing.cancel()
+
+            async def complete() -> bool:
+                try:
+                    return await truth.complete(workload)
+                except Exception:  # Redis may still be loading
+                    return False
+
+            await eventually(complete, seconds=180, every=0.5)
+            await asyncio.sleep(2)  # anything counted twice would show now
+            assert await truth.differences(workload) == []
+            assert_alive(group)
+            await eventually(lambda: healthy(group), seconds=30)
+            for worker in group:
+                assert worker.stop() == 0, worker.log()
+            return group, truth
+    finally:
+        await redis.aclose()
+
+
+async def test_redis_killed_and_restarted_mid_stream(stack: dict[str, str], tmp_path: Path) -> None:
+    workload = Workload(registrations=1_500, events=45_000, seed=11)
+
+    async def kill_redis(group: list[Worker], truth: Truth) -> None:
+        await asyncio.sleep(1.5)
+        await stack_sh("kill", "redis")
+        await asyncio.sleep(3)
+        status, body = await group[0].get("/readyz")
+        assert status == 503, body
+        await stack_sh("start", "redis")
+
+    group, _ = await run_with_fault(
+        stack, tmp_path, workload=workload, rate=6_000, count=2, fault=kill_redis
+    )
+    logs = "".join(w.log() for w in group)
+    assert "paused, retrying" in logs, "Redis must have gone away while the workers were busy"
+
+
+async def test_redis_restored_without_its_last_writes(
+    stack: dict[str, str], tmp_path: Path
+) -> None:
+    """As after a crash of the machine, a failover to a lagging replica or a restore: Redis
+    comes back without its last seconds of acknowledged writes, positions included."""
+    workload = Workload(registrations=1_500, events=45_000, seed=15)
+    aof = ROOT / ".stack" / "redis" / "appendonlydir"
+    copy = tmp_path / "appendonlydir"
+
+    async def roll_back(group: list[Worker], truth: Truth) -> None:
+        redis = connect(truth.settings)
+        try:
+            await redis.config_set("auto-aof-rewrite-percentage", 0)  # keep the files as they are
+        finally:
+            await redis.aclose()
+        await asyncio.sleep(1.0)
+        shutil.copytree(aof, copy)  # a prefix of the append-only file: Redis as it was now
+        await asyncio.sleep(2.5)
+        await stack_sh("kill", "redis")
+        shutil.rmtree(aof)
+        shutil.copytree(copy, aof)
+        await stack_sh("start", "redis")
+
+    group, _ = await run_with_fault(
+        stack, tmp_path, workload=workload, rate=6_000, count=2, fault=roll_back
+    )
+    logs = "".join(w.log() for w in group)
+    assert "lost writes" in logs, "the workers must have noticed and gone back"
+
+
+async def test_a_frozen_worker_woken_after_losing_its_partitions_changes_nothing(
+    stack: dict[str, str], tmp_path: Path
+) -> None:
+    workload = Workload(registrations=1_000, events=40_000, seed=12)
+
+    async def freeze(group: list[Worker], truth: Truth) -> None:
+        frozen = group[0]
+        assert frozen.process is not None
+        frozen.process.send_signal(signal.SIGSTOP)
+        try:
+            # Past the 6 s session timeout: the other worker takes every partition over.
+            before = await truth.applied()
+            await eventually(lambda: _grew(truth, before + 2_000), seconds=60, every=0.5)
+        finally:
+            frozen.process.send_signal(signal.SIGCONT)
+
+    await run_with_fault(stack, tmp_path, workload=workload, rate=4_000, count=2, fault=freeze)
+
+
+async def _grew(truth: Truth, at_least: int) -> bool:
+    return await truth.applied() >= at_least
+
+
+async def test_kafka_killed_and_restarted_mid_stream(stack: dict[str, str], tmp_path: Path) -> None:
+    needs_local_stack()
+    env = fault_env(stack)
+    settings = settings_from(env)
+    # Produced before and after the broker's restart: a producer that is cut off mid-send
+    # cannot tell what was written, and the truth must not depend on it.
+    before = Workload(registrations=800, events=40_000, seed=13, library="lib")
+    after = Workload(registrations=200, events=5_000, seed=14, library="lib2")
+    redis = connect(settings)
+    truth = Truth(redis, settings)
+    try:
+        async with workers(env, tmp_path, 2) as group:
+            await before.produce(settings, per_second=50_000)
+            await eventually(truth.applied, seconds=120, every=0.05)
+            assert await truth.applied() < before.events, "the backlog must be mid-way"
+            await stack_sh("kill", "kafka")
+            await asyncio.sleep(2)
+            await stack_sh("start", "kafka")
+            await after.produce(settings, per_second=20_000)
+
+            async def complete() -> bool:
+                if await truth.registered(after) < after.registrations:
+                    return False
+                return await truth.applied() >= before.events + after.events
+
+            await eventually(complete, seconds=240, every=0.5)
+            await asyncio.sleep(2)
+            problems = await truth.differences(before)
+            assert [p for p in problems if not p.startswith("applied")] == []
+            assert [p for p in await truth.differences(after) if not p.startswith("applied")] == []
+            assert await truth.applied() == before.events + after.events
+            assert_alive(group)
+            await eventually(lambda: healthy(group), seconds=60)
+            for worker in group:
+                assert worker.stop() == 0, worker.log()
+    finally:
+        await redis.aclose()

@@ -79,6 +79,7 @@ def create_app(settings: Settings) -> MediaApp:
         topic_allow_declare=True,
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
+        producer_request_timeout=settings.kafka_producer_timeout_seconds,
         broker_session_timeout=settings.kafka_session_timeout_seconds,
         broker_heartbeat_interval=settings.kafka_heartbeat_interval_seconds,
         broker_commit_interval=settings.kafka_commit_interval_seconds,

@@ -33,6 +33,9 @@ class Settings(BaseSettings):
     kafka_heartbeat_interval_seconds: Annotated[float, Field(gt=0)] = 3.0
     # Acknowledged offsets are committed this often (and on a clean shutdown).
     kafka_commit_interval_seconds: Annotated[float, Field(gt=0)] = 2.0
+    # How long a send (a dead letter, a suggestion) may wait for the broker before it counts
+    # as failed and its partition pauses and retries (Faust's own default is 20 minutes).
+    kafka_producer_timeout_seconds: Annotated[float, Field(gt=0, le=600)] = 30.0
     # A worker whose fetch loop has not turned for this long (outside a rebalance) is ended
     # with exit status 70, so that its supervisor starts a fresh one.
     consumer_stall_seconds: Annotated[float, Field(ge=60)] = 300.0

@@ -18,9 +18,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
+from service.domain.events import DeadLetter
 from service.store.client import connect
-from tests.conftest import ROOT, isolated_env, settings_from
+from tests.conftest import ROOT, isolated_env, read_topic, settings_from
 from tests.e2e.worker import Worker, eventually, free_port
 from tests.e2e.workload import Truth, Workload
 
@@ -215,7 +219,12 @@ async def test_kafka_killed_and_restarted_mid_stream(stack: dict[str, str], tmp_
             await eventually(truth.applied, seconds=120, every=0.05)
             assert await truth.applied() < before.events, "the backlog must be mid-way"
             await stack_sh("kill", "kafka")
-            await asyncio.sleep(2)
+
+            async def not_ready() -> bool:
+                status, body = await group[0].get("/readyz")
+                return status == 503 and "Kafka" in body["detail"]
+
+            await eventually(not_ready, seconds=20, every=0.2)
             await stack_sh("start", "kafka")
             await after.produce(settings, per_second=20_000)
 
@@ -236,3 +245,68 @@ async def test_kafka_killed_and_restarted_mid_stream(stack: dict[str, str], tmp_
                 assert worker.stop() == 0, worker.log()
     finally:
         await redis.aclose()
+
+
+async def test_a_dead_letter_the_topic_refuses_holds_its_partition_until_it_is_taken(
+    stack: dict[str, str], tmp_path: Path
+) -> None:
+    env = fault_env(stack)
+    settings = settings_from(env)
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+
+    async def dead_letter_limit(max_bytes: int) -> None:
+        resource = ConfigResource(
+            ConfigResourceType.TOPIC,
+            settings.topic_dead_letter,
+            configs={"max.message.bytes": str(max_bytes)},
+        )
+        await admin.alter_configs([resource])
+
+    await admin.start()
+    redis = connect(settings)
+    truth = Truth(redis, settings)
+    after = Workload(registrations=5, events=0, seed=16)
+    try:
+        async with workers(env, tmp_path, 1) as (worker,):
+            await dead_letter_limit(200)  # every dead letter is larger: the broker refuses it
+            producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers)
+            await producer.start()
+            try:
+                await producer.send_and_wait(
+                    settings.topic_asset_registered, b"not json", key=b"w16-0", partition=0
+                )
+                for _, key, value in after.records:  # behind it, on the same partition
+                    await producer.send_and_wait(
+                        settings.topic_asset_registered, value, key=key.encode(), partition=0
+                    )
+            finally:
+                await producer.stop()
+
+            async def paused() -> bool:
+                status, body = await worker.get("/readyz")
+                return status == 503 and "paused" in body["detail"]
+
+            await eventually(paused, seconds=30, every=0.2)
+            await asyncio.sleep(2)
+            assert await truth.registered(after) == 0, "nothing behind the refused record moves"
+            await dead_letter_limit(1_048_576)
+            await eventually(lambda: _registered_all(truth, after), seconds=30)
+            letters = await read_topic(
+                settings.kafka_bootstrap_servers, settings.topic_dead_letter, 1
+            )
+            assert [(d.source_partition, d.source_offset) for d in map(_letter, letters)] == [
+                (0, 0)
+            ]
+            assert (await worker.get("/readyz"))[0] == 200
+            assert worker.stop() == 0, worker.log()
+    finally:
+        await admin.close()
+        await redis.aclose()
+
+
+async def _registered_all(truth: Truth, workload: Workload) -> bool:
+    return await truth.registered(workload) == workload.registrations
+
+
+def _letter(record: Any) -> DeadLetter:
+    return DeadLetter.model_validate_json(record.value)

@@ -70,5 +70,5 @@ async def test_worker_survives_a_redis_restart(stack: dict[str, str], tmp_path: 
     _, stats = await worker.get("/v1/libraries/lib/stats")
     assert stats["total_bytes"] == sum(10 + i for i in range(ASSETS))
     assert worker.process is not None and worker.process.poll() is None, worker.log()
-    assert "transient failure" in worker.log()
+    assert "paused, retrying" in worker.log()
     assert worker.stop() == 0, worker.log()

@@ -13,11 +13,15 @@ import random
 from dataclasses import dataclass, field
 
 from aiokafka.errors import KafkaError
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import (
+    ClusterDownError,
+    OutOfMemoryError,
+    ReadOnlyError,
     RedisClusterException,
     ResponseError,
+    TryAgainError,
 )
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 # Redis error replies that describe the server's state, not the command. A Lua script
@@ -37,6 +41,9 @@ _TRANSIENT_REPLIES = (
 )
 
 
+_TRANSIENT_REPLY_CLASSES = (OutOfMemoryError, ReadOnlyError, ClusterDownError, TryAgainError)
+
+
 class TransientError(Exception):
     """Base of the service's own failures that clear up by themselves (retry later)."""
 
@@ -47,6 +54,8 @@ def is_transient(exc: BaseException) -> bool:
         return True
     if isinstance(exc, RedisClusterException):
         return True  # slot not covered, cluster re-sharding: the cluster heals or is fixed
+    if isinstance(exc, _TRANSIENT_REPLY_CLASSES):
+        return True  # redis-py turns these codes into classes and drops the code from the text
     if isinstance(exc, ResponseError):
         text = str(exc).lstrip()
         if text.split(" ", 1)[0] in _TRANSIENT_REPLIES:

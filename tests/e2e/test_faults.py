@@ -146,7 +146,7 @@ async def test_redis_killed_and_restarted_mid_stream(stack: dict[str, str], tmp_
     group, _ = await run_with_fault(
         stack, tmp_path, workload=workload, rate=6_000, count=2, fault=kill_redis
     )
-    logs = "".join(w.log() for w in group)
+    logs = "".join(w.log_path.read_text(errors="replace") for w in group)
     assert "paused, retrying" in logs, "Redis must have gone away while the workers were busy"
 
 
@@ -176,8 +176,45 @@ async def test_redis_restored_without_its_last_writes(
     group, _ = await run_with_fault(
         stack, tmp_path, workload=workload, rate=6_000, count=2, fault=roll_back
     )
-    logs = "".join(w.log() for w in group)
+    logs = "".join(w.log_path.read_text(errors="replace") for w in group)
     assert "lost writes" in logs, "the workers must have noticed and gone back"
+
+
+async def test_redis_out_of_memory_then_read_only_mid_stream(
+    stack: dict[str, str], tmp_path: Path
+) -> None:
+    """Redis refuses writes (OOM under `noeviction`, then READONLY as a replica during a
+    failover) while the workers are busy: the partitions wait, then every sum is exact."""
+    workload = Workload(registrations=1_000, events=30_000, seed=17)
+
+    async def refuse_writes(group: list[Worker], truth: Truth) -> None:
+        redis = connect(truth.settings)
+        try:
+            await asyncio.sleep(1.0)
+            await redis.config_set("maxmemory", 1)  # every write: OOM command not allowed
+            try:
+                await asyncio.sleep(2.5)
+            finally:
+                await redis.config_set("maxmemory", 0)
+            await asyncio.sleep(1.0)
+            await redis.execute_command(
+                "REPLICAOF", "127.0.0.1", "1"
+            )  # a primary that is not there
+            try:
+                await asyncio.sleep(2.5)
+            finally:
+                await redis.execute_command("REPLICAOF", "NO", "ONE")
+        finally:
+            await redis.aclose()
+
+    group, _ = await run_with_fault(
+        stack, tmp_path, workload=workload, rate=5_000, count=2, fault=refuse_writes
+    )
+    logs = "".join(w.log_path.read_text(errors="replace") for w in group)
+    assert "paused, retrying in" in logs and "OutOfMemoryError" in logs, (
+        "writes must have been refused for memory"
+    )
+    assert "ReadOnlyError" in logs, "writes must have been refused as a replica"
 
 
 async def test_a_frozen_worker_woken_after_losing_its_partitions_changes_nothing(

@@ -72,17 +72,34 @@ for i, r in ipairs(resolutions) do
   integer(r[2], 1, MAX_INT, 'resolution seconds')
   integer(r[3], 0, MAX_INT, 'resolution retention')
 end
+-- The events are checked inline (no string is built unless one is bad): this loop runs
+-- for every event of every batch.
+local floor = math.floor
+local function bad_event(i, what)
+  error({ err = 'ERR bad input: event ' .. i .. ' ' .. what })
+end
 local batch_volume = 0
 for i, ev in ipairs(events) do
   if type(ev) ~= 'table' or #ev ~= 11 then
-    error({ err = 'ERR bad input: event ' .. i .. ' must be an array of 11 values' })
+    bad_event(i, 'must be an array of 11 values')
   end
   for f = 1, 4 do
-    nonempty(ev[f], 'event ' .. i .. ' field ' .. f)
+    local v = ev[f]
+    if type(v) ~= 'string' or v == '' then
+      bad_event(i, 'field ' .. f .. ' must be a non-empty string')
+    end
   end
-  integer(ev[5], -MAX_INT, MAX_INT, 'event ' .. i .. ' time')
+  local t = ev[5]
+  if type(t) ~= 'number' or t ~= floor(t) or t < -MAX_INT or t > MAX_INT then
+    bad_event(i, 'time must be an integer in [-2^53, 2^53], got ' .. tostring(t))
+  end
   for m = 6, 11 do
-    batch_volume = batch_volume + integer(ev[m], 0, max_delta, 'event ' .. i .. ' delta')
+    local d = ev[m]
+    if type(d) ~= 'number' or d ~= floor(d) or d < 0 or d > max_delta then
+      bad_event(i, 'delta ' .. (m - 5) .. ' must be an integer in [0, ' ..
+        string.format('%.0f', max_delta) .. '], got ' .. tostring(d))
+    end
+    batch_volume = batch_volume + d
   end
 end
 
@@ -115,17 +132,15 @@ local function add(key, field, delta)
   fields[field] = (fields[field] or 0) + delta
 end
 
-local function seen_key(ev)
-  local t = ev[5]
-  return prefix .. 'seen:' .. string.format('%d', t - t % 3600)
-end
-
 -- Which event ids were seen before: one HMGET per event-time hour (in chunks, as
 -- unpack has a bounded stack), then copies within the batch itself.
 local CHUNK = 500
 local by_key = {}   -- seen key -> list of event indexes
+local key_of = {}   -- event index -> its seen key
 for i, ev in ipairs(events) do
-  local key = seen_key(ev)
+  local t = ev[5]
+  local key = prefix .. 'seen:' .. string.format('%d', t - t % 3600)
+  key_of[i] = key
   local list = by_key[key]
   if not list then
     list = {}
@@ -150,7 +165,7 @@ for key, list in pairs(by_key) do
 end
 
 for i, ev in ipairs(events) do
-  local key = seen_key(ev)
+  local key = key_of[i]
   local mine = in_batch[key]
   if not mine then
     mine = {}

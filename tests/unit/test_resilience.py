@@ -1,0 +1,68 @@
+"""What counts as a failure of the infrastructure (wait and retry) and what does not."""
+
+from __future__ import annotations
+
+import pytest
+from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError, MessageSizeTooLargeError
+from redis.exceptions import (
+    BusyLoadingError,
+    ClusterDownError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    ResponseError,
+    TryAgainError,
+)
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from service.agents.emit import DeadLetterUnavailable
+from service.agents.registry import ConcurrentUpdateError
+from service.agents.resilience import Backoff, is_transient
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        RedisConnectionError("refused"),
+        RedisTimeoutError("no reply"),
+        BusyLoadingError("Redis is loading the dataset in memory"),
+        OutOfMemoryError("command not allowed when used memory > 'maxmemory'."),
+        ReadOnlyError("You can't write against a read only replica."),
+        ClusterDownError("The cluster is down"),
+        TryAgainError("Multiple keys request during rehashing of slot"),
+        ResponseError("MISCONF Redis is configured to save RDB snapshots, but it's failing"),
+        ResponseError("BUSY Redis is busy running a script"),
+        ResponseError("ERR Error running script (call to f_1): @user_script:3: -OOM command ..."),
+        KafkaConnectionError("broker gone"),
+        KafkaTimeoutError(),
+        DeadLetterUnavailable("media.dead-letter refused the record"),
+        ConcurrentUpdateError("asset a1 changed 20 times"),
+        ConnectionResetError(),
+        TimeoutError(),
+    ],
+)
+def test_infrastructure_failures_are_transient(exc: BaseException) -> None:
+    assert is_transient(exc)
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        ResponseError("ERR bad input: event 3 delta 1 must be an integer in [0, 10000000000]"),
+        ResponseError("WRONGTYPE Operation against a key holding the wrong kind of value"),
+        MessageSizeTooLargeError(),
+        ValueError("a bug"),
+        KeyError("a bug"),
+    ],
+)
+def test_failures_of_the_message_or_the_code_are_not(exc: BaseException) -> None:
+    assert not is_transient(exc)
+
+
+def test_backoff_grows_to_its_cap_with_jitter() -> None:
+    backoff = Backoff(initial=0.1, cap=2.0)
+    delays = [backoff.next_delay() for _ in range(10)]
+    assert all(0.05 <= d <= 2.0 for d in delays)
+    assert delays[0] <= 0.1 and max(delays) > 1.0
+    backoff.reset()
+    assert backoff.next_delay() <= 0.1

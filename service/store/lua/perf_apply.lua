@@ -25,9 +25,10 @@
 --    LIMIT no counter can overflow; past it, each lifetime counter the batch touches is
 --    read, and {-3, asset_id} refuses a batch that would take one above LIMIT (HINCRBY
 --    would fail halfway through the writes, which Redis does not roll back).
--- 4. De-duplicate event ids (per event-time hour), add the deltas to the buckets and
---    lifetime counters, mark the touched assets dirty for the leaderboards, move the
---    counters and the position. Returns {1, applied, duplicates, late}.
+-- 4. De-duplicate event ids (per event-time hour; a copy within the batch too), add the
+--    deltas to the buckets and lifetime counters, mark the touched assets dirty for the
+--    leaderboards, move the counters and the position. Returns {1, applied, duplicates,
+--    late}.
 local LIMIT = 9.0e18 -- below 2^63 - 1 by more than any batch can add
 
 local function integer(value, low, high, what)
@@ -116,11 +117,43 @@ if first <= position then
 end
 
 local metrics = { 'impressions', 'clicks', 'engagements', 'conversions', 'shares', 'comments' }
+
+-- 3. Overflow guard, before the first write, over every event of the batch (copies
+-- included: the guard may only be stricter than needed, never looser).
+local volume = tonumber(redis.call('HGET', KEYS[2], 'volume') or '0')
+local guarded = volume + batch_volume <= LIMIT
+if not guarded then
+  local sums = {} -- asset -> field -> the batch's delta to its lifetime counter
+  for _, ev in ipairs(events) do
+    local fields = sums[ev[2]]
+    if not fields then
+      fields = {}
+      sums[ev[2]] = fields
+    end
+    for m = 1, 6 do
+      local delta = ev[5 + m]
+      if delta > 0 then
+        for _, f in ipairs({ 'ch:' .. ev[3] .. ':' .. metrics[m], 'cp:' .. ev[4] .. ':' .. metrics[m] }) do
+          fields[f] = (fields[f] or 0) + delta
+        end
+      end
+    end
+  end
+  for asset, fields in pairs(sums) do
+    local life = prefix .. 'a:' .. asset .. ':life'
+    for field, delta in pairs(fields) do
+      if tonumber(redis.call('HGET', life, field) or '0') + delta > LIMIT then
+        return { -3, asset }
+      end
+    end
+  end
+end
+
+-- 4. Write: de-duplicate (HSETNX also catches a copy within the batch), add up the
+-- deltas per key and field, then apply them.
 local deltas = {}   -- key -> field -> delta
 local expiry = {}   -- key -> EXPIREAT
 local touched = {}  -- asset_id -> true: their leaderboard entries need a refresh
-local fresh = {}    -- event index -> true when its event_id is new
-local in_batch = {} -- seen key -> event_id -> true, for copies within this batch
 local applied, duplicates, late = 0, 0, 0
 
 local function add(key, field, delta)
@@ -132,51 +165,12 @@ local function add(key, field, delta)
   fields[field] = (fields[field] or 0) + delta
 end
 
--- Which event ids were seen before: one HMGET per event-time hour (in chunks, as
--- unpack has a bounded stack), then copies within the batch itself.
-local CHUNK = 500
-local by_key = {}   -- seen key -> list of event indexes
-local key_of = {}   -- event index -> its seen key
-for i, ev in ipairs(events) do
+for _, ev in ipairs(events) do
   local t = ev[5]
-  local key = prefix .. 'seen:' .. string.format('%d', t - t % 3600)
-  key_of[i] = key
-  local list = by_key[key]
-  if not list then
-    list = {}
-    by_key[key] = list
-  end
-  list[#list + 1] = i
-end
-local known = {}    -- event index -> true when its id is already remembered
-for key, list in pairs(by_key) do
-  for from = 1, #list, CHUNK do
-    local ids = {}
-    for j = from, math.min(from + CHUNK - 1, #list) do
-      ids[#ids + 1] = events[list[j]][1]
-    end
-    local values = redis.call('HMGET', key, unpack(ids))
-    for j = 1, #ids do
-      if values[j] then
-        known[list[from + j - 1]] = true
-      end
-    end
-  end
-end
-
-for i, ev in ipairs(events) do
-  local key = key_of[i]
-  local mine = in_batch[key]
-  if not mine then
-    mine = {}
-    in_batch[key] = mine
-  end
-  if not known[i] and not mine[ev[1]] then
-    mine[ev[1]] = true
-    fresh[i] = true
-    local t = ev[5]
-    local hour = t - t % 3600
-    expiry[key] = math.max(hour + 3600, now) + seen_ttl
+  local hour = t - t % 3600
+  local seen_key = prefix .. 'seen:' .. string.format('%d', hour)
+  if redis.call('HSETNX', seen_key, ev[1], 1) == 1 then
+    expiry[seen_key] = math.max(hour + 3600, now) + seen_ttl
     applied = applied + 1
     touched[ev[2]] = true
     local keys = { prefix .. 'a:' .. ev[2] .. ':life' }
@@ -209,37 +203,6 @@ for i, ev in ipairs(events) do
   end
 end
 
--- 3. Overflow guard.
-local volume = tonumber(redis.call('HGET', KEYS[2], 'volume') or '0')
-local guarded = volume + batch_volume <= LIMIT
-if not guarded then
-  for asset in pairs(touched) do
-    local life = prefix .. 'a:' .. asset .. ':life'
-    for field, delta in pairs(deltas[life] or {}) do
-      if tonumber(redis.call('HGET', life, field) or '0') + delta > LIMIT then
-        return { -3, asset }
-      end
-    end
-  end
-end
-
--- 4. Write.
-for key, list in pairs(by_key) do
-  local pairs_ = {}
-  for _, i in ipairs(list) do
-    if fresh[i] then
-      pairs_[#pairs_ + 1] = events[i][1]
-      pairs_[#pairs_ + 1] = 1
-      if #pairs_ >= 2 * CHUNK then
-        redis.call('HSET', key, unpack(pairs_))
-        pairs_ = {}
-      end
-    end
-  end
-  if #pairs_ > 0 then
-    redis.call('HSET', key, unpack(pairs_))
-  end
-end
 for key, fields in pairs(deltas) do
   for field, delta in pairs(fields) do
     redis.call('HINCRBY', key, field, string.format('%d', delta))

@@ -10,7 +10,6 @@ from typing import Any, cast
 
 import faust
 
-from service.agents.resilience import is_transient
 from service.agents.sequential import SequentialHandler
 from service.api import middleware
 from service.api.views import register_views
@@ -18,6 +17,7 @@ from service.config import Settings
 from service.domain.decoding import RawMessage, decode
 from service.domain.events import AssetLifecycle, AssetRegistered, Event, SuggestionFeedback
 from service.domain.registry import Outcome
+from service.resilience import is_transient
 from service.runtime import Runtime
 from service.streaming.batching import BatchHandler, BatchingConsumer, BatchingTransport
 from service.streaming.watchdog import Liveness, consumer_problem, end_process

@@ -109,13 +109,10 @@ def _worker(settings: Settings) -> int:
     from faust.worker import Worker
 
     from service.app import create_app
+    from service.errors import RedisRequirementError
     from service.observability import logging_config, redact
     from service.store.client import connect
-    from service.store.requirements import (
-        RedisRequirementError,
-        RequirementsReport,
-        check_redis_requirements,
-    )
+    from service.store.requirements import RequirementsReport, check_redis_requirements
     from service.streaming.watchdog import EXIT_CONSUMER_DIED
     from service.topics import check_partitions, ensure_topics
 

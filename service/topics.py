@@ -14,6 +14,7 @@ from typing import Any
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from service.config import Settings
+from service.errors import TopicError
 
 log = logging.getLogger(__name__)
 
@@ -29,10 +30,6 @@ class TopicInfo:
     partitions: int | None
     replication_factor: int | None
     error: str | None = None
-
-
-class TopicError(RuntimeError):
-    """Kafka refused to create a topic the service needs."""
 
 
 def _admin(settings: Settings) -> AIOKafkaAdminClient:

@@ -14,8 +14,7 @@ from typing import Protocol
 from prometheus_client import Counter
 from pydantic import ValidationError
 
-from service.agents.resilience import TransientError
-from service.domain.decoding import DecodeError, RawMessage
+from service.domain.decoding import RawMessage
 from service.domain.enums import DeadLetterReason
 from service.domain.events import (
     DEAD_LETTER_CUT,
@@ -25,6 +24,7 @@ from service.domain.events import (
     Event,
 )
 from service.domain.registry import Rejection, SourceRef
+from service.errors import DeadLetterUnavailable, DecodeError
 from service.store.dead_letters import DeadLetterCounters
 
 log = logging.getLogger(__name__)
@@ -37,14 +37,6 @@ at most), the reason (2000 characters, 12000 bytes once JSON-escaped at worst), 
 coordinates, hashes and ids."""
 
 _IDENTIFIER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
-
-
-class DeadLetterUnavailable(TransientError):
-    """The dead-letter topic did not take a dead letter, so its message is not done.
-
-    Not a property of the message: the caller keeps the partition where it is and
-    tries again later, as for any other unavailable infrastructure.
-    """
 
 
 class Producer(Protocol):

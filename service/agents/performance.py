@@ -38,12 +38,13 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 from service.agents.emit import DeadLetters
-from service.agents.resilience import is_transient
-from service.domain.decoding import DecodeError, Record, as_raw, decode
+from service.domain.decoding import Record, as_raw, decode
 from service.domain.enums import DeadLetterReason
 from service.domain.events import AssetPerformance
 from service.domain.windows import is_future
+from service.errors import DecodeError
 from service.observability import AGE_SAMPLE_EVERY, Instruments
+from service.resilience import is_transient
 from service.store.metrics import Applied, ApplyStatus, MetricsStore, PerfRow
 
 log = logging.getLogger(__name__)

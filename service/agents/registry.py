@@ -41,11 +41,11 @@ from datetime import UTC, datetime, timedelta
 from prometheus_client import Counter
 
 from service.agents.emit import DeadLetters, Producer, encode
-from service.agents.resilience import TransientError
 from service.domain import registry as rules
 from service.domain.events import AssetLifecycle, AssetRegistered, DuplicateRef, DuplicatesDetected
 from service.domain.library import library_entry
 from service.domain.registry import Asset, AssetState, Decision, Outcome, SourceRef
+from service.errors import ConcurrentUpdateError
 from service.store.registry import HashPlacement, RegistryStore
 
 log = logging.getLogger(__name__)
@@ -55,10 +55,6 @@ DEFAULT_MAX_HELD_PER_ASSET = 100
 DEFAULT_SWEEP_BUDGET_SECONDS = 5.0
 
 Decide = Callable[[AssetState | None], Decision]
-
-
-class ConcurrentUpdateError(TransientError):
-    """The asset kept changing under us; the message is retried later."""
 
 
 class RegistryHandler:

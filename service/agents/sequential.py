@@ -33,9 +33,10 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from service.agents.emit import DeadLetters
-from service.agents.resilience import is_transient
-from service.domain.decoding import DecodeError, RawMessage, Record, as_raw
+from service.domain.decoding import RawMessage, Record, as_raw
 from service.domain.enums import DeadLetterReason
+from service.errors import DecodeError
+from service.resilience import is_transient
 from service.store.positions import Advance, PositionStore
 
 log = logging.getLogger(__name__)

@@ -1,7 +1,10 @@
 """What every request passes through: the optional bearer token and error shaping.
 
 Runs in the aiohttp application under Faust's web server, so it also answers for
-what no view handles: unknown paths, methods the API does not offer, and failures.
+what no view handles: unknown paths and methods the API does not offer. It is the one
+place where an exception a view raises becomes problem details
+(`service.api.problems.for_exception`): `BadRequest` 400, `NotFound` 404, a transient
+failure 503 (logged as a warning), anything else 500 (logged with its traceback).
 """
 
 from __future__ import annotations
@@ -14,7 +17,6 @@ from typing import Any
 from aiohttp import web
 from pydantic import SecretStr
 
-from service.agents.resilience import is_transient
 from service.api import problems
 
 log = logging.getLogger(__name__)
@@ -55,14 +57,11 @@ def build(token: SecretStr | None) -> list[Any]:
         except web.HTTPException:
             raise
         except Exception as exc:
-            if is_transient(exc):
+            kind, detail = problems.for_exception(exc)
+            if kind is problems.UNAVAILABLE:
                 log.warning("%s %s: %r", request.method, path, exc)
-                return problems.response(
-                    problems.UNAVAILABLE, "the store is unreachable; retry shortly", path
-                )
-            log.exception("%s %s failed", request.method, path)
-            return problems.response(
-                problems.INTERNAL, "the service failed; the log has the details", path
-            )
+            elif kind is problems.INTERNAL:
+                log.exception("%s %s failed", request.method, path)
+            return problems.response(kind, detail, path)
 
     return [guard]

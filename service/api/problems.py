@@ -1,4 +1,8 @@
-"""Errors as RFC 9457 problem details, with a stable `type` per kind of error."""
+"""Errors as RFC 9457 problem details, with a stable `type` per kind of error.
+
+`for_exception` is the one mapping from an exception to the problem a request answers
+with; the middleware applies it to whatever a view raises.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,8 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from service.api.schemas import Problem
+from service.errors import BadRequest, NotFound
+from service.resilience import is_transient
 
 CONTENT_TYPE = "application/problem+json"
 
@@ -27,6 +33,26 @@ INTERNAL = Kind(500, "/problems/internal", "The service failed on this request")
 UNAVAILABLE = Kind(503, "/problems/unavailable", "The store cannot be reached")
 
 KINDS = (BAD_REQUEST, UNAUTHORIZED, NOT_FOUND, METHOD_NOT_ALLOWED, INTERNAL, UNAVAILABLE)
+
+UNAVAILABLE_DETAIL = "the store is unreachable; retry shortly"
+INTERNAL_DETAIL = "the service failed; the log has the details"
+
+
+def for_exception(exc: BaseException) -> tuple[Kind, str]:
+    """The kind and detail of the problem a request that raised `exc` answers with.
+
+    `BadRequest` and `NotFound` (`service.errors`) carry their detail; a transient
+    failure (`service.resilience.is_transient`: Redis or Kafka away, any
+    `TransientError`) is 503, and anything else 500, both with a fixed detail that
+    reveals nothing of the exception (the log has it).
+    """
+    if isinstance(exc, BadRequest):
+        return BAD_REQUEST, str(exc)
+    if isinstance(exc, NotFound):
+        return NOT_FOUND, str(exc)
+    if is_transient(exc):
+        return UNAVAILABLE, UNAVAILABLE_DETAIL
+    return INTERNAL, INTERNAL_DETAIL
 
 
 def body(kind: Kind, detail: str, instance: str | None) -> Problem:

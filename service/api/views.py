@@ -1,9 +1,12 @@
 """Read-only JSON views over Redis.
 
 Every worker serves the whole API: reads go to Redis, not to local state, so any
-worker answers for any asset. Bodies are the models of `service.api.schemas`;
-errors are problem details (`service.api.problems`): 404 for what does not exist,
-400 for a bad parameter; the middleware adds 401, 405, 500 and 503.
+worker answers for any asset. Bodies are the models of `service.api.schemas`.
+A view parses its parameters, reads, and returns a body; it raises `NotFound` for
+what does not exist and `BadRequest` for a bad parameter (`service.errors`), and the
+middleware (`service.api.middleware`) turns those, like any other exception, into
+problem details (`service.api.problems`): 400, 404, 503 or 500. The middleware also
+answers 401 and 405; the health views answer 503 with their own reasons.
 """
 
 from __future__ import annotations
@@ -45,10 +48,13 @@ from service.domain import leaderboard
 from service.domain.enums import Channel, Priority, SuggestionType
 from service.domain.events import normalise_labels
 from service.domain.leaderboard import LEADERBOARD_WINDOWS, RankMetric
-from service.domain.library import COUNTED_STATUSES
+from service.domain.library import COUNTED_STATUSES, LibraryStats
 from service.domain.metrics import Totals
+from service.domain.registry import Asset
+from service.domain.statistics import estimate_accuracy
 from service.domain.suggestion_state import Status
 from service.domain.windows import Window
+from service.errors import BadRequest, NotFound
 from service.runtime import Runtime
 from service.store.suggestions import SuggestionRecord
 from service.streaming import watchdog
@@ -60,10 +66,6 @@ DEFAULT_PAGE_SIZE = 50
 QUERY_PARAMETERS = openapi.query_parameters()
 
 
-class BadRequest(Exception):
-    pass
-
-
 class ApiView(View):
     @property
     def runtime(self) -> Runtime:
@@ -72,24 +74,34 @@ class ApiView(View):
     def out(self, model: BaseModel) -> Response:
         return self.json(model.model_dump(mode="json"))
 
-    def problem(self, kind: problems.Kind, detail: str) -> Response:
-        body = problems.body(kind, detail, getattr(self, "_path", None))
+    def problem(self, request: Request, kind: problems.Kind, detail: str) -> Response:
+        """A problem the view answers with itself (the health checks' 503)."""
+        body = problems.body(kind, detail, request.rel_url.path)
         return self.json(body.model_dump(), status=kind.status, content_type=problems.CONTENT_TYPE)
 
-    def not_found(self, detail: str) -> Response:
-        return self.problem(problems.NOT_FOUND, detail)
+    async def registered_asset(self, asset_id: str, *, also_missing: str | None = None) -> Asset:
+        """The asset; NotFound when it is not registered (saying that it has no
+        `also_missing` either, when given)."""
+        loaded = await self.runtime.registry_store.load(asset_id)
+        if loaded.state is None or loaded.state.asset is None:
+            more = "" if also_missing is None else f" and has no {also_missing}"
+            raise NotFound(f"asset '{asset_id}' is not registered{more}")
+        return loaded.state.asset
 
-    def bad_request(self, detail: str) -> Response:
-        return self.problem(problems.BAD_REQUEST, detail)
+    async def library_stats(self, library_id: str) -> LibraryStats:
+        """The library's statistics; NotFound when it has no registered assets."""
+        stats = await self.runtime.registry_store.library_stats(library_id)
+        if stats is None:
+            raise NotFound(f"library '{library_id}' has no registered assets")
+        return stats
 
     async def dispatch(self, request: Any) -> Any:
-        self._path = request.path
         allowed = QUERY_PARAMETERS.get(request.match_info.route.resource.canonical)
         if allowed is not None:
             unknown = sorted(set(request.query) - allowed)
             if unknown:
                 known = ", ".join(sorted(allowed)) or "none"
-                return self.bad_request(
+                raise BadRequest(
                     f"unknown query parameter(s): {', '.join(unknown)} (known: {known})"
                 )
         return await super().dispatch(request)
@@ -97,17 +109,14 @@ class ApiView(View):
     async def on_request_error(self, request: Request, exc: Any) -> Response:
         """Faust's own web errors (a method the view lacks), as problem details."""
         kind = problems.METHOD_NOT_ALLOWED if exc.code == 405 else problems.BAD_REQUEST
-        return self.problem(kind, str(exc.detail))
+        return self.problem(request, kind, str(exc.detail))
 
 
 class AssetView(ApiView):
     async def get(self, request: Request, asset_id: str) -> Response:
-        loaded = await self.runtime.registry_store.load(asset_id)
-        state = loaded.state
-        if state is None or state.asset is None:
-            return self.not_found(f"asset '{asset_id}' is not registered")
+        asset = await self.registered_asset(asset_id)
         lifetime = await self.runtime.metrics_store.totals(asset_id, Window.LIFETIME, time.time())
-        return self.out(AssetOut(**dict(state.asset), lifetime=TotalsOut.of(lifetime or Totals())))
+        return self.out(AssetOut(**dict(asset), lifetime=TotalsOut.of(lifetime or Totals())))
 
 
 class AssetMetricsView(ApiView):
@@ -115,22 +124,16 @@ class AssetMetricsView(ApiView):
 
     async def get(self, request: Request, asset_id: str) -> Response:
         query = request.query
-        try:
-            window = Window(_choice_or_default(query, "window", Window, Window.DAY))
-            channel = _choice(query, "channel", Channel)
-        except BadRequest as exc:
-            return self.bad_request(str(exc))
+        window = Window(_choice_or_default(query, "window", Window, Window.DAY))
+        channel = _choice(query, "channel", Channel)
         campaign = query.get("campaign")
         if channel is not None and campaign is not None:
-            return self.bad_request("filter by channel or by campaign, not both")
-        runtime = self.runtime
-        totals = await runtime.metrics_store.totals(
+            raise BadRequest("filter by channel or by campaign, not both")
+        totals = await self.runtime.metrics_store.totals(
             asset_id, window, time.time(), channel=channel, campaign=campaign
         )
         if totals is None:
-            loaded = await runtime.registry_store.load(asset_id)
-            if loaded.state is None or loaded.state.asset is None:
-                return self.not_found(f"asset '{asset_id}' is not registered and has no metrics")
+            await self.registered_asset(asset_id, also_missing="metrics")
             totals = Totals()
         return self.out(
             AssetMetricsOut(
@@ -152,10 +155,9 @@ class _BoardQuery(ApiView):
 
     async def entries(
         self, library_id: str, window: Window, channel: str | None
-    ) -> list[leaderboard.Entry] | None:
-        """The board's entries, or None when the library has no registered assets."""
-        if await self.runtime.registry_store.library_stats(library_id) is None:
-            return None
+    ) -> list[leaderboard.Entry]:
+        """The board's entries; NotFound when the library has no registered assets."""
+        await self.library_stats(library_id)
         return await self.runtime.leaderboard_store.entries(
             library_id, window, leaderboard.dimension(channel)
         )
@@ -168,22 +170,17 @@ class LibraryTopView(_BoardQuery):
     async def get(self, request: Request, library_id: str) -> Response:
         query = request.query
         settings = self.runtime.settings
-        try:
-            window, channel = self.board(query)
-            metric = RankMetric(_choice_or_default(query, "metric", RankMetric, RankMetric.CTR))
-            limit = _int_param(query, "limit", 10, 1, 100)
-            min_impressions = _int_param(
-                query,
-                "min_impressions",
-                settings.leaderboard_min_impressions,
-                0,
-                openapi.MAX_MIN_IMPRESSIONS,
-            )
-        except BadRequest as exc:
-            return self.bad_request(str(exc))
+        window, channel = self.board(query)
+        metric = RankMetric(_choice_or_default(query, "metric", RankMetric, RankMetric.CTR))
+        limit = _int_param(query, "limit", 10, 1, 100)
+        min_impressions = _int_param(
+            query,
+            "min_impressions",
+            settings.leaderboard_min_impressions,
+            0,
+            openapi.MAX_MIN_IMPRESSIONS,
+        )
         entries = await self.entries(library_id, window, channel)
-        if entries is None:
-            return self.not_found(f"library '{library_id}' has no registered assets")
         top = leaderboard.rank(entries, metric, min_impressions=min_impressions, limit=limit)
         return self.out(
             TopOut(
@@ -206,13 +203,8 @@ class LibraryMetricsView(_BoardQuery):
     """`?window=24h|7d|lifetime&channel=`: the library's rollup, as of the last refresh."""
 
     async def get(self, request: Request, library_id: str) -> Response:
-        try:
-            window, channel = self.board(request.query)
-        except BadRequest as exc:
-            return self.bad_request(str(exc))
+        window, channel = self.board(request.query)
         entries = await self.entries(library_id, window, channel)
-        if entries is None:
-            return self.not_found(f"library '{library_id}' has no registered assets")
         total = Totals()
         for entry in entries:
             total = total + entry.totals
@@ -236,9 +228,7 @@ class PerformanceStatsView(ApiView):
 
 class LibraryStatsView(ApiView):
     async def get(self, request: Request, library_id: str) -> Response:
-        stats = await self.runtime.registry_store.library_stats(library_id)
-        if stats is None:
-            return self.not_found(f"library '{library_id}' has no registered assets")
+        stats = await self.library_stats(library_id)
         return self.out(LibraryStatsOut(**dict(stats)))
 
 
@@ -246,13 +236,9 @@ class LibraryAssetsView(ApiView):
     """`?tag=&category=&status=&limit=&cursor=`: tags and categories may repeat (all must match)."""
 
     async def get(self, request: Request, library_id: str) -> Response:
-        try:
-            query = _library_query(request.query, self.runtime.settings.api_page_size_max)
-        except BadRequest as exc:
-            return self.bad_request(str(exc))
+        query = _library_query(request.query, self.runtime.settings.api_page_size_max)
+        await self.library_stats(library_id)
         store = self.runtime.registry_store
-        if await store.library_stats(library_id) is None:
-            return self.not_found(f"library '{library_id}' has no registered assets")
         ids = await store.library_page(library_id, **query)
         states = await store.assets(ids)
         items = [s.asset for s in states if s.asset is not None]
@@ -265,10 +251,10 @@ class LibraryAssetsView(ApiView):
 class DuplicatesView(ApiView):
     async def get(self, request: Request, content_sha256: str) -> Response:
         if not SHA256.match(content_sha256):
-            return self.bad_request("content_sha256 must be 64 lowercase hexadecimal characters")
+            raise BadRequest("content_sha256 must be 64 lowercase hexadecimal characters")
         entries = await self.runtime.registry_store.duplicates(content_sha256)
         if not entries:
-            return self.not_found(f"no registered asset has content {content_sha256}")
+            raise NotFound(f"no registered asset has content {content_sha256}")
         return self.out(
             DuplicatesOut(
                 content_sha256=content_sha256,
@@ -337,15 +323,10 @@ class AssetSuggestionsView(ApiView):
     """`?status=open|applied|dismissed`: the asset's latest suggestion of each kind."""
 
     async def get(self, request: Request, asset_id: str) -> Response:
-        try:
-            filters = _suggestion_filters(request.query, ("status",))
-        except BadRequest as exc:
-            return self.bad_request(str(exc))
+        filters = _suggestion_filters(request.query, ("status",))
         records = await self.runtime.suggestion_store.for_asset(asset_id)
         if not records:
-            loaded = await self.runtime.registry_store.load(asset_id)
-            if loaded.state is None or loaded.state.asset is None:
-                return self.not_found(f"asset '{asset_id}' is not registered")
+            await self.registered_asset(asset_id)
         items = [_suggestion_out(r) for r in records if _matches(r, filters)]
         items.sort(key=lambda i: (i.created_at, i.suggestion_id), reverse=True)
         return self.out(SuggestionsOut(items=items))
@@ -355,12 +336,8 @@ class LibrarySuggestionsView(ApiView):
     """`?type=&priority=&status=`: the library's most recent suggestions (up to 500)."""
 
     async def get(self, request: Request, library_id: str) -> Response:
-        try:
-            filters = _suggestion_filters(request.query, ("type", "priority", "status"))
-        except BadRequest as exc:
-            return self.bad_request(str(exc))
-        if await self.runtime.registry_store.library_stats(library_id) is None:
-            return self.not_found(f"library '{library_id}' has no registered assets")
+        filters = _suggestion_filters(request.query, ("type", "priority", "status"))
+        await self.library_stats(library_id)
         records = await self.runtime.suggestion_store.for_library(library_id, 500)
         return self.out(
             SuggestionsOut(items=[_suggestion_out(r) for r in records if _matches(r, filters)])
@@ -371,7 +348,7 @@ class SuggestionView(ApiView):
     async def get(self, request: Request, suggestion_id: str) -> Response:
         record = await self.runtime.suggestion_store.by_id(suggestion_id)
         if record is None:
-            return self.not_found(f"no current suggestion has id '{suggestion_id}'")
+            raise NotFound(f"no current suggestion has id '{suggestion_id}'")
         return self.out(_suggestion_out(record))
 
 
@@ -379,35 +356,30 @@ class AccuracyView(ApiView):
     """How well the estimates matched what happened, per type (`?type=` for one)."""
 
     async def get(self, request: Request) -> Response:
-        try:
-            filters = _suggestion_filters(request.query, ("type",))
-        except BadRequest as exc:
-            return self.bad_request(str(exc))
+        filters = _suggestion_filters(request.query, ("type",))
         kinds = [filters["type"]] if filters else [t.value for t in SuggestionType]
         items = []
         for kind in kinds:
             records = await self.runtime.suggestion_store.realised(kind)
-            if not records:
-                continue
-            pairs = [
+            accuracy = estimate_accuracy(
                 (
                     r.suggestion.estimated_improvement_pct,
-                    r.realised_improvement_pct or 0.0,
-                    r.realised_ci95 or (0.0, 0.0),
+                    r.realised_improvement_pct,
+                    r.realised_ci95,
                 )
                 for r in records
-            ]
-            count = len(pairs)
-            items.append(
-                AccuracyItem(
-                    type=kind,
-                    realised=count,
-                    mean_estimated_pct=round(sum(e for e, _, _ in pairs) / count, 1),
-                    mean_realised_pct=round(sum(r for _, r, _ in pairs) / count, 1),
-                    mean_absolute_error_pct=round(sum(abs(e - r) for e, r, _ in pairs) / count, 1),
-                    estimate_within_ci95=sum(1 for e, _, ci in pairs if ci[0] <= e <= ci[1]),
-                )
             )
+            if accuracy is not None:
+                items.append(
+                    AccuracyItem(
+                        type=kind,
+                        realised=accuracy.realised,
+                        mean_estimated_pct=accuracy.mean_estimated_pct,
+                        mean_realised_pct=accuracy.mean_realised_pct,
+                        mean_absolute_error_pct=accuracy.mean_absolute_error_pct,
+                        estimate_within_ci95=accuracy.estimate_within_ci95,
+                    )
+                )
         return self.out(AccuracyOut(items=items))
 
 
@@ -421,7 +393,7 @@ class HealthView(ApiView):
             stall = self.runtime.settings.consumer_stall_seconds
             problem = watchdog.consumer_problem(self.app, stall_seconds=stall)
         if problem is not None:
-            return self.problem(problems.UNAVAILABLE, problem)
+            return self.problem(request, problems.UNAVAILABLE, problem)
         return self.out(HealthOut(status="ok"))
 
 
@@ -478,7 +450,7 @@ class ReadyView(ApiView):
         except Exception as exc:  # any failure means "not ready", with its name
             reasons.append(f"Redis does not answer ({type(exc).__name__})")
         if reasons:
-            return self.problem(problems.UNAVAILABLE, "; ".join(reasons))
+            return self.problem(request, problems.UNAVAILABLE, "; ".join(reasons))
         return self.out(HealthOut(status="ready"))
 
 

@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from service.domain.enums import DeadLetterReason
 from service.domain.events import SCHEMA_VERSION, Event
 from service.domain.registry import SourceRef
+from service.errors import DecodeError
 
 E = TypeVar("E", bound=Event)
 
@@ -74,16 +75,6 @@ def as_raw(record: RawMessage | Any) -> RawMessage:
         value=record.value,
         timestamp_ms=None if timestamp is None else int(timestamp * 1000),
     )
-
-
-class DecodeError(Exception):
-    """A message that cannot become an event; `reason` says what to fix."""
-
-    def __init__(self, code: DeadLetterReason, reason: str, event_id: str | None = None) -> None:
-        super().__init__(reason)
-        self.code = code
-        self.reason = reason
-        self.event_id = event_id
 
 
 def decode(

@@ -2,12 +2,14 @@
 
 Used by the optimization rules: no verdict below the rule-of-three sample, Wilson
 score intervals instead of the Wald interval (Brown, Cai & DasGupta 2001), and a
-two-proportion z-test for "this window is worse than that one".
+two-proportion z-test for "this window is worse than that one". `estimate_accuracy`
+sums up how the rules' estimates compared with the improvements realised.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 Z_95 = 1.959963984540054  # two-sided 95 %
@@ -80,4 +82,36 @@ def realised_improvement(
     return Realised(
         improvement_pct=100 * (v_hits / v_trials - base) / base,
         ci95=Interval(100 * (v.low - o.high) / base, 100 * (v.high - o.low) / base),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Accuracy:
+    """How a kind of suggestion's estimates compared with what happened.
+
+    Means are percentages rounded to one decimal place.
+    """
+
+    realised: int  # how many suggestions have a realised improvement
+    mean_estimated_pct: float
+    mean_realised_pct: float
+    mean_absolute_error_pct: float
+    estimate_within_ci95: int  # how many estimates the realised 95 % interval contains
+
+
+def estimate_accuracy(
+    outcomes: Iterable[tuple[float, float | None, tuple[float, float] | None]],
+) -> Accuracy | None:
+    """The accuracy of (estimated %, realised %, realised 95 % interval) outcomes; None
+    without any. A missing realised value counts as 0, a missing interval as [0, 0]."""
+    pairs = [(e, r or 0.0, ci or (0.0, 0.0)) for e, r, ci in outcomes]
+    if not pairs:
+        return None
+    count = len(pairs)
+    return Accuracy(
+        realised=count,
+        mean_estimated_pct=round(sum(e for e, _, _ in pairs) / count, 1),
+        mean_realised_pct=round(sum(r for _, r, _ in pairs) / count, 1),
+        mean_absolute_error_pct=round(sum(abs(e - r) for e, r, _ in pairs) / count, 1),
+        estimate_within_ci95=sum(1 for e, _, ci in pairs if ci[0] <= e <= ci[1]),
     )

@@ -26,6 +26,7 @@ from redis.asyncio import RedisCluster
 from redis.exceptions import ResponseError
 
 from service.config import ENV_PREFIX, Settings
+from service.errors import RedisRequirementError
 
 ALLOW_EVICTION_VARIABLE = f"{ENV_PREFIX}REDIS_ALLOW_EVICTION"
 REQUIRED_POLICY = "noeviction"
@@ -36,10 +37,6 @@ NOT_VERIFIED = (
 )
 
 Severity = Literal["refused", "warning"]
-
-
-class RedisRequirementError(RuntimeError):
-    """Redis is configured in a way the service refuses to run on."""
 
 
 @dataclass(frozen=True, slots=True)

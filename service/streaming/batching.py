@@ -44,7 +44,7 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 from mode import Service
 
-from service.agents.resilience import Backoff, is_transient
+from service.resilience import Backoff, is_transient
 
 log = logging.getLogger(__name__)
 

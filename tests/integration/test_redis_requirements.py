@@ -22,11 +22,11 @@ from pydantic import SecretStr
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from service.config import Settings
+from service.errors import RedisRequirementError
 from service.operations import check_config
 from service.store.client import connect
 from service.store.requirements import (
     NOT_VERIFIED,
-    RedisRequirementError,
     check_redis_requirements,
     describe_persistence,
     read_node_configs,

@@ -3,9 +3,10 @@ from __future__ import annotations
 import pytest
 from pydantic import model_validator
 
-from service.domain.decoding import DecodeError, decode
+from service.domain.decoding import decode
 from service.domain.enums import DeadLetterReason
 from service.domain.events import AssetLifecycle, AssetRegistered
+from service.errors import DecodeError
 from tests.unit.factories import raw, registration_body
 
 

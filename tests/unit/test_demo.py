@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from service.config import Settings
 from service.demo import DemoPlan, records
-from service.domain.decoding import DecodeError, RawMessage, decode
+from service.domain.decoding import RawMessage, decode
 from service.domain.events import AssetLifecycle, AssetPerformance, AssetRegistered, Event
+from service.errors import DecodeError
 
 
 def test_demo_records_decode_except_the_broken_ones() -> None:

@@ -9,11 +9,12 @@ from typing import Any
 
 import pytest
 
-from service.agents.emit import DeadLetters, DeadLetterUnavailable, fit_reason
-from service.domain.decoding import DecodeError, RawMessage
+from service.agents.emit import DeadLetters, fit_reason
+from service.domain.decoding import RawMessage
 from service.domain.enums import DeadLetterReason
 from service.domain.events import DEAD_LETTER_CUT, MAX_DEAD_LETTER_REASON_CHARS
 from service.domain.registry import Rejection, SourceRef
+from service.errors import DeadLetterUnavailable, DecodeError
 
 
 class Producer:

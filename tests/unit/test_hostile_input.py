@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 
 from service.agents.emit import DEAD_LETTER_OVERHEAD_BYTES, dead_letter, encode
 from service.config import Settings
-from service.domain.decoding import DecodeError, RawMessage, decode
+from service.domain.decoding import RawMessage, decode
 from service.domain.enums import DeadLetterReason
 from service.domain.events import (
     MAX_DEAD_LETTER_KEY_BYTES,
@@ -37,6 +37,7 @@ from service.domain.events import (
     SuggestionFeedback,
 )
 from service.domain.registry import SourceRef
+from service.errors import DecodeError
 from tests.unit.factories import registration_body
 
 MAX_BYTES = 4096  # small, so that generated values cross it

@@ -9,10 +9,10 @@ import pytest
 from redis.asyncio import RedisCluster
 from redis.exceptions import NoPermissionError, ResponseError
 
+from service.errors import RedisRequirementError
 from service.store.requirements import (
     NOT_VERIFIED,
     NodeConfig,
-    RedisRequirementError,
     assess,
     describe_persistence,
     read_node_configs,

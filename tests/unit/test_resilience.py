@@ -15,9 +15,8 @@ from redis.exceptions import (
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from service.agents.emit import DeadLetterUnavailable
-from service.agents.registry import ConcurrentUpdateError
-from service.agents.resilience import Backoff, is_transient
+from service.errors import ConcurrentUpdateError, DeadLetterUnavailable
+from service.resilience import Backoff, is_transient
 
 
 @pytest.mark.parametrize(

@@ -61,3 +61,41 @@ def test_realised_improvement() -> None:
     assert result is not None
     assert result.improvement_pct == pytest.approx(100.0)
     assert result.ci95.low < 100.0 < result.ci95.high
+
+
+def test_estimate_accuracy() -> None:
+    from service.domain.statistics import Accuracy, estimate_accuracy
+
+    assert estimate_accuracy([]) is None
+    outcomes = [(20.0, 10.0, (5.0, 15.0)), (30.0, 35.0, (25.0, 45.0)), (12.34, None, None)]
+    assert estimate_accuracy(outcomes) == Accuracy(
+        realised=3,
+        mean_estimated_pct=20.8,  # 62.34 / 3
+        mean_realised_pct=15.0,  # a missing realised value counts as 0
+        mean_absolute_error_pct=9.1,  # (10 + 5 + 12.34) / 3
+        estimate_within_ci95=1,  # only 30 lies in its interval; a missing one is [0, 0]
+    )
+    on_the_edges = estimate_accuracy([(5.0, 8.0, (5.0, 9.0)), (9.0, 8.0, (5.0, 9.0))])
+    assert on_the_edges is not None and on_the_edges.estimate_within_ci95 == 2
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.floats(-100, 1000),
+            st.floats(-100, 1000),
+            st.tuples(st.floats(-500, 0), st.floats(0, 2000)),
+        ),
+        min_size=1,
+        max_size=50,
+    )
+)
+def test_estimate_accuracy_bounds(outcomes: list[tuple[float, float, tuple[float, float]]]) -> None:
+    from service.domain.statistics import estimate_accuracy
+
+    accuracy = estimate_accuracy(outcomes)
+    assert accuracy is not None and accuracy.realised == len(outcomes)
+    assert 0 <= accuracy.estimate_within_ci95 <= len(outcomes)
+    assert accuracy.mean_absolute_error_pct >= 0
+    gap = abs(accuracy.mean_estimated_pct - accuracy.mean_realised_pct)
+    assert accuracy.mean_absolute_error_pct >= gap - 0.11  # each mean rounded to 0.05

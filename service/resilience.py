@@ -5,6 +5,11 @@ failover, out of memory, a cluster slot without a primary, the dead-letter topic
 unavailable) says nothing about the message: the partition waits and the same
 records are tried again. Anything else is a property of the message (or a bug it
 triggers) and ends in a dead letter, so that the partition moves on.
+
+`is_transient` is the one place where the exceptions of the client libraries (redis,
+aiokafka) are classified; the handlers, the consumer, the leader's timers and the API
+ask it rather than naming library exceptions themselves. The service's own transient
+failures are the `TransientError`s of `service.errors`.
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ from redis.exceptions import (
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from service.errors import TransientError
+
 # Redis error replies that describe the server's state, not the command. A Lua script
 # passes them on with their code (e.g. "OOM command not allowed ..." from its first write).
 _TRANSIENT_REPLIES = (
@@ -42,10 +49,6 @@ _TRANSIENT_REPLIES = (
 
 
 _TRANSIENT_REPLY_CLASSES = (OutOfMemoryError, ReadOnlyError, ClusterDownError, TryAgainError)
-
-
-class TransientError(Exception):
-    """Base of the service's own failures that clear up by themselves (retry later)."""
 
 
 def is_transient(exc: BaseException) -> bool:

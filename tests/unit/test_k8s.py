@@ -1,9 +1,10 @@
-"""deploy/k8s/, checked against the settings model and against itself.
+"""deploy/k8s/, checked against the service and against itself.
 
 No cluster runs here or in CI, so the manifests are checked by reading them: a misspelt
 setting (which the service would silently ignore), a probe on the wrong port, a selector
 that matches no pod, a secret in the ConfigMap or a root container fails here instead of
-in a rollout.
+in a rollout. Expected values come from their sources (tests/unit/deploy_sources.py):
+the settings model, pyproject.toml, the Dockerfile and the web routes.
 """
 
 from __future__ import annotations
@@ -18,11 +19,11 @@ import yaml
 from pydantic import SecretStr, ValidationError
 
 from service.config import ENV_PREFIX, Settings
+from tests.unit import deploy_sources as sources
+from tests.unit.deploy_sources import ROOT, WORKER_COMMAND, field_of, variable_of
 
-ROOT = Path(__file__).resolve().parents[2]
 K8S_DIR = ROOT / "deploy" / "k8s"
 KUSTOMIZATION = K8S_DIR / "kustomization.yaml"
-NAMESPACE = "media-intelligence"
 
 # Kinds that live in a namespace; everything else here (the Namespace) is cluster-wide.
 CLUSTER_SCOPED = {"Namespace"}
@@ -34,8 +35,6 @@ EXPECTED_KINDS = {
     "Service",
     "PodDisruptionBudget",
 }
-# Settings that must only ever come from the Secret.
-SECRET_VARIABLES = {"MEDIA_REDIS_URL", "MEDIA_API_TOKEN"}
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 # What the downward API gives MEDIA_WEB_HOST in a pod, for building Settings here.
 SAMPLE_POD_IP = "10.244.1.17"
@@ -122,14 +121,10 @@ def container(pod_spec: Manifest) -> Manifest:
     return found
 
 
-def _field(variable: str) -> str:
-    return variable.removeprefix(ENV_PREFIX).lower()
-
-
-def _secret_fields() -> set[str]:
-    """Fields typed SecretStr (alone or optional): their values belong in the Secret."""
+def _secret_variables() -> set[str]:
+    """The variables of fields typed SecretStr (alone or optional): they belong in the Secret."""
     return {
-        name
+        variable_of(name)
         for name, info in Settings.model_fields.items()
         if info.annotation is SecretStr or SecretStr in get_args(info.annotation)
     }
@@ -155,8 +150,8 @@ def _secret_name(container: Manifest) -> str:
 
 
 def _web_port(configmap: dict[str, str]) -> int:
-    assert "MEDIA_WEB_PORT" in configmap, "ConfigMap: MEDIA_WEB_PORT is not set"
-    return int(configmap["MEDIA_WEB_PORT"])
+    """The port the worker's web server listens on: the ConfigMap's, else the default."""
+    return int(sources.effective(configmap, "web_port"))
 
 
 def _named_port(container: Manifest, name: str) -> int:
@@ -213,22 +208,24 @@ def test_the_expected_kinds_are_there(manifests: list[tuple[str, Manifest]]) -> 
         assert kinds.count(kind) == 1, f"{kind} is defined {kinds.count(kind)} times"
 
 
+def _namespace(manifests: list[tuple[str, Manifest]]) -> str:
+    """The name of the Namespace the manifests create."""
+    return str(_one(manifests, "Namespace")["metadata"]["name"])
+
+
 def test_everything_is_in_the_namespace(manifests: list[tuple[str, Manifest]]) -> None:
-    namespace = _one(manifests, "Namespace")
-    assert namespace["metadata"]["name"] == NAMESPACE, (
-        f"the Namespace is {namespace['metadata']['name']!r}, expected {NAMESPACE!r}"
-    )
+    namespace = _namespace(manifests)
     for name, obj in manifests:
         if obj["kind"] in CLUSTER_SCOPED:
             continue
         found = obj["metadata"].get("namespace")
-        assert found == NAMESPACE, (
-            f"{name}: {obj['kind']} {obj['metadata']['name']} is in namespace {found!r}, "
-            f"expected {NAMESPACE!r}"
+        assert found == namespace, (
+            f"{name}: {obj['kind']} {obj['metadata']['name']} is in namespace {found!r}, not "
+            f"in the Namespace {namespace!r} that namespace.yaml creates"
         )
 
 
-def test_kustomization_lists_every_manifest() -> None:
+def test_kustomization_lists_every_manifest(manifests: list[tuple[str, Manifest]]) -> None:
     assert KUSTOMIZATION.exists(), f"{KUSTOMIZATION} is missing (kubectl apply -k needs it)"
     kustomization = yaml.safe_load(KUSTOMIZATION.read_text())
     assert kustomization.get("kind") == "Kustomization", "kustomization.yaml: kind is wrong"
@@ -243,8 +240,10 @@ def test_kustomization_lists_every_manifest() -> None:
     missing = set(resources) - files
     assert not missing, f"kustomization.yaml lists {sorted(missing)}, which do not exist"
     namespace = kustomization.get("namespace")
-    assert namespace in (None, NAMESPACE), (
-        f"kustomization.yaml moves everything to namespace {namespace!r}, not {NAMESPACE!r}"
+    created = _namespace(manifests)
+    assert namespace in (None, created), (
+        f"kustomization.yaml moves everything to namespace {namespace!r}, not to the "
+        f"Namespace {created!r} that namespace.yaml creates"
     )
 
 
@@ -268,15 +267,15 @@ def test_every_variable_is_a_setting(
         assert variable.startswith(ENV_PREFIX), (
             f"{where}: {variable} lacks the {ENV_PREFIX} prefix, so the service ignores it"
         )
-        known = _field(variable) in Settings.model_fields
+        known = field_of(variable) in Settings.model_fields
         assert known, (
             f"{where}: {variable} is no setting: service.config.Settings has no field "
-            f"{_field(variable)!r}, so the service would silently ignore it"
+            f"{field_of(variable)!r}, so the service would silently ignore it"
         )
 
 
 def test_configmap_values_are_valid_settings(configmap: dict[str, str]) -> None:
-    values = {_field(key): value for key, value in configmap.items()}
+    values = {field_of(key): value for key, value in configmap.items()}
     for field, value in values.items():
         try:
             _validate({field: value})
@@ -291,7 +290,7 @@ def test_configmap_values_are_valid_settings(configmap: dict[str, str]) -> None:
 def test_secret_values_are_valid_settings(secret: dict[str, str]) -> None:
     for key, value in secret.items():
         try:
-            _validate({_field(key): value})
+            _validate({field_of(key): value})
         except ValidationError as exc:
             pytest.fail(f"Secret: {key} is invalid:\n{exc}")
 
@@ -323,16 +322,14 @@ def test_the_pod_environment_builds_settings(
 def test_secrets_are_only_in_the_secret(
     configmap: dict[str, str], secret: dict[str, str], container: Manifest
 ) -> None:
-    secret_variables = SECRET_VARIABLES | {
-        f"{ENV_PREFIX}{name.upper()}" for name in _secret_fields()
-    }
+    secret_variables = _secret_variables()
     leaked = sorted(secret_variables & set(configmap))
     assert not leaked, f"ConfigMap holds {leaked}: secrets belong in the Secret"
     for name, item in _container_env(container).items():
         assert not (name in secret_variables and "value" in item), (
             f"Deployment: {name} is written into the pod spec; take it from the Secret"
         )
-    missing = sorted(SECRET_VARIABLES - set(secret))
+    missing = sorted(secret_variables - set(secret))
     assert not missing, f"the Secret lacks {missing}"
 
 
@@ -415,9 +412,9 @@ def test_ports_line_up(
     configmap: dict[str, str],
 ) -> None:
     web_port = _web_port(configmap)
-    default = Settings.model_fields["web_port"].default
-    assert web_port == default, (
-        f"ConfigMap: MEDIA_WEB_PORT={web_port} but Settings' default web_port is {default}"
+    exposed = sources.exposed_ports()
+    assert web_port in exposed, (
+        f"MEDIA_WEB_PORT is {web_port}, but the image EXPOSEs {sorted(exposed)} (Dockerfile)"
     )
     container_port = _named_port(container, "http")
     assert container_port == web_port, (
@@ -441,19 +438,26 @@ def test_ports_line_up(
         f"Deployment: prometheus.io/port is {annotations.get('prometheus.io/port')!r}, "
         f"expected {str(web_port)!r}"
     )
-    assert annotations.get("prometheus.io/path") == "/metrics", (
+    metrics_path = sources.route_of("MetricsView")
+    assert annotations.get("prometheus.io/path") == metrics_path, (
         f"Deployment: prometheus.io/path is {annotations.get('prometheus.io/path')!r}, "
-        "expected '/metrics'"
+        f"but the service serves its metrics at {metrics_path!r}"
     )
 
 
+# Liveness never asks readiness: a Kafka or Redis outage would restart every pod at once.
 @pytest.mark.parametrize(
-    ("probe", "path"),
-    [("livenessProbe", "/healthz"), ("readinessProbe", "/readyz"), ("startupProbe", "/healthz")],
+    ("probe", "view"),
+    [
+        ("livenessProbe", "HealthView"),
+        ("readinessProbe", "ReadyView"),
+        ("startupProbe", "HealthView"),
+    ],
 )
 def test_probes_ask_the_health_routes(
-    container: Manifest, configmap: dict[str, str], probe: str, path: str
+    container: Manifest, configmap: dict[str, str], probe: str, view: str
 ) -> None:
+    path = sources.route_of(view)
     spec = container.get(probe)
     assert spec, f"Deployment: the container has no {probe}"
     http_get = spec.get("httpGet")
@@ -470,16 +474,36 @@ def test_probes_ask_the_health_routes(
 
 
 def test_the_image_runs_the_worker(container: Manifest) -> None:
-    assert container.get("image") == "media-intelligence:0.1.0", (
-        f"Deployment: image is {container.get('image')!r}, expected media-intelligence:0.1.0"
+    # The name `docker build -t` gives the image in deploy/k8s/README.md: project:version.
+    expected = sources.image_reference()
+    assert container.get("image") == expected, (
+        f"Deployment: image is {container.get('image')!r}, but this version of the service "
+        f"builds {expected} (pyproject.toml's name and version)"
     )
     assert "command" not in container, (
         "Deployment: `command` replaces the image's ENTRYPOINT (the `service` script); "
         "set `args` only"
     )
-    assert container.get("args") == ["worker"], (
-        f"Deployment: args are {container.get('args')!r}, expected ['worker']"
+    args = container.get("args", sources.exec_form("CMD"))
+    assert args == WORKER_COMMAND and sources.cli_accepts(args), (
+        f"Deployment: args are {args!r}, expected the worker command {WORKER_COMMAND}"
     )
+
+
+def test_version_labels_follow_the_project(
+    manifests: list[tuple[str, Manifest]], deployment: Manifest
+) -> None:
+    version = sources.project()["version"]
+    labelled = [
+        (f"{name}: {obj['kind']}", obj["metadata"].get("labels") or {}) for name, obj in manifests
+    ]
+    labelled.append(("the pod template", deployment["spec"]["template"]["metadata"]["labels"]))
+    for where, labels in labelled:
+        found = labels.get("app.kubernetes.io/version", version)
+        assert found == version, (
+            f"{where} is labelled app.kubernetes.io/version {found!r}, but the service is "
+            f"{version} (pyproject.toml)"
+        )
 
 
 def test_resources_are_set(container: Manifest) -> None:
@@ -503,11 +527,14 @@ def test_runs_as_non_root_with_a_read_only_root(pod_spec: Manifest, container: M
     own = container.get("securityContext") or {}
     effective = {**pod, **own}  # the container's settings win
     assert effective.get("runAsNonRoot") is True, "Deployment: runAsNonRoot is not true"
+    uid, gid = sources.image_user()
     user = effective.get("runAsUser")
-    assert isinstance(user, int) and user > 0, (
-        f"Deployment: runAsUser is {user!r}; the image's user is 10001"
-    )
-    assert user == 10001, f"Deployment: runAsUser {user} is not the image's user 10001"
+    assert user == uid, f"Deployment: runAsUser is {user!r}, the image's user is {uid}"
+    for key in ("runAsGroup", "fsGroup"):
+        group = effective.get(key)
+        assert group is None or group == gid, (
+            f"Deployment: {key} is {group!r}, the image's group is {gid}"
+        )
     assert own.get("allowPrivilegeEscalation") is False, (
         "Deployment: the container's allowPrivilegeEscalation is not false"
     )
@@ -559,12 +586,20 @@ def test_pod_lifecycle(pod_spec: Manifest, deployment: Manifest) -> None:
     )
 
 
-def test_disruption_budget_keeps_workers_running(manifests: list[tuple[str, Manifest]]) -> None:
+def test_disruption_budget_keeps_workers_running(
+    manifests: list[tuple[str, Manifest]], deployment: Manifest
+) -> None:
     spec = _one(manifests, "PodDisruptionBudget")["spec"]
-    assert spec.get("maxUnavailable") == 1, (
-        f"PodDisruptionBudget: maxUnavailable is {spec.get('maxUnavailable')!r}, expected 1"
-    )
     assert "minAvailable" not in spec, "PodDisruptionBudget: set maxUnavailable, not both"
+    unavailable = spec.get("maxUnavailable")
+    replicas = int(deployment["spec"].get("replicas", 1))
+    assert isinstance(unavailable, int), (
+        f"PodDisruptionBudget: maxUnavailable is {unavailable!r}; give a number of pods"
+    )
+    assert 1 <= unavailable < replicas, (
+        f"PodDisruptionBudget: maxUnavailable {unavailable} of {replicas} replicas: a drain "
+        "would either be blocked or could stop every worker"
+    )
 
 
 def test_service_is_cluster_internal(manifests: list[tuple[str, Manifest]]) -> None:

@@ -57,9 +57,10 @@ schemas: install
 	@$(BIN)/service schemas
 
 lint: install
-	$(BIN)/ruff check service tests bench
-	$(BIN)/ruff format --check service tests bench
+	$(BIN)/ruff check service tests bench deploy
+	$(BIN)/ruff format --check service tests bench deploy
 	$(BIN)/mypy
+	$(BIN)/shellcheck deploy/*.sh .ci/run
 	$(BIN)/service schemas --check
 
 unit: install

@@ -115,63 +115,13 @@ redis_answers() {
   [[ $(timeout 5 redis-cli -h "$HOST" -p "$REDIS_PORT" ping 2>/dev/null) == PONG ]]
 }
 
-# Speak the Kafka protocol with only the Python stdlib: ApiVersions (v0) and
-# Metadata (v4) must both succeed and list at least one broker. A fenced or
-# still-starting broker lists none, so this is "clients can use it", not just
-# "the port is open". Prints "brokers=N cluster_id=X" or the failure reason.
-kafka_probe() {
-  python3 - "$HOST" "$KAFKA_PORT" <<'PY'
-import socket, struct, sys
-
-def recv_exact(sock, n):
-    buf = b""
-    while len(buf) < n:
-        chunk = sock.recv(n - len(buf))
-        if not chunk:
-            raise EOFError("connection closed by broker")
-        buf += chunk
-    return buf
-
-def request(sock, api_key, version, corr, body):
-    client = b"stack-probe"
-    msg = struct.pack(">hhih", api_key, version, corr, len(client)) + client + body
-    sock.sendall(struct.pack(">i", len(msg)) + msg)
-    size = struct.unpack(">i", recv_exact(sock, 4))[0]
-    data = recv_exact(sock, size)
-    if struct.unpack(">i", data[:4])[0] != corr:
-        raise ValueError("correlation id mismatch")
-    return data[4:]
-
-def string(data, pos):
-    n = struct.unpack(">h", data[pos:pos + 2])[0]
-    if n < 0:
-        return None, pos + 2
-    return data[pos + 2:pos + 2 + n].decode(), pos + 2 + n
-
-try:
-    with socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=3) as s:
-        s.settimeout(3)
-        err = struct.unpack(">h", request(s, 18, 0, 1, b"")[:2])[0]
-        if err:
-            raise ValueError(f"ApiVersions error code {err}")
-        # Metadata v4: topics=null (all), allow_auto_topic_creation=false
-        r = request(s, 3, 4, 2, struct.pack(">ib", -1, 0))
-        pos = 4  # throttle_time_ms
-        nbrokers = struct.unpack(">i", r[pos:pos + 4])[0]; pos += 4
-        for _ in range(nbrokers):
-            pos += 4                   # node_id
-            _, pos = string(r, pos)    # host
-            pos += 4                   # port
-            _, pos = string(r, pos)    # rack
-        cluster_id, pos = string(r, pos)
-        if nbrokers < 1:
-            raise ValueError("metadata lists no broker yet")
-        print(f"brokers={nbrokers} cluster_id={cluster_id}")
-except Exception as e:  # any failure means "not answering yet"
-    print(f"{type(e).__name__}: {e}")
-    sys.exit(1)
-PY
-}
+# Speak the Kafka protocol (deploy/kafka_probe.py): ApiVersions and Metadata must both
+# succeed and list at least one broker. A fenced or still-starting broker lists none, so
+# this is "clients can use it", not just "the port is open". Prints "brokers=N
+# cluster_id=X" or the failure reason. Standard library only: the system's python3 runs
+# it, before any virtualenv exists.
+KAFKA_PROBE=$SCRIPT_DIR/kafka_probe.py
+kafka_probe() { python3 "$KAFKA_PROBE" "$HOST:$KAFKA_PORT" --timeout 3; }
 kafka_answers() { kafka_probe >/dev/null 2>&1; }
 # For `up`: the broker also logged that startup completed (4.1.1 logs
 # "[KafkaRaftServer nodeId=1] Kafka Server started"); the log is rotated per start.

@@ -18,8 +18,8 @@ import time
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from bench.progress import Progress, wait_applied
-from service.agents.performance import PerformanceHandler
 from service.config import Settings
+from service.handlers.performance import PerformanceHandler
 from service.runtime import Runtime
 
 

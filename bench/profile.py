@@ -121,7 +121,7 @@ def parse(collapsed: str) -> Profile:
 
 
 def package_of(file: str) -> str:
-    """`service/agents/performance.py` -> `service`; `json/decoder.py` -> `json`."""
+    """`service/handlers/performance.py` -> `service`; `json/decoder.py` -> `json`."""
     head = file.split("/", 1)[0]
     return head.removesuffix(".py") or "?"
 

@@ -10,13 +10,13 @@ from typing import Any, cast
 
 import faust
 
-from service.agents.sequential import SequentialHandler
 from service.api import middleware
 from service.api.views import register_views
 from service.config import Settings
 from service.domain.decoding import RawMessage, decode
 from service.domain.events import AssetLifecycle, AssetRegistered, Event, SuggestionFeedback
 from service.domain.registry import Outcome
+from service.handlers.sequential import SequentialHandler
 from service.resilience import is_transient
 from service.runtime import Runtime
 from service.streaming.batching import BatchHandler, BatchingConsumer, BatchingTransport

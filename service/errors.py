@@ -15,10 +15,10 @@
 
 Who raises what, and who catches it:
 
-- `TransientError`: the handlers (`service/agents/`). `DeadLetterUnavailable` comes from
-  the dead-letter publisher (`service/agents/emit.py`) when Kafka does not acknowledge a
+- `TransientError`: the handlers (`service/handlers/`). `DeadLetterUnavailable` comes from
+  the dead-letter publisher (`service/handlers/emit.py`) when Kafka does not acknowledge a
   dead letter; `ConcurrentUpdateError` from the registry handler
-  (`service/agents/registry.py`) when its compare-and-set keeps failing. Failures of the
+  (`service/handlers/registry.py`) when its compare-and-set keeps failing. Failures of the
   client libraries (Redis unreachable, read-only, out of memory; Kafka unreachable) are
   not wrapped: `service.resilience.is_transient` is the one place that recognises them,
   and it answers True for every `TransientError` too. The batching consumer
@@ -27,7 +27,7 @@ Who raises what, and who catches it:
   their next interval; the API answers 503.
 - `DecodeError`: the pure decoder (`service/domain/decoding.py`) and the performance
   handler (a future event, a counter that would overflow). The input handlers
-  (`service/agents/sequential.py`, `service/agents/performance.py`) catch it and send
+  (`service/handlers/sequential.py`, `service/handlers/performance.py`) catch it and send
   the message to the dead-letter topic with its `code` and `reason`.
 - `TopicError`: `service/topics.py` (`ensure_topics`). A worker that meets it at start-up
   does not start (exit status 1, with the error); `service topics create` fails with it.

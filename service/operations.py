@@ -14,9 +14,9 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from pydantic import SecretStr, ValidationError
 
-from service.agents.emit import fit_reason
 from service.config import ENV_PREFIX, Settings
 from service.domain.events import MAX_DEAD_LETTER_KEY_BYTES, DeadLetter
+from service.handlers.emit import fit_reason
 from service.observability import redact
 from service.store.client import connect
 from service.store.requirements import RequirementsReport, check_redis_requirements

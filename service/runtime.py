@@ -9,16 +9,16 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from service.agents.emit import DeadLetters, Producer
-from service.agents.leaderboards import LeaderboardRefresher
-from service.agents.performance import PerformanceHandler
-from service.agents.registry import RegistryHandler
-from service.agents.suggestions import SuggestionEngine
 from service.config import Settings
 from service.domain.enums import Channel
 from service.domain.metrics import Totals
 from service.domain.rules_config import RulesConfig, parse_rules
 from service.domain.windows import Window
+from service.handlers.emit import DeadLetters, Producer
+from service.handlers.leaderboards import LeaderboardRefresher
+from service.handlers.performance import PerformanceHandler
+from service.handlers.registry import RegistryHandler
+from service.handlers.suggestions import SuggestionEngine
 from service.observability import Instruments
 from service.store.client import connect
 from service.store.dead_letters import DeadLetterCounters

@@ -20,7 +20,7 @@ partition is paused: its batch is kept and handed to the handler again after a
 capped, jittered back-off, while the other partitions go on and the worker stays in
 its group. Any other failure of a handler is a bug; it is treated the same way and
 logged as an error, so that a worker never dies of it (handlers dead-letter what a
-message does to them; see service/agents/).
+message does to them; see service/handlers/).
 
 Its consumer thread also fetches with a short wait (`app.fetch_wait_ms`) instead of
 Faust's fixed 1.5 s, which stalls a busy topic behind idle ones.
@@ -55,7 +55,7 @@ CHECK_EVERY_SECONDS = 5.0
 
 
 class BatchHandler(Protocol):
-    """What the consumer needs of a handler (service/agents/performance.py, sequential.py)."""
+    """What the consumer needs of a handler (service/handlers/performance.py, sequential.py)."""
 
     async def __call__(self, partition: int, records: list[Any], /) -> int | None:
         """Handle a batch in offset order; None when done, or the offset to seek to."""

@@ -11,11 +11,11 @@ import pytest
 from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
 
-from service.agents.emit import DeadLetters
 from service.config import Settings
 from service.domain.decoding import RawMessage, decode
 from service.domain.events import AssetLifecycle
 from service.errors import DecodeError
+from service.handlers.emit import DeadLetters
 from service.operations import REPLAY_HEADER, ReplayFilter, check_config, replay_dead_letters
 from service.store.dead_letters import DeadLetterCounters
 from service.store.keys import Keys

@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-from service.agents.emit import DeadLetters
-from service.agents.performance import PerformanceHandler
 from service.config import Settings
 from service.domain.decoding import RawMessage
 from service.domain.windows import Window
+from service.handlers.emit import DeadLetters
+from service.handlers.performance import PerformanceHandler
 from service.store.dead_letters import DeadLetterCounters
 from service.store.keys import Keys
 from service.store.metrics import MetricsStore

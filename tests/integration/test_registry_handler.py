@@ -12,13 +12,13 @@ from typing import Any
 import pytest
 from redis.exceptions import ResponseError
 
-from service.agents import registry as registry_agents
-from service.agents.emit import DeadLetters
-from service.agents.registry import RegistryHandler
 from service.config import Settings
 from service.domain import registry as rules
 from service.domain.decoding import RawMessage, decode
 from service.domain.events import AssetLifecycle, AssetRegistered
+from service.handlers import registry as registry_handlers
+from service.handlers.emit import DeadLetters
+from service.handlers.registry import RegistryHandler
 from service.store.dead_letters import DeadLetterCounters
 from service.store.keys import Keys
 from service.store.registry import RegistryStore
@@ -289,7 +289,7 @@ async def test_one_event_over_the_cap_is_dead_lettered_and_applies_when_replayed
 async def test_the_sweep_takes_batch_after_batch_until_nothing_is_due(
     rig: Rig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(registry_agents, "SWEEP_BATCH", 2)
+    monkeypatch.setattr(registry_handlers, "SWEEP_BATCH", 2)
     for i in range(5):
         await rig.lifecycle(rig.life(f"ghost-{i}", "approved", f"e-{i}"))
     later = datetime.now(UTC) + timedelta(hours=2)
@@ -301,7 +301,7 @@ async def test_the_sweep_takes_batch_after_batch_until_nothing_is_due(
 async def test_the_sweep_stops_at_its_budget_and_the_next_one_continues(
     rig: Rig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(registry_agents, "SWEEP_BATCH", 2)
+    monkeypatch.setattr(registry_handlers, "SWEEP_BATCH", 2)
     for i in range(5):
         await rig.lifecycle(rig.life(f"ghost-{i}", "approved", f"e-{i}"))
     later = datetime.now(UTC) + timedelta(hours=2)

@@ -86,8 +86,8 @@ def test_source_keeps_original_bytes() -> None:
 
 
 def test_dead_letter_ids_fit_the_contract_for_any_topic_name() -> None:
-    from service.agents.emit import dead_letter_event_id
     from service.domain.registry import SourceRef
+    from service.handlers.emit import dead_letter_event_id
 
     short = SourceRef(topic="t", partition=1, offset=2, value_base64="")
     assert dead_letter_event_id(short) == "dead-letter/t/1/2"

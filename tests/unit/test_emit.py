@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 
-from service.agents.emit import DeadLetters, fit_reason
 from service.domain.decoding import RawMessage
 from service.domain.enums import DeadLetterReason
 from service.domain.events import DEAD_LETTER_CUT, MAX_DEAD_LETTER_REASON_CHARS
 from service.domain.registry import Rejection, SourceRef
 from service.errors import DeadLetterUnavailable, DecodeError
+from service.handlers.emit import DeadLetters, fit_reason
 
 
 class Producer:
@@ -115,7 +115,7 @@ def test_a_long_reason_is_cut_with_a_marker() -> None:
 
 
 def test_ids_that_do_not_fit_the_contract_are_left_out() -> None:
-    from service.agents.emit import dead_letter
+    from service.handlers.emit import dead_letter
 
     letter: Any = dead_letter(
         source=SourceRef(topic="t", partition=0, offset=1, value_base64=""),

@@ -22,7 +22,6 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from service.agents.emit import DEAD_LETTER_OVERHEAD_BYTES, dead_letter, encode
 from service.config import Settings
 from service.domain.decoding import RawMessage, decode
 from service.domain.enums import DeadLetterReason
@@ -38,6 +37,7 @@ from service.domain.events import (
 )
 from service.domain.registry import SourceRef
 from service.errors import DecodeError
+from service.handlers.emit import DEAD_LETTER_OVERHEAD_BYTES, dead_letter, encode
 from tests.unit.factories import registration_body
 
 MAX_BYTES = 4096  # small, so that generated values cross it

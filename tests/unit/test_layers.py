@@ -33,7 +33,7 @@ ROOMS: dict[str, tuple[str, ...]] = {
     ),
     "domain": ("service.domain",),
     "store": ("service.store",),
-    "agents": ("service.agents",),
+    "handlers": ("service.handlers",),
     "streaming": ("service.streaming",),
     "api": ("service.api",),
     "composition": ("service.app", "service.runtime"),
@@ -51,11 +51,11 @@ MAY_IMPORT: dict[str, set[str]] = {
     "shared": set(),
     "domain": {"shared"},
     "store": {"shared", "domain"},
-    "agents": {"shared", "domain", "store"},
+    "handlers": {"shared", "domain", "store"},
     "streaming": {"shared"},
     "api": {"shared", "domain", "store", "streaming"},
-    "composition": {"shared", "domain", "store", "agents", "streaming", "api"},
-    "operations": {"shared", "domain", "store", "agents", "streaming", "api", "composition"},
+    "composition": {"shared", "domain", "store", "handlers", "streaming", "api"},
+    "operations": {"shared", "domain", "store", "handlers", "streaming", "api", "composition"},
 }
 
 # (importing module or package, imported module): why this one import crosses the rule.
@@ -92,7 +92,7 @@ FORBIDDEN_LIBRARIES: dict[str, set[str]] = {
     # Redis only: Kafka and the web are someone else's business.
     "store": {"faust", "mode", "aiokafka", "aiohttp", "prometheus_client"},
     # Handlers talk to Redis through the stores and to Kafka through the Producer port.
-    "agents": {"faust", "mode", "aiokafka", "aiohttp", "redis"},
+    "handlers": {"faust", "mode", "aiokafka", "aiohttp", "redis"},
     # The transport extension knows nothing of Redis or the web.
     "streaming": {"redis", "aiohttp"},
     # Views read through the stores and the runtime, never Redis or Kafka directly.

@@ -9,7 +9,7 @@ The commit protocol, per batch of one partition (records in offset order):
    position + 1 and stop here.
 2. Handle each record after the last one this worker finished, in order, to the
    end: decode it, let the domain handler write its effects (each one idempotent,
-   see service/agents/registry.py) and emit its events. A record that is not a
+   see service/handlers/registry.py) and emit its events. A record that is not a
    valid event, or that makes the handler fail for a reason other than the
    infrastructure, goes to the dead-letter topic, and the next record follows.
 3. A transient failure (Redis or Kafka away, the dead-letter topic unavailable)
@@ -32,10 +32,10 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
-from service.agents.emit import DeadLetters
 from service.domain.decoding import RawMessage, Record, as_raw
 from service.domain.enums import DeadLetterReason
 from service.errors import DecodeError
+from service.handlers.emit import DeadLetters
 from service.resilience import is_transient
 from service.store.positions import Advance, PositionStore
 

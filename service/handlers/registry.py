@@ -40,12 +40,12 @@ from datetime import UTC, datetime, timedelta
 
 from prometheus_client import Counter
 
-from service.agents.emit import DeadLetters, Producer, encode
 from service.domain import registry as rules
 from service.domain.events import AssetLifecycle, AssetRegistered, DuplicateRef, DuplicatesDetected
 from service.domain.library import library_entry
 from service.domain.registry import Asset, AssetState, Decision, Outcome, SourceRef
 from service.errors import ConcurrentUpdateError
+from service.handlers.emit import DeadLetters, Producer, encode
 from service.store.registry import HashPlacement, RegistryStore
 
 log = logging.getLogger(__name__)

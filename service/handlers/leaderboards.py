@@ -24,9 +24,9 @@ import logging
 import time
 from collections.abc import Sequence
 
-from service.agents.suggestions import SuggestionEngine
 from service.domain import leaderboard as lb
 from service.domain.windows import HOUR, Window
+from service.handlers.suggestions import SuggestionEngine
 from service.store.leaderboards import LeaderboardStore
 from service.store.metrics import MetricsStore
 from service.store.registry import RegistryStore

@@ -15,7 +15,6 @@ from datetime import UTC, datetime, timedelta
 
 from prometheus_client import Counter
 
-from service.agents.emit import Producer, encode
 from service.domain.enums import Channel, FeedbackOutcome
 from service.domain.events import OptimizationSuggestion, SuggestionFeedback
 from service.domain.metrics import Totals
@@ -31,6 +30,7 @@ from service.domain.suggestions import (
     suggestion_id,
 )
 from service.domain.windows import Window
+from service.handlers.emit import Producer, encode
 from service.store.suggestions import SuggestionRecord, SuggestionStore, slot
 
 log = logging.getLogger(__name__)

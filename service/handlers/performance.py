@@ -37,12 +37,12 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
-from service.agents.emit import DeadLetters
 from service.domain.decoding import Record, as_raw, decode
 from service.domain.enums import DeadLetterReason
 from service.domain.events import AssetPerformance
 from service.domain.windows import is_future
 from service.errors import DecodeError
+from service.handlers.emit import DeadLetters
 from service.observability import AGE_SAMPLE_EVERY, Instruments
 from service.resilience import is_transient
 from service.store.metrics import Applied, ApplyStatus, MetricsStore, PerfRow

@@ -8,6 +8,7 @@ the `Context`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 from dataclasses import asdict, dataclass, field
@@ -22,7 +23,7 @@ from bench.plan import Plan, RunNames, settings_env
 from bench.profile import find_py_spy, record
 from bench.progress import Progress, wait_applied, within
 from bench.resources import RssSampler, ServerSnapshot, cpu_seconds, server_snapshot
-from bench.worker import WorkerProcess
+from bench.worker import WorkerIgnoredStop, WorkerProcess
 from service.config import Settings
 from service.store.keys import Keys
 from service.store.metrics import MetricsStore
@@ -163,7 +164,8 @@ async def measure_worker(ctx: Context) -> WorkerFigures:
         return WorkerFigures(first, memory, latency, profile)
     finally:
         sampling.cancel()
-        await asyncio.to_thread(worker.stop)
+        with contextlib.suppress(WorkerIgnoredStop):  # killed: the figures are taken
+            await asyncio.to_thread(worker.stop)
 
 
 async def second_pass(

@@ -20,7 +20,9 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from service.config import Settings
+from service.runtime import Runtime
 from service.store.client import connect
+from service.topics import ensure_topics
 
 ROOT = Path(__file__).resolve().parents[1]
 STACK_ENV = ROOT / ".stack" / "env"
@@ -150,3 +152,12 @@ async def read_topic(
     finally:
         await consumer.stop()
     return records
+
+
+@pytest.fixture
+async def runtime(settings: Settings, redis: Any, producer: KafkaPort) -> AsyncIterator[Runtime]:
+    """Everything a worker builds (stores, handlers), on this test's topics and keys."""
+    await ensure_topics(settings)
+    built = Runtime.build(settings, producer)
+    yield built
+    await built.close()

@@ -70,14 +70,16 @@ def api(stack: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iter
     )
     worker = Worker(env, Path(tmp_path_factory.mktemp("api")) / "worker.log")
     worker.start()
-    asyncio.run(worker.wait_ready())
-    asyncio.run(_seed(env))
-    base = f"http://127.0.0.1:{worker.port}"
-    deadline = time.monotonic() + 60
-    while call(base, "/v1/assets/a1")[0] != 200 and time.monotonic() < deadline:
-        time.sleep(0.2)
-    yield base
-    worker.stop()
+    try:
+        asyncio.run(worker.wait_ready())
+        asyncio.run(_seed(env))
+        base = f"http://127.0.0.1:{worker.port}"
+        deadline = time.monotonic() + 60
+        while call(base, "/v1/assets/a1")[0] != 200 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        yield base
+    finally:
+        worker.stop()  # kills it if it ignores Ctrl-C
 
 
 @SCHEMA.parametrize()

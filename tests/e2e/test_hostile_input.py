@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import random
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,7 +21,8 @@ from service.domain.enums import DeadLetterReason
 from service.domain.events import DeadLetter
 from service.store.client import connect
 from tests.conftest import isolated_env, read_topic, settings_from
-from tests.e2e.worker import Worker, eventually, free_port
+from tests.e2e.conftest import Spawn
+from tests.e2e.worker import eventually, free_port
 from tests.e2e.workload import Truth, Workload
 from tests.unit.factories import registration_body
 
@@ -128,7 +128,7 @@ def feedback(asset: str, n: int) -> dict[str, Any]:
 
 
 async def test_every_malformed_message_is_dead_lettered_and_the_good_ones_count(
-    stack: dict[str, str], tmp_path: Path
+    stack: dict[str, str], spawn: Spawn
 ) -> None:
     env = isolated_env(stack, web_port=free_port(), max_message_bytes=MAX_BYTES)
     config = settings_from(env)
@@ -167,8 +167,7 @@ async def test_every_malformed_message_is_dead_lettered_and_the_good_ones_count(
         for key, value in cases:
             records.insert(rng.randint(0, len(records)), (topic, key, value, True))
 
-    worker = Worker(env, tmp_path / "worker.log")
-    worker.start()
+    worker = spawn(env)
     redis = connect(config)
     try:
         await worker.wait_ready()

@@ -5,14 +5,14 @@ from __future__ import annotations
 import json
 import time
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaProducer
 
 from tests.conftest import isolated_env, settings_from
-from tests.e2e.worker import Worker, eventually, free_port
+from tests.e2e.conftest import Spawn
+from tests.e2e.worker import eventually, free_port
 from tests.unit.factories import registration_body, sha
 
 pytestmark = pytest.mark.e2e
@@ -33,13 +33,12 @@ def perf(n: int, asset: str, channel: str, impressions: int, clicks: int, ago: f
     ).encode()
 
 
-async def test_metrics_and_boards_through_the_api(stack: dict[str, str], tmp_path: Path) -> None:
+async def test_metrics_and_boards_through_the_api(stack: dict[str, str], spawn: Spawn) -> None:
     env = isolated_env(
         stack, web_port=free_port(), leaderboard_refresh_seconds=0.5, log_format="json"
     )
     settings = settings_from(env)
-    worker = Worker(env, tmp_path / "worker.log")
-    worker.start()
+    worker = spawn(env)
     await worker.wait_ready()
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all")
     await producer.start()

@@ -8,7 +8,6 @@ import random
 import time
 from collections import defaultdict
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,7 +21,8 @@ from service.store.keys import Keys
 from service.store.metrics import MetricsStore
 from service.store.scripts import Scripts
 from tests.conftest import isolated_env, settings_from
-from tests.e2e.worker import Worker, eventually, free_port
+from tests.e2e.conftest import Spawn
+from tests.e2e.worker import eventually, free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -105,7 +105,7 @@ def crash_env(stack: dict[str, str]) -> dict[str, str]:
 
 
 async def test_sigkill_three_times_keeps_every_counter_exact(
-    stack: dict[str, str], tmp_path: Path
+    stack: dict[str, str], spawn: Spawn
 ) -> None:
     env = crash_env(stack)
     settings = settings_from(env)
@@ -113,8 +113,7 @@ async def test_sigkill_three_times_keeps_every_counter_exact(
     unique = 120_000
     redis = connect(settings)
     store = metrics_store(redis, settings)
-    worker = Worker(env, tmp_path / "worker.log")
-    worker.start()
+    worker = spawn(env)
     await worker.wait_ready()
     # A steady stream for a while, so that every kill lands in the middle of it.
     producing = asyncio.create_task(produce(settings, records, per_second=8_000))
@@ -146,17 +145,15 @@ async def test_sigkill_three_times_keeps_every_counter_exact(
         worker.stop()
 
 
-async def test_group_member_killed_mid_stream(stack: dict[str, str], tmp_path: Path) -> None:
+async def test_group_member_killed_mid_stream(stack: dict[str, str], spawn: Spawn) -> None:
     env = crash_env(stack)
     settings = settings_from(env)
     records, sums = events(100_000, 1_000, seed=2)
     unique = 100_000
     redis = connect(settings)
     store = metrics_store(redis, settings)
-    first = Worker(env, tmp_path / "first.log")
-    second = Worker({**env, "MEDIA_WEB_PORT": str(free_port())}, tmp_path / "second.log")
-    first.start()
-    second.start()
+    first = spawn(env, "first")
+    second = spawn({**env, "MEDIA_WEB_PORT": str(free_port())}, "second")
     await first.wait_ready()
     await second.wait_ready()
     try:

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import json
 import subprocess
-from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaProducer
@@ -14,7 +13,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from service.store.client import connect
 from tests.conftest import ROOT, isolated_env, settings_from
-from tests.e2e.worker import Worker, eventually, free_port
+from tests.e2e.conftest import Spawn
+from tests.e2e.worker import eventually, free_port
 from tests.unit.factories import registration_body, sha
 
 pytestmark = pytest.mark.e2e
@@ -22,13 +22,12 @@ pytestmark = pytest.mark.e2e
 ASSETS = 600
 
 
-async def test_worker_survives_a_redis_restart(stack: dict[str, str], tmp_path: Path) -> None:
+async def test_worker_survives_a_redis_restart(stack: dict[str, str], spawn: Spawn) -> None:
     if not (ROOT / ".stack" / "redis.pid").exists():
         pytest.fail("this test restarts the local stack's Redis: run it under `make test`")
     env = isolated_env(stack, web_port=free_port(), redis_retry_max_seconds=0.5)
     settings = settings_from(env)
-    worker = Worker(env, tmp_path / "worker.log")
-    worker.start()
+    worker = spawn(env)
     await worker.wait_ready()
 
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all")

@@ -6,14 +6,14 @@ import asyncio
 import json
 import random
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaProducer
 
 from tests.conftest import isolated_env, settings_from
-from tests.e2e.worker import Worker, eventually, free_port
+from tests.e2e.conftest import Spawn
+from tests.e2e.worker import eventually, free_port
 from tests.unit.factories import registration_body, sha
 
 pytestmark = pytest.mark.e2e
@@ -74,7 +74,7 @@ def _life(asset: str, action: str, event_id: str) -> bytes:
     ).encode()
 
 
-async def test_sigkill_mid_stream_never_counts_twice(stack: dict[str, str], tmp_path: Path) -> None:
+async def test_sigkill_mid_stream_never_counts_twice(stack: dict[str, str], spawn: Spawn) -> None:
     env = isolated_env(
         stack,
         web_port=free_port(),
@@ -84,13 +84,12 @@ async def test_sigkill_mid_stream_never_counts_twice(stack: dict[str, str], tmp_
     )
     settings = settings_from(env)
     messages, expected = plan()
-    worker = Worker(env, tmp_path / "worker.log")
     rng = random.Random(11)
 
     producer = AIOKafkaProducer(
         bootstrap_servers=settings.kafka_bootstrap_servers, acks="all", linger_ms=5
     )
-    worker.start()
+    worker = spawn(env)
     await worker.wait_ready()
     await producer.start()
     try:

@@ -5,14 +5,14 @@ from __future__ import annotations
 import base64
 import json
 import signal
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaProducer
 
 from tests.conftest import isolated_env, read_topic, settings_from
+from tests.e2e.conftest import Spawn
 from tests.e2e.worker import Worker, eventually, free_port
 from tests.unit.factories import registration_body, sha
 
@@ -33,12 +33,8 @@ def env(stack: dict[str, str]) -> dict[str, str]:
 
 
 @pytest.fixture
-def worker(env: dict[str, str], tmp_path: Path) -> Iterator[Worker]:
-    process = Worker(env, tmp_path / "worker.log")
-    process.start()
-    yield process
-    if process.process is not None and process.process.poll() is None:
-        process.kill()
+def worker(env: dict[str, str], spawn: Spawn) -> Worker:
+    return spawn(env)
 
 
 @pytest.fixture

@@ -4,26 +4,25 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaProducer
 
 from tests.conftest import isolated_env, read_topic, settings_from
-from tests.e2e.worker import Worker, eventually, free_port
+from tests.e2e.conftest import Spawn
+from tests.e2e.worker import eventually, free_port
 from tests.unit.factories import registration_body, sha
 
 pytestmark = pytest.mark.e2e
 
 
 async def test_suggestions_and_feedback_through_a_worker(
-    stack: dict[str, str], tmp_path: Path
+    stack: dict[str, str], spawn: Spawn
 ) -> None:
     env = isolated_env(stack, web_port=free_port())
     settings = settings_from(env)
-    worker = Worker(env, tmp_path / "worker.log")
-    worker.start()
+    worker = spawn(env)
     await worker.wait_ready()
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all")
     await producer.start()

@@ -1,21 +1,18 @@
-"""A real `service worker` process for end-to-end tests."""
+"""A real `service worker` process for end-to-end tests, with its HTTP API."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import socket
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[2]
+from bench.worker import WorkerIgnoredStop, WorkerProcess
 
 
 def free_port() -> int:
@@ -25,30 +22,17 @@ def free_port() -> int:
         return port
 
 
-class Worker:
-    """Starts `python -m service worker` with the given MEDIA_* settings; logs go to a file."""
+class Worker(WorkerProcess):
+    """A `service worker` process (bench/worker.py) and its HTTP API on MEDIA_WEB_PORT."""
 
     def __init__(self, env: dict[str, str], log_path: Path) -> None:
-        self.env = {**os.environ, **env}
+        super().__init__(env, log_path)
         self.port = int(env["MEDIA_WEB_PORT"])
-        self.log_path = log_path
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "service", "worker"],
-            cwd=ROOT,
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
 
     async def wait_ready(self, seconds: float = 60) -> None:
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
-            assert self.process is not None
-            if self.process.poll() is not None:
+            if not self.running:
                 raise AssertionError(f"worker exited early:\n{self.log()}")
             try:
                 status, _ = await self.get("/healthz")
@@ -81,24 +65,13 @@ class Worker:
         return await asyncio.to_thread(fetch)
 
     def stop(self, sig: int = signal.SIGINT, seconds: float = 60) -> int:
-        assert self.process is not None
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
         try:
-            return self.process.wait(seconds)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-            message = f"worker ignored signal {sig} for {seconds}s:\n{self.log()}"
-            raise AssertionError(message) from None
-
-    def kill(self) -> None:
-        assert self.process is not None
-        self.process.kill()
-        self.process.wait()
+            return super().stop(sig, seconds)
+        except WorkerIgnoredStop as exc:
+            raise AssertionError(str(exc)) from None
 
     def log(self) -> str:
-        return self.log_path.read_text(errors="replace")[-8000:]
+        return self.tail(8000)
 
 
 async def eventually(check: Any, seconds: float = 60, every: float = 0.5) -> Any:

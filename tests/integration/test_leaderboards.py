@@ -4,35 +4,23 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator
 from itertools import count
 from typing import Any
 
 import pytest
 
-from service.config import Settings
 from service.domain import leaderboard as lb
 from service.domain.decoding import RawMessage, decode
 from service.domain.events import AssetLifecycle, AssetRegistered
 from service.domain.windows import DAY, Window
 from service.runtime import Runtime
 from service.store.metrics import ApplyStatus
-from service.topics import ensure_topics
-from tests.conftest import KafkaPort
 from tests.unit.factories import registration_body, sha
 
 pytestmark = pytest.mark.integration
 
 NOW = time.time()
 _offsets = count()
-
-
-@pytest.fixture
-async def runtime(settings: Settings, redis: Any, producer: KafkaPort) -> AsyncIterator[Runtime]:
-    await ensure_topics(settings)
-    built = Runtime.build(settings, producer)
-    yield built
-    await built.close()
 
 
 async def register(runtime: Runtime, asset: str, library: str, **extra: Any) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,19 +17,10 @@ from service.domain.suggestion_state import Status
 from service.domain.windows import Window
 from service.runtime import Runtime
 from service.store.metrics import ApplyStatus
-from service.topics import ensure_topics
-from tests.conftest import KafkaPort, read_topic
+from tests.conftest import read_topic
 from tests.unit.factories import registration, source
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-async def runtime(settings: Settings, redis: Any, producer: KafkaPort) -> AsyncIterator[Runtime]:
-    await ensure_topics(settings)
-    built = Runtime.build(settings, producer)
-    yield built
-    await built.close()
 
 
 def asset(**overrides: Any) -> Asset:

@@ -17,6 +17,7 @@ from service.domain.windows import Window
 from service.handlers.emit import DeadLetters, Producer
 from service.handlers.leaderboards import LeaderboardRefresher
 from service.handlers.performance import PerformanceHandler
+from service.handlers.ports import utc_now
 from service.handlers.registry import RegistryHandler
 from service.handlers.suggestions import SuggestionEngine
 from service.observability import Instruments
@@ -102,6 +103,7 @@ class Runtime:
             on_change=boards.mark_dirty,
             duplicates_sent=instruments.duplicates,
             on_registered=suggestions.on_registered,
+            now=utc_now,
         )
         performance = PerformanceHandler(
             metrics,

@@ -25,7 +25,7 @@ from service.domain.events import (
 )
 from service.domain.registry import Rejection, SourceRef
 from service.errors import DeadLetterUnavailable, DecodeError
-from service.store.dead_letters import DeadLetterCounters
+from service.handlers.ports import DeadLetterCounts
 
 log = logging.getLogger(__name__)
 
@@ -163,8 +163,8 @@ class DeadLetters:
         self,
         producer: Producer,
         topic: str,
-        counters: DeadLetterCounters,
-        sent: Counter | None = None,
+        counters: DeadLetterCounts,
+        sent: Counter,
         *,
         max_original_bytes: int = DEFAULT_MAX_ORIGINAL_BYTES,
     ) -> None:
@@ -241,6 +241,5 @@ class DeadLetters:
                 "worker may write to it; the message is tried again"
             ) from exc
         await self._counters.count(code, source.dead_letter_id)
-        if self._sent is not None:
-            self._sent.labels(reason=code.value).inc()
+        self._sent.labels(reason=code.value).inc()
         log.warning("dead-lettered %s (%s): %s", source.dead_letter_id, code.value, letter.reason)

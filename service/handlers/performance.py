@@ -43,9 +43,10 @@ from service.domain.events import AssetPerformance
 from service.domain.windows import is_future
 from service.errors import DecodeError
 from service.handlers.emit import DeadLetters
+from service.handlers.ports import MetricsWrites
 from service.observability import AGE_SAMPLE_EVERY, Instruments
 from service.resilience import is_transient
-from service.store.metrics import Applied, ApplyStatus, MetricsStore, PerfRow
+from service.store.metrics import Applied, ApplyStatus, PerfRow
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,7 @@ POINTER_CACHE_SIZE = 200_000
 class PerformanceHandler:
     def __init__(
         self,
-        store: MetricsStore,
+        store: MetricsWrites,
         dead_letters: DeadLetters,
         *,
         max_message_bytes: int,

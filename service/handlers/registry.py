@@ -35,18 +35,19 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable
+from datetime import datetime, timedelta
 
 from prometheus_client import Counter
 
 from service.domain import registry as rules
 from service.domain.events import AssetLifecycle, AssetRegistered, DuplicateRef, DuplicatesDetected
 from service.domain.library import library_entry
-from service.domain.registry import Asset, AssetState, Decision, Outcome, SourceRef
+from service.domain.registry import AssetState, Decision, Outcome, SourceRef
 from service.errors import ConcurrentUpdateError
 from service.handlers.emit import DeadLetters, Producer, encode
-from service.store.registry import HashPlacement, RegistryStore
+from service.handlers.ports import Clock, OnChange, OnRegistered, RegistryWrites
+from service.store.registry import HashPlacement
 
 log = logging.getLogger(__name__)
 
@@ -60,15 +61,17 @@ Decide = Callable[[AssetState | None], Decision]
 class RegistryHandler:
     def __init__(
         self,
-        store: RegistryStore,
+        store: RegistryWrites,
         producer: Producer,
         dead_letters: DeadLetters,
         duplicates_topic: str,
         hold_for: timedelta,
+        *,
+        on_change: OnChange,
+        duplicates_sent: Counter,
+        on_registered: OnRegistered,
+        now: Clock,
         max_attempts: int = 20,
-        on_change: Callable[[list[str]], Awaitable[None]] | None = None,
-        duplicates_sent: Counter | None = None,
-        on_registered: Callable[[Asset], Awaitable[object]] | None = None,
         max_held_per_asset: int = DEFAULT_MAX_HELD_PER_ASSET,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -82,6 +85,7 @@ class RegistryHandler:
         self._duplicates_sent = duplicates_sent
         self._on_registered = on_registered
         self._max_held = max_held_per_asset
+        self._now = now  # the wall clock: when an event was received, what is due
         self._clock = clock  # monotonic seconds, for the sweep's time budget
 
     async def registration(self, event: AssetRegistered, source: SourceRef) -> Outcome:
@@ -95,12 +99,12 @@ class RegistryHandler:
         await self._emit_rejections(outcome, source)
         if outcome.result == "applied" and placement is not None:
             await self._announce_duplicates(state, placement, event)
-            if self._on_registered is not None and state.asset is not None:
+            if state.asset is not None:
                 await self._on_registered(state.asset)  # file rules; quiet on a replay
         return outcome
 
     async def lifecycle(self, event: AssetLifecycle, source: SourceRef) -> Outcome:
-        received_at = datetime.now(UTC)
+        received_at = self._now()
         outcome, state = await self._settle(
             event.asset_id,
             event.event_id,
@@ -125,7 +129,7 @@ class RegistryHandler:
         without one sweep running unbounded. Each asset is looked at once per sweep, and
         at least one asset per sweep.
         """
-        now = now or datetime.now(UTC)
+        now = now or self._now()
         started = self._clock()
         delivered = 0
         visited: set[str] = set()
@@ -235,8 +239,8 @@ class RegistryHandler:
             await store.replace(
                 state.model_copy(update={"departed_libraries": [], "departed_hashes": []})
             )
-        await self._reschedule(state, datetime.now(UTC))
-        if self._on_change is not None and asset is not None:
+        await self._reschedule(state, self._now())
+        if asset is not None:
             await self._on_change([state.asset_id])  # its leaderboard entries may move
         return placement
 
@@ -283,8 +287,7 @@ class RegistryHandler:
             self._duplicates_topic, asset.content_sha256.encode(), encode(detected)
         )
         await self._store.mark_announced(asset.content_sha256, asset.asset_id)
-        if self._duplicates_sent is not None:
-            self._duplicates_sent.inc()
+        self._duplicates_sent.inc()
         log.info(
             "asset %s repeats the content of %d earlier asset(s)",
             asset.asset_id,

@@ -36,8 +36,9 @@ from service.domain.decoding import RawMessage, Record, as_raw
 from service.domain.enums import DeadLetterReason
 from service.errors import DecodeError
 from service.handlers.emit import DeadLetters
+from service.handlers.ports import Positions
 from service.resilience import is_transient
-from service.store.positions import Advance, PositionStore
+from service.store.positions import Advance
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +58,7 @@ class SequentialHandler:
         self,
         topic: str,
         handle: MessageHandler,
-        positions: PositionStore,
+        positions: Positions,
         dead_letters: DeadLetters,
     ) -> None:
         self._topic = topic

@@ -16,6 +16,7 @@ from service.domain.decoding import RawMessage, decode
 from service.domain.events import AssetLifecycle
 from service.errors import DecodeError
 from service.handlers.emit import DeadLetters
+from service.observability import Instruments
 from service.operations import REPLAY_HEADER, ReplayFilter, check_config, replay_dead_letters
 from service.store.dead_letters import DeadLetterCounters
 from service.store.keys import Keys
@@ -48,6 +49,7 @@ async def test_replay_sends_the_original_bytes_back_and_a_new_failure_is_kept(
         producer,
         settings.topic_dead_letter,
         DeadLetterCounters(redis, keys, Scripts.register(redis), 3600),
+        Instruments.create().dead_letters,
     )
     life, reg = settings.topic_asset_lifecycle, settings.topic_asset_registered
     broken = [
@@ -92,6 +94,7 @@ async def test_a_cut_dead_letter_is_replayed_from_its_source_or_skipped_with_why
         producer,
         settings.topic_dead_letter,
         DeadLetterCounters(redis, keys, Scripts.register(redis), 3600),
+        Instruments.create().dead_letters,
         max_original_bytes=100,
     )
     life = settings.topic_asset_lifecycle

@@ -14,6 +14,7 @@ from service.domain.decoding import RawMessage
 from service.domain.windows import Window
 from service.handlers.emit import DeadLetters
 from service.handlers.performance import PerformanceHandler
+from service.observability import Instruments
 from service.store.dead_letters import DeadLetterCounters
 from service.store.keys import Keys
 from service.store.metrics import MetricsStore
@@ -31,7 +32,10 @@ async def parts(settings: Settings, redis: Any, producer: KafkaPort) -> tuple[An
     scripts = Scripts.register(redis)
     store = MetricsStore(redis, keys, scripts, settings.topic_asset_performance)
     dead = DeadLetters(
-        producer, settings.topic_dead_letter, DeadLetterCounters(redis, keys, scripts, 3600)
+        producer,
+        settings.topic_dead_letter,
+        DeadLetterCounters(redis, keys, scripts, 3600),
+        Instruments.create().dead_letters,
     )
     return store, dead
 

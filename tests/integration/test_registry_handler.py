@@ -18,7 +18,9 @@ from service.domain.decoding import RawMessage, decode
 from service.domain.events import AssetLifecycle, AssetRegistered
 from service.handlers import registry as registry_handlers
 from service.handlers.emit import DeadLetters
+from service.handlers.ports import ignore_change, ignore_registered, utc_now
 from service.handlers.registry import RegistryHandler
+from service.observability import Instruments
 from service.store.dead_letters import DeadLetterCounters
 from service.store.keys import Keys
 from service.store.registry import RegistryStore
@@ -89,12 +91,19 @@ async def rig(settings: Settings, redis: Any, producer: KafkaPort) -> Rig:
     store = RegistryStore(redis, keys, scripts, settings.seen_event_ttl_seconds)
     counters = DeadLetterCounters(redis, keys, scripts, 3600)
     clock = FakeClock()
+    instruments = Instruments.create()
     handler = RegistryHandler(
         store=store,
         producer=producer,
-        dead_letters=DeadLetters(producer, settings.topic_dead_letter, counters),
+        dead_letters=DeadLetters(
+            producer, settings.topic_dead_letter, counters, instruments.dead_letters
+        ),
         duplicates_topic=settings.topic_duplicates_detected,
         hold_for=timedelta(hours=1),
+        on_change=ignore_change,
+        duplicates_sent=instruments.duplicates,
+        on_registered=ignore_registered,
+        now=utc_now,
         max_held_per_asset=MAX_HELD,
         clock=clock,
     )

@@ -15,6 +15,7 @@ from service.domain.events import DEAD_LETTER_CUT, MAX_DEAD_LETTER_REASON_CHARS
 from service.domain.registry import Rejection, SourceRef
 from service.errors import DeadLetterUnavailable, DecodeError
 from service.handlers.emit import DeadLetters, fit_reason
+from service.observability import Instruments
 
 
 class Producer:
@@ -38,7 +39,8 @@ class Counters:
 
 
 def publisher(producer: Producer, counters: Counters, cap: int = 8) -> DeadLetters:
-    return DeadLetters(producer, "dl", counters, max_original_bytes=cap)  # type: ignore[arg-type]
+    sent = Instruments.create().dead_letters
+    return DeadLetters(producer, "dl", counters, sent, max_original_bytes=cap)
 
 
 async def test_a_value_over_the_limit_is_cut_and_described_whole() -> None:

@@ -1,0 +1,135 @@
+"""The ports of the write-side handlers: exactly what they ask of Redis, and their clock.
+
+Each Protocol names the methods a handler calls, with the semantics the handler relies
+on. The Redis adapters of service/store/ satisfy them structurally (nothing inherits
+from them); tests/fakes.py holds in-memory implementations, and tests/contract/ runs
+the same tests against both, so a fake cannot drift from the Lua scripts unnoticed.
+The producer port is `Producer` in service/handlers/emit.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Protocol
+
+from service.domain.enums import DeadLetterReason
+from service.domain.library import LibraryEntry
+from service.domain.registry import Asset, AssetState, Outcome
+from service.store.metrics import Applied, PerfRow
+from service.store.positions import Advanced
+from service.store.registry import HashPlacement, Loaded
+
+Clock = Callable[[], datetime]
+"""The wall clock: an aware datetime (UTC)."""
+
+OnChange = Callable[[list[str]], Awaitable[None]]
+"""Told the ids of assets whose library, status or existence may have changed."""
+
+OnRegistered = Callable[[Asset], Awaitable[object]]
+"""Told each asset a registration applied (the file rules of the suggestions)."""
+
+
+def utc_now() -> datetime:
+    """The wall clock of a running worker."""
+    return datetime.now(UTC)
+
+
+async def ignore_change(asset_ids: list[str]) -> None:
+    """An OnChange for a handler whose changes nobody follows."""
+
+
+async def ignore_registered(asset: Asset) -> None:
+    """An OnRegistered for a handler whose registrations nobody follows."""
+
+
+class RegistryWrites(Protocol):
+    """The asset registry as RegistryHandler uses it (service/store/registry.py)."""
+
+    async def load(self, asset_id: str, event_id: str | None = None) -> Loaded:
+        """The state (None when unknown) and the recorded outcome of `event_id`, if seen."""
+
+    async def commit(
+        self,
+        asset_id: str,
+        expected_rev: int,
+        state: AssetState | None,
+        settled: Mapping[str, Outcome],
+    ) -> bool:
+        """Compare-and-set: write `state` (None: keep it) and the outcomes if the stored rev
+        (0 when unknown) is still `expected_rev`; False, writing nothing, otherwise."""
+
+    async def replace(self, state: AssetState) -> bool:
+        """Rewrite the state at its own rev (compare-and-set at `state.rev`)."""
+
+    async def forget(self, asset_id: str, expected_rev: int) -> bool:
+        """Compare-and-delete the state of an unregistered asset holding nothing; the seen
+        outcomes stay. False when the rev moved on or the state is gone; an error for a
+        registered asset or one with held events."""
+
+    async def project_library(
+        self, library_id: str, asset_id: str, rev: int, entry: LibraryEntry | None
+    ) -> bool:
+        """Move the asset's entry (None: out of the library); ignored (False) unless `rev`
+        is newer than the stored one."""
+
+    async def project_hash(
+        self, content_sha256: str, asset_id: str, rev: int, library_id: str | None
+    ) -> HashPlacement:
+        """Place the asset in the content's index (None: remove it) and name the assets
+        placed before it; ignored (applied False) when `rev` is older than the stored one."""
+
+    async def mark_announced(self, content_sha256: str, asset_id: str) -> None:
+        """Remember that the asset's duplicates-detected event was acknowledged."""
+
+    async def schedule_held(self, asset_id: str, deadline: datetime) -> None:
+        """Set (or move) the moment the sweep should next look at the asset."""
+
+    async def unschedule_held(self, asset_id: str, due_by: datetime | None = None) -> None:
+        """Take the asset off the schedule; with `due_by`, only if its deadline passed by then."""
+
+    async def due_held(self, now: datetime, limit: int) -> list[str]:
+        """Up to `limit` assets whose deadline is at or before `now`, earliest first."""
+
+
+class MetricsWrites(Protocol):
+    """The metrics write side as PerformanceHandler uses it (service/store/metrics.py)."""
+
+    async def position(self, partition: int) -> int:
+        """The offset of the partition's last applied event, or -1."""
+
+    async def apply(
+        self,
+        partition: int,
+        first: int,
+        last: int,
+        rows: Sequence[PerfRow],
+        now: float,
+        *,
+        expected: int = -1,
+    ) -> Applied:
+        """One atomic step (perf_apply.lua): BEHIND when the position is below `expected`,
+        COVERED when it covers `last`, STRADDLES when it lies in [first, last), OVERFLOW
+        when a lifetime counter would pass its limit; otherwise APPLIED, each event id
+        counted once, the position moved to `last`."""
+
+    async def point(self, partition: int, asset_ids: Sequence[str]) -> None:
+        """Record which partition holds each asset's metrics (idempotent)."""
+
+
+class Positions(Protocol):
+    """Positions of the per-message input partitions (service/store/positions.py)."""
+
+    async def get(self, topic: str, partition: int) -> int:
+        """The partition's position, or -1."""
+
+    async def advance(self, topic: str, partition: int, expected: int, offset: int) -> Advanced:
+        """BEHIND when the position is below `expected`, COVERED when it is at or past
+        `offset`, otherwise MOVED to `offset`; with the position after the call."""
+
+
+class DeadLetterCounts(Protocol):
+    """Per-reason dead-letter counters (service/store/dead_letters.py)."""
+
+    async def count(self, reason: DeadLetterReason, dead_letter_id: str) -> bool:
+        """Count one dead letter; False, counting nothing, for an id counted before."""

@@ -1,0 +1,98 @@
+"""The metrics write side's contract (perf_apply.lua), on the fake and on Redis."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from service.domain.windows import DAY
+from service.store.metrics import Applied, ApplyStatus, PerfRow
+from tests.contract.conftest import Backend
+
+NOW = float(int(time.time()))
+
+
+def row(n: int, asset: str = "a1", t: float = NOW - 60, impressions: int = 100) -> PerfRow:
+    return (f"e{n}", asset, "web", "c1", int(t), impressions, 3, 1, 0, 0, 0)
+
+
+async def test_a_batch_applies_once_and_then_is_covered(backend: Backend) -> None:
+    metrics = backend.metrics
+    assert await metrics.position(0) == -1
+    rows = [row(n) for n in range(5)]
+    assert await metrics.apply(0, 100, 104, rows, NOW) == Applied(ApplyStatus.APPLIED, 104, 5)
+    assert await metrics.position(0) == 104
+    again = await metrics.apply(0, 100, 104, rows, NOW, expected=104)  # redelivered
+    assert again == Applied(ApplyStatus.COVERED, 104)
+    assert await metrics.apply(0, 90, 99, [row(9)], NOW) == Applied(ApplyStatus.COVERED, 104)
+    assert await metrics.position(1) == -1, "partitions are independent"
+
+
+async def test_a_batch_straddling_the_position_is_refused_whole(backend: Backend) -> None:
+    metrics = backend.metrics
+    await metrics.apply(0, 0, 4, [row(n) for n in range(5)], NOW)
+    straddling = await metrics.apply(0, 3, 7, [row(n) for n in range(3, 8)], NOW, expected=4)
+    assert straddling == Applied(ApplyStatus.STRADDLES, 4)
+    assert await metrics.position(0) == 4
+    rest = await metrics.apply(0, 5, 7, [row(n) for n in range(5, 8)], NOW, expected=4)
+    assert rest == Applied(ApplyStatus.APPLIED, 7, 3)
+
+
+async def test_a_position_below_the_expected_one_is_behind(backend: Backend) -> None:
+    metrics = backend.metrics
+    await metrics.apply(0, 0, 9, [row(1)], NOW)
+    await backend.set_perf_position(0, 4)  # Redis lost its last writes
+    behind = await metrics.apply(0, 10, 12, [row(2)], NOW, expected=9)
+    assert behind == Applied(ApplyStatus.BEHIND, 4)
+    assert await metrics.position(0) == 4, "nothing was written"
+    # Processing again from position + 1: the event of the lost range counts once.
+    again = await metrics.apply(0, 5, 12, [row(1), row(2)], NOW, expected=4)
+    assert again == Applied(ApplyStatus.APPLIED, 12, applied=1, duplicates=1)
+
+
+async def test_event_ids_count_once_across_and_within_batches(backend: Backend) -> None:
+    metrics = backend.metrics
+    assert (await metrics.apply(0, 0, 2, [row(1)] * 3, NOW)) == Applied(
+        ApplyStatus.APPLIED, 2, applied=1, duplicates=2
+    )
+    copy = await metrics.apply(0, 3, 4, [row(1), row(2)], NOW)
+    assert (copy.applied, copy.duplicates) == (1, 1)
+    # The same id in another partition is another partition's event.
+    assert (await metrics.apply(1, 0, 0, [row(1)], NOW)).applied == 1
+
+
+async def test_an_event_older_than_thirty_days_is_late(backend: Backend) -> None:
+    result = await backend.metrics.apply(0, 0, 1, [row(1, t=NOW - 31 * DAY), row(2)], NOW)
+    assert result == Applied(ApplyStatus.APPLIED, 1, applied=2, late=1)
+
+
+async def test_a_batch_that_would_overflow_a_lifetime_counter_is_refused(
+    backend: Backend,
+) -> None:
+    metrics = backend.metrics
+    await metrics.apply(0, 0, 0, [row(1, "a1"), row(2, "a2")], NOW)
+    near = 2**63 - 1 - 10**9
+    await backend.set_lifetime(0, "a1", "ch:web:impressions", near)
+    await backend.set_volume(0, near)
+    fine, big = row(3, "a2"), row(4, "a1", impressions=10**10)
+    refused = await metrics.apply(0, 1, 2, [fine, big], NOW, expected=0)
+    assert refused == Applied(ApplyStatus.OVERFLOW, asset_id="a1")
+    assert await metrics.position(0) == 0, "nothing was written"
+    assert (await metrics.apply(0, 1, 2, [fine], NOW, expected=0)).applied == 1
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        ("e1", "a1", "web", "c1", int(NOW), -1, 0, 0, 0, 0, 0),
+        ("e1", "a1", "web", "c1", int(NOW), 10**11, 0, 0, 0, 0, 0),
+        ("e1", "", "web", "c1", int(NOW), 1, 0, 0, 0, 0, 0),
+        ("e1", "a1", "web", "c1", int(NOW), 1, 0, 0, 0, 0),
+    ],
+)
+async def test_bad_input_is_refused_before_any_write(backend: Backend, bad: PerfRow) -> None:
+    with pytest.raises(Exception, match="bad input"):
+        await backend.metrics.apply(0, 0, 1, [row(1), bad], NOW)
+    assert await backend.metrics.position(0) == -1
+    assert (await backend.metrics.apply(0, 0, 0, [row(1)], NOW)).applied == 1

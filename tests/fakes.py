@@ -1,0 +1,390 @@
+"""In-memory implementations of the handlers' ports (service/handlers/ports.py).
+
+Each fake keeps the semantics of its Redis adapter and Lua script, the ones the handlers
+rely on: compare-and-set on `rev`, projections ignored when not newer, the position
+checks of `perf_apply.lua` and `position_advance.lua`, de-duplication of event ids,
+the held-event schedule, counting a dead letter once per id. tests/contract/ runs the
+same tests against a fake and against Redis. What the fakes leave out: time-to-live of
+keys (seen hashes, buckets, markers) and the validation of every argument beyond what a
+test could get wrong.
+
+Their state is plain attributes, so a test can look at it or change it (Redis that lost
+writes is a position set back by hand).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from service.domain.enums import DeadLetterReason
+from service.domain.events import MAX_METRIC_DELTA
+from service.domain.library import LibraryEntry, LibraryStats, library_stats
+from service.domain.registry import AssetState, Outcome
+from service.domain.windows import LONGEST_WINDOW_SECONDS, RESOLUTIONS
+from service.store.metrics import Applied, ApplyStatus, PerfRow
+from service.store.positions import Advance, Advanced
+from service.store.registry import DuplicateEntry, HashPlacement, Loaded
+
+OVERFLOW_LIMIT = 9.0e18  # perf_apply.lua's LIMIT
+SEEN_SECONDS = 24 * 3600
+METRICS = ("impressions", "clicks", "engagements", "conversions", "shares", "comments")
+
+
+class ScriptError(Exception):
+    """What a Lua script's error reply is to the fakes (Redis raises ResponseError)."""
+
+
+def _millis(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+# --- the registry ----------------------------------------------------------------------
+
+
+@dataclass
+class _HashIndex:
+    seq: int = 0
+    order: dict[str, int] = field(default_factory=dict)  # asset -> order of first placement
+    revs: dict[str, int] = field(default_factory=dict)
+    libraries: dict[str, str] = field(default_factory=dict)
+    announced: set[str] = field(default_factory=set)
+
+
+class FakeRegistryStore:
+    """RegistryStore in memory: documents kept as JSON, as Redis keeps them."""
+
+    def __init__(self) -> None:
+        self.states: dict[str, tuple[int, str]] = {}  # asset -> (rev, AssetState JSON)
+        self.seen: dict[str, dict[str, str]] = defaultdict(dict)  # asset -> event -> Outcome
+        self.members: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
+        self.stats: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        self.indexes: dict[str, set[str]] = defaultdict(set)  # "<library>/<index>" -> assets
+        self.hashes: dict[str, _HashIndex] = defaultdict(_HashIndex)
+        self.schedule: dict[str, int] = {}  # asset -> deadline, epoch milliseconds
+
+    # asset state
+
+    async def load(self, asset_id: str, event_id: str | None = None) -> Loaded:
+        stored = self.states.get(asset_id)
+        seen = None if event_id is None else self.seen[asset_id].get(event_id)
+        return Loaded(
+            state=None if stored is None else AssetState.model_validate_json(stored[1]),
+            seen=None if seen is None else Outcome.model_validate_json(seen),
+        )
+
+    async def commit(
+        self,
+        asset_id: str,
+        expected_rev: int,
+        state: AssetState | None,
+        settled: Mapping[str, Outcome],
+    ) -> bool:
+        if state is not None and state.rev < expected_rev:
+            raise ScriptError("ERR bad input: ARGV[2] new rev must be at least ARGV[1]")
+        current = self.states[asset_id][0] if asset_id in self.states else 0
+        if current != expected_rev:
+            return False
+        if state is not None:
+            self.states[asset_id] = (state.rev, state.model_dump_json())
+        for event_id, outcome in settled.items():
+            self.seen[asset_id][event_id] = outcome.model_dump_json()
+        return True
+
+    async def replace(self, state: AssetState) -> bool:
+        return await self.commit(state.asset_id, state.rev, state, {})
+
+    async def forget(self, asset_id: str, expected_rev: int) -> bool:
+        if expected_rev < 1:
+            raise ScriptError("ERR bad input: ARGV[1] expected rev must be an integer in [1, 2^53)")
+        stored = self.states.get(asset_id)
+        if stored is None or stored[0] != expected_rev:
+            return False
+        state = AssetState.model_validate_json(stored[1])
+        if state.asset is not None:
+            raise ScriptError("ERR not forgettable: the asset is registered")
+        if state.held:
+            raise ScriptError("ERR not forgettable: lifecycle events are held for it")
+        del self.states[asset_id]
+        return True
+
+    # projections
+
+    async def project_library(
+        self, library_id: str, asset_id: str, rev: int, entry: LibraryEntry | None
+    ) -> bool:
+        members = self.members[library_id]
+        old = members.get(asset_id)
+        if old is not None and old["rev"] >= rev:
+            return False
+        new: dict[str, Any] = {"rev": rev}
+        if entry is not None:
+            new["entry"] = entry.model_dump(mode="json")
+        if old is not None and "entry" in old:
+            self._move(library_id, asset_id, old["entry"], -1)
+        if "entry" in new:
+            self._move(library_id, asset_id, new["entry"], 1)
+        members[asset_id] = new
+        return True
+
+    def _move(self, library_id: str, asset_id: str, entry: dict[str, Any], sign: int) -> None:
+        stats = self.stats[library_id]
+        stats["assets"] += sign
+        stats["bytes"] += sign * entry["file_size_bytes"]
+        stats[f"media_type:{entry['media_type']}"] += sign
+        stats[f"status:{entry['status']}"] += sign
+        names = ["assets", f"status:{entry['status']}"]
+        names += [f"tag:{t}" for t in entry["tags"]]
+        names += [f"category:{c}" for c in entry["categories"]]
+        for name in names:
+            index = self.indexes[f"{library_id}/{name}"]
+            if sign > 0:
+                index.add(asset_id)
+            else:
+                index.discard(asset_id)
+
+    async def project_hash(
+        self, content_sha256: str, asset_id: str, rev: int, library_id: str | None
+    ) -> HashPlacement:
+        index = self.hashes[content_sha256]
+        if index.revs.get(asset_id, -1) > rev:
+            return HashPlacement(applied=False, announced=False, earlier=[])
+        index.revs[asset_id] = rev
+        if library_id is None:
+            index.order.pop(asset_id, None)
+            index.libraries.pop(asset_id, None)
+            index.announced.discard(asset_id)
+            return HashPlacement(applied=True, announced=False, earlier=[])
+        if asset_id not in index.order:
+            index.seq += 1
+            index.order[asset_id] = index.seq
+        index.libraries[asset_id] = library_id
+        mine = index.order[asset_id]
+        earlier = sorted((n, a) for a, n in index.order.items() if n < mine)
+        return HashPlacement(
+            applied=True,
+            announced=asset_id in index.announced,
+            earlier=[(a, index.libraries[a]) for _, a in earlier],
+        )
+
+    async def mark_announced(self, content_sha256: str, asset_id: str) -> None:
+        self.hashes[content_sha256].announced.add(asset_id)
+
+    # held lifecycle events
+
+    async def schedule_held(self, asset_id: str, deadline: datetime) -> None:
+        self.schedule[asset_id] = _millis(deadline)
+
+    async def unschedule_held(self, asset_id: str, due_by: datetime | None = None) -> None:
+        deadline = self.schedule.get(asset_id)
+        if deadline is not None and (due_by is None or deadline <= _millis(due_by)):
+            del self.schedule[asset_id]
+
+    async def due_held(self, now: datetime, limit: int) -> list[str]:
+        cutoff = _millis(now)
+        due = sorted((at, a) for a, at in self.schedule.items() if at <= cutoff)
+        return [a for _, a in due[:limit]]
+
+    # reads, as RegistryStore offers them
+
+    async def library_stats(self, library_id: str) -> LibraryStats | None:
+        counters = self.stats.get(library_id)
+        return None if not counters else library_stats(library_id, counters)
+
+    async def duplicates(self, content_sha256: str) -> list[DuplicateEntry]:
+        """Every asset holding the content, in order of first placement."""
+        index = self.hashes.get(content_sha256)
+        if index is None:
+            return []
+        ordered = sorted((n, a) for a, n in index.order.items())
+        return [DuplicateEntry(asset_id=a, library_id=index.libraries[a]) for _, a in ordered]
+
+
+# --- metrics -----------------------------------------------------------------------------
+
+
+class FakeMetricsStore:
+    """The write side of MetricsStore in memory: perf_apply.lua's steps, in its order."""
+
+    def __init__(self) -> None:
+        self.positions: dict[int, int] = {}
+        self.counters: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        self.seen: dict[tuple[int, int], dict[str, int]] = defaultdict(dict)  # expiry, seconds
+        self.lifetime: dict[tuple[int, str], dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        self.buckets: dict[tuple[int, str, str, int], dict[str, int]] = defaultdict(
+            lambda: defaultdict(int)
+        )
+        self.dirty: dict[int, set[str]] = defaultdict(set)
+        self.pointers: dict[str, int] = {}
+        self.calls: list[tuple[int, int, int, int]] = []  # (partition, first, last, events)
+
+    async def position(self, partition: int) -> int:
+        return self.positions.get(partition, -1)
+
+    async def point(self, partition: int, asset_ids: Sequence[str]) -> None:
+        for asset_id in asset_ids:
+            self.pointers[asset_id] = partition
+
+    async def apply(
+        self,
+        partition: int,
+        first: int,
+        last: int,
+        rows: Sequence[PerfRow],
+        now: float,
+        *,
+        expected: int = -1,
+    ) -> Applied:
+        self.calls.append((partition, first, last, len(rows)))
+        now_s = int(now)
+        batch_volume = _validate(first, last, rows, expected)
+        # 2. Position.
+        position = self.positions.get(partition, -1)
+        if position < expected:
+            return Applied(ApplyStatus.BEHIND, position)
+        if last <= position:
+            return Applied(ApplyStatus.COVERED, position)
+        if first <= position:
+            return Applied(ApplyStatus.STRADDLES, position)
+        # 3. Overflow guard.
+        counters = self.counters[partition]
+        guarded = counters["volume"] + batch_volume <= OVERFLOW_LIMIT
+        if not guarded:
+            sums: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+            for row in rows:
+                for name, delta in zip(METRICS, row[5:], strict=True):
+                    if delta > 0:
+                        sums[row[1]][f"ch:{row[2]}:{name}"] += delta
+                        sums[row[1]][f"cp:{row[3]}:{name}"] += delta
+            for asset_id, fields in sums.items():
+                life = self.lifetime[(partition, asset_id)]
+                if any(life.get(f, 0) + d > OVERFLOW_LIMIT for f, d in fields.items()):
+                    return Applied(ApplyStatus.OVERFLOW, asset_id=asset_id)
+        # 4. Write.
+        applied = duplicates = late = 0
+        late_before = now_s - LONGEST_WINDOW_SECONDS
+        for row in rows:
+            event_id, asset_id, channel, campaign, t = row[:5]
+            hour = t - t % 3600
+            seen = self.seen[(partition, hour)]
+            if event_id in seen:
+                duplicates += 1
+                continue
+            seen[event_id] = max(hour + 3600, now_s) + SEEN_SECONDS
+            applied += 1
+            self.dirty[partition].add(asset_id)
+            targets = [self.lifetime[(partition, asset_id)]]
+            if t < late_before:
+                late += 1
+            else:
+                for r in RESOLUTIONS:
+                    start = t - t % r.seconds
+                    if start + r.seconds + r.retention > now_s:
+                        targets.append(self.buckets[(partition, asset_id, r.name, start)])
+            for name, delta in zip(METRICS, row[5:], strict=True):
+                if delta > 0:
+                    for target in targets:
+                        target[f"ch:{channel}:{name}"] += delta
+                        target[f"cp:{campaign}:{name}"] += delta
+        self.positions[partition] = last
+        counters["applied"] += applied
+        counters["duplicates"] += duplicates
+        counters["late"] += late
+        if guarded:
+            counters["volume"] += batch_volume
+        return Applied(ApplyStatus.APPLIED, last, applied, duplicates, late)
+
+    def lifetime_of(self, asset_id: str, field_name: str) -> int:
+        """One lifetime counter of an asset (e.g. "ch:web:impressions"), 0 when absent."""
+        partition = self.pointers.get(asset_id)
+        if partition is None:
+            return 0
+        return self.lifetime.get((partition, asset_id), {}).get(field_name, 0)
+
+
+def _validate(first: int, last: int, rows: Sequence[PerfRow], expected: int) -> int:
+    """perf_apply.lua's step 1: bad input is an error, before anything is written."""
+
+    def integer(value: object) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool)
+
+    if not (integer(first) and integer(last) and 0 <= first <= last):
+        raise ScriptError(f"ERR bad input: offsets {first!r}..{last!r}")
+    if not (integer(expected) and expected >= -1):
+        raise ScriptError(f"ERR bad input: expected position {expected!r}")
+    volume = 0
+    for i, row in enumerate(rows, 1):
+        if len(row) != 11:
+            raise ScriptError(f"ERR bad input: event {i} must be an array of 11 values")
+        if not all(isinstance(v, str) and v for v in row[:4]):
+            raise ScriptError(f"ERR bad input: event {i} has an empty or non-string field")
+        if not integer(row[4]):
+            raise ScriptError(f"ERR bad input: event {i} time must be an integer")
+        for delta in row[5:]:
+            if not (integer(delta) and 0 <= delta <= MAX_METRIC_DELTA):
+                raise ScriptError(f"ERR bad input: event {i} delta {delta!r} out of range")
+            volume += delta
+    return volume
+
+
+# --- positions, dead-letter counters, the producer --------------------------------------
+
+
+class FakePositions:
+    """PositionStore in memory: position_advance.lua's answers."""
+
+    def __init__(self) -> None:
+        self.positions: dict[tuple[str, int], int] = {}
+
+    async def get(self, topic: str, partition: int) -> int:
+        return self.positions.get((topic, partition), -1)
+
+    async def advance(self, topic: str, partition: int, expected: int, offset: int) -> Advanced:
+        if expected < -1 or offset < 0:
+            raise ScriptError("ERR bad input: expected and offset must be integers >= -1 and >= 0")
+        position = self.positions.get((topic, partition), -1)
+        if position < expected:
+            return Advanced(Advance.BEHIND, position)
+        if offset <= position:
+            return Advanced(Advance.COVERED, position)
+        self.positions[(topic, partition)] = offset
+        return Advanced(Advance.MOVED, offset)
+
+
+class FakeDeadLetterCounters:
+    """DeadLetterCounters in memory: each dead-letter id counts once."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = defaultdict(int)
+        self.markers: set[str] = set()
+
+    async def count(self, reason: DeadLetterReason, dead_letter_id: str) -> bool:
+        if dead_letter_id in self.markers:
+            return False
+        self.markers.add(dead_letter_id)
+        self.counts[reason.value] += 1
+        return True
+
+    async def totals(self) -> dict[str, int]:
+        return {reason.value: self.counts.get(reason.value, 0) for reason in DeadLetterReason}
+
+
+class FakeProducer:
+    """The producer port: keeps what it sent; `failure`, when set, is raised instead."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, bytes | None, bytes]] = []
+        self.failure: Exception | None = None
+
+    async def send(self, topic: str, key: bytes | None, value: bytes) -> None:
+        if self.failure is not None:
+            raise self.failure
+        self.sent.append((topic, key, value))
+
+    def on(self, topic: str) -> list[dict[str, Any]]:
+        """The JSON values sent to one topic, in order."""
+        return [json.loads(value) for t, _, value in self.sent if t == topic]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from service.domain.enums import AssetStatus, MediaType
+from service.domain.enums import AssetStatus, Channel, MediaFormat, MediaType
 from service.domain.events import OptimizationSuggestion
 from service.domain.metrics import Totals
 from service.domain.registry import Asset
@@ -31,10 +31,53 @@ class TotalsOut(_Out):
         return cls.model_validate(totals.as_dict())
 
 
-class AssetOut(Asset):
+class AssetItem(_Out):
+    """A registered asset: the facts of its latest registration and its lifecycle."""
+
+    asset_id: str
+    library_id: str
+    name: str
+    description: str | None = None
+    media_type: MediaType
+    format: MediaFormat
+    width: int
+    height: int
+    file_size_bytes: int
+    content_sha256: str
+    tags: list[str] = []
+    categories: list[str] = []
+    owner: str
+    duration_seconds: float | None = None
+    bitrate_kbps: int | None = None
+    frame_rate: float | None = None
+    color_count: int | None = None
+    intended_channels: list[Channel] = []
+    status: AssetStatus = AssetStatus.DRAFT
+    registered_at: AwareDatetime
+    updated_at: AwareDatetime
+    status_changed_at: AwareDatetime
+    usage_count: int = 0
+    campaigns_used_in: list[str] = []
+    last_used_at: AwareDatetime | None = None
+
+    @classmethod
+    def of(cls, asset: Asset) -> AssetItem:
+        return cls.model_validate(_public(asset))
+
+
+def _public(asset: Asset) -> dict[str, object]:
+    """The entity's fields the API shows: those of AssetItem, nothing else."""
+    return {name: getattr(asset, name) for name in AssetItem.model_fields}
+
+
+class AssetOut(AssetItem):
     """A registered asset with its lifetime totals."""
 
     lifetime: TotalsOut
+
+    @classmethod
+    def with_lifetime(cls, asset: Asset, lifetime: TotalsOut) -> AssetOut:
+        return cls.model_validate({**_public(asset), "lifetime": lifetime})
 
 
 class AssetMetricsOut(TotalsOut):
@@ -54,7 +97,7 @@ class LibraryStatsOut(_Out):
 
 class LibraryAssetsOut(_Out):
     library_id: str
-    items: list[Asset]
+    items: list[AssetItem]
     next_cursor: str | None = Field(
         description="pass as `cursor` for the next page; null at the end"
     )

@@ -28,6 +28,7 @@ from service.api import openapi, problems
 from service.api.schemas import (
     AccuracyItem,
     AccuracyOut,
+    AssetItem,
     AssetMetricsOut,
     AssetOut,
     DeadLetterStatsOut,
@@ -116,7 +117,7 @@ class AssetView(ApiView):
     async def get(self, request: Request, asset_id: str) -> Response:
         asset = await self.registered_asset(asset_id)
         lifetime = await self.runtime.metrics_store.totals(asset_id, Window.LIFETIME, time.time())
-        return self.out(AssetOut(**dict(asset), lifetime=TotalsOut.of(lifetime or Totals())))
+        return self.out(AssetOut.with_lifetime(asset, TotalsOut.of(lifetime or Totals())))
 
 
 class AssetMetricsView(ApiView):
@@ -241,7 +242,7 @@ class LibraryAssetsView(ApiView):
         store = self.runtime.registry_store
         ids = await store.library_page(library_id, **query)
         states = await store.assets(ids)
-        items = [s.asset for s in states if s.asset is not None]
+        items = [AssetItem.of(s.asset) for s in states if s.asset is not None]
         next_cursor = ids[-1] if len(ids) == query["limit"] else None
         return self.out(
             LibraryAssetsOut(library_id=library_id, items=items, next_cursor=next_cursor)

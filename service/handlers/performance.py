@@ -109,7 +109,7 @@ class PerformanceHandler:
             metrics.applied.labels(topic=topic).inc(result.applied)
             age = metrics.event_age.labels(topic=topic)
             for _, row in rows[::AGE_SAMPLE_EVERY]:
-                age.observe(max(0.0, now - row[4]))
+                age.observe(max(0.0, now - row.occurred_at))
         return None
 
     async def _apply(
@@ -154,14 +154,14 @@ class PerformanceHandler:
         by_offset = {message.offset: message for message in messages}
         kept = []
         for offset, row in rows:
-            if row[1] != asset_id:
+            if row.asset_id != asset_id:
                 kept.append((offset, row))
                 continue
             error = DecodeError(
                 DeadLetterReason.COUNTER_OVERFLOW,
                 f"a lifetime counter of asset {asset_id!r} would pass 2^63 - 1 with this "
                 "event; its deltas are far beyond what one asset can earn: check the producer",
-                row[0],
+                row.event_id,
             )
             await self._dead_letters.decode_failure(as_raw(by_offset[offset]), error)
         return kept
@@ -254,7 +254,7 @@ class PerformanceHandler:
             rows.append(
                 (
                     message.offset,
-                    (
+                    PerfRow(
                         event.event_id,
                         event.asset_id,
                         event.channel.value,
@@ -273,7 +273,7 @@ class PerformanceHandler:
 
     async def _point(self, partition: int, rows: Sequence[tuple[int, PerfRow]]) -> None:
         pointed = self._pointed
-        new = list(dict.fromkeys(row[1] for _, row in rows if row[1] not in pointed))
+        new = list(dict.fromkeys(row.asset_id for _, row in rows if row.asset_id not in pointed))
         if not new:
             return
         await self._store.point(partition, new)

@@ -12,7 +12,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any
+from typing import Any, NamedTuple
 
 from service.domain.events import MAX_METRIC_DELTA
 from service.domain.metrics import Totals, totals_of
@@ -25,8 +25,26 @@ from service.domain.windows import (
 from service.store.keys import Keys
 from service.store.scripts import Scripts
 
-# [event_id, asset_id, channel, campaign, epoch seconds, six metric deltas]
-PerfRow = tuple[str, str, str, str, int, int, int, int, int, int, int]
+
+class PerfRow(NamedTuple):
+    """One performance event as `perf_apply.lua` takes it.
+
+    A tuple, so `json.dumps` writes it as the script's positional array
+    `[event_id, asset_id, channel, campaign, epoch seconds, six deltas]`.
+    """
+
+    event_id: str
+    asset_id: str
+    channel: str
+    campaign_id: str
+    occurred_at: int  # epoch seconds
+    impressions: int
+    clicks: int
+    engagements: int
+    conversions: int
+    shares: int
+    comments: int
+
 
 SEEN_SECONDS = 24 * 3600
 _RESOLUTIONS_JSON = json.dumps([[r.name, r.seconds, r.retention] for r in RESOLUTIONS])

@@ -75,12 +75,7 @@ class Runtime:
         metrics = MetricsStore(redis, keys, scripts, settings.topic_asset_performance)
 
         async def lifetime(asset_id: str, channel: Channel | None) -> Totals:
-            totals = await metrics.totals(
-                asset_id,
-                Window.LIFETIME,
-                time.time(),
-                channel=None if channel is None else channel.value,
-            )
+            totals = await metrics.totals(asset_id, Window.LIFETIME, time.time(), channel=channel)
             return totals or Totals()
 
         suggestion_store = SuggestionStore(redis, keys)

@@ -131,7 +131,11 @@ class AssetMetricsView(ApiView):
         if channel is not None and campaign is not None:
             raise BadRequest("filter by channel or by campaign, not both")
         totals = await self.runtime.metrics_store.totals(
-            asset_id, window, time.time(), channel=channel, campaign=campaign
+            asset_id,
+            window,
+            time.time(),
+            channel=None if channel is None else Channel(channel),
+            campaign=campaign,
         )
         if totals is None:
             await self.registered_asset(asset_id, also_missing="metrics")
@@ -160,7 +164,7 @@ class _BoardQuery(ApiView):
         """The board's entries; NotFound when the library has no registered assets."""
         await self.library_stats(library_id)
         return await self.runtime.leaderboard_store.entries(
-            library_id, window, leaderboard.dimension(channel)
+            library_id, window, None if channel is None else Channel(channel)
         )
 
 
@@ -358,7 +362,7 @@ class AccuracyView(ApiView):
 
     async def get(self, request: Request) -> Response:
         filters = _suggestion_filters(request.query, ("type",))
-        kinds = [filters["type"]] if filters else [t.value for t in SuggestionType]
+        kinds = [SuggestionType(filters["type"])] if filters else list(SuggestionType)
         items = []
         for kind in kinds:
             records = await self.runtime.suggestion_store.realised(kind)
@@ -373,7 +377,7 @@ class AccuracyView(ApiView):
             if accuracy is not None:
                 items.append(
                     AccuracyItem(
-                        type=kind,
+                        type=kind.value,
                         realised=accuracy.realised,
                         mean_estimated_pct=accuracy.mean_estimated_pct,
                         mean_realised_pct=accuracy.mean_realised_pct,

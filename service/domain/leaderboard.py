@@ -6,17 +6,17 @@ not a 50 % CTR), so entries below a minimum of impressions never rank.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
 from service.domain.enums import Channel
-from service.domain.metrics import METRICS, Totals
+from service.domain.metrics import Totals, WindowTotals
 from service.domain.windows import Window
 
 LEADERBOARD_WINDOWS = (Window.DAY, Window.WEEK, Window.LIFETIME)
-ALL_CHANNELS = "all"
-_CHANNELS = frozenset(c.value for c in Channel)
+# Each window has a board per channel and one for all channels (None).
+BOARD_CHANNELS: tuple[Channel | None, ...] = (None, *Channel)
 
 
 class RankMetric(StrEnum):
@@ -43,35 +43,6 @@ def rank(
     return eligible[:limit]
 
 
-def by_channel(buckets: Iterable[Mapping[str, str | int]]) -> dict[str, Totals]:
-    """Totals of every channel with activity, and of all channels together."""
-    sums: dict[str, dict[str, int]] = {}
-    for bucket in buckets:
-        for field, value in bucket.items():
-            if not field.startswith("ch:"):
-                continue
-            _, channel, metric = field.split(":", 2)
-            sums.setdefault(channel, dict.fromkeys(METRICS, 0))[metric] += int(value)
-    per_channel = {channel: Totals(**values) for channel, values in sums.items()}
-    result = {dimension(c): t for c, t in per_channel.items() if c in _CHANNELS}
-    if per_channel:
-        total = Totals()
-        for totals in per_channel.values():
-            total = total + totals
-        result[ALL_CHANNELS] = total
-    return result
-
-
-def encode(totals: Totals) -> str:
-    return ",".join(str(getattr(totals, m)) for m in METRICS)
-
-
-def decode(text: str) -> Totals:
-    return Totals(*(int(v) for v in text.split(",")))
-
-
-def dimension(channel: str | None) -> str:
-    return ALL_CHANNELS if channel is None else f"ch:{channel}"
-
-
-DIMENSIONS = (ALL_CHANNELS, *(dimension(c.value) for c in Channel))
+def board_totals(totals: WindowTotals, channel: Channel | None) -> Totals:
+    """What an asset contributes to the board of one channel (None: all channels)."""
+    return totals.total if channel is None else totals.channel(channel)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 
 from service.domain.enums import Channel
 
@@ -42,40 +42,39 @@ class Totals:
         return result
 
 
+ZERO = Totals()
+
+
 def ratio(numerator: int, denominator: int) -> float:
     """A rate that is 0 when there is nothing to divide by, never NaN or an error."""
     return numerator / denominator if denominator > 0 else 0.0
 
 
-def channel_field(channel: str, metric: str) -> str:
-    return f"ch:{channel}:{metric}"
+@dataclass(frozen=True, slots=True)
+class WindowTotals:
+    """An asset's sums over one window: per channel and per campaign.
 
-
-def campaign_field(campaign: str, metric: str) -> str:
-    return f"cp:{campaign}:{metric}"
-
-
-def totals_of(
-    counters: Iterable[Mapping[str, str | int]],
-    *,
-    channel: str | None = None,
-    campaign: str | None = None,
-) -> Totals:
-    """Sum bucket counters for the whole asset, one channel, or one campaign.
-
-    Buckets hold `ch:<channel>:<metric>` and `cp:<campaign>:<metric>` fields; the
-    asset's total is the sum over its channels (a closed set).
+    Every event has one channel and one campaign, so the channels' sums and the
+    campaigns' sums each add up to the asset's total; the total is taken from the
+    channels (a closed set).
     """
-    sums = dict.fromkeys(METRICS, 0)
-    if campaign is not None:
-        wanted = {campaign_field(campaign, m): m for m in METRICS}
-    elif channel is not None:
-        wanted = {channel_field(channel, m): m for m in METRICS}
-    else:
-        wanted = {channel_field(c, m): m for c in Channel for m in METRICS}
-    for bucket in counters:
-        for field, value in bucket.items():
-            metric = wanted.get(field)
-            if metric is not None:
-                sums[metric] += int(value)
-    return Totals(**sums)
+
+    by_channel: Mapping[Channel, Totals] = field(default_factory=dict)
+    by_campaign: Mapping[str, Totals] = field(default_factory=dict)
+
+    @property
+    def total(self) -> Totals:
+        return sum_totals(self.by_channel.values())
+
+    def channel(self, channel: Channel) -> Totals:
+        return self.by_channel.get(channel, ZERO)
+
+    def campaign(self, campaign: str) -> Totals:
+        return self.by_campaign.get(campaign, ZERO)
+
+
+def sum_totals(totals: Iterable[Totals]) -> Totals:
+    result = ZERO
+    for t in totals:
+        result = result + t
+    return result

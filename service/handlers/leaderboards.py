@@ -59,9 +59,8 @@ class LeaderboardRefresher:
         """One pass; returns how many assets were recomputed."""
         now = time.time() if now is None else now
         await self._hourly_sweep(now)
-        sources = [self._boards.registry_dirty] + [
-            self._boards.partition_dirty(p) for p in range(self._partitions)
-        ]
+        # The registry's changes (None), then each metrics partition's.
+        sources: list[int | None] = [None, *range(self._partitions)]
         done = 0
         for source in sources:
             while done < self._max_assets:
@@ -79,22 +78,22 @@ class LeaderboardRefresher:
         partitions = await self._metrics.partitions_of(asset_ids)
         previous = await self._boards.placed(asset_ids)
         placed = [(a, p) for a, p in zip(asset_ids, partitions, strict=True) if p is not None]
-        buckets = await self._metrics.window_buckets(placed, lb.LEADERBOARD_WINDOWS, now)
-        by_asset = {a: b for (a, _), b in zip(placed, buckets, strict=True)}
+        totals = await self._metrics.totals_by_window(placed, lb.LEADERBOARD_WINDOWS, now)
+        by_asset = {a: t for (a, _), t in zip(placed, totals, strict=True)}
         for asset_id, before in zip(asset_ids, previous, strict=True):
             state = states.get(asset_id)
             asset = None if state is None else state.asset
             library = None if asset is None or asset.is_deleted else asset.library_id
             windows = by_asset.get(asset_id, {})
-            boards = {window: lb.by_channel(raw) for window, raw in windows.items()}
-            await self._boards.place(asset_id, library, before, boards)
+            await self._boards.place(asset_id, library, before, windows)
             if self._suggestions is not None and asset is not None and library is not None:
-                await self._suggestions.on_totals(asset, boards)  # performance rules
+                by_channel = {window: t.by_channel for window, t in windows.items()}
+                await self._suggestions.on_totals(asset, by_channel)  # performance rules
 
     async def _hourly_sweep(self, now: float) -> None:
         """At each new hour, mark every ranked asset: its 24h and 7d windows moved."""
         hour = int(now) // HOUR
-        swept = await self._boards.swept_hour_value()
+        swept = await self._boards.swept_hour()
         if swept is not None and swept >= hour:
             return
         assets: set[str] = set()

@@ -17,7 +17,7 @@ from prometheus_client import Counter
 
 from service.domain.enums import Channel, FeedbackOutcome
 from service.domain.events import OptimizationSuggestion, SuggestionFeedback
-from service.domain.metrics import Totals
+from service.domain.metrics import ZERO, Totals
 from service.domain.registry import Asset
 from service.domain.rules_config import RulesConfig
 from service.domain.statistics import minimum_sample, realised_improvement
@@ -31,7 +31,7 @@ from service.domain.suggestions import (
 )
 from service.domain.windows import Window
 from service.handlers.emit import Producer, encode
-from service.store.suggestions import SuggestionRecord, SuggestionStore, slot
+from service.store.suggestions import SuggestionRecord, SuggestionStore
 
 log = logging.getLogger(__name__)
 
@@ -61,18 +61,17 @@ class SuggestionEngine:
     async def on_registered(self, asset: Asset) -> int:
         return await self._send(asset, file_rules(asset, self._config))
 
-    async def on_totals(self, asset: Asset, boards: Mapping[Window, Mapping[str, Totals]]) -> int:
-        """Performance rules per channel from the 24h and 7d totals of the boards."""
+    async def on_totals(
+        self, asset: Asset, totals: Mapping[Window, Mapping[Channel, Totals]]
+    ) -> int:
+        """Performance rules per channel from the asset's 24h and 7d totals per channel."""
         drafts: list[Draft] = []
-        week, day = boards.get(Window.WEEK, {}), boards.get(Window.DAY, {})
-        for dimension, totals in week.items():
-            if not dimension.startswith("ch:"):
-                continue
-            channel = Channel(dimension.removeprefix("ch:"))
-            recent = day.get(dimension, Totals())
+        week, day = totals.get(Window.WEEK, {}), totals.get(Window.DAY, {})
+        for channel, weekly in week.items():
+            recent = day.get(channel, ZERO)
             earlier = (
-                max(0, totals.clicks - recent.clicks),
-                max(0, totals.impressions - recent.impressions),
+                max(0, weekly.clicks - recent.clicks),
+                max(0, weekly.impressions - recent.impressions),
             )
             draft = creative_fatigue(
                 (recent.clicks, recent.impressions),
@@ -83,7 +82,7 @@ class SuggestionEngine:
             )
             if draft is None:
                 draft = refresh_design(
-                    totals.clicks, totals.impressions, channel, "7d", self._config
+                    weekly.clicks, weekly.impressions, channel, "7d", self._config
                 )
             if draft is not None:
                 drafts.append(draft)
@@ -140,7 +139,7 @@ class SuggestionEngine:
         now = datetime.now(UTC)
         sent = 0
         for draft in drafts:
-            previous = await self._store.get(asset.asset_id, slot(draft.type, draft.channel))
+            previous = await self._store.get(asset.asset_id, draft.type, draft.channel)
             state = None if previous is None else previous.state()
             if not should_send(
                 state, draft.priority, draft.estimated_improvement_pct, now, self._cooldown

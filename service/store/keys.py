@@ -77,6 +77,56 @@ class Keys:
         """Which partition's keys hold an asset's metrics (written before its first batch)."""
         return f"{self.prefix}:{{a:{asset_id}}}:perf-partition"
 
+    def perf_dirty(self, partition: int) -> str:
+        """Assets whose counters the partition changed since the last board refresh."""
+        return f"{self.perf_prefix(partition)}dirty"
+
+    # --- leaderboards
+
+    def board(self, library_id: str, window: str, channel: str | None) -> str:
+        """A library's board of one window, for one channel or (None) all channels."""
+        dimension = "all" if channel is None else f"ch:{channel}"
+        return f"{self.prefix}:{{l:{library_id}}}:lb:{window}:{dimension}"
+
+    def board_library(self, asset_id: str) -> str:
+        """The library whose boards hold the asset's entries."""
+        return f"{self.prefix}:{{a:{asset_id}}}:lb-library"
+
+    @property
+    def boards_dirty(self) -> str:
+        """Assets the registry changed since the last board refresh."""
+        return f"{self.prefix}:lb-dirty"
+
+    @property
+    def board_libraries(self) -> str:
+        return f"{self.prefix}:lb-libraries"
+
+    @property
+    def boards_swept_hour(self) -> str:
+        return f"{self.prefix}:lb-swept-hour"
+
+    # --- suggestions
+
+    def asset_suggestions(self, asset_id: str) -> str:
+        """`<type>|<channel or ->` -> the last suggestion of that slot for the asset."""
+        return f"{self.prefix}:{{a:{asset_id}}}:suggestions"
+
+    def suggestion(self, suggestion_id: str) -> str:
+        """The asset of a suggestion id."""
+        return f"{self.prefix}:suggestion:{suggestion_id}"
+
+    def library_suggestions(self, library_id: str) -> str:
+        return f"{self.prefix}:{{l:{library_id}}}:suggestions"
+
+    def variant_of(self, asset_id: str) -> str:
+        """The applied suggestion an asset is the variant of."""
+        return f"{self.prefix}:{{a:{asset_id}}}:variant-of"
+
+    def suggestions_realised(self, suggestion_type: str) -> str:
+        return f"{self.prefix}:suggestions-realised:{suggestion_type}"
+
+    # --- per-message input partitions, service-wide keys
+
     def input_position(self, topic: str, partition: int) -> str:
         """Offset of the last message of a per-message input partition fully processed."""
         return f"{self.prefix}:{{in:{topic}:{partition}}}:position"

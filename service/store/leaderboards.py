@@ -1,7 +1,7 @@
 """Redis store of the leaderboards: per library, window and channel, each asset's totals.
 
-`{l:<library>}:lb:<window>:<dimension>` hashes map asset_id -> "i,c,e,v,s,m"
-(dimension `all` or `ch:<channel>`); the refresh writes them, the API ranks them.
+`{l:<library>}:lb:<window>:<all or ch:channel>` hashes map asset_id -> its totals
+(`store/codecs.py` writes and reads them); the refresh writes them, the API ranks them.
 Assets to refresh are kept in sets: one per metrics partition (filled by the
 metrics script) and one for registry changes.
 """
@@ -12,11 +12,13 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from service.domain import leaderboard as lb
-from service.domain.metrics import Totals
+from service.domain.enums import Channel
+from service.domain.metrics import ZERO, WindowTotals
 from service.domain.windows import Window
+from service.store.codecs import decode_board_entry, encode_board_entry
 from service.store.keys import Keys
 
-Placement = Mapping[Window, Mapping[str, Totals]]
+Placement = Mapping[Window, WindowTotals]
 
 
 class LeaderboardStore:
@@ -24,51 +26,42 @@ class LeaderboardStore:
         self._redis = redis
         self._keys = keys
 
-    def _board(self, library_id: str, window: Window, dimension: str) -> str:
-        return f"{self._keys.prefix}:{{l:{library_id}}}:lb:{window.value}:{dimension}"
+    def _board(self, library_id: str, window: Window, channel: Channel | None) -> str:
+        name = None if channel is None else channel.value
+        return self._keys.board(library_id, window.value, name)
 
-    def _placed(self, asset_id: str) -> str:
-        return f"{self._keys.prefix}:{{a:{asset_id}}}:lb-library"
+    def _dirty(self, partition: int | None) -> str:
+        return self._keys.boards_dirty if partition is None else self._keys.perf_dirty(partition)
 
-    @property
-    def registry_dirty(self) -> str:
-        return f"{self._keys.prefix}:lb-dirty"
-
-    @property
-    def libraries(self) -> str:
-        return f"{self._keys.prefix}:lb-libraries"
-
-    @property
-    def swept_hour(self) -> str:
-        return f"{self._keys.prefix}:lb-swept-hour"
-
-    async def swept_hour_value(self) -> int | None:
-        value = await self._redis.get(self.swept_hour)
+    async def swept_hour(self) -> int | None:
+        """The last hour (epoch hours) at which every ranked asset was queued."""
+        value = await self._redis.get(self._keys.boards_swept_hour)
         return None if value is None else int(value)
 
     async def set_swept_hour(self, hour: int) -> None:
-        await self._redis.set(self.swept_hour, hour)
-
-    def partition_dirty(self, partition: int) -> str:
-        return f"{self._keys.perf_prefix(partition)}dirty"
+        await self._redis.set(self._keys.boards_swept_hour, hour)
 
     async def mark_dirty(self, asset_ids: Sequence[str]) -> None:
+        """Queue assets the registry changed."""
         if asset_ids:
-            await self._redis.sadd(self.registry_dirty, *asset_ids)
+            await self._redis.sadd(self._keys.boards_dirty, *asset_ids)
 
-    async def pending(self, dirty_key: str, count: int) -> list[str]:
-        members: list[str] = await self._redis.srandmember(dirty_key, count)
+    async def pending(self, partition: int | None, count: int) -> list[str]:
+        """Up to `count` assets to refresh: those whose counters a metrics partition
+        changed, or (None) those the registry changed."""
+        members: list[str] = await self._redis.srandmember(self._dirty(partition), count)
         return members
 
-    async def done(self, dirty_key: str, asset_ids: Sequence[str]) -> None:
+    async def done(self, partition: int | None, asset_ids: Sequence[str]) -> None:
+        """Take refreshed assets out of the set `pending` gave them from."""
         if asset_ids:
-            await self._redis.srem(dirty_key, *asset_ids)
+            await self._redis.srem(self._dirty(partition), *asset_ids)
 
     async def placed(self, asset_ids: Sequence[str]) -> list[str | None]:
         """The library each asset's entries are in now (None: in none)."""
         async with self._redis.pipeline(transaction=False) as pipe:
             for asset_id in asset_ids:
-                pipe.get(self._placed(asset_id))
+                pipe.get(self._keys.board_library(asset_id))
             result: list[str | None] = await pipe.execute()
         return result
 
@@ -79,32 +72,35 @@ class LeaderboardStore:
         async with self._redis.pipeline(transaction=False) as pipe:
             if previous is not None and previous != library_id:
                 for window in lb.LEADERBOARD_WINDOWS:
-                    for dimension in lb.DIMENSIONS:
-                        pipe.hdel(self._board(previous, window, dimension), asset_id)
+                    for channel in lb.BOARD_CHANNELS:
+                        pipe.hdel(self._board(previous, window, channel), asset_id)
             if library_id is None:
-                pipe.delete(self._placed(asset_id))
+                pipe.delete(self._keys.board_library(asset_id))
             else:
                 for window in lb.LEADERBOARD_WINDOWS:
-                    per_dimension = boards.get(window, {})
-                    for dimension in lb.DIMENSIONS:
-                        key = self._board(library_id, window, dimension)
-                        totals = per_dimension.get(dimension)
-                        if totals is None or totals == Totals():
+                    window_totals = boards.get(window, WindowTotals())
+                    for channel in lb.BOARD_CHANNELS:
+                        key = self._board(library_id, window, channel)
+                        totals = lb.board_totals(window_totals, channel)
+                        if totals == ZERO:
                             pipe.hdel(key, asset_id)
                         else:
-                            pipe.hset(key, asset_id, lb.encode(totals))
-                pipe.set(self._placed(asset_id), library_id)
-                pipe.sadd(self.libraries, library_id)
+                            pipe.hset(key, asset_id, encode_board_entry(totals))
+                pipe.set(self._keys.board_library(asset_id), library_id)
+                pipe.sadd(self._keys.board_libraries, library_id)
             await pipe.execute()
 
-    async def entries(self, library_id: str, window: Window, dimension: str) -> list[lb.Entry]:
-        raw = await self._redis.hgetall(self._board(library_id, window, dimension))
-        return [lb.Entry(asset_id, lb.decode(value)) for asset_id, value in raw.items()]
+    async def entries(
+        self, library_id: str, window: Window, channel: Channel | None
+    ) -> list[lb.Entry]:
+        """The board of one channel (None: all channels)."""
+        raw = await self._redis.hgetall(self._board(library_id, window, channel))
+        return [lb.Entry(asset_id, decode_board_entry(value)) for asset_id, value in raw.items()]
 
     async def ranked_assets(self, window: Window) -> set[str]:
         """Every asset with an entry for this window (all channels), in any library."""
-        libraries = await self._redis.smembers(self.libraries)
+        libraries = await self._redis.smembers(self._keys.board_libraries)
         assets: set[str] = set()
         for library_id in libraries:
-            assets.update(await self._redis.hkeys(self._board(library_id, window, lb.ALL_CHANNELS)))
+            assets.update(await self._redis.hkeys(self._board(library_id, window, None)))
         return assets

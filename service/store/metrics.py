@@ -14,14 +14,16 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any, NamedTuple
 
+from service.domain.enums import Channel
 from service.domain.events import MAX_METRIC_DELTA
-from service.domain.metrics import Totals, totals_of
+from service.domain.metrics import Totals, WindowTotals
 from service.domain.windows import (
     LONGEST_WINDOW_SECONDS,
     RESOLUTIONS,
     Window,
     window_buckets,
 )
+from service.store.codecs import window_totals
 from service.store.keys import Keys
 from service.store.scripts import Scripts
 
@@ -138,24 +140,32 @@ class MetricsStore:
         window: Window,
         now: float,
         *,
-        channel: str | None = None,
+        channel: Channel | None = None,
         campaign: str | None = None,
     ) -> Totals | None:
-        """The asset's sums over a window, or None when no event of it was ever applied."""
+        """The asset's sums over a window (of one channel or one campaign when given), or
+        None when no event of it was ever applied."""
+        totals = await self.window_totals(asset_id, window, now)
+        if totals is None:
+            return None
+        if campaign is not None:
+            return totals.campaign(campaign)
+        return totals.total if channel is None else totals.channel(channel)
+
+    async def window_totals(self, asset_id: str, window: Window, now: float) -> WindowTotals | None:
+        """The asset's sums over a window per channel and campaign, or None when no event
+        of it was ever applied."""
         partition = await self.partition_of(asset_id)
         if partition is None:
             return None
-        keys = self._window_keys(partition, asset_id, window, now)
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for key in keys:
-                pipe.hgetall(key)
-            buckets = await pipe.execute()
-        return totals_of(buckets, channel=channel, campaign=campaign)
+        [totals] = await self.totals_by_window([(asset_id, partition)], [window], now)
+        return totals[window]
 
-    async def window_buckets(
+    async def totals_by_window(
         self, placed: Sequence[tuple[str, int]], windows: Sequence[Window], now: float
-    ) -> list[dict[Window, list[dict[str, str]]]]:
-        """For each (asset, partition), the raw buckets of each window, in one round trip."""
+    ) -> list[dict[Window, WindowTotals]]:
+        """For each (asset, partition holding its metrics), its sums over each window, read
+        in one round trip."""
         plan: list[tuple[int, Window, int]] = []  # (asset index, window, number of keys)
         async with self._redis.pipeline(transaction=False) as pipe:
             for index, (asset_id, partition) in enumerate(placed):
@@ -165,9 +175,9 @@ class MetricsStore:
                         pipe.hgetall(key)
                     plan.append((index, window, len(keys)))
             replies = iter(await pipe.execute())
-        result: list[dict[Window, list[dict[str, str]]]] = [{} for _ in placed]
+        result: list[dict[Window, WindowTotals]] = [{} for _ in placed]
         for index, window, count in plan:
-            result[index][window] = [next(replies) for _ in range(count)]
+            result[index][window] = window_totals([next(replies) for _ in range(count)])
         return result
 
     def _window_keys(self, partition: int, asset_id: str, window: Window, now: float) -> list[str]:

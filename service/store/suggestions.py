@@ -1,10 +1,10 @@
 """Redis store of sent suggestions: one record per (asset, type, channel), plus indexes.
 
-`P:{a:<asset>}:suggestions` hash: `<type>|<channel or ->` -> record JSON (the event
-sent, its status and when it closed); `P:suggestion:<id>` -> asset id;
-`P:{l:<library>}:suggestions` sorted set of ids by time sent; `P:{a:<new>}:variant-of`
--> the applied suggestion a variant answers; `P:suggestions-realised:<type>` sorted set of
-the suggestions whose realised improvement is known.
+An asset's suggestions hash maps `<type>|<channel or ->` to a record's JSON (the event
+sent, its status and when it closed); each suggestion id names its asset; a library
+keeps its suggestion ids by time sent; a variant names the applied suggestion it
+answers; per type, the suggestions whose realised improvement is known. The keys are
+in `store/keys.py`, described in docs/redis-keys.md.
 """
 
 from __future__ import annotations
@@ -56,58 +56,50 @@ class SuggestionStore:
         self._redis = redis
         self._keys = keys
 
-    def _asset_key(self, asset_id: str) -> str:
-        return f"{self._keys.prefix}:{{a:{asset_id}}}:suggestions"
-
-    def _id_key(self, suggestion_id: str) -> str:
-        return f"{self._keys.prefix}:suggestion:{suggestion_id}"
-
-    def _library_key(self, library_id: str) -> str:
-        return f"{self._keys.prefix}:{{l:{library_id}}}:suggestions"
-
-    async def get(self, asset_id: str, slot: str) -> SuggestionRecord | None:
-        raw = await self._redis.hget(self._asset_key(asset_id), slot)
+    async def get(
+        self, asset_id: str, suggestion_type: SuggestionType, channel: Channel | None
+    ) -> SuggestionRecord | None:
+        """The last suggestion of this type and channel sent for the asset."""
+        field = slot(suggestion_type, channel)
+        raw = await self._redis.hget(self._keys.asset_suggestions(asset_id), field)
         return None if raw is None else SuggestionRecord.model_validate_json(raw)
 
     async def put(self, record: SuggestionRecord) -> None:
         s = record.suggestion
+        sent_at = s.created_at.timestamp()
         async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.hset(self._asset_key(s.asset_id), record.slot, record.model_dump_json())
-            pipe.set(self._id_key(s.suggestion_id), s.asset_id)
-            pipe.zadd(self._library_key(s.library_id), {s.suggestion_id: s.created_at.timestamp()})
+            pipe.hset(
+                self._keys.asset_suggestions(s.asset_id), record.slot, record.model_dump_json()
+            )
+            pipe.set(self._keys.suggestion(s.suggestion_id), s.asset_id)
+            pipe.zadd(self._keys.library_suggestions(s.library_id), {s.suggestion_id: sent_at})
             await pipe.execute()
 
-    def _variant_key(self, asset_id: str) -> str:
-        return f"{self._keys.prefix}:{{a:{asset_id}}}:variant-of"
-
-    def _realised_key(self, suggestion_type: str) -> str:
-        return f"{self._keys.prefix}:suggestions-realised:{suggestion_type}"
-
     async def link_variant(self, new_asset_id: str, suggestion_id: str) -> None:
-        await self._redis.set(self._variant_key(new_asset_id), suggestion_id)
+        await self._redis.set(self._keys.variant_of(new_asset_id), suggestion_id)
 
     async def variant_of(self, asset_id: str) -> str | None:
-        value: str | None = await self._redis.get(self._variant_key(asset_id))
+        value: str | None = await self._redis.get(self._keys.variant_of(asset_id))
         return value
 
     async def record_realised(self, record: SuggestionRecord) -> None:
         await self.put(record)
         s = record.suggestion
-        await self._redis.zadd(
-            self._realised_key(s.type.value), {s.suggestion_id: s.created_at.timestamp()}
-        )
+        key = self._keys.suggestions_realised(s.type.value)
+        await self._redis.zadd(key, {s.suggestion_id: s.created_at.timestamp()})
 
-    async def realised(self, suggestion_type: str) -> list[SuggestionRecord]:
-        ids = await self._redis.zrange(self._realised_key(suggestion_type), 0, -1)
+    async def realised(self, suggestion_type: SuggestionType) -> list[SuggestionRecord]:
+        key = self._keys.suggestions_realised(suggestion_type.value)
+        ids = await self._redis.zrange(key, 0, -1)
         records = [await self.by_id(i) for i in ids]
         return [r for r in records if r is not None and r.realised_improvement_pct is not None]
 
     async def for_asset(self, asset_id: str) -> list[SuggestionRecord]:
-        raw = await self._redis.hgetall(self._asset_key(asset_id))
+        raw = await self._redis.hgetall(self._keys.asset_suggestions(asset_id))
         return [SuggestionRecord.model_validate_json(v) for v in raw.values()]
 
     async def by_id(self, suggestion_id: str) -> SuggestionRecord | None:
-        asset_id = await self._redis.get(self._id_key(suggestion_id))
+        asset_id = await self._redis.get(self._keys.suggestion(suggestion_id))
         if asset_id is None:
             return None
         for record in await self.for_asset(asset_id):
@@ -116,6 +108,6 @@ class SuggestionStore:
         return None  # superseded by a later suggestion of the same slot
 
     async def for_library(self, library_id: str, limit: int) -> list[SuggestionRecord]:
-        ids = await self._redis.zrevrange(self._library_key(library_id), 0, limit - 1)
+        ids = await self._redis.zrevrange(self._keys.library_suggestions(library_id), 0, limit - 1)
         records = [await self.by_id(i) for i in ids]
         return [r for r in records if r is not None]

@@ -11,10 +11,11 @@ import pytest
 
 from service.domain import leaderboard as lb
 from service.domain.decoding import RawMessage, decode
+from service.domain.enums import Channel
 from service.domain.events import AssetLifecycle, AssetRegistered
 from service.domain.windows import DAY, Window
 from service.runtime import Runtime
-from service.store.metrics import ApplyStatus
+from service.store.metrics import ApplyStatus, PerfRow
 from tests.unit.factories import registration_body, sha
 
 pytestmark = pytest.mark.integration
@@ -51,7 +52,9 @@ async def perform(runtime: Runtime, rows: list[tuple[str, str, float, int, int]]
     await store.point(0, sorted({r[0] for r in rows}))
     first = await store.position(0) + 1
     perf = [
-        (f"ev-{first + n}", asset, channel, "c1", int(NOW - ago), impressions, clicks, 0, 0, 0, 0)
+        PerfRow(
+            f"ev-{first + n}", asset, channel, "c1", int(NOW - ago), impressions, clicks, 0, 0, 0, 0
+        )
         for n, (asset, channel, ago, impressions, clicks) in enumerate(rows)
     ]
     result = await store.apply(0, first, first + len(perf) - 1, perf, NOW)
@@ -67,7 +70,8 @@ async def top(
     min_impressions: int = 100,
     metric: lb.RankMetric = lb.RankMetric.CTR,
 ) -> list[tuple[str, float]]:
-    entries = await runtime.leaderboard_store.entries(library, window, lb.dimension(channel))
+    board = None if channel is None else Channel(channel)
+    entries = await runtime.leaderboard_store.entries(library, window, board)
     ranked = lb.rank(entries, metric, min_impressions=min_impressions, limit=10)
     return [(e.asset_id, round(e.value(metric), 4)) for e in ranked]
 

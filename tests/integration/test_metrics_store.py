@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from service.config import Settings
+from service.domain.enums import Channel
 from service.domain.metrics import METRICS, Totals
 from service.domain.windows import DAY, HOUR, Window, live_resolutions, window_buckets
 from service.store.keys import Keys
@@ -39,7 +40,7 @@ def row(
     impressions: int = 100,
     clicks: int = 3,
 ) -> PerfRow:
-    return (f"e{n}", asset, channel, campaign, int(t), impressions, clicks, 1, 0, 0, 0)
+    return PerfRow(f"e{n}", asset, channel, campaign, int(t), impressions, clicks, 1, 0, 0, 0)
 
 
 def expected(
@@ -102,7 +103,7 @@ async def test_sums_per_window_over_more_than_thirty_days(store: MetricsStore) -
             got = await store.totals(asset, window, NOW)
             assert got == expected(mine, window, NOW), (asset, window)
         for channel in CHANNELS:
-            got = await store.totals(asset, Window.MONTH, NOW, channel=channel)
+            got = await store.totals(asset, Window.MONTH, NOW, channel=Channel(channel))
             assert got == expected(mine, Window.MONTH, NOW, channel=channel)
         got = await store.totals(asset, Window.WEEK, NOW, campaign="c1")
         assert got == expected(mine, Window.WEEK, NOW, campaign="c1")

@@ -10,13 +10,14 @@ import pytest
 
 from service.config import Settings
 from service.domain import registry as rules
+from service.domain.enums import Channel, SuggestionType
 from service.domain.events import SuggestionFeedback
-from service.domain.leaderboard import by_channel
+from service.domain.metrics import Totals
 from service.domain.registry import Asset
 from service.domain.suggestion_state import Status
 from service.domain.windows import Window
 from service.runtime import Runtime
-from service.store.metrics import ApplyStatus
+from service.store.metrics import ApplyStatus, PerfRow
 from tests.conftest import read_topic
 from tests.unit.factories import registration, source
 
@@ -30,8 +31,8 @@ def asset(**overrides: Any) -> Asset:
 
 
 def week(clicks: int, impressions: int, channel: str = "display") -> dict[Window, Any]:
-    bucket = {f"ch:{channel}:impressions": impressions, f"ch:{channel}:clicks": clicks}
-    return {Window.WEEK: by_channel([bucket]), Window.DAY: {}}
+    totals = Totals(impressions=impressions, clicks=clicks)
+    return {Window.WEEK: {Channel(channel): totals}, Window.DAY: {}}
 
 
 async def sent(settings: Settings, expected: int) -> list[dict[str, Any]]:
@@ -112,8 +113,8 @@ async def test_an_applied_suggestion_learns_what_its_variant_did(runtime: Runtim
     store = runtime.metrics_store
     await store.point(0, ["a1", "a2"])
     rows = [
-        ("o1", "a1", "display", "c1", int(now) - 60, 10_000, 20, 0, 0, 0, 0),
-        ("v1", "a2", "display", "c1", int(now) - 60, 10_000, 50, 0, 0, 0, 0),
+        PerfRow("o1", "a1", "display", "c1", int(now) - 60, 10_000, 20, 0, 0, 0, 0),
+        PerfRow("v1", "a2", "display", "c1", int(now) - 60, 10_000, 50, 0, 0, 0, 0),
     ]
     assert (await store.apply(0, 0, 1, rows, now)).status is ApplyStatus.APPLIED
     variant = asset(
@@ -125,5 +126,5 @@ async def test_an_applied_suggestion_learns_what_its_variant_did(runtime: Runtim
     assert record.new_asset_id == "a2"
     assert record.realised_improvement_pct == 150.0  # 0.5 % against 0.2 %
     assert record.realised_ci95 is not None and record.realised_ci95[0] > 0
-    [known] = await runtime.suggestion_store.realised("refresh_design")
+    [known] = await runtime.suggestion_store.realised(SuggestionType.REFRESH_DESIGN)
     assert known.suggestion.suggestion_id == record.suggestion.suggestion_id

@@ -4,7 +4,8 @@ import itertools
 
 import pytest
 
-from service.domain.metrics import Totals, ratio, totals_of
+from service.domain.enums import Channel
+from service.domain.metrics import Totals, WindowTotals, ratio
 from service.domain.windows import (
     DAY,
     FIVE_MINUTES,
@@ -71,17 +72,14 @@ def test_rates_never_divide_by_zero() -> None:
     assert Totals().as_dict()["ctr"] == 0.0
 
 
-def test_totals_by_dimension() -> None:
-    buckets = [
-        {
-            "ch:email:impressions": "10",
-            "ch:email:clicks": "1",
-            "cp:c1:impressions": "10",
-            "cp:c1:clicks": "1",
-        },
-        {"ch:web:impressions": "5", "cp:c2:impressions": "5"},
-    ]
-    assert totals_of(buckets) == Totals(impressions=15, clicks=1)
-    assert totals_of(buckets, channel="web") == Totals(impressions=5)
-    assert totals_of(buckets, campaign="c1") == Totals(impressions=10, clicks=1)
-    assert totals_of([]) == Totals()
+def test_window_totals_add_up_per_channel_and_campaign() -> None:
+    email = Totals(impressions=10, clicks=1)
+    web = Totals(impressions=5)
+    totals = WindowTotals(
+        by_channel={Channel.EMAIL: email, Channel.WEB: web},
+        by_campaign={"c1": email, "c2": web},
+    )
+    assert totals.total == Totals(impressions=15, clicks=1)
+    assert totals.channel(Channel.WEB) == web and totals.channel(Channel.VIDEO) == Totals()
+    assert totals.campaign("c1") == email and totals.campaign("c9") == Totals()
+    assert WindowTotals().total == Totals()

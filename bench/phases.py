@@ -209,7 +209,7 @@ async def start_profile(
     if py_spy is None:
         ctx.notes.append("py-spy not installed (`pip install py-spy` in the venv): no profile")
         return None
-    backlog = target - (await store.counters(ctx.plan.partitions))["applied"]
+    backlog = target - (await store.counters(ctx.plan.partitions)).applied
     seconds = int(min(PROFILE_SECONDS, 0.9 * backlog / rate)) if rate > 0 else 0
     if seconds < MIN_PROFILE_SECONDS:
         ctx.notes.append(f"backlog of {backlog:,} events too small to profile")

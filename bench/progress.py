@@ -72,7 +72,7 @@ async def wait_applied(
     while True:
         counters = await store.counters(partitions)
         now = time.monotonic()
-        applied = counters["applied"]
+        applied = counters.applied
         if first_at is None and applied > baseline:
             first_at, first_applied = now, applied
         if applied >= target:
@@ -82,8 +82,8 @@ async def wait_applied(
                 first_applied=first_applied,
                 done_at=now,
                 applied=applied,
-                duplicates=counters["duplicates"],
-                late=counters["late"],
+                duplicates=counters.duplicates,
+                late=counters.late,
             )
         check()
         await asyncio.sleep(POLL_SECONDS)

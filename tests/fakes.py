@@ -23,9 +23,10 @@ from typing import Any
 
 from service.domain.enums import DeadLetterReason
 from service.domain.events import MAX_METRIC_DELTA
-from service.domain.library import LibraryEntry, LibraryStats, library_stats
+from service.domain.library import LibraryEntry, LibraryStats
 from service.domain.registry import AssetState, Outcome
 from service.domain.windows import LONGEST_WINDOW_SECONDS, RESOLUTIONS
+from service.store.codecs import library_stats
 from service.store.metrics import Applied, ApplyStatus, PerfRow
 from service.store.positions import Advance, Advanced
 from service.store.registry import DuplicateEntry, HashPlacement, Loaded
@@ -168,7 +169,7 @@ class FakeRegistryStore:
         return HashPlacement(
             applied=True,
             announced=asset_id in index.announced,
-            earlier=[(a, index.libraries[a]) for _, a in earlier],
+            earlier=[DuplicateEntry(a, index.libraries[a]) for _, a in earlier],
         )
 
     async def mark_announced(self, content_sha256: str, asset_id: str) -> None:

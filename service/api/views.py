@@ -228,7 +228,11 @@ class PerformanceStatsView(ApiView):
     async def get(self, request: Request) -> Response:
         runtime = self.runtime
         counters = await runtime.metrics_store.counters(runtime.settings.topic_partitions)
-        return self.out(PerformanceStatsOut(**counters))
+        return self.out(
+            PerformanceStatsOut(
+                applied=counters.applied, duplicates=counters.duplicates, late=counters.late
+            )
+        )
 
 
 class LibraryStatsView(ApiView):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 from pydantic import BaseModel, ConfigDict
 
 from service.domain.enums import AssetStatus, MediaType
@@ -46,14 +44,3 @@ class LibraryStats(BaseModel):
     total_bytes: int
     by_media_type: dict[MediaType, int]
     by_status: dict[AssetStatus, int]
-
-
-def library_stats(library_id: str, counters: Mapping[str, int]) -> LibraryStats:
-    """Statistics from the store's counters: assets, bytes, media_type:<t>, status:<s>."""
-    return LibraryStats(
-        library_id=library_id,
-        asset_count=counters.get("assets", 0),
-        total_bytes=counters.get("bytes", 0),
-        by_media_type={t: counters.get(f"media_type:{t}", 0) for t in MediaType},
-        by_status={s: counters.get(f"status:{s}", 0) for s in COUNTED_STATUSES},
-    )

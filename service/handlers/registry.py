@@ -281,7 +281,10 @@ class RegistryHandler:
             asset_id=asset.asset_id,
             library_id=asset.library_id,
             registration_event_id=event.event_id,
-            duplicates=[DuplicateRef(asset_id=a, library_id=lib) for a, lib in placement.earlier],
+            duplicates=[
+                DuplicateRef(asset_id=e.asset_id, library_id=e.library_id)
+                for e in placement.earlier
+            ],
         )
         await self._producer.send(
             self._duplicates_topic, asset.content_sha256.encode(), encode(detected)

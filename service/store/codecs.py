@@ -9,13 +9,16 @@ board entries, never a field name.
   `cp:<campaign>:<metric>` -> integer. A campaign id may itself hold colons; a metric
   name never does.
 - Board entries: asset_id -> `impressions,clicks,engagements,conversions,shares,comments`.
+- Library counters (`library_project.lua`): `assets`, `bytes`, `media_type:<type>`,
+  `status:<status>` -> integer.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from service.domain.enums import Channel
+from service.domain.enums import Channel, MediaType
+from service.domain.library import COUNTED_STATUSES, LibraryStats
 from service.domain.metrics import METRICS, Totals, WindowTotals
 
 _METRIC_INDEX = {metric: index for index, metric in enumerate(METRICS)}
@@ -79,3 +82,18 @@ def encode_board_entry(totals: Totals) -> str:
 
 def decode_board_entry(text: str) -> Totals:
     return Totals(*(int(v) for v in text.split(",")))
+
+
+def library_stats(library_id: str, counters: Mapping[str, str | int]) -> LibraryStats:
+    """A library's statistics from its counters hash (missing fields count 0)."""
+
+    def count(field: str) -> int:
+        return int(counters.get(field, 0))
+
+    return LibraryStats(
+        library_id=library_id,
+        asset_count=count("assets"),
+        total_bytes=count("bytes"),
+        by_media_type={t: count(f"media_type:{t}") for t in MediaType},
+        by_status={s: count(f"status:{s}") for s in COUNTED_STATUSES},
+    )

@@ -63,6 +63,16 @@ class ApplyStatus(Enum):
 
 
 @dataclass(frozen=True, slots=True)
+class EventCounts:
+    """Performance events over every partition: applied, skipped as copies, and late
+    (older than the longest window, counted in lifetime only)."""
+
+    applied: int
+    duplicates: int
+    late: int
+
+
+@dataclass(frozen=True, slots=True)
 class Applied:
     """What one call did, and the partition's position when it did not apply the batch."""
 
@@ -194,14 +204,14 @@ class MetricsStore:
             values = await pipe.execute()
         return [None if v is None else int(v) for v in values]
 
-    async def counters(self, partitions: int) -> dict[str, int]:
+    async def counters(self, partitions: int) -> EventCounts:
         """Applied, duplicate and late events over every partition."""
         async with self._redis.pipeline(transaction=False) as pipe:
             for partition in range(partitions):
                 pipe.hgetall(self._keys.perf_counters(partition))
             replies = await pipe.execute()
-        result = {"applied": 0, "duplicates": 0, "late": 0}
-        for reply in replies:
-            for name in result:
-                result[name] += int(reply.get(name, 0))
-        return result
+        return EventCounts(
+            applied=sum(int(r.get("applied", 0)) for r in replies),
+            duplicates=sum(int(r.get("duplicates", 0)) for r in replies),
+            late=sum(int(r.get("late", 0)) for r in replies),
+        )

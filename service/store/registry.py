@@ -12,10 +12,11 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
-from service.domain.library import LibraryEntry, LibraryStats, library_stats
+from service.domain.library import LibraryEntry, LibraryStats
 from service.domain.registry import AssetState, Outcome
+from service.store.codecs import library_stats
 from service.store.keys import Keys
 from service.store.scripts import Scripts
 
@@ -32,19 +33,22 @@ class Loaded:
         return 0 if self.state is None else self.state.rev
 
 
+class DuplicateEntry(NamedTuple):
+    """An asset holding a content, and its library."""
+
+    asset_id: str
+    library_id: str
+
+
 @dataclass(frozen=True, slots=True)
 class HashPlacement:
-    """The result of placing an asset in the content-hash index."""
+    """The result of placing an asset in the content-hash index: whether the placement
+    was applied, whether the asset was announced already, and the assets that held the
+    content before it, in order of first registration."""
 
     applied: bool
     announced: bool
-    earlier: list[tuple[str, str]]
-
-
-@dataclass(frozen=True, slots=True)
-class DuplicateEntry:
-    asset_id: str
-    library_id: str
+    earlier: list[DuplicateEntry]
 
 
 class RegistryStore:
@@ -129,7 +133,7 @@ class RegistryStore:
             args=[asset_id, rev, library_id or ""],
         )
         pairs = reply[2:]
-        earlier = [(pairs[i], pairs[i + 1]) for i in range(0, len(pairs), 2)]
+        earlier = [DuplicateEntry(pairs[i], pairs[i + 1]) for i in range(0, len(pairs), 2)]
         return HashPlacement(applied=bool(reply[0]), announced=bool(reply[1]), earlier=earlier)
 
     async def mark_announced(self, content_sha256: str, asset_id: str) -> None:
@@ -163,7 +167,7 @@ class RegistryStore:
         counters = await self._redis.hgetall(self._keys.library(library_id).stats)
         if not counters:
             return None
-        return library_stats(library_id, {k: int(v) for k, v in counters.items()})
+        return library_stats(library_id, counters)
 
     async def library_page(
         self,

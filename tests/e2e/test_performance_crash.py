@@ -76,7 +76,7 @@ async def produce(
 
 
 async def applied(store: MetricsStore, settings: Settings) -> int:
-    return (await store.counters(settings.topic_partitions))["applied"]
+    return (await store.counters(settings.topic_partitions)).applied
 
 
 async def assert_lifetime_sums(store: MetricsStore, sums: dict[str, Any]) -> None:
@@ -135,8 +135,8 @@ async def test_sigkill_three_times_keeps_every_counter_exact(
         await eventually(complete, seconds=240, every=0.5)
         await asyncio.sleep(2)  # anything extra would show now
         counters = await store.counters(settings.topic_partitions)
-        assert counters["applied"] == unique, counters
-        assert counters["duplicates"] == len(records) - unique
+        assert counters.applied == unique, counters
+        assert counters.duplicates == len(records) - unique
         assert any(0 < n < unique for n in at_kill), at_kill
         await assert_lifetime_sums(store, sums)
         assert "Traceback" not in worker.log(), worker.log()
@@ -169,7 +169,7 @@ async def test_group_member_killed_mid_stream(stack: dict[str, str], spawn: Spaw
         await asyncio.sleep(2)
         counters = await store.counters(settings.topic_partitions)
         assert 0 < before < unique, before
-        assert counters["applied"] == unique, counters
+        assert counters.applied == unique, counters
         await assert_lifetime_sums(store, sums)
     finally:
         await redis.aclose()

@@ -106,7 +106,7 @@ class Truth:
         self.registry = RegistryStore(redis, keys, scripts, settings.seen_event_ttl_seconds)
 
     async def applied(self) -> int:
-        return (await self.metrics.counters(self.settings.topic_partitions))["applied"]
+        return (await self.metrics.counters(self.settings.topic_partitions)).applied
 
     async def registered(self, workload: Workload) -> int:
         stats = await self.registry.library_stats(workload.library)
@@ -122,8 +122,8 @@ class Truth:
         """Every way in which Redis differs from the workload (empty when exact)."""
         problems = []
         counters = await self.metrics.counters(self.settings.topic_partitions)
-        if counters["applied"] != workload.events:
-            problems.append(f"applied {counters['applied']} events, expected {workload.events}")
+        if counters.applied != workload.events:
+            problems.append(f"applied {counters.applied} events, expected {workload.events}")
         now = time.time()
         wrong = []
         for asset, want in workload.sums.items():

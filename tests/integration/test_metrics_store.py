@@ -14,7 +14,7 @@ from service.domain.enums import Channel
 from service.domain.metrics import METRICS, Totals
 from service.domain.windows import DAY, HOUR, Window, live_resolutions, window_buckets
 from service.store.keys import Keys
-from service.store.metrics import ApplyStatus, MetricsStore, PerfRow
+from service.store.metrics import ApplyStatus, EventCounts, MetricsStore, PerfRow
 from service.store.scripts import Scripts
 
 pytestmark = pytest.mark.integration
@@ -96,7 +96,7 @@ async def test_sums_per_window_over_more_than_thirty_days(store: MetricsStore) -
 
     late = sum(1 for r in rows if r[4] < NOW - 30 * DAY)
     assert late > 0
-    assert await store.counters(3) == {"applied": len(rows), "duplicates": 0, "late": late}
+    assert await store.counters(3) == EventCounts(applied=len(rows), duplicates=0, late=late)
     for asset in ("a0", "a1", "a2"):
         mine = [r for r in rows if r[1] == asset]
         for window in Window:

@@ -17,7 +17,7 @@ from service.handlers.performance import PerformanceHandler
 from service.observability import Instruments
 from service.store.dead_letters import DeadLetterCounters
 from service.store.keys import Keys
-from service.store.metrics import MetricsStore
+from service.store.metrics import EventCounts, MetricsStore
 from service.store.scripts import Scripts
 from service.topics import ensure_topics
 from tests.conftest import KafkaPort, read_topic
@@ -70,7 +70,7 @@ async def test_bad_and_future_events_are_dead_lettered(
         message(3, impressions=-1),
     ]
     assert await handler(parts)(0, batch) is None
-    assert await store.counters(1) == {"applied": 1, "duplicates": 0, "late": 0}
+    assert await store.counters(1) == EventCounts(applied=1, duplicates=0, late=0)
     assert await store.position(0) == 3
     records = await read_topic(settings.kafka_bootstrap_servers, settings.topic_dead_letter, 3, 5)
     reasons = sorted(json.loads(r.value)["reason_code"] for r in records)
@@ -91,6 +91,6 @@ async def test_a_new_owner_resumes_from_the_position_in_redis(parts: tuple[Any, 
     assert await second(0, [message(n) for n in range(3, 14)]) is None
     totals = await store.totals("a1", Window.HOUR, time.time())
     assert totals is not None and totals.impressions == 140
-    assert (await store.counters(1))["applied"] == 14
+    assert (await store.counters(1)).applied == 14
     second.on_assignment()
     assert await second(0, [message(14)]) is None  # position 13: continues

@@ -6,7 +6,7 @@ import pytest
 
 from service.domain import registry as rules
 from service.domain.enums import AssetStatus, DeadLetterReason, LifecycleAction
-from service.domain.library import library_entry, library_stats
+from service.domain.library import library_entry
 from service.domain.registry import Asset, AssetState, Rejection
 from tests.unit.factories import T0, lifecycle, registration, sha, source
 
@@ -259,16 +259,8 @@ def test_only_an_unregistered_asset_with_nothing_left_can_be_forgotten() -> None
 # --- library view ------------------------------------------------------------------
 
 
-def test_library_entry_and_stats() -> None:
+def test_library_entry() -> None:
     asset = with_status(AssetStatus.PUBLISHED)
     entry = library_entry(asset)
     assert entry is not None and entry.status is AssetStatus.PUBLISHED
     assert library_entry(with_status(AssetStatus.DELETED)) is None
-    stats = library_stats(
-        "lib-1",
-        {"assets": 2, "bytes": 10, "media_type:image": 2, "status:draft": 1, "status:published": 1},
-    )
-    assert stats.asset_count == 2
-    assert stats.by_media_type["image"] == 2 and stats.by_media_type["video"] == 0
-    assert "deleted" not in stats.by_status
-    assert stats.by_status["published"] == 1

@@ -121,3 +121,20 @@ def test_only_keys_py_names_keys_and_only_the_store_knows_fields() -> None:
             text = module.read_text()
             for fragment in ('"ch:', '"cp:', "'ch:", 'f"ch:', 'f"cp:', "lb-", ":lb:"):
                 assert fragment not in text, (module, fragment)
+
+
+def test_library_counters_read_as_statistics() -> None:
+    stats = codecs.library_stats(
+        "lib-1",
+        {
+            "assets": "2",
+            "bytes": "10",
+            "media_type:image": "2",
+            "status:draft": "1",
+            "status:published": "1",
+        },
+    )
+    assert stats.asset_count == 2 and stats.total_bytes == 10
+    assert stats.by_media_type["image"] == 2 and stats.by_media_type["video"] == 0
+    assert "deleted" not in stats.by_status
+    assert stats.by_status["published"] == 1

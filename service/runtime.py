@@ -70,6 +70,7 @@ class Runtime:
             counters,
             instruments.dead_letters,
             max_original_bytes=settings.dead_letter_max_original_bytes,
+            now=utc_now,
         )
         boards = LeaderboardStore(redis, keys)
         metrics = MetricsStore(redis, keys, scripts, settings.topic_asset_performance)
@@ -87,6 +88,7 @@ class Runtime:
             timedelta(seconds=settings.suggestion_cooldown_seconds),
             instruments.suggestions,
             lifetime,
+            now=utc_now,
         )
         registry = RegistryHandler(
             store=store,

@@ -25,7 +25,7 @@ from service.domain.events import (
 )
 from service.domain.registry import Rejection, SourceRef
 from service.errors import DeadLetterUnavailable, DecodeError
-from service.handlers.ports import DeadLetterCounts
+from service.handlers.ports import Clock, DeadLetterCounts, utc_now
 
 log = logging.getLogger(__name__)
 
@@ -167,7 +167,9 @@ class DeadLetters:
         sent: Counter,
         *,
         max_original_bytes: int = DEFAULT_MAX_ORIGINAL_BYTES,
+        now: Clock = utc_now,
     ) -> None:
+        self._now = now
         self._producer = producer
         self._topic = topic
         self._counters = counters
@@ -228,6 +230,7 @@ class DeadLetters:
             key=key,
             value=value,
             max_original_bytes=self._max_original_bytes,
+            occurred_at=self._now(),
         )
         record_key = None if letter.asset_id is None else letter.asset_id.encode("utf-8")
         payload = encode(letter)

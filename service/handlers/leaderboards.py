@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from service.domain import leaderboard as lb
 from service.domain.windows import HOUR, Window
@@ -45,8 +45,9 @@ class LeaderboardRefresher:
         registry: RegistryStore,
         *,
         partitions: int,
+        suggestions: SuggestionEngine,
         max_assets_per_run: int = 2_000,
-        suggestions: SuggestionEngine | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._boards = boards
         self._metrics = metrics
@@ -54,10 +55,11 @@ class LeaderboardRefresher:
         self._partitions = partitions
         self._max_assets = max_assets_per_run
         self._suggestions = suggestions
+        self._clock = clock
 
     async def refresh(self, now: float | None = None) -> int:
         """One pass; returns how many assets were recomputed."""
-        now = time.time() if now is None else now
+        now = self._clock() if now is None else now
         await self._hourly_sweep(now)
         # The registry's changes (None), then each metrics partition's.
         sources: list[int | None] = [None, *range(self._partitions)]
@@ -86,7 +88,7 @@ class LeaderboardRefresher:
             library = None if asset is None or asset.is_deleted else asset.library_id
             windows = by_asset.get(asset_id, {})
             await self._boards.place(asset_id, library, before, windows)
-            if self._suggestions is not None and asset is not None and library is not None:
+            if asset is not None and library is not None:
                 by_channel = {window: t.by_channel for window, t in windows.items()}
                 await self._suggestions.on_totals(asset, by_channel)  # performance rules
 

@@ -61,8 +61,8 @@ class PerformanceHandler:
         *,
         max_message_bytes: int,
         future_tolerance_seconds: float,
+        instruments: Instruments,
         clock: Callable[[], float] = time.time,
-        instruments: Instruments | None = None,
     ) -> None:
         self._store = store
         self._dead_letters = dead_letters
@@ -72,7 +72,7 @@ class PerformanceHandler:
         # partition -> the position in Redis as this worker last read or wrote it
         self._expected: dict[int, int] = {}
         self._pointed: OrderedDict[str, None] = OrderedDict()
-        self._instruments = instruments or Instruments.create()
+        self._instruments = instruments
 
     def on_assignment(self) -> None:
         """Partitions moved: check each one's position again before its next batch."""

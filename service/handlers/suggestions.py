@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from prometheus_client import Counter
 
@@ -31,6 +31,7 @@ from service.domain.suggestions import (
 )
 from service.domain.windows import Window
 from service.handlers.emit import Producer, encode
+from service.handlers.ports import Clock, utc_now
 from service.store.suggestions import SuggestionRecord, SuggestionStore
 
 log = logging.getLogger(__name__)
@@ -47,8 +48,10 @@ class SuggestionEngine:
         topic: str,
         config: RulesConfig,
         cooldown: timedelta,
-        sent: Counter | None = None,
-        lifetime: LifetimeTotals | None = None,
+        sent: Counter,
+        lifetime: LifetimeTotals,
+        *,
+        now: Clock = utc_now,
     ) -> None:
         self._store = store
         self._producer = producer
@@ -57,6 +60,7 @@ class SuggestionEngine:
         self._cooldown = cooldown
         self._sent = sent
         self._lifetime = lifetime
+        self._now = now
 
     async def on_registered(self, asset: Asset) -> int:
         return await self._send(asset, file_rules(asset, self._config))
@@ -92,8 +96,6 @@ class SuggestionEngine:
     async def _realise(self, variant: Asset) -> None:
         """Once a variant has enough impressions, record how it did against the original:
         lifetime CTR on the suggestion's channel (all channels when it had none)."""
-        if self._lifetime is None:
-            return
         suggestion_id = await self._store.variant_of(variant.asset_id)
         record = None if suggestion_id is None else await self._store.by_id(suggestion_id)
         if record is None or record.realised_improvement_pct is not None:
@@ -136,7 +138,7 @@ class SuggestionEngine:
         return True
 
     async def _send(self, asset: Asset, drafts: list[Draft]) -> int:
-        now = datetime.now(UTC)
+        now = self._now()
         sent = 0
         for draft in drafts:
             previous = await self._store.get(asset.asset_id, draft.type, draft.channel)
@@ -164,7 +166,6 @@ class SuggestionEngine:
             # Kafka first: a crash before the record repeats the same suggestion id.
             await self._producer.send(self._topic, asset.asset_id.encode(), encode(event))
             await self._store.put(SuggestionRecord(suggestion=event))
-            if self._sent is not None:
-                self._sent.labels(type=draft.type.value, priority=draft.priority.value).inc()
+            self._sent.labels(type=draft.type.value, priority=draft.priority.value).inc()
             sent += 1
         return sent

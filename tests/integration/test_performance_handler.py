@@ -42,7 +42,13 @@ async def parts(settings: Settings, redis: Any, producer: KafkaPort) -> tuple[An
 
 def handler(parts: tuple[Any, ...]) -> PerformanceHandler:
     store, dead = parts
-    return PerformanceHandler(store, dead, max_message_bytes=4096, future_tolerance_seconds=300)
+    return PerformanceHandler(
+        store,
+        dead,
+        max_message_bytes=4096,
+        future_tolerance_seconds=300,
+        instruments=Instruments.create(),
+    )
 
 
 def message(offset: int, asset: str = "a1", *, ahead: float = -60, **extra: Any) -> RawMessage:

@@ -56,6 +56,7 @@ class Rig:
             dead_letters,
             max_message_bytes=4096,
             future_tolerance_seconds=300,
+            instruments=Instruments.create(),
             clock=lambda: NOW,
         )
 

@@ -37,7 +37,7 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol, cast
+from typing import Any, NamedTuple, Protocol, cast
 
 from aiokafka.structs import OffsetAndMetadata
 from faust.transport.drivers import aiokafka as faust_aiokafka
@@ -65,6 +65,14 @@ class BatchHandler(Protocol):
 
     def on_assignment(self) -> None:
         """Partitions moved: forget what is known of every partition."""
+
+
+class PartitionLag(NamedTuple):
+    """Records of one assigned partition behind its high watermark."""
+
+    topic: str
+    partition: int
+    behind: int
 
 
 @dataclass
@@ -138,7 +146,7 @@ class BatchingConsumer(faust_aiokafka.Consumer):
         self.drained_at = time.monotonic()
         self._checked_at = time.monotonic()
 
-    def lag(self) -> list[tuple[str, int, int]]:
+    def lag(self) -> list[PartitionLag]:
         """(topic, partition, records behind the high watermark) of each assigned partition."""
         result = []
         for tp in self.assignment():
@@ -147,7 +155,7 @@ class BatchingConsumer(faust_aiokafka.Consumer):
             if highwater is None or highwater < 0:
                 continue
             behind = highwater - (0 if read is None else read + 1)
-            result.append((tp.topic, tp.partition, max(0, behind)))
+            result.append(PartitionLag(tp.topic, tp.partition, max(0, behind)))
         return result
 
     def forget_paused(self) -> None:

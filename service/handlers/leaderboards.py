@@ -26,10 +26,7 @@ from collections.abc import Callable, Sequence
 
 from service.domain import leaderboard as lb
 from service.domain.windows import HOUR, Window
-from service.handlers.suggestions import SuggestionEngine
-from service.store.leaderboards import LeaderboardStore
-from service.store.metrics import MetricsStore
-from service.store.registry import RegistryStore
+from service.handlers.ports import AssetReads, BoardWrites, MetricsReads, PerformanceRules
 
 log = logging.getLogger(__name__)
 
@@ -40,12 +37,12 @@ CHUNK = 50
 class LeaderboardRefresher:
     def __init__(
         self,
-        boards: LeaderboardStore,
-        metrics: MetricsStore,
-        registry: RegistryStore,
+        boards: BoardWrites,
+        metrics: MetricsReads,
+        registry: AssetReads,
         *,
         partitions: int,
-        suggestions: SuggestionEngine,
+        suggestions: PerformanceRules,
         max_assets_per_run: int = 2_000,
         clock: Callable[[], float] = time.time,
     ) -> None:

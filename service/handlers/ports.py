@@ -1,4 +1,4 @@
-"""The ports of the write-side handlers: exactly what they ask of Redis, and their clock.
+"""The ports of the stream handlers: exactly what they ask of Redis, and their clock.
 
 Each Protocol names the methods a handler calls, with the semantics the handler relies
 on. The Redis adapters of service/store/ satisfy them structurally (nothing inherits
@@ -13,12 +13,16 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Protocol
 
-from service.domain.enums import DeadLetterReason
+from service.domain.enums import Channel, DeadLetterReason, SuggestionType
 from service.domain.library import LibraryEntry
+from service.domain.metrics import Totals, WindowTotals
 from service.domain.registry import Asset, AssetState, Outcome
+from service.domain.windows import Window
+from service.store.leaderboards import Placement
 from service.store.metrics import Applied, PerfRow
 from service.store.positions import Advanced
 from service.store.registry import HashPlacement, Loaded
+from service.store.suggestions import SuggestionRecord
 
 Clock = Callable[[], datetime]
 """The wall clock: an aware datetime (UTC)."""
@@ -133,3 +137,88 @@ class DeadLetterCounts(Protocol):
 
     async def count(self, reason: DeadLetterReason, dead_letter_id: str) -> bool:
         """Count one dead letter; False, counting nothing, for an id counted before."""
+
+
+class SuggestionRecords(Protocol):
+    """Sent suggestions as SuggestionEngine uses them (service/store/suggestions.py)."""
+
+    async def get(
+        self, asset_id: str, suggestion_type: SuggestionType, channel: Channel | None
+    ) -> SuggestionRecord | None:
+        """The last record of the asset's (type, channel) slot, or None."""
+
+    async def put(self, record: SuggestionRecord) -> None:
+        """Write the record into its slot (replacing the one before), name its asset by its
+        suggestion id and list it in its library by time sent."""
+
+    async def by_id(self, suggestion_id: str) -> SuggestionRecord | None:
+        """The record of a suggestion id; None when unknown or superseded in its slot."""
+
+    async def link_variant(self, new_asset_id: str, suggestion_id: str) -> None:
+        """Remember that the new asset is the variant an applied suggestion asked for."""
+
+    async def variant_of(self, asset_id: str) -> str | None:
+        """The suggestion id the asset is a variant of, or None."""
+
+    async def record_realised(self, record: SuggestionRecord) -> None:
+        """Put the record, and list it among its type's realised suggestions."""
+
+
+class PerformanceRules(Protocol):
+    """The performance rules as LeaderboardRefresher calls them (SuggestionEngine)."""
+
+    async def on_totals(
+        self, asset: Asset, totals: Mapping[Window, Mapping[Channel, Totals]]
+    ) -> object:
+        """Evaluate the asset's rules from its totals per window and channel."""
+
+
+class BoardWrites(Protocol):
+    """The leaderboards as LeaderboardRefresher keeps them (service/store/leaderboards.py)."""
+
+    async def swept_hour(self) -> int | None:
+        """The last hour (epoch hours) at which every ranked asset was queued, or None."""
+
+    async def set_swept_hour(self, hour: int) -> None:
+        """Remember the hour of the last sweep."""
+
+    async def mark_dirty(self, asset_ids: Sequence[str]) -> None:
+        """Queue assets in the registry's dirty set."""
+
+    async def pending(self, partition: int | None, count: int) -> list[str]:
+        """Up to `count` distinct members of a metrics partition's dirty set (None: the
+        registry's), without taking them out."""
+
+    async def done(self, partition: int | None, asset_ids: Sequence[str]) -> None:
+        """Take refreshed assets out of that dirty set."""
+
+    async def placed(self, asset_ids: Sequence[str]) -> list[str | None]:
+        """The library whose boards hold each asset's entries (None: none)."""
+
+    async def place(
+        self, asset_id: str, library_id: str | None, previous: str | None, boards: Placement
+    ) -> None:
+        """Remove the asset's entries from `previous` when it is not `library_id`; write
+        (or, at zero, remove) its entry in every board of `library_id` (None: in none)."""
+
+    async def ranked_assets(self, window: Window) -> set[str]:
+        """Every asset with an entry in a board of the window for all channels."""
+
+
+class MetricsReads(Protocol):
+    """The metrics read side as LeaderboardRefresher uses it (service/store/metrics.py)."""
+
+    async def partitions_of(self, asset_ids: Sequence[str]) -> list[int | None]:
+        """The partition holding each asset's metrics (None: no event of it applied)."""
+
+    async def totals_by_window(
+        self, placed: Sequence[tuple[str, int]], windows: Sequence[Window], now: float
+    ) -> list[dict[Window, WindowTotals]]:
+        """For each (asset, its partition), its sums over each window at `now`."""
+
+
+class AssetReads(Protocol):
+    """The registry read as LeaderboardRefresher uses it (service/store/registry.py)."""
+
+    async def assets(self, asset_ids: list[str]) -> list[AssetState]:
+        """The states of the known assets among `asset_ids` (unknown ones are left out)."""

@@ -31,8 +31,8 @@ from service.domain.suggestions import (
 )
 from service.domain.windows import Window
 from service.handlers.emit import Producer, encode
-from service.handlers.ports import Clock, utc_now
-from service.store.suggestions import SuggestionRecord, SuggestionStore
+from service.handlers.ports import Clock, SuggestionRecords, utc_now
+from service.store.suggestions import SuggestionRecord
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ LifetimeTotals = Callable[[str, Channel | None], Awaitable[Totals]]
 class SuggestionEngine:
     def __init__(
         self,
-        store: SuggestionStore,
+        store: SuggestionRecords,
         producer: Producer,
         topic: str,
         config: RulesConfig,

@@ -3,7 +3,9 @@
 Each fake keeps the semantics of its Redis adapter and Lua script, the ones the handlers
 rely on: compare-and-set on `rev`, projections ignored when not newer, the position
 checks of `perf_apply.lua` and `position_advance.lua`, de-duplication of event ids,
-the held-event schedule, counting a dead letter once per id. tests/contract/ runs the
+the held-event schedule, counting a dead letter once per id, windows summed from the
+buckets they cover, the dirty sets the board refresh drains, board entries moved with
+their asset, a suggestion's slot holding only its last record. tests/contract/ runs the
 same tests against a fake and against Redis. What the fakes leave out: time-to-live of
 keys (seen hashes, buckets, markers) and the validation of every argument beyond what a
 test could get wrong.
@@ -21,15 +23,19 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from service.domain.enums import DeadLetterReason
+from service.domain import leaderboard as lb
+from service.domain.enums import Channel, DeadLetterReason, SuggestionType
 from service.domain.events import MAX_METRIC_DELTA
 from service.domain.library import LibraryEntry, LibraryStats
+from service.domain.metrics import ZERO, Totals, WindowTotals
 from service.domain.registry import AssetState, Outcome
-from service.domain.windows import LONGEST_WINDOW_SECONDS, RESOLUTIONS
-from service.store.codecs import library_stats
+from service.domain.windows import LONGEST_WINDOW_SECONDS, RESOLUTIONS, Window, window_buckets
+from service.store.codecs import library_stats, window_totals
+from service.store.leaderboards import Placement
 from service.store.metrics import Applied, ApplyStatus, PerfRow
 from service.store.positions import Advance, Advanced
 from service.store.registry import DuplicateEntry, HashPlacement, Loaded
+from service.store.suggestions import SuggestionRecord, slot
 
 OVERFLOW_LIMIT = 9.0e18  # perf_apply.lua's LIMIT
 SEEN_SECONDS = 24 * 3600
@@ -196,6 +202,11 @@ class FakeRegistryStore:
         counters = self.stats.get(library_id)
         return None if not counters else library_stats(library_id, counters)
 
+    async def assets(self, asset_ids: list[str]) -> list[AssetState]:
+        """The states of the known assets among `asset_ids`, in their order."""
+        stored = [self.states.get(asset_id) for asset_id in asset_ids]
+        return [AssetState.model_validate_json(doc) for _, doc in filter(None, stored)]
+
     async def duplicates(self, content_sha256: str) -> list[DuplicateEntry]:
         """Every asset holding the content, in order of first placement."""
         index = self.hashes.get(content_sha256)
@@ -299,6 +310,57 @@ class FakeMetricsStore:
             counters["volume"] += batch_volume
         return Applied(ApplyStatus.APPLIED, last, applied, duplicates, late)
 
+    # reads, as MetricsStore offers them
+
+    async def partition_of(self, asset_id: str) -> int | None:
+        return self.pointers.get(asset_id)
+
+    async def partitions_of(self, asset_ids: Sequence[str]) -> list[int | None]:
+        return [self.pointers.get(asset_id) for asset_id in asset_ids]
+
+    async def totals_by_window(
+        self, placed: Sequence[tuple[str, int]], windows: Sequence[Window], now: float
+    ) -> list[dict[Window, WindowTotals]]:
+        empty: dict[str, int] = {}
+        result: list[dict[Window, WindowTotals]] = []
+        for asset_id, partition in placed:
+            sums: dict[Window, WindowTotals] = {}
+            for window in windows:
+                if window is Window.LIFETIME:
+                    hashes = [self.lifetime.get((partition, asset_id), empty)]
+                else:
+                    resolution, starts = window_buckets(window, now)
+                    hashes = [
+                        self.buckets.get((partition, asset_id, resolution.name, start), empty)
+                        for start in starts
+                    ]
+                sums[window] = window_totals(hashes)
+            result.append(sums)
+        return result
+
+    async def window_totals(self, asset_id: str, window: Window, now: float) -> WindowTotals | None:
+        partition = self.pointers.get(asset_id)
+        if partition is None:
+            return None
+        [totals] = await self.totals_by_window([(asset_id, partition)], [window], now)
+        return totals[window]
+
+    async def totals(
+        self,
+        asset_id: str,
+        window: Window,
+        now: float,
+        *,
+        channel: Channel | None = None,
+        campaign: str | None = None,
+    ) -> Totals | None:
+        totals = await self.window_totals(asset_id, window, now)
+        if totals is None:
+            return None
+        if campaign is not None:
+            return totals.campaign(campaign)
+        return totals.total if channel is None else totals.channel(channel)
+
     def lifetime_of(self, asset_id: str, field_name: str) -> int:
         """One lifetime counter of an asset (e.g. "ch:web:impressions"), 0 when absent."""
         partition = self.pointers.get(asset_id)
@@ -389,3 +451,141 @@ class FakeProducer:
     def on(self, topic: str) -> list[dict[str, Any]]:
         """The JSON values sent to one topic, in order."""
         return [json.loads(value) for t, _, value in self.sent if t == topic]
+
+
+# --- leaderboards and suggestions --------------------------------------------------------
+
+
+class FakeLeaderboardStore:
+    """LeaderboardStore in memory. The dirty sets of the metrics partitions are the ones
+    `FakeMetricsStore.apply` fills (perf_apply.lua adds to them), when it is given."""
+
+    def __init__(self, metrics: FakeMetricsStore | None = None) -> None:
+        self.boards: dict[tuple[str, Window, Channel | None], dict[str, Totals]] = defaultdict(dict)
+        self.library_of: dict[str, str] = {}  # asset -> library whose boards hold it
+        self.libraries: set[str] = set()  # every library that ever had a board
+        self.registry_dirty: set[str] = set()
+        self.perf_dirty: dict[int, set[str]] = (
+            defaultdict(set) if metrics is None else metrics.dirty
+        )
+        self.swept: int | None = None
+
+    def _dirty(self, partition: int | None) -> set[str]:
+        return self.registry_dirty if partition is None else self.perf_dirty[partition]
+
+    async def swept_hour(self) -> int | None:
+        return self.swept
+
+    async def set_swept_hour(self, hour: int) -> None:
+        self.swept = hour
+
+    async def mark_dirty(self, asset_ids: Sequence[str]) -> None:
+        self.registry_dirty.update(asset_ids)
+
+    async def pending(self, partition: int | None, count: int) -> list[str]:
+        # SRANDMEMBER with a positive count: distinct members, in no promised order.
+        return sorted(self._dirty(partition))[:count]
+
+    async def done(self, partition: int | None, asset_ids: Sequence[str]) -> None:
+        self._dirty(partition).difference_update(asset_ids)
+
+    async def placed(self, asset_ids: Sequence[str]) -> list[str | None]:
+        return [self.library_of.get(asset_id) for asset_id in asset_ids]
+
+    async def place(
+        self, asset_id: str, library_id: str | None, previous: str | None, boards: Placement
+    ) -> None:
+        if previous is not None and previous != library_id:
+            for window in lb.LEADERBOARD_WINDOWS:
+                for channel in lb.BOARD_CHANNELS:
+                    self.boards[(previous, window, channel)].pop(asset_id, None)
+        if library_id is None:
+            self.library_of.pop(asset_id, None)
+            return
+        for window in lb.LEADERBOARD_WINDOWS:
+            window_totals = boards.get(window, WindowTotals())
+            for channel in lb.BOARD_CHANNELS:
+                board = self.boards[(library_id, window, channel)]
+                totals = lb.board_totals(window_totals, channel)
+                if totals == ZERO:
+                    board.pop(asset_id, None)
+                else:
+                    board[asset_id] = totals
+        self.library_of[asset_id] = library_id
+        self.libraries.add(library_id)
+
+    async def entries(
+        self, library_id: str, window: Window, channel: Channel | None
+    ) -> list[lb.Entry]:
+        board = self.boards.get((library_id, window, channel), {})
+        return [lb.Entry(asset_id, totals) for asset_id, totals in board.items()]
+
+    async def ranked_assets(self, window: Window) -> set[str]:
+        assets: set[str] = set()
+        for library_id in self.libraries:
+            assets.update(self.boards.get((library_id, window, None), {}))
+        return assets
+
+
+def _by_score(scores: Mapping[str, float]) -> list[str]:
+    """A sorted set's members, lowest score first, ties in member order (ZRANGE)."""
+    return [member for _, member in sorted((score, m) for m, score in scores.items())]
+
+
+class FakeSuggestionStore:
+    """SuggestionStore in memory: records kept as JSON in their (type, channel) slot."""
+
+    def __init__(self) -> None:
+        self.slots: dict[str, dict[str, str]] = defaultdict(dict)  # asset -> slot -> JSON
+        self.asset_of: dict[str, str] = {}  # suggestion id -> asset
+        self.by_library: dict[str, dict[str, float]] = defaultdict(dict)  # id -> sent at
+        self.variants: dict[str, str] = {}  # new asset -> suggestion id
+        self.realised_by_type: dict[str, dict[str, float]] = defaultdict(dict)
+
+    async def get(
+        self, asset_id: str, suggestion_type: SuggestionType, channel: Channel | None
+    ) -> SuggestionRecord | None:
+        raw = self.slots.get(asset_id, {}).get(slot(suggestion_type, channel))
+        return None if raw is None else SuggestionRecord.model_validate_json(raw)
+
+    async def put(self, record: SuggestionRecord) -> None:
+        s = record.suggestion
+        self.slots[s.asset_id][record.slot] = record.model_dump_json()
+        self.asset_of[s.suggestion_id] = s.asset_id
+        self.by_library[s.library_id][s.suggestion_id] = s.created_at.timestamp()
+
+    async def link_variant(self, new_asset_id: str, suggestion_id: str) -> None:
+        self.variants[new_asset_id] = suggestion_id
+
+    async def variant_of(self, asset_id: str) -> str | None:
+        return self.variants.get(asset_id)
+
+    async def record_realised(self, record: SuggestionRecord) -> None:
+        await self.put(record)
+        s = record.suggestion
+        self.realised_by_type[s.type.value][s.suggestion_id] = s.created_at.timestamp()
+
+    # reads, as SuggestionStore offers them
+
+    async def realised(self, suggestion_type: SuggestionType) -> list[SuggestionRecord]:
+        ids = _by_score(self.realised_by_type.get(suggestion_type.value, {}))
+        records = [await self.by_id(i) for i in ids]
+        return [r for r in records if r is not None and r.realised_improvement_pct is not None]
+
+    async def for_asset(self, asset_id: str) -> list[SuggestionRecord]:
+        raw = self.slots.get(asset_id, {})
+        return [SuggestionRecord.model_validate_json(v) for v in raw.values()]
+
+    async def by_id(self, suggestion_id: str) -> SuggestionRecord | None:
+        asset_id = self.asset_of.get(suggestion_id)
+        if asset_id is None:
+            return None
+        for record in await self.for_asset(asset_id):
+            if record.suggestion.suggestion_id == suggestion_id:
+                return record
+        return None  # superseded by a later suggestion of the same slot
+
+    async def for_library(self, library_id: str, limit: int) -> list[SuggestionRecord]:
+        ids = _by_score(self.by_library.get(library_id, {}))[::-1][:limit]  # ZREVRANGE
+        records = [await self.by_id(i) for i in ids]
+        return [r for r in records if r is not None]

@@ -12,14 +12,23 @@ from typing import Any
 
 import pytest
 
-from service.handlers.ports import DeadLetterCounts, MetricsWrites, Positions
+from service.handlers.ports import DeadLetterCounts, Positions
 from service.store.dead_letters import DeadLetterCounters
 from service.store.keys import Keys
+from service.store.leaderboards import LeaderboardStore
 from service.store.metrics import MetricsStore
 from service.store.positions import PositionStore
 from service.store.registry import RegistryStore
 from service.store.scripts import Scripts
-from tests.fakes import FakeDeadLetterCounters, FakeMetricsStore, FakePositions, FakeRegistryStore
+from service.store.suggestions import SuggestionStore
+from tests.fakes import (
+    FakeDeadLetterCounters,
+    FakeLeaderboardStore,
+    FakeMetricsStore,
+    FakePositions,
+    FakeRegistryStore,
+    FakeSuggestionStore,
+)
 
 PERF_TOPIC = "perf"
 
@@ -27,10 +36,12 @@ PERF_TOPIC = "perf"
 @dataclass
 class Backend:
     kind: str
-    registry: Any  # RegistryWrites, and the reads library_stats and duplicates
-    metrics: MetricsWrites
+    registry: Any  # RegistryWrites and AssetReads, and the reads library_stats and duplicates
+    metrics: Any  # MetricsWrites and MetricsReads, and the reads totals and window_totals
     positions: Positions
     counters: DeadLetterCounts
+    boards: Any  # BoardWrites, and the read entries
+    suggestions: Any  # SuggestionRecords, and the reads for_asset, for_library and realised
     # Redis that lost writes: a position set back by hand.
     set_input_position: Callable[[str, int, int], Awaitable[None]]
     set_perf_position: Callable[[int, int], Awaitable[None]]
@@ -60,6 +71,8 @@ def _fake() -> Backend:
         metrics,
         positions,
         FakeDeadLetterCounters(),
+        FakeLeaderboardStore(metrics),
+        FakeSuggestionStore(),
         set_input_position,
         set_perf_position,
         set_lifetime,
@@ -89,6 +102,8 @@ def _redis(redis: Any, prefix: str, seen_ttl: int) -> Backend:
         MetricsStore(redis, keys, scripts, PERF_TOPIC),
         PositionStore(redis, keys, scripts),
         DeadLetterCounters(redis, keys, scripts, 3600),
+        LeaderboardStore(redis, keys),
+        SuggestionStore(redis, keys),
         set_input_position,
         set_perf_position,
         set_lifetime,

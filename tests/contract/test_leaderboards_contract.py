@@ -1,0 +1,98 @@
+"""The leaderboard store's contract, on the fake and on Redis: what the board refresh
+relies on (dirty sets, where an asset's entries are, entries moved with the asset)."""
+
+from __future__ import annotations
+
+import time
+
+from service.domain.enums import Channel
+from service.domain.metrics import Totals, WindowTotals
+from service.domain.windows import Window
+from service.store.metrics import PerfRow
+from tests.contract.conftest import Backend
+
+NOW = float(int(time.time()))
+
+
+async def test_dirty_sets_give_up_to_count_and_keep_them_until_done(backend: Backend) -> None:
+    boards = backend.boards
+    assert await boards.pending(None, 10) == []
+    await boards.mark_dirty(["a1", "a2", "a3"])
+    await boards.mark_dirty(["a2"])
+    await boards.mark_dirty([])
+    two = await boards.pending(None, 2)
+    assert len(two) == 2 and set(two) < {"a1", "a2", "a3"}
+    assert sorted(await boards.pending(None, 10)) == ["a1", "a2", "a3"], "pending takes nothing"
+    await boards.done(None, two)
+    await boards.done(None, [])
+    assert sorted(await boards.pending(None, 10)) == sorted({"a1", "a2", "a3"} - set(two))
+    assert await boards.pending(0, 10) == [], "the registry's set is not a partition's"
+
+
+async def test_the_metrics_script_marks_the_assets_it_counted(backend: Backend) -> None:
+    rows = [
+        PerfRow("e1", "a1", "web", "c1", int(NOW) - 60, 10, 1, 0, 0, 0, 0),
+        PerfRow("e2", "a2", "web", "c1", int(NOW) - 60, 10, 1, 0, 0, 0, 0),
+    ]
+    await backend.metrics.apply(2, 0, 1, rows, NOW)
+    assert sorted(await backend.boards.pending(2, 10)) == ["a1", "a2"]
+    assert (
+        await backend.boards.pending(1, 10) == [] and await backend.boards.pending(None, 10) == []
+    )
+    await backend.boards.done(2, ["a1", "a2"])
+    await backend.metrics.apply(2, 2, 2, [rows[0]], NOW)  # a copy: nothing counted
+    assert await backend.boards.pending(2, 10) == []
+
+
+async def test_the_swept_hour(backend: Backend) -> None:
+    assert await backend.boards.swept_hour() is None
+    await backend.boards.set_swept_hour(493_000)
+    assert await backend.boards.swept_hour() == 493_000
+
+
+def totals(**by_channel: Totals) -> WindowTotals:
+    return WindowTotals(by_channel={Channel(c): t for c, t in by_channel.items()})
+
+
+async def test_entries_follow_the_asset_between_libraries(backend: Backend) -> None:
+    boards = backend.boards
+    assert await boards.placed(["a1"]) == [None]
+    windows = {
+        Window.DAY: totals(email=Totals(100, 5)),
+        Window.LIFETIME: totals(email=Totals(300, 9), web=Totals(10, 1)),
+    }
+    await boards.place("a1", "L1", None, windows)
+    await boards.place("a2", "L1", None, {Window.WEEK: totals(web=Totals(1, 0))})
+    assert await boards.placed(["a1", "a2", "a3"]) == ["L1", "L1", None]
+
+    async def board(library: str, window: Window, channel: Channel | None) -> dict[str, Totals]:
+        return {e.asset_id: e.totals for e in await boards.entries(library, window, channel)}
+
+    assert await board("L1", Window.DAY, None) == {"a1": Totals(100, 5)}
+    assert await board("L1", Window.DAY, Channel.EMAIL) == {"a1": Totals(100, 5)}
+    assert await board("L1", Window.DAY, Channel.WEB) == {}, "no entry at zero"
+    assert await board("L1", Window.LIFETIME, None) == {"a1": Totals(310, 10)}
+    assert await board("L1", Window.WEEK, None) == {"a2": Totals(1, 0)}
+    assert await boards.ranked_assets(Window.DAY) == {"a1"}
+    assert await boards.ranked_assets(Window.WEEK) == {"a2"}
+
+    # New totals at zero in a window remove the entry there.
+    await boards.place("a1", "L1", "L1", {Window.LIFETIME: totals(web=Totals(10, 1))})
+    assert await board("L1", Window.DAY, None) == {}
+    assert await board("L1", Window.LIFETIME, Channel.EMAIL) == {}
+    assert await board("L1", Window.LIFETIME, None) == {"a1": Totals(10, 1)}
+
+    # Moved to L2: gone from every board of L1.
+    await boards.place("a1", "L2", "L1", windows)
+    assert await boards.placed(["a1"]) == ["L2"]
+    assert await board("L1", Window.LIFETIME, None) == {}
+    assert await board("L1", Window.LIFETIME, Channel.WEB) == {}
+    assert await board("L2", Window.DAY, None) == {"a1": Totals(100, 5)}
+    assert await boards.ranked_assets(Window.DAY) == {"a1"}
+
+    # Out of every library (deleted): in no board, placed nowhere.
+    await boards.place("a1", None, "L2", windows)
+    assert await boards.placed(["a1"]) == [None]
+    assert await board("L2", Window.DAY, None) == {}
+    assert await boards.ranked_assets(Window.DAY) == set()
+    assert await boards.ranked_assets(Window.WEEK) == {"a2"}

@@ -1,0 +1,275 @@
+"""SuggestionEngine on the in-memory fakes: sent once, quiet on replays, the cooldowns,
+feedback, and the realised improvement of an applied suggestion's variant."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+
+from service.domain import registry as rules
+from service.domain.enums import Channel, Priority, SuggestionType
+from service.domain.events import SuggestionFeedback
+from service.domain.metrics import Totals
+from service.domain.registry import Asset
+from service.domain.suggestion_state import DISMISSED_COOLDOWNS, Status
+from service.domain.windows import Window
+from service.handlers.suggestions import SuggestionEngine
+from service.observability import Instruments
+from service.runtime import load_rules
+from service.store.metrics import ApplyStatus, PerfRow
+from tests.fakes import FakeMetricsStore, FakeProducer, FakeSuggestionStore
+from tests.unit.factories import T0, registration, source
+
+TOPIC = "suggestions"
+COOLDOWN = timedelta(hours=6)
+NOW = T0.timestamp()
+
+
+class WallClock:
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@dataclass
+class Rig:
+    store: FakeSuggestionStore = field(default_factory=FakeSuggestionStore)
+    producer: FakeProducer = field(default_factory=FakeProducer)
+    metrics: FakeMetricsStore = field(default_factory=FakeMetricsStore)
+    instruments: Instruments = field(default_factory=Instruments.create)
+    clock: WallClock = field(default_factory=WallClock)
+    engine: SuggestionEngine = field(init=False)
+
+    def __post_init__(self) -> None:
+        async def lifetime(asset_id: str, channel: Channel | None) -> Totals:
+            totals = await self.metrics.totals(asset_id, Window.LIFETIME, NOW, channel=channel)
+            return totals or Totals()
+
+        self.engine = SuggestionEngine(
+            self.store,
+            self.producer,
+            TOPIC,
+            load_rules(None),
+            COOLDOWN,
+            self.instruments.suggestions,
+            lifetime,
+            now=self.clock,
+        )
+
+    def sent(self) -> list[dict[str, Any]]:
+        return self.producer.on(TOPIC)
+
+    def counted(self, suggestion_type: str, priority: str) -> float:
+        value = self.instruments.registry.get_sample_value(
+            "media_suggestions_emitted_total", {"type": suggestion_type, "priority": priority}
+        )
+        return value or 0.0
+
+    def feedback(
+        self, suggestion_id: str, outcome: str, new_asset_id: str | None = None
+    ) -> SuggestionFeedback:
+        return SuggestionFeedback(
+            event_id=f"f-{suggestion_id}-{outcome}",
+            occurred_at=self.clock.now,
+            suggestion_id=suggestion_id,
+            asset_id="a1",
+            outcome=outcome,  # type: ignore[arg-type]
+            new_asset_id=new_asset_id,
+        )
+
+
+@pytest.fixture
+def rig() -> Rig:
+    return Rig()
+
+
+def asset(asset_id: str = "a1", **overrides: Any) -> Asset:
+    state = rules.register(None, registration(asset_id, **overrides), source()).state
+    assert state.asset is not None
+    return state.asset
+
+
+def display_asset(asset_id: str = "a1") -> Asset:
+    """An asset for display with nothing to say about its file."""
+    return asset(
+        asset_id, intended_channels=["display"], file_size_bytes=10_000, width=1200, height=628
+    )
+
+
+def week(clicks: int, impressions: int) -> dict[Window, dict[Channel, Totals]]:
+    return {Window.WEEK: {Channel.DISPLAY: Totals(impressions, clicks)}, Window.DAY: {}}
+
+
+async def test_file_rules_are_sent_at_registration_and_quiet_on_a_replay(rig: Rig) -> None:
+    big = asset(
+        intended_channels=["display", "web"],
+        format="jpeg",
+        width=1200,
+        height=600,
+        file_size_bytes=900_000,
+    )
+    assert await rig.engine.on_registered(big) == 4
+    assert await rig.engine.on_registered(big) == 0  # redelivered: nothing new
+    rig.clock.now += 10 * COOLDOWN
+    assert await rig.engine.on_registered(big) == 0, "an open suggestion is not repeated"
+
+    sent = rig.sent()
+    assert sorted((e["type"], e.get("channel")) for e in sent) == [
+        ("compress", "display"),
+        ("convert_to_webp", "web"),
+        ("fix_aspect_ratio", "display"),
+        ("resize", "display"),
+    ]
+    assert {key for _, key, _ in rig.producer.sent} == {b"a1"}
+    assert all(e["event_id"] == e["suggestion_id"] for e in sent)
+    assert all(e["created_at"] == e["occurred_at"] for e in sent)
+    records = await rig.store.for_asset("a1")
+    assert sorted(r.suggestion.suggestion_id for r in records) == sorted(
+        e["suggestion_id"] for e in sent
+    )
+    assert {r.status for r in records} == {Status.OPEN}
+    listed = await rig.store.for_library("lib-1", 10)
+    assert {r.suggestion.suggestion_id for r in listed} == {e["suggestion_id"] for e in sent}
+    assert sum(rig.counted(e["type"], e["priority"]) for e in sent) == 4
+
+
+async def test_a_small_clean_file_gets_no_suggestion(rig: Rig) -> None:
+    assert await rig.engine.on_registered(display_asset()) == 0
+    assert rig.sent() == [] and rig.store.slots == {}
+
+
+async def test_a_higher_priority_is_sent_at_once(rig: Rig) -> None:
+    a = display_asset()
+    assert await rig.engine.on_totals(a, week(0, 1_000)) == 1  # upper bound 0.38 % < 0.46 %
+    assert await rig.engine.on_totals(a, week(0, 1_100)) == 0  # nothing material changed
+    assert await rig.engine.on_totals(a, week(0, 5_000)) == 1  # below half the benchmark
+    first, second = rig.sent()
+    assert (first["priority"], second["priority"]) == ("medium", "high")
+    assert first["suggestion_id"] == second["suggestion_id"], "same trigger, same id"
+    [record] = await rig.store.for_asset("a1")
+    assert record.suggestion.priority is Priority.HIGH and record.status is Status.OPEN
+    assert await rig.engine.on_totals(a, week(0, 50_000)) == 0, "high is the top"
+
+
+async def test_a_material_change_is_sent_again_only_after_the_cooldown(rig: Rig) -> None:
+    a = display_asset()
+    assert await rig.engine.on_totals(a, week(20, 10_000)) == 1
+    [first] = rig.sent()
+    assert first["priority"] == "medium" and first["estimated_improvement_pct"] == 56.5
+    # A materially different estimate at the same priority: quiet during the cooldown.
+    assert await rig.engine.on_totals(a, week(30, 10_000)) == 0
+    rig.clock.now += COOLDOWN - timedelta(seconds=1)
+    assert await rig.engine.on_totals(a, week(30, 10_000)) == 0
+    rig.clock.now += timedelta(seconds=1)
+    assert await rig.engine.on_totals(a, week(30, 10_000)) == 1
+    second = rig.sent()[1]
+    assert (second["priority"], second["estimated_improvement_pct"]) == ("medium", 34.8)
+    assert datetime.fromisoformat(second["created_at"]) == rig.clock.now
+    # The cooldown counts from the last send: an immediate further change waits again.
+    assert await rig.engine.on_totals(a, week(20, 10_000)) == 0
+
+
+async def test_a_dismissed_suggestion_stays_quiet_for_its_cooldowns(rig: Rig) -> None:
+    a = display_asset()
+    await rig.engine.on_totals(a, week(0, 1_000))
+    [sent] = rig.sent()
+    rig.clock.now += timedelta(hours=1)
+    assert await rig.engine.feedback(rig.feedback(sent["suggestion_id"], "dismissed"))
+    record = await rig.store.by_id(sent["suggestion_id"])
+    assert record is not None and record.status is Status.DISMISSED
+    assert record.closed_at == rig.clock.now and record.new_asset_id is None
+    assert await rig.store.variant_of("a2") is None
+
+    closed_at = rig.clock.now
+    rig.clock.now = closed_at + DISMISSED_COOLDOWNS * COOLDOWN - timedelta(seconds=1)
+    assert await rig.engine.on_totals(a, week(0, 50_000)) == 0, "even a higher priority"
+    rig.clock.now = closed_at + DISMISSED_COOLDOWNS * COOLDOWN
+    assert await rig.engine.on_totals(a, week(0, 50_000)) == 1
+    [record] = await rig.store.for_asset("a1")
+    assert record.status is Status.OPEN and record.closed_at is None
+
+
+async def test_feedback_closes_an_open_suggestion_once(rig: Rig) -> None:
+    a = display_asset()
+    await rig.engine.on_totals(a, week(0, 5_000))
+    [sent] = rig.sent()
+    suggestion_id = sent["suggestion_id"]
+    assert not await rig.engine.feedback(rig.feedback("sug-unknown", "applied")), "unknown"
+
+    rig.clock.now += timedelta(minutes=5)
+    applied = rig.feedback(suggestion_id, "applied", new_asset_id="a2")
+    assert await rig.engine.feedback(applied)
+    record = await rig.store.by_id(suggestion_id)
+    assert record is not None and record.status is Status.APPLIED
+    assert (record.closed_at, record.new_asset_id) == (rig.clock.now, "a2")
+    assert await rig.store.variant_of("a2") == suggestion_id
+
+    # Already closed: known (True), and a later dismissal changes nothing.
+    rig.clock.now += timedelta(minutes=5)
+    assert await rig.engine.feedback(rig.feedback(suggestion_id, "dismissed"))
+    assert await rig.store.by_id(suggestion_id) == record
+    # Applied: quiet for one cooldown after it closed.
+    rig.clock.now = applied.occurred_at + COOLDOWN - timedelta(seconds=1)
+    assert await rig.engine.on_totals(a, week(0, 5_000)) == 0
+    rig.clock.now = applied.occurred_at + COOLDOWN
+    assert await rig.engine.on_totals(a, week(0, 5_000)) == 1
+
+
+async def test_applied_without_a_variant_links_nothing(rig: Rig) -> None:
+    await rig.engine.on_totals(display_asset(), week(0, 5_000))
+    [sent] = rig.sent()
+    assert await rig.engine.feedback(rig.feedback(sent["suggestion_id"], "applied"))
+    assert rig.store.variants == {}
+    record = await rig.store.by_id(sent["suggestion_id"])
+    assert record is not None and record.status is Status.APPLIED
+
+
+async def perform(rig: Rig, first: int, rows: list[tuple[str, int, int]]) -> None:
+    """(asset, impressions, clicks) on display, applied on partition 0 an hour before NOW."""
+    await rig.metrics.point(0, sorted({r[0] for r in rows}))
+    perf = [
+        PerfRow(
+            f"ev{first + n}", a, "display", "c1", int(NOW) - 3600, impressions, clicks, 0, 0, 0, 0
+        )
+        for n, (a, impressions, clicks) in enumerate(rows)
+    ]
+    result = await rig.metrics.apply(0, first, first + len(perf) - 1, perf, NOW)
+    assert result.status is ApplyStatus.APPLIED
+
+
+async def test_the_realised_improvement_is_recorded_once_the_variant_has_enough(
+    rig: Rig,
+) -> None:
+    original, variant = display_asset("a1"), display_asset("a2")
+    await rig.engine.on_totals(original, week(0, 5_000))
+    [sent] = rig.sent()
+    suggestion_id = sent["suggestion_id"]
+    await rig.engine.feedback(rig.feedback(suggestion_id, "applied", new_asset_id="a2"))
+
+    await perform(rig, 0, [("a1", 10_000, 20), ("a2", 100, 1)])  # the variant: too few yet
+    await rig.engine.on_totals(variant, {Window.WEEK: {}, Window.DAY: {}})
+    record = await rig.store.by_id(suggestion_id)
+    assert record is not None and record.realised_improvement_pct is None
+    assert await rig.store.realised(SuggestionType.REFRESH_DESIGN) == []
+
+    await perform(rig, 2, [("a2", 9_900, 49)])  # 50 clicks in 10,000 against 20
+    await rig.engine.on_totals(variant, {Window.WEEK: {}, Window.DAY: {}})
+    record = await rig.store.by_id(suggestion_id)
+    assert record is not None and record.status is Status.APPLIED
+    assert record.realised_improvement_pct == 150.0  # 0.5 % against 0.2 %
+    assert record.realised_ci95 is not None and record.realised_ci95[0] > 0
+    [known] = await rig.store.realised(SuggestionType.REFRESH_DESIGN)
+    assert known == record
+
+    # Recorded once: more events of the variant do not change it.
+    await perform(rig, 3, [("a2", 10_000, 0)])
+    await rig.engine.on_totals(variant, {Window.WEEK: {}, Window.DAY: {}})
+    assert await rig.store.by_id(suggestion_id) == record
+    # The original itself is no variant: nothing is recorded for it.
+    await rig.engine.on_totals(original, {Window.WEEK: {}, Window.DAY: {}})
+    assert await rig.store.realised(SuggestionType.REFRESH_DESIGN) == [record]

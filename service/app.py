@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import faust
+from faust.web import drivers as web_drivers
 
 from service.api import middleware
 from service.api.views import register_views
@@ -62,6 +63,24 @@ class MediaApp(faust.App):
     def _new_transport(self) -> Any:
         return BatchingTransport(self.conf.broker_consumer, self)
 
+    def _new_web(self) -> Any:
+        """Faust's web driver without any of Faust's own blueprints.
+
+        They report the cluster's layout, tables and statistics to anyone who asks; the
+        service serves only its own routes (service/api/views.py).
+        """
+        driver = web_drivers.by_url(self.conf.web)
+        return type(
+            "ServiceWeb",
+            (driver,),
+            {
+                "default_blueprints": (),
+                "production_blueprints": (),
+                "debug_blueprints": (),
+                "optional_blueprints": (),
+            },
+        )(self)
+
     async def on_stop(self) -> None:
         await super().on_stop()
         await self.runtime.close()
@@ -87,7 +106,16 @@ def create_app(settings: Settings) -> MediaApp:
         web_host=settings.web_host,
         web_port=settings.web_port,
         web_bind=settings.web_bind,
-        web_application_options={"middlewares": middleware.build(settings.api_token)},
+        web_application_options={
+            "middlewares": middleware.build(settings.api_tokens, settings.metrics_tokens)
+        },
+        # Faust's own pages (/router, /table, /stats, /graph, /performance, its index) are
+        # off; MediaApp._new_web also drops them, so only the service's routes exist.
+        web_router_enabled=False,
+        web_tables_enabled=False,
+        web_stats_enabled=False,
+        web_graph_enabled=False,
+        web_metrics_enabled=False,
         autodiscover=False,
         store="memory://",
         datadir=str(settings.data_dir / f"{settings.app_id}-data"),

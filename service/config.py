@@ -9,15 +9,48 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "MEDIA_"
 
+# Bearer tokens: at least this long, and not a value copied from an example.
+MIN_TOKEN_CHARS = 32
+PLACEHOLDER_TOKENS = frozenset({"change-me", "changeme", "secret", "password", "token", "example"})
+PLACEHOLDER_PARTS = ("change-me", "changeme", "change_me")
+
+
+def token_problem(token: str) -> str | None:
+    """Why a bearer token must be refused, or None when it may be used."""
+    lowered = token.lower()
+    if not token:
+        return "is empty"
+    if (
+        lowered in PLACEHOLDER_TOKENS
+        or any(part in lowered for part in PLACEHOLDER_PARTS)
+        or len(set(lowered)) == 1  # xxxx..., 0000...
+    ):
+        return "is a placeholder, not a secret"
+    if len(token) < MIN_TOKEN_CHARS:
+        return f"is shorter than {MIN_TOKEN_CHARS} characters"
+    return None
+
+
+def split_tokens(value: SecretStr | None) -> tuple[SecretStr, ...]:
+    """The comma-separated tokens of a token setting."""
+    if value is None:
+        return ()
+    return tuple(SecretStr(t.strip()) for t in value.get_secret_value().split(","))
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX, env_file=".env", extra="ignore", frozen=True
+        env_prefix=ENV_PREFIX,
+        env_file=".env",
+        extra="ignore",
+        frozen=True,
+        # A refused value is never echoed: it may be a token or a password.
+        hide_input_in_errors=True,
     )
 
     # Identity: the Kafka consumer group and Faust application id.
@@ -68,8 +101,11 @@ class Settings(BaseSettings):
     web_host: str = "127.0.0.1"
     web_port: Annotated[int, Field(ge=1, le=65535)] = 8066
     web_bind: str = "127.0.0.1"
-    # When set, every /v1 route requires `Authorization: Bearer <token>`.
+    # When set, every /v1 route requires `Authorization: Bearer <token>`. Several tokens,
+    # comma-separated, are all accepted (to rotate one without downtime).
     api_token: SecretStr | None = None
+    # The same for /metrics; unset, /metrics is open (for a scraper on a private network).
+    metrics_token: SecretStr | None = None
 
     # Processing
     max_message_bytes: Annotated[int, Field(ge=1024)] = 262_144
@@ -113,6 +149,33 @@ class Settings(BaseSettings):
         if value is not None and not value.is_file():
             raise ValueError(f"no rules file at {value} (unset it for the shipped defaults)")
         return value
+
+    @field_validator("api_token", "metrics_token")
+    @classmethod
+    def _usable_tokens(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        if value is not None:
+            variable = f"{ENV_PREFIX}{str(info.field_name).upper()}"
+            tokens = value.get_secret_value().split(",")
+            for position, token in enumerate(tokens, start=1):
+                problem = token_problem(token.strip())
+                if problem is not None:
+                    which = f"token {position} of {len(tokens)}" if len(tokens) > 1 else "the token"
+                    raise ValueError(
+                        f"{variable}: {which} {problem}; generate one with "
+                        f"python3 -c 'import secrets; print(secrets.token_urlsafe(32))' "
+                        "(or unset the variable)"
+                    )
+        return value
+
+    @property
+    def api_tokens(self) -> tuple[SecretStr, ...]:
+        """Every token `MEDIA_API_TOKEN` accepts (none: the /v1 API is open)."""
+        return split_tokens(self.api_token)
+
+    @property
+    def metrics_tokens(self) -> tuple[SecretStr, ...]:
+        """Every token `MEDIA_METRICS_TOKEN` accepts (none: /metrics is open)."""
+        return split_tokens(self.metrics_token)
 
     @property
     def kafka_broker_url(self) -> str:

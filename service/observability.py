@@ -108,16 +108,21 @@ class _LagCollector(Collector):
 
 # --- logs -------------------------------------------------------------------------
 
-_SECRETS = (
-    (re.compile(r"(://[^:/@\s]*:)[^@\s]+@"), r"\1***@"),  # passwords in URLs
-    (re.compile(r"(?i)(bearer\s+)[^\s\"']+"), r"\1***"),  # bearer tokens
-)
+# A URL's userinfo runs to the LAST `@` before the host: a password may itself hold
+# `@`, `:` or `/`, so everything from `scheme://` to that `@` is credentials.
+_URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)([^\s'\"<>]*)@")
+_BEARER = re.compile(r"(?i)(bearer\s+)[^\s\"']+")
+
+
+def _mask_userinfo(match: re.Match[str]) -> str:
+    user, colon, _ = match.group(2).partition(":")
+    # user:password keeps the user; a lone userinfo (often a token) is masked whole.
+    return f"{match.group(1)}{user}:***@" if colon else f"{match.group(1)}***@"
 
 
 def redact(text: str) -> str:
-    for pattern, replacement in _SECRETS:
-        text = pattern.sub(replacement, text)
-    return text
+    """The text with credentials in URLs and bearer tokens masked."""
+    return _BEARER.sub(r"\1***", _URL_USERINFO.sub(_mask_userinfo, text))
 
 
 class RedactingFilter(logging.Filter):
@@ -141,11 +146,21 @@ class JsonFormatter(logging.Formatter):
             "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
             "logger": record.name,
-            "message": record.getMessage(),
+            "message": redact(record.getMessage()),
         }
         if record.exc_info:
             entry["exception"] = redact(self.formatException(record.exc_info))
         return json.dumps(entry, ensure_ascii=False)
+
+
+class TextFormatter(logging.Formatter):
+    """Readable lines for a terminal, credentials masked in the message and traceback."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))
+
+
+TEXT_FORMAT = "[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s"
 
 
 def logging_config(level: str, fmt: str) -> dict[str, Any]:
@@ -153,7 +168,7 @@ def logging_config(level: str, fmt: str) -> dict[str, Any]:
     formatter: dict[str, Any] = (
         {"()": f"{__name__}.JsonFormatter"}
         if fmt == "json"
-        else {"format": "[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s"}
+        else {"()": f"{__name__}.TextFormatter", "format": TEXT_FORMAT}
     )
     return {
         "version": 1,

@@ -56,7 +56,7 @@ async def check_config(settings: Settings, out: Print) -> bool:
             out(f"kafka: {problem}")
             ok = False
     except Exception as exc:
-        out(f"kafka: FAILED to reach {settings.kafka_bootstrap_servers}: {exc!r}")
+        out(f"kafka: FAILED to reach {settings.kafka_bootstrap_servers}: {redact(repr(exc))}")
         ok = False
     redis = connect(settings)
     try:

@@ -1,4 +1,4 @@
-"""What every request passes through: the optional bearer token and error shaping.
+"""What every request passes through: the optional bearer tokens and error shaping.
 
 Runs in the aiohttp application under Faust's web server, so it also answers for
 what no view handles: unknown paths and methods the API does not offer. It is the one
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hmac
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from aiohttp import web
@@ -25,23 +25,51 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 PROTECTED_PREFIX = "/v1/"
 
 
-def build(token: SecretStr | None) -> list[Any]:
-    """The middlewares for these settings: a token protects every `/v1` route."""
-    expected = None if token is None else token.get_secret_value().encode()
+METRICS_PATH = "/metrics"
+
+
+def _accepts(header: str, expected: Sequence[bytes]) -> bool:
+    """Whether an Authorization header carries one of the expected bearer tokens.
+
+    Every token is compared, in constant time (compare_digest takes the same time
+    wherever the strings differ), with no early exit: the answer's timing tells nothing
+    about which token matched or how much of one.
+    """
+    scheme, _, given = header.partition(" ")
+    if scheme.lower() != "bearer":
+        return False
+    candidate = given.encode()
+    matched = False
+    for token in expected:
+        matched |= hmac.compare_digest(candidate, token)
+    return matched
+
+
+def build(
+    api_tokens: Sequence[SecretStr] = (), metrics_tokens: Sequence[SecretStr] = ()
+) -> list[Any]:
+    """The middlewares for these settings.
+
+    Tokens (any one of them passes) protect every `/v1` route, and `/metrics` with its
+    own; none leaves those routes open.
+    """
+    api = tuple(t.get_secret_value().encode() for t in api_tokens)
+    metrics = tuple(t.get_secret_value().encode() for t in metrics_tokens)
 
     @web.middleware
     async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         path = request.path
-        if expected is not None and path.startswith(PROTECTED_PREFIX):
-            scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-            # compare_digest takes the same time wherever the strings differ
-            if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), expected):
-                return problems.response(
-                    problems.UNAUTHORIZED,
-                    "send the API token as `Authorization: Bearer <token>`",
-                    path,
-                    headers={"WWW-Authenticate": 'Bearer realm="media-intelligence"'},
-                )
+        expected = (
+            api if path.startswith(PROTECTED_PREFIX) else metrics if path == METRICS_PATH else ()
+        )
+        if expected and not _accepts(request.headers.get("Authorization", ""), expected):
+            which = "metrics token" if expected is metrics else "API token"
+            return problems.response(
+                problems.UNAUTHORIZED,
+                f"send the {which} as `Authorization: Bearer <token>`",
+                path,
+                headers={"WWW-Authenticate": 'Bearer realm="media-intelligence"'},
+            )
         try:
             return await handler(request)
         except web.HTTPNotFound:

@@ -26,6 +26,7 @@ from service.domain.events import (
 from service.domain.registry import Rejection, SourceRef
 from service.errors import DeadLetterUnavailable, DecodeError
 from service.handlers.ports import Clock, DeadLetterCounts, utc_now
+from service.observability import redact
 
 log = logging.getLogger(__name__)
 
@@ -78,8 +79,9 @@ class Original:
 
 
 def fit_reason(reason: str) -> str:
-    """A reason within the contract: non-empty, encodable, at most 2000 characters."""
-    text = reason.strip()[: MAX_DEAD_LETTER_REASON_CHARS + 1] or "no reason given"
+    """A reason within the contract: non-empty, encodable, at most 2000 characters,
+    credentials masked."""
+    text = redact(reason).strip()[: MAX_DEAD_LETTER_REASON_CHARS + 1] or "no reason given"
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:  # lone surrogates: shown as escapes

@@ -24,7 +24,7 @@ from tests.unit.factories import registration_body, sha
 
 pytestmark = pytest.mark.e2e
 
-TOKEN = "s3cret-token"
+TOKEN = "e2e-api-token-0123456789abcdefghijklmnop"
 SCHEMA = schemathesis.openapi.from_dict(document(api_page_size_max=500, token_required=True))
 
 

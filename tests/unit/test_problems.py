@@ -73,7 +73,7 @@ async def _through_middleware(exc: BaseException, path: str = "/v1/assets/a1") -
     async def handler(request: web.Request) -> web.StreamResponse:
         raise exc
 
-    (guard,) = middleware.build(None)
+    (guard,) = middleware.build()
     response = await guard(make_mocked_request("GET", path), handler)
     assert isinstance(response, web.Response) and isinstance(response.text, str)
     return response.status, response.content_type, json.loads(response.text)

@@ -49,19 +49,76 @@ GRAFANA_PORT = 3000
 GRAFANA_WRITING_ROLES = {"Editor", "Admin"}
 # Where redis-server listens unless told otherwise (the compose command sets no --port).
 REDIS_DEFAULT_PORT = 6379
+# Where published ports may listen on the host: loopback, so no other machine reaches them.
+LOOPBACK_IPS = {"127.0.0.1", "::1"}
+# Sample values for the variables compose requires from the host (`${NAME:?message}`),
+# used to read the file as compose would with them set.
+SAMPLE_HOST_ENV = {
+    "REDIS_PASSWORD": "sample-redis-password",
+    "GRAFANA_ADMIN_PASSWORD": "sample-grafana-password",
+}
 SERVICE_METRICS = sources.exported_metrics()
 HISTOGRAM_SUFFIXES = sources.HISTOGRAM_SUFFIXES
 
 
 # --- reading the files ---------------------------------------------------------------
 
+# `$$`, `${NAME}`, `${NAME:-default}`, `${NAME-default}`, `${NAME:?error}`, `${NAME?error}`
+# (compose's interpolation; the default or message runs to the closing brace) and `$NAME`.
+_INTERPOLATION = re.compile(
+    r"\$(?:(?P<escaped>\$)|\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)"
+    r"(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\}|(?P<bare>[A-Za-z_][A-Za-z0-9_]*))"
+)
+
+
+def _references(text: str) -> list[tuple[str, str | None, str]]:
+    """(variable, operator or None, default or message) of each `${...}`/`$NAME` in text."""
+    return [
+        (m["braced"] or m["bare"], m["op"], m["arg"] or "")
+        for m in _INTERPOLATION.finditer(text)
+        if not m["escaped"]
+    ]
+
+
+def _interpolate(value: Any, environment: dict[str, str]) -> Any:
+    """A loaded compose value with the host's variables substituted, as compose does it."""
+    if isinstance(value, dict):
+        return {key: _interpolate(item, environment) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_interpolate(item, environment) for item in value]
+    if not isinstance(value, str):
+        return value
+
+    def substitute(match: re.Match[str]) -> str:
+        if match["escaped"]:
+            return "$"
+        name = match["braced"] or match["bare"]
+        found = environment.get(name)
+        op, arg = match["op"] or "", match["arg"] or ""
+        unset_or_empty = found is None or (op.startswith(":") and not found)
+        if op.endswith("?") and unset_or_empty:
+            pytest.fail(f"{COMPOSE_FILE.name}: ${{{name}}} is required: {arg}")
+        if op.endswith("-") and unset_or_empty:
+            return arg
+        return found or ""
+
+    return _INTERPOLATION.sub(substitute, value)
+
 
 @pytest.fixture(scope="module")
-def services() -> dict[str, dict[str, Any]]:
+def raw_services() -> dict[str, dict[str, Any]]:
+    """The services as written, `${...}` references included."""
     compose = yaml.safe_load(COMPOSE_FILE.read_text())
     assert isinstance(compose, dict), f"{COMPOSE_FILE.name} is not a YAML mapping"
     found = compose.get("services")
     assert isinstance(found, dict), f"{COMPOSE_FILE.name} has no `services:` mapping"
+    return found
+
+
+@pytest.fixture(scope="module")
+def services(raw_services: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The services as compose runs them, with SAMPLE_HOST_ENV set on the host."""
+    found: dict[str, dict[str, Any]] = _interpolate(raw_services, SAMPLE_HOST_ENV)
     return found
 
 
@@ -91,21 +148,34 @@ def _media_env(name: str, service: dict[str, Any]) -> dict[str, str]:
     return {key: value for key, value in env.items() if key.startswith(ENV_PREFIX)}
 
 
-def _ports(name: str, service: dict[str, Any]) -> list[tuple[int | None, int]]:
-    """(published host port or None, container port) for each `ports:` entry."""
-    result: list[tuple[int | None, int]] = []
+def _port_bindings(name: str, service: dict[str, Any]) -> list[tuple[str | None, int | None, int]]:
+    """(host IP or None, published host port or None, container port) of each `ports:` entry."""
+    result: list[tuple[str | None, int | None, int]] = []
     for entry in service.get("ports") or []:
         if isinstance(entry, dict):  # long syntax
             published = entry.get("published")
-            result.append((int(published) if published else None, int(entry["target"])))
+            result.append(
+                (entry.get("host_ip"), int(published) if published else None, int(entry["target"]))
+            )
             continue
-        parts = str(entry).split("/")[0].split(":")  # [ip:][host:]container[/proto]
-        assert all(p.isdigit() for p in parts[-2:]), (
-            f"{name}: cannot read port entry {entry!r} (expected HOST:CONTAINER)"
+        text = str(entry).split("/")[0]  # [ip:][host:]container[/proto]
+        ip = None
+        if text.startswith("["):  # [IPv6]:host:container
+            ip, _, text = text[1:].partition("]:")
+        parts = text.split(":")
+        assert 1 <= len(parts) <= 3 and all(p.isdigit() for p in parts[-2:]), (
+            f"{name}: cannot read port entry {entry!r} (expected IP:HOST:CONTAINER)"
         )
+        if len(parts) == 3:
+            ip = parts[0]
         host = int(parts[-2]) if len(parts) >= 2 else None
-        result.append((host, int(parts[-1])))
+        result.append((ip, host, int(parts[-1])))
     return result
+
+
+def _ports(name: str, service: dict[str, Any]) -> list[tuple[int | None, int]]:
+    """(published host port or None, container port) for each `ports:` entry."""
+    return [(host, container) for _, host, container in _port_bindings(name, service)]
 
 
 _LISTENER = re.compile(r"^(?P<name>[A-Za-z0-9_]+)://(?P<host>[^:]*):(?P<port>\d+)$")
@@ -376,6 +446,101 @@ def test_depends_on_waits_for_healthy_dependencies(
             )
 
 
+# --- exposure and credentials ----------------------------------------------------------
+
+
+def _required_variable(where: str, text: str) -> str:
+    """The one host variable text is, given as `${NAME:?message}`: set and non-empty, no default."""
+    references = _references(text)
+    assert len(references) == 1, (
+        f"{where}: {text!r} should take its value from one host variable (${{NAME:?message}})"
+    )
+    variable, op, _ = references[0]
+    assert op == ":?", (
+        f"{where}: {text!r} uses ${{{variable}}} with {op or 'no operator'}; use "
+        f"${{{variable}:?message}} so that compose refuses to start without it (no default, "
+        "not empty)"
+    )
+    return variable
+
+
+def test_published_ports_listen_on_loopback_only(services: dict[str, dict[str, Any]]) -> None:
+    for name, service in services.items():
+        assert service.get("network_mode") != "host", (
+            f"{name}: network_mode host puts every port it listens on on the host's interfaces"
+        )
+        for ip, host, container in _port_bindings(name, service):
+            assert ip in LOOPBACK_IPS, (
+                f"{name}: port {container} is published on {ip or 'every interface'}; publish "
+                f'it on loopback only: "127.0.0.1:{host or container}:{container}"'
+            )
+
+
+def test_redis_requires_a_password_without_default(
+    raw_services: dict[str, dict[str, Any]], services: dict[str, dict[str, Any]]
+) -> None:
+    raw_command = [str(item) for item in raw_services["redis"].get("command") or []]
+    assert "--requirepass" in raw_command[:-1], (
+        f"redis: the command sets no --requirepass: anyone reaching the port may write "
+        f"({raw_command})"
+    )
+    raw_password = raw_command[raw_command.index("--requirepass") + 1]
+    variable = _required_variable("redis: --requirepass", raw_password)
+    command = [str(item) for item in services["redis"]["command"]]
+    password = command[command.index("--requirepass") + 1]
+    assert password == SAMPLE_HOST_ENV[variable], "redis: the password is not just the variable"
+    assert "no" not in [
+        command[i + 1] for i, item in enumerate(command[:-1]) if item == "--protected-mode"
+    ], "redis: protected mode is switched off"
+    for name, service in _app_services(services).items():
+        raw_url = _media_env(name, raw_services[name]).get("MEDIA_REDIS_URL", "")
+        assert variable in [v for v, _, _ in _references(raw_url)], (
+            f"{name}: MEDIA_REDIS_URL {raw_url!r} does not take its password from ${variable}"
+        )
+        url = urlsplit(_media_env(name, service)["MEDIA_REDIS_URL"])
+        assert url.password == password, (
+            f"{name}: MEDIA_REDIS_URL does not carry the password Redis requires"
+        )
+    # The healthcheck's redis-cli must log in too, or the service would never start.
+    env = _environment("redis", services["redis"])
+    healthcheck = " ".join(map(str, services["redis"]["healthcheck"]["test"]))
+    assert env.get("REDISCLI_AUTH") == password or " -a " in healthcheck, (
+        "redis: the healthcheck's redis-cli does not authenticate (set REDISCLI_AUTH)"
+    )
+
+
+def test_grafana_admin_password_has_no_default(
+    raw_services: dict[str, dict[str, Any]], services: dict[str, dict[str, Any]]
+) -> None:
+    raw = _environment("grafana", raw_services["grafana"])
+    assert "GF_SECURITY_ADMIN_PASSWORD" in raw, (
+        "grafana: GF_SECURITY_ADMIN_PASSWORD is not set, so the admin logs in with admin/admin"
+    )
+    _required_variable("grafana: GF_SECURITY_ADMIN_PASSWORD", raw["GF_SECURITY_ADMIN_PASSWORD"])
+    password = _environment("grafana", services["grafana"])["GF_SECURITY_ADMIN_PASSWORD"]
+    assert password and password != "admin", "grafana: the admin password is Grafana's default"
+
+
+def test_required_variables_have_no_usable_default(raw_services: dict[str, dict[str, Any]]) -> None:
+    """Secrets come from the host or compose refuses to start; none has a fallback value."""
+    found = set()
+    for name, service in raw_services.items():
+        text = yaml.safe_dump(service)
+        for variable, op, _ in _references(text):
+            if variable in SAMPLE_HOST_ENV:
+                found.add(variable)
+                assert op == ":?", (
+                    f"{name}: ${{{variable}}} is used with {op or 'no operator'}; "
+                    f"use ${{{variable}:?message}}"
+                )
+    assert found == set(SAMPLE_HOST_ENV), (
+        f"the sample values of {sorted(set(SAMPLE_HOST_ENV) - found)} are not used any more"
+    )
+    for variable in SAMPLE_HOST_ENV:
+        with pytest.raises(pytest.fail.Exception, match=variable):
+            _interpolate(raw_services, {k: v for k, v in SAMPLE_HOST_ENV.items() if k != variable})
+
+
 # --- the image --------------------------------------------------------------------------
 
 
@@ -635,15 +800,18 @@ def test_grafana_mounts_exist_and_are_read_only(services: dict[str, dict[str, An
     _container_port("grafana", grafana, GRAFANA_PORT)
 
 
-def test_grafana_allows_anonymous_viewers(services: dict[str, dict[str, Any]]) -> None:
+def test_grafana_anonymous_users_only_view(services: dict[str, dict[str, Any]]) -> None:
+    """Anonymous access, if on, is Viewer: reading dashboards needs no login, changing does."""
     env = _environment("grafana", services["grafana"])
-    assert env.get("GF_AUTH_ANONYMOUS_ENABLED") == "true", (
-        "grafana: GF_AUTH_ANONYMOUS_ENABLED is not true: the dashboard needs a login"
-    )
-    role = env.get("GF_AUTH_ANONYMOUS_ORG_ROLE", "Viewer")  # Grafana's default
-    assert role not in GRAFANA_WRITING_ROLES, (
-        f"grafana: anonymous users get role {role}: anyone reaching the port could change "
-        "dashboards and data sources"
+    if env.get("GF_AUTH_ANONYMOUS_ENABLED", "false").lower() == "true":
+        role = env.get("GF_AUTH_ANONYMOUS_ORG_ROLE", "Viewer")  # Grafana's default
+        assert role not in GRAFANA_WRITING_ROLES, (
+            f"grafana: anonymous users get role {role}: anyone reaching the port could change "
+            "dashboards and data sources"
+        )
+        assert role == "Viewer", f"grafana: anonymous users get role {role}, expected Viewer"
+    assert env.get("GF_USERS_ALLOW_SIGN_UP", "false").lower() == "false", (
+        "grafana: GF_USERS_ALLOW_SIGN_UP lets anyone reaching the port create an account"
     )
     home = env.get("GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH")
     if home:

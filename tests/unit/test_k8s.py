@@ -3,8 +3,10 @@
 No cluster runs here or in CI, so the manifests are checked by reading them: a misspelt
 setting (which the service would silently ignore), a probe on the wrong port, a selector
 that matches no pod, a secret in the ConfigMap or a root container fails here instead of
-in a rollout. Expected values come from their sources (tests/unit/deploy_sources.py):
-the settings model, pyproject.toml, the Dockerfile and the web routes.
+in a rollout. The Secret is not shipped (so that no apply installs placeholders): its keys
+are checked in examples/secret.example.yaml and in the README's `kubectl create secret`.
+Expected values come from their sources (tests/unit/deploy_sources.py): the settings
+model, pyproject.toml, the Dockerfile and the web routes.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import os
 import re
 from pathlib import Path
 from typing import Any, get_args
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
@@ -24,16 +27,27 @@ from tests.unit.deploy_sources import ROOT, WORKER_COMMAND, field_of, variable_o
 
 K8S_DIR = ROOT / "deploy" / "k8s"
 KUSTOMIZATION = K8S_DIR / "kustomization.yaml"
+K8S_README = K8S_DIR / "README.md"
+# A sample of the Secret the operator creates; in a subdirectory, which neither
+# `kubectl apply -k deploy/k8s` nor `kubectl apply -f deploy/k8s` reads.
+SECRET_EXAMPLE = K8S_DIR / "examples" / "secret.example.yaml"
+# Values that mark a placeholder rather than a setting: nothing shipped may hold one.
+PLACEHOLDER = re.compile(
+    r"change[-_ ]?me|replace[-_ ]?me|placeholder|to[-_ ]?do|<[^>]*>|^x{3,}$|^\.\.\.$",
+    re.IGNORECASE,
+)
+# Where the worker resolves the names of Kafka and Redis.
+DNS_PORTS = {(53, "UDP"), (53, "TCP")}
 
 # Kinds that live in a namespace; everything else here (the Namespace) is cluster-wide.
 CLUSTER_SCOPED = {"Namespace"}
 EXPECTED_KINDS = {
     "Namespace",
     "ConfigMap",
-    "Secret",
     "Deployment",
     "Service",
     "PodDisruptionBudget",
+    "NetworkPolicy",
 }
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 # What the downward API gives MEDIA_WEB_HOST in a pod, for building Settings here.
@@ -96,8 +110,19 @@ def configmap(manifests: list[tuple[str, Manifest]]) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def secret(manifests: list[tuple[str, Manifest]]) -> dict[str, str]:
-    obj = _one(manifests, "Secret")
+def secret_example() -> Manifest:
+    assert SECRET_EXAMPLE.is_file(), f"{SECRET_EXAMPLE} is missing"
+    obj = yaml.safe_load(SECRET_EXAMPLE.read_text())
+    assert isinstance(obj, dict) and obj.get("kind") == "Secret", (
+        f"{SECRET_EXAMPLE.name} is not a Secret"
+    )
+    return obj
+
+
+@pytest.fixture(scope="module")
+def secret(secret_example: Manifest) -> dict[str, str]:
+    """The keys and sample values of the Secret the operator creates."""
+    obj = secret_example
     assert "data" not in obj, "Secret: use `stringData` (readable placeholders), not `data`"
     data = obj.get("stringData")
     assert isinstance(data, dict) and data, "the Secret has no `stringData`"
@@ -356,7 +381,7 @@ def test_envfrom_names_the_configmap_and_secret(
     assert config_refs == [configmap_name], (
         f"Deployment: envFrom configMapRef {config_refs}, expected [{configmap_name!r}]"
     )
-    secret_name = _one(manifests, "Secret")["metadata"]["name"]
+    secret_name = yaml.safe_load(SECRET_EXAMPLE.read_text())["metadata"]["name"]
     assert _secret_name(container) == secret_name, (
         f"Deployment: envFrom secretRef {_secret_name(container)!r}, expected {secret_name!r}"
     )
@@ -619,3 +644,142 @@ def test_service_is_cluster_internal(manifests: list[tuple[str, Manifest]]) -> N
     spec = _one(manifests, "Service")["spec"]
     kind = spec.get("type", "ClusterIP")
     assert kind == "ClusterIP", f"Service: type {kind}, expected ClusterIP"
+
+
+# --- the Secret, created out of band ----------------------------------------------------
+
+
+def _leaves(value: Any) -> list[str]:
+    """Every scalar in a manifest, as a string."""
+    if isinstance(value, dict):
+        return [leaf for item in value.values() for leaf in _leaves(item)]
+    if isinstance(value, list):
+        return [leaf for item in value for leaf in _leaves(item)]
+    return [] if value is None else [str(value)]
+
+
+def test_no_secret_and_no_placeholder_is_shipped(manifests: list[tuple[str, Manifest]]) -> None:
+    """`kubectl apply -k` or `-f deploy/k8s` must not install (or restore) fake credentials."""
+    shipped = [(name, obj) for name, obj in manifests if obj["kind"] == "Secret"]
+    assert not shipped, (
+        f"{[name for name, _ in shipped]} ship a Secret: every apply would write its values "
+        "over the real ones; document `kubectl create secret generic` instead"
+    )
+    for name, obj in manifests:
+        for leaf in _leaves(obj):
+            assert not PLACEHOLDER.search(leaf), (
+                f"{name}: {obj['kind']} holds the placeholder value {leaf!r}"
+            )
+    resources = yaml.safe_load(KUSTOMIZATION.read_text()).get("resources") or []
+    example = SECRET_EXAMPLE.relative_to(K8S_DIR).as_posix()
+    assert example not in resources, f"kustomization.yaml applies the sample {example}"
+    assert SECRET_EXAMPLE.parent != K8S_DIR, (
+        f"{SECRET_EXAMPLE.name} is in {K8S_DIR.name}/, which `kubectl apply -f` applies whole"
+    )
+
+
+def test_secret_example_is_the_one_the_deployment_reads(
+    manifests: list[tuple[str, Manifest]], secret_example: Manifest, container: Manifest
+) -> None:
+    metadata = secret_example["metadata"]
+    assert metadata.get("name") == _secret_name(container), (
+        f"{SECRET_EXAMPLE.name}: named {metadata.get('name')!r}, the Deployment reads "
+        f"{_secret_name(container)!r}"
+    )
+    assert metadata.get("namespace") == _namespace(manifests), (
+        f"{SECRET_EXAMPLE.name}: in namespace {metadata.get('namespace')!r}"
+    )
+
+
+def test_readme_creates_the_secret_the_deployment_reads(
+    manifests: list[tuple[str, Manifest]], secret: dict[str, str], container: Manifest
+) -> None:
+    text = K8S_README.read_text().replace("\\\n", " ")
+    commands = [
+        line for line in text.splitlines() if "kubectl" in line and "create secret generic" in line
+    ]
+    assert commands, f"{K8S_README.name} does not show `kubectl create secret generic`"
+    command = commands[0].split()
+    name = command[command.index("generic") + 1]
+    assert name == _secret_name(container), (
+        f"{K8S_README.name}: creates the Secret {name!r}, the Deployment reads "
+        f"{_secret_name(container)!r}"
+    )
+    namespace = _namespace(manifests)
+    assert f"-n {namespace}" in commands[0] or f"--namespace={namespace}" in commands[0], (
+        f"{K8S_README.name}: the Secret is not created in the namespace {namespace}"
+    )
+    for key in secret:
+        assert f"--from-literal={key}=" in commands[0], (
+            f"{K8S_README.name}: `kubectl create secret generic` does not set {key}"
+        )
+
+
+# --- the network policy -----------------------------------------------------------------
+
+
+def _policy_ports(rules: list[Manifest], direction: str) -> set[tuple[int | str, str]]:
+    """(port, protocol) allowed by a list of ingress or egress rules; each rule must name ports."""
+    allowed: set[tuple[int | str, str]] = set()
+    for rule in rules:
+        ports = rule.get("ports") or []
+        assert ports, f"NetworkPolicy: an {direction} rule names no port, so it allows every port"
+        for port in ports:
+            assert "endPort" not in port, f"NetworkPolicy: {direction} allows a port range {port}"
+            assert "port" in port, f"NetworkPolicy: {direction} rule {port} allows every port"
+            allowed.add((port["port"], port.get("protocol", "TCP")))
+    return allowed
+
+
+@pytest.fixture(scope="module")
+def network_policy(manifests: list[tuple[str, Manifest]]) -> Manifest:
+    spec: Manifest = _one(manifests, "NetworkPolicy")["spec"]
+    return spec
+
+
+def test_network_policy_selects_the_workers(network_policy: Manifest, deployment: Manifest) -> None:
+    labels = deployment["spec"]["template"]["metadata"].get("labels") or {}
+    selector = network_policy.get("podSelector") or {}
+    assert not selector.get("matchExpressions"), "NetworkPolicy: use matchLabels only"
+    match = selector.get("matchLabels") or {}
+    assert match, "NetworkPolicy: an empty podSelector selects every pod of the namespace"
+    assert match.items() <= labels.items(), (
+        f"NetworkPolicy: podSelector {match} does not select the workers (labels {labels})"
+    )
+    types = set(network_policy.get("policyTypes") or [])
+    assert types == {"Ingress", "Egress"}, (
+        f"NetworkPolicy: policyTypes {sorted(types)}; both Ingress and Egress must be restricted"
+    )
+
+
+def test_network_policy_lets_in_only_the_api_port(
+    network_policy: Manifest, container: Manifest, configmap: dict[str, str]
+) -> None:
+    port = _named_port(container, "http")
+    assert port == _web_port(configmap), "the container port http is not MEDIA_WEB_PORT"
+    allowed = _policy_ports(network_policy.get("ingress") or [], "ingress")
+    assert allowed, "NetworkPolicy: no ingress rule: probes, the Service and Prometheus fail"
+    assert allowed <= {(port, "TCP"), ("http", "TCP")}, (
+        f"NetworkPolicy: ingress allows {sorted(allowed, key=str)}; only the API port "
+        f"{port}/TCP (container port http)"
+    )
+
+
+def test_network_policy_lets_out_only_kafka_redis_and_dns(
+    network_policy: Manifest, configmap: dict[str, str], secret: dict[str, str]
+) -> None:
+    bootstrap = sources.effective(configmap, "kafka_bootstrap_servers")
+    kafka = {(int(server.rpartition(":")[2]), "TCP") for server in bootstrap.split(",")}
+    redis_url = urlsplit(secret["MEDIA_REDIS_URL"])
+    redis = {(redis_url.port or 6379, "TCP")}
+    expected = kafka | redis | DNS_PORTS
+    allowed = _policy_ports(network_policy.get("egress") or [], "egress")
+    assert allowed == expected, (
+        f"NetworkPolicy: egress allows {sorted(allowed, key=str)}, expected Kafka {sorted(kafka)} "
+        f"(MEDIA_KAFKA_BOOTSTRAP_SERVERS), Redis {sorted(redis)} (MEDIA_REDIS_URL) and DNS"
+    )
+    readme = K8S_README.read_text()
+    for port, protocol in sorted(expected, key=str):
+        assert f"{port}/{protocol}" in readme, (
+            f"{K8S_README.name} does not document the egress port {port}/{protocol}"
+        )

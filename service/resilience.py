@@ -17,7 +17,12 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-from aiokafka.errors import KafkaError
+from aiokafka.errors import (
+    KafkaConnectionError,
+    KafkaError,
+    KafkaTimeoutError,
+    RequestTimedOutError,
+)
 from redis.exceptions import (
     ClusterDownError,
     OutOfMemoryError,
@@ -50,6 +55,10 @@ _TRANSIENT_REPLIES = (
 
 _TRANSIENT_REPLY_CLASSES = (OutOfMemoryError, ReadOnlyError, ClusterDownError, TryAgainError)
 
+# Kafka client failures that aiokafka does not mark `retriable` but that say only that the
+# broker could not be reached in time.
+_KAFKA_UNREACHABLE = (KafkaConnectionError, KafkaTimeoutError, RequestTimedOutError)
+
 
 def is_transient(exc: BaseException) -> bool:
     """True when waiting and trying the same records again can succeed."""
@@ -66,19 +75,13 @@ def is_transient(exc: BaseException) -> bool:
         # Older servers wrap a script's error: "ERR Error running script ... -OOM ...".
         return any(f"-{code} " in text for code in _TRANSIENT_REPLIES)
     if isinstance(exc, KafkaError):
-        return bool(getattr(exc, "retriable", False)) or _is_connection_error(exc)
+        return bool(getattr(exc, "retriable", False)) or isinstance(exc, _KAFKA_UNREACHABLE)
     return isinstance(exc, ConnectionError | TimeoutError)
-
-
-def _is_connection_error(exc: KafkaError) -> bool:
-    from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError, RequestTimedOutError
-
-    return isinstance(exc, KafkaConnectionError | KafkaTimeoutError | RequestTimedOutError)
 
 
 @dataclass
 class Backoff:
-    """Capped exponential back-off with full jitter.
+    """Capped exponential back-off, each delay drawn between half and all of its step.
 
     Jitter keeps the workers of a group from hammering a Redis that just came back
     in lock-step; the cap bounds how long processing trails a recovery.

@@ -198,6 +198,23 @@ class DeadLetters:
             value=message.value or b"",
         )
 
+    async def service_failure(self, message: RawMessage, exc: BaseException) -> None:
+        """A bug or an input nobody foresaw made the service fail on this message: log it
+        and dead-letter the message (`internal_error`), so that its partition moves on."""
+        log.error(
+            "failed to process %s[%d]@%d",
+            message.topic,
+            message.partition,
+            message.offset,
+            exc_info=exc,
+        )
+        error = DecodeError(
+            DeadLetterReason.INTERNAL_ERROR,
+            f"the service failed on this message ({type(exc).__name__}: {exc}); "
+            "report it with this dead letter, then replay the message",
+        )
+        await self.decode_failure(message, error)
+
     async def rejection(self, rejection: Rejection) -> None:
         await self.publish(
             source=rejection.source,

@@ -207,14 +207,7 @@ class PerformanceHandler:
             except Exception as exc:
                 if is_transient(exc):
                     raise
-                await self._dead_letters.decode_failure(
-                    as_raw(message),
-                    DecodeError(
-                        DeadLetterReason.INTERNAL_ERROR,
-                        f"the service failed on this message ({type(exc).__name__}: {exc}); "
-                        "report it with this dead letter, then replay the message",
-                    ),
-                )
+                await self._dead_letters.service_failure(as_raw(message), exc)
                 result, _ = await self._apply(partition, offset, offset, [], now, [message])
             if result.status is ApplyStatus.BEHIND:
                 return self._behind(message.topic, partition, result.position)
@@ -241,15 +234,7 @@ class PerformanceHandler:
             except Exception as exc:
                 if is_transient(exc):
                     raise
-                log.exception(
-                    "failed to decode %s[%d]@%d", message.topic, message.partition, message.offset
-                )
-                unforeseen = DecodeError(
-                    DeadLetterReason.INTERNAL_ERROR,
-                    f"the service failed on this message ({type(exc).__name__}: {exc}); "
-                    "report it with this dead letter, then replay the message",
-                )
-                await self._dead_letters.decode_failure(as_raw(message), unforeseen)
+                await self._dead_letters.service_failure(as_raw(message), exc)
                 continue
             rows.append(
                 (

@@ -33,7 +33,6 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from service.domain.decoding import RawMessage, Record, as_raw
-from service.domain.enums import DeadLetterReason
 from service.errors import DecodeError
 from service.handlers.emit import DeadLetters
 from service.handlers.ports import Positions
@@ -125,15 +124,4 @@ class SequentialHandler:
         except Exception as exc:
             if is_transient(exc):
                 raise
-            # A bug or an input nobody foresaw: keep the partition moving.
-            log.exception(
-                "failed to process %s[%d]@%d", message.topic, message.partition, message.offset
-            )
-            await self._dead_letters.decode_failure(
-                message,
-                DecodeError(
-                    DeadLetterReason.INTERNAL_ERROR,
-                    f"the service failed on this message ({type(exc).__name__}: {exc}); "
-                    "report it with this dead letter, then replay the message",
-                ),
-            )
+            await self._dead_letters.service_failure(message, exc)

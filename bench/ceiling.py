@@ -21,6 +21,7 @@ from bench.progress import Progress, wait_applied
 from service.config import Settings
 from service.handlers.performance import PerformanceHandler
 from service.runtime import Runtime
+from service.streaming.kafka_client import client_options
 
 
 class KafkaPort:
@@ -54,11 +55,11 @@ async def consume(
 async def run_ceiling(settings: Settings, *, events: int, max_records: int) -> Progress:
     """Consume the topic from the beginning until Redis reflects `events` events."""
     started = time.monotonic()
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all")
+    producer = AIOKafkaProducer(**client_options(settings), acks="all")
     runtime = Runtime.build(settings, KafkaPort(producer))
     consumer = AIOKafkaConsumer(
         settings.topic_asset_performance,
-        bootstrap_servers=settings.kafka_bootstrap_servers,
+        **client_options(settings),
         group_id=settings.app_id,
         auto_offset_reset="earliest",
         enable_auto_commit=False,  # positions live in Redis, as in the worker

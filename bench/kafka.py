@@ -19,6 +19,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from bench.events import Encoded
 from service.config import Settings
+from service.streaming.kafka_client import client_options
 
 BATCH_BYTES = 512 * 1024  # well below the broker's default 1 MiB message.max.bytes
 
@@ -36,7 +37,7 @@ class Produced:
 def new_producer(settings: Settings) -> AIOKafkaProducer:
     """acks=all as the service's producer; large batches, sent as soon as they are closed."""
     return AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap_servers,
+        **client_options(settings),
         acks="all",
         linger_ms=5,
         max_batch_size=BATCH_BYTES,
@@ -101,9 +102,7 @@ async def produce(settings: Settings, topic: str, records: Iterable[Encoded]) ->
 
 
 def _admin(settings: Settings) -> AIOKafkaAdminClient:
-    return AIOKafkaAdminClient(
-        bootstrap_servers=settings.kafka_bootstrap_servers, request_timeout_ms=30_000
-    )
+    return AIOKafkaAdminClient(**client_options(settings), request_timeout_ms=30_000)
 
 
 async def reachable(settings: Settings, seconds: float = 10.0) -> None:

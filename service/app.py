@@ -21,6 +21,7 @@ from service.handlers.sequential import SequentialHandler
 from service.resilience import is_transient
 from service.runtime import Runtime
 from service.streaming.batching import BatchHandler, BatchingConsumer, BatchingTransport
+from service.streaming.kafka_client import faust_credentials
 from service.streaming.watchdog import Liveness, consumer_problem, end_process
 
 log = logging.getLogger(__name__)
@@ -91,6 +92,7 @@ def create_app(settings: Settings) -> MediaApp:
     app = MediaApp(
         settings.app_id,
         broker=settings.kafka_broker_url,
+        broker_credentials=faust_credentials(settings),
         key_serializer="raw",
         value_serializer="raw",
         topic_partitions=settings.topic_partitions,

@@ -12,6 +12,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from service.config import Settings
+from service.errors import ConfigurationError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,8 +59,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         settings = Settings()
+        check_tls_files(settings)
     except ValidationError as exc:
         print(f"invalid settings:\n{exc}", file=sys.stderr)
+        return 2
+    except ConfigurationError as exc:
+        print(f"invalid settings: {exc}", file=sys.stderr)
         return 2
 
     if args.command == "worker":
@@ -99,6 +104,16 @@ def main(argv: list[str] | None = None) -> int:
     return 2
 
 
+def check_tls_files(settings: Settings) -> None:
+    """Load every CA, certificate and key the settings name, so that a file the service
+    cannot use stops each command at once with its setting's name (ConfigurationError)."""
+    from service.store.client import security_options
+    from service.streaming.kafka_client import ssl_context
+
+    ssl_context(settings)
+    security_options(settings)
+
+
 class _CannotStart(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -112,7 +127,11 @@ def _worker(settings: Settings) -> int:
     from service.errors import RedisRequirementError
     from service.observability import logging_config, redact
     from service.store.client import connect
+    from service.store.client import describe as describe_redis
+    from service.store.client import explain as explain_redis
     from service.store.requirements import RequirementsReport, check_redis_requirements
+    from service.streaming.kafka_client import describe as describe_kafka
+    from service.streaming.kafka_client import diagnose
     from service.streaming.watchdog import EXIT_CONSUMER_DIED
     from service.topics import check_partitions, ensure_topics
 
@@ -127,19 +146,28 @@ def _worker(settings: Settings) -> int:
             problems = [
                 p for p in await check_partitions(settings) if settings.topic_asset_performance in p
             ]
+        except ConfigurationError:
+            raise
         except Exception as exc:
+            reason = await diagnose(settings)
+            if reason == "connected":
+                reason = redact(repr(exc))
             raise _CannotStart(
-                f"cannot reach Kafka at {settings.kafka_bootstrap_servers} to prepare topics: "
-                f"{exc!r}\nStart the local stack with `make stack-up`, or set "
-                "MEDIA_KAFKA_BOOTSTRAP_SERVERS."
+                f"cannot use Kafka at {settings.kafka_bootstrap_servers} "
+                f"({describe_kafka(settings)}) to prepare topics: {reason}\n"
+                "Start the local stack with `make stack-up`, or set "
+                "MEDIA_KAFKA_BOOTSTRAP_SERVERS and the MEDIA_KAFKA_* security settings."
             ) from exc
         redis = connect(settings)  # short-lived: the app builds its own client
         try:
             report = await asyncio.wait_for(check_redis_requirements(redis, settings), timeout=30)
         except Exception as exc:
+            hint = explain_redis(exc, settings)
             raise _CannotStart(
-                f"cannot reach Redis to check its configuration: {redact(repr(exc))}\n"
-                "Start the local stack with `make stack-up`, or set MEDIA_REDIS_URL."
+                f"cannot use Redis ({describe_redis(settings)}) to check its configuration: "
+                f"{redact(repr(exc))}" + (f"\n{hint}" if hint else "") + "\n"
+                "Start the local stack with `make stack-up`, or set MEDIA_REDIS_URL and the "
+                "MEDIA_REDIS_* security settings."
             ) from exc
         finally:
             await redis.aclose()
@@ -150,6 +178,9 @@ def _worker(settings: Settings) -> int:
     except _CannotStart as exc:
         print(exc.message, file=sys.stderr)
         return 1
+    except ConfigurationError as exc:
+        print(f"invalid settings: {exc}", file=sys.stderr)
+        return 2
     if problems:
         print("\n".join(problems), file=sys.stderr)
         return 2

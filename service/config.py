@@ -7,9 +7,10 @@ environment anywhere else.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Self
+from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationInfo, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "MEDIA_"
@@ -34,6 +35,33 @@ def token_problem(token: str) -> str | None:
     if len(token) < MIN_TOKEN_CHARS:
         return f"is shorter than {MIN_TOKEN_CHARS} characters"
     return None
+
+
+KafkaSecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+KafkaSaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+
+
+# Optional security settings; each is unset when its variable is empty.
+SECURITY_OPTIONAL_FIELDS = (
+    "kafka_sasl_mechanism",
+    "kafka_sasl_username",
+    "kafka_sasl_password",
+    "kafka_ssl_cafile",
+    "kafka_ssl_certfile",
+    "kafka_ssl_keyfile",
+    "kafka_ssl_key_password",
+    "redis_username",
+    "redis_password",
+    "redis_ssl_cafile",
+    "redis_ssl_certfile",
+    "redis_ssl_keyfile",
+    "redis_ssl_key_password",
+)
+
+
+def variable(field: str) -> str:
+    """The variable that sets a field: `kafka_ssl_cafile` is MEDIA_KAFKA_SSL_CAFILE."""
+    return f"{ENV_PREFIX}{field.upper()}"
 
 
 def split_tokens(value: SecretStr | None) -> tuple[SecretStr, ...]:
@@ -76,6 +104,20 @@ class Settings(BaseSettings):
     kafka_max_poll_records: Annotated[int, Field(ge=1)] = 2000
     # How long the broker may hold a fetch that finds no data (Faust alone uses 1500).
     kafka_fetch_wait_ms: Annotated[int, Field(ge=1, le=10_000)] = 100
+    # Kafka security, for the worker and every command that talks to Kafka. SSL and
+    # SASL_SSL verify the broker's certificate (against the CA file, or the system's CAs)
+    # and its host name; SASL_* log in with a user and password.
+    kafka_security_protocol: KafkaSecurityProtocol = "PLAINTEXT"
+    kafka_sasl_mechanism: KafkaSaslMechanism | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: Path | None = None
+    # Mutual TLS: the client certificate (PEM) and its key (PEM, encrypted or not).
+    kafka_ssl_certfile: Path | None = None
+    kafka_ssl_keyfile: Path | None = None
+    kafka_ssl_key_password: SecretStr | None = None
+    # Turn off only for a broker whose certificate names no host you can reach it by.
+    kafka_ssl_check_hostname: bool = True
 
     topic_asset_registered: str = "media.asset-registered"
     topic_asset_lifecycle: str = "media.asset-lifecycle"
@@ -96,6 +138,17 @@ class Settings(BaseSettings):
     # Run on a Redis whose maxmemory-policy may evict keys (refused otherwise): de-duplication
     # hashes and buckets carry TTLs, and an evicted one lets an event count twice.
     redis_allow_eviction: bool = False
+    # Redis security. TLS is on with a `rediss://` URL; the CA file verifies the server (the
+    # system's CAs without it), a certificate and key answer a server that asks for client
+    # certificates. The user and password (an ACL user; only the password for a Redis
+    # with `requirepass`) take precedence over any in the URL and need no URL-encoding.
+    redis_username: str | None = None
+    redis_password: SecretStr | None = None
+    redis_ssl_cafile: Path | None = None
+    redis_ssl_certfile: Path | None = None
+    redis_ssl_keyfile: Path | None = None
+    redis_ssl_key_password: SecretStr | None = None
+    redis_ssl_check_hostname: bool = True
 
     # Web API
     web_host: str = "127.0.0.1"
@@ -143,6 +196,92 @@ class Settings(BaseSettings):
             raise ValueError("redis_key_prefix must be non-empty and contain no '{' or '}'")
         return value
 
+    @field_validator(*SECURITY_OPTIONAL_FIELDS, mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        # An empty variable (a template's `MEDIA_KAFKA_SSL_CAFILE=`) means "not set".
+        return None if value == "" else value
+
+    @field_validator(
+        "kafka_ssl_cafile",
+        "kafka_ssl_certfile",
+        "kafka_ssl_keyfile",
+        "redis_ssl_cafile",
+        "redis_ssl_certfile",
+        "redis_ssl_keyfile",
+    )
+    @classmethod
+    def _readable_file(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        if value is not None:
+            name = variable(str(info.field_name))
+            if not value.is_file():
+                raise ValueError(f"{name}: no file at {value}")
+            try:
+                value.open("rb").close()
+            except OSError as exc:
+                raise ValueError(f"{name}: cannot read {value} ({exc.strerror})") from None
+        return value
+
+    @model_validator(mode="after")
+    def _kafka_security_consistent(self) -> Self:
+        protocol = self.kafka_security_protocol
+        where = f"{variable('kafka_security_protocol')}={protocol}"
+        sasl_fields = ("kafka_sasl_mechanism", "kafka_sasl_username", "kafka_sasl_password")
+        ssl_fields = (
+            "kafka_ssl_cafile",
+            "kafka_ssl_certfile",
+            "kafka_ssl_keyfile",
+            "kafka_ssl_key_password",
+        )
+        if protocol.startswith("SASL_"):
+            missing = [variable(f) for f in sasl_fields if getattr(self, f) is None]
+            if missing:
+                raise ValueError(f"{where} needs {', '.join(missing)}")
+        else:
+            given = [variable(f) for f in sasl_fields if getattr(self, f) is not None]
+            if given:
+                raise ValueError(
+                    f"{', '.join(given)} set, but {where} does not log in: "
+                    "use SASL_SSL (or SASL_PLAINTEXT), or unset them"
+                )
+        if not protocol.endswith("SSL"):
+            given = [variable(f) for f in ssl_fields if getattr(self, f) is not None]
+            if given:
+                raise ValueError(
+                    f"{', '.join(given)} set, but {where} does not use TLS: "
+                    "use SSL or SASL_SSL, or unset them"
+                )
+        _client_certificate_pair(self, "kafka")
+        return self
+
+    @model_validator(mode="after")
+    def _redis_security_consistent(self) -> Self:
+        scheme = urlsplit(self.redis_url.get_secret_value()).scheme
+        if scheme not in ("redis", "rediss"):
+            # The scheme only, never the rest of the URL: it may hold a password.
+            raise ValueError(
+                f"{variable('redis_url')} must start with redis:// (plain) or rediss:// "
+                f"(TLS), not {scheme or 'nothing'}://"
+            )
+        tls_fields = (
+            "redis_ssl_cafile",
+            "redis_ssl_certfile",
+            "redis_ssl_keyfile",
+            "redis_ssl_key_password",
+        )
+        given = [variable(f) for f in tls_fields if getattr(self, f) is not None]
+        if given and scheme != "rediss":
+            raise ValueError(
+                f"{', '.join(given)} set, but {variable('redis_url')} is a plain redis:// "
+                "URL: use rediss:// for TLS, or unset them"
+            )
+        if self.redis_username is not None and self.redis_password is None:
+            raise ValueError(
+                f"{variable('redis_username')} needs {variable('redis_password')} as well"
+            )
+        _client_certificate_pair(self, "redis")
+        return self
+
     @field_validator("suggestion_rules_file")
     @classmethod
     def _rules_file_exists(cls, value: Path | None) -> Path | None:
@@ -178,6 +317,14 @@ class Settings(BaseSettings):
         return split_tokens(self.metrics_token)
 
     @property
+    def kafka_uses_tls(self) -> bool:
+        return self.kafka_security_protocol in ("SSL", "SASL_SSL")
+
+    @property
+    def redis_uses_tls(self) -> bool:
+        return urlsplit(self.redis_url.get_secret_value()).scheme == "rediss"
+
+    @property
     def kafka_broker_url(self) -> str:
         """The bootstrap servers as Faust expects them (`kafka://host:port;host:port`)."""
         hosts = [h.strip() for h in self.kafka_bootstrap_servers.split(",") if h.strip()]
@@ -203,3 +350,15 @@ class Settings(BaseSettings):
     @property
     def all_topics(self) -> list[str]:
         return [*self.input_topics, *self.output_topics]
+
+
+def _client_certificate_pair(settings: Settings, system: Literal["kafka", "redis"]) -> None:
+    """A client certificate comes with its key; a key password only with a key."""
+    cert, key = f"{system}_ssl_certfile", f"{system}_ssl_keyfile"
+    password = f"{system}_ssl_key_password"
+    if (getattr(settings, cert) is None) != (getattr(settings, key) is None):
+        raise ValueError(
+            f"{variable(cert)} and {variable(key)} go together (mutual TLS needs both)"
+        )
+    if getattr(settings, password) is not None and getattr(settings, key) is None:
+        raise ValueError(f"{variable(password)} is set, but {variable(key)} is not")

@@ -23,6 +23,7 @@ from aiokafka import AIOKafkaProducer
 
 from service.config import Settings
 from service.domain.enums import FORMATS_BY_MEDIA_TYPE, Channel, MediaType
+from service.streaming.kafka_client import client_options
 
 LIBRARY_NAMES = ["brand", "social", "email", "web", "retail", "events"]
 SUBJECTS = ["hero", "product", "team", "launch", "holiday", "webinar", "logo", "promo"]
@@ -225,9 +226,7 @@ def _record(topic: str, key: str, body: dict[str, Any]) -> Record:
 
 
 async def run_demo(settings: Settings, plan: DemoPlan) -> int:
-    producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap_servers, acks="all", linger_ms=5
-    )
+    producer = AIOKafkaProducer(**client_options(settings), acks="all", linger_ms=5)
     await producer.start()
     sent: Counter[str] = Counter()
     started = time.monotonic()

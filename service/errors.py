@@ -8,6 +8,7 @@
     |   `-- ConcurrentUpdateError     an asset kept changing under its handler
     |-- DecodeError                   a message that cannot become an event: dead letter
     |-- TopicError                    Kafka refused to create a topic the service needs
+    |-- ConfigurationError            a setting names something the service cannot use
     |-- RedisRequirementError         Redis is configured in a way the service refuses
     `-- RequestError                  an HTTP request the API cannot answer as asked
         |-- BadRequest                a parameter is not valid (400)
@@ -31,6 +32,9 @@ Who raises what, and who catches it:
   the message to the dead-letter topic with its `code` and `reason`.
 - `TopicError`: `service/topics.py` (`ensure_topics`). A worker that meets it at start-up
   does not start (exit status 1, with the error); `service topics create` fails with it.
+- `ConfigurationError`: the client builders (`service/kafka_client.py`,
+  `service/store/client.py`) when a CA, certificate or key file cannot be loaded. Every
+  command reports it and exits with status 2, as for settings that fail validation.
 - `RedisRequirementError`: `service/store/requirements.py` when the Redis configuration
   is refused; the `service worker` command reports it and exits with status 2.
 - `RequestError`: the API views (`service/api/views.py`). The middleware
@@ -50,6 +54,11 @@ from service.domain.enums import DeadLetterReason
 
 class ServiceError(Exception):
     """Base of every error the service raises on purpose."""
+
+
+class ConfigurationError(ServiceError):
+    """A setting that validated but names something unusable (a key its password cannot
+    open, a file that is not a certificate); the message names the setting."""
 
 
 class TransientError(ServiceError):

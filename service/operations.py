@@ -19,7 +19,12 @@ from service.domain.events import MAX_DEAD_LETTER_KEY_BYTES, DeadLetter
 from service.handlers.emit import fit_reason
 from service.observability import redact
 from service.store.client import connect
+from service.store.client import describe as describe_redis
+from service.store.client import explain as explain_redis
 from service.store.requirements import RequirementsReport, check_redis_requirements
+from service.streaming.kafka_client import client_options
+from service.streaming.kafka_client import describe as describe_kafka
+from service.streaming.kafka_client import diagnose as diagnose_kafka
 from service.topics import check_partitions, describe_topics
 
 REPLAY_HEADER = "media-replay-of"
@@ -44,6 +49,8 @@ async def check_config(settings: Settings, out: Print) -> bool:
     for line in effective_configuration(settings):
         out(line)
     ok = True
+    out(f"kafka: security {describe_kafka(settings)}")
+    out(f"redis: security {describe_redis(settings)}")
     try:
         infos = await asyncio.wait_for(describe_topics(settings), timeout=15)
         missing = [i.name for i in infos if i.error is not None]
@@ -56,7 +63,10 @@ async def check_config(settings: Settings, out: Print) -> bool:
             out(f"kafka: {problem}")
             ok = False
     except Exception as exc:
-        out(f"kafka: FAILED to reach {settings.kafka_bootstrap_servers}: {redact(repr(exc))}")
+        reason = await diagnose_kafka(settings)
+        if reason == "connected":
+            reason = redact(repr(exc))
+        out(f"kafka: FAILED to use {settings.kafka_bootstrap_servers}: {reason}")
         ok = False
     redis = connect(settings)
     try:
@@ -65,7 +75,8 @@ async def check_config(settings: Settings, out: Print) -> bool:
         report = await asyncio.wait_for(check_redis_requirements(redis, settings), timeout=10)
         ok = _print_requirements(report, out) and ok
     except Exception as exc:
-        out(f"redis: FAILED: {redact(repr(exc))}")
+        hint = explain_redis(exc, settings)
+        out(f"redis: FAILED: {redact(repr(exc))}" + (f"; {hint}" if hint else ""))
         ok = False
     finally:
         await redis.aclose()
@@ -133,9 +144,7 @@ async def replay_dead_letters(
     producer = None
     originals = _Originals(settings)
     if not dry_run:
-        producer = AIOKafkaProducer(
-            bootstrap_servers=settings.kafka_bootstrap_servers, acks="all", enable_idempotence=True
-        )
+        producer = AIOKafkaProducer(**client_options(settings), acks="all", enable_idempotence=True)
         await producer.start()
     try:
         for letter in _unique(letters):
@@ -228,7 +237,7 @@ class _Originals:
         """The record at the letter's coordinates, or a sentence saying it is gone."""
         if self._consumer is None:
             self._consumer = AIOKafkaConsumer(
-                bootstrap_servers=self._settings.kafka_bootstrap_servers,
+                **client_options(self._settings),
                 enable_auto_commit=False,
                 auto_offset_reset="earliest",
             )
@@ -271,9 +280,7 @@ async def _read_all(settings: Settings, report: ReplayReport) -> list[DeadLetter
     if info.partitions is None:
         return []  # the topic does not exist: nothing was ever dead-lettered
     tps = [TopicPartition(topic, p) for p in range(info.partitions)]
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap_servers, enable_auto_commit=False
-    )
+    consumer = AIOKafkaConsumer(**client_options(settings), enable_auto_commit=False)
     await consumer.start()
     try:
         consumer.assign(tps)

@@ -15,6 +15,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from service.config import Settings
 from service.errors import TopicError
+from service.streaming.kafka_client import client_options
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,7 @@ class TopicInfo:
 
 def _admin(settings: Settings) -> AIOKafkaAdminClient:
     return AIOKafkaAdminClient(
-        bootstrap_servers=settings.kafka_bootstrap_servers,
+        **client_options(settings),
         client_id=f"{settings.app_id}-admin",
         request_timeout_ms=30_000,
     )

@@ -2,9 +2,10 @@
 
 A transient failure (Redis or Kafka away, restarting, loading, read-only during a
 failover, out of memory, a cluster slot without a primary, the dead-letter topic
-unavailable) says nothing about the message: the partition waits and the same
-records are tried again. Anything else is a property of the message (or a bug it
-triggers) and ends in a dead letter, so that the partition moves on.
+unavailable, a login or an ACL that refuses the service) says nothing about the message:
+the partition waits and the same records are tried again. Anything else is a property
+of the message (or a bug it triggers) and ends in a dead letter, so that the partition
+moves on.
 
 `is_transient` is the one place where the exceptions of the client libraries (redis,
 aiokafka) are classified; the handlers, the consumer, the leader's timers and the API
@@ -18,13 +19,19 @@ import random
 from dataclasses import dataclass, field
 
 from aiokafka.errors import (
+    AuthenticationFailedError,
+    ClusterAuthorizationFailedError,
+    GroupAuthorizationFailedError,
     KafkaConnectionError,
     KafkaError,
     KafkaTimeoutError,
     RequestTimedOutError,
+    SaslAuthenticationFailed,
+    TopicAuthorizationFailedError,
 )
 from redis.exceptions import (
     ClusterDownError,
+    NoPermissionError,
     OutOfMemoryError,
     ReadOnlyError,
     RedisClusterException,
@@ -50,14 +57,33 @@ _TRANSIENT_REPLIES = (
     "BUSY",
     "MOVED",
     "ASK",
+    # The ACL refuses a command or key (a rule missing a grant, docs/security.md): the
+    # operator fixes the rule and the paused partition goes on with nothing lost.
+    "NOPERM",
 )
 
 
-_TRANSIENT_REPLY_CLASSES = (OutOfMemoryError, ReadOnlyError, ClusterDownError, TryAgainError)
+_TRANSIENT_REPLY_CLASSES = (
+    OutOfMemoryError,
+    ReadOnlyError,
+    ClusterDownError,
+    TryAgainError,
+    NoPermissionError,
+)
 
 # Kafka client failures that aiokafka does not mark `retriable` but that say only that the
-# broker could not be reached in time.
-_KAFKA_UNREACHABLE = (KafkaConnectionError, KafkaTimeoutError, RequestTimedOutError)
+# broker could not be reached in time, or that it refused the service's login or its ACLs
+# a topic or group: the credentials or the ACLs are fixed, and the same records go on.
+_KAFKA_UNREACHABLE = (
+    KafkaConnectionError,
+    KafkaTimeoutError,
+    RequestTimedOutError,
+    AuthenticationFailedError,
+    SaslAuthenticationFailed,
+    TopicAuthorizationFailedError,
+    GroupAuthorizationFailedError,
+    ClusterAuthorizationFailedError,
+)
 
 
 def is_transient(exc: BaseException) -> bool:

@@ -48,6 +48,8 @@ class NodeConfig:
     appendonly: str | None
     appendfsync: str | None
     save: str | None
+    # Read from INFO (CONFIG not permitted): fsync policy and save points are unknown.
+    from_info: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +97,10 @@ def describe_persistence(config: NodeConfig) -> str:
     """One of: AOF everysec (or always, no), AOF ... + RDB snapshots, RDB snapshots only, none."""
     if config.appendonly is None and config.save is None:
         return "unknown"
+    if config.from_info:
+        if config.appendonly == "yes":
+            return "AOF (fsync policy not readable without CONFIG)"
+        return "no AOF (RDB save points not readable without CONFIG)"
     snapshots = bool((config.save or "").strip())
     if config.appendonly == "yes":
         aof = f"AOF {config.appendfsync or '?'}"
@@ -135,36 +141,54 @@ def assess(nodes: Sequence[NodeConfig] | None, *, allow_eviction: bool) -> Requi
 
 
 async def read_node_configs(redis: Any) -> list[NodeConfig] | None:
-    """`CONFIG GET` of the four parameters on the server, or on every primary of a cluster;
-    None when Redis does not permit CONFIG. Connection errors propagate."""
+    """What the server, or every primary of a cluster, is configured to do; None when Redis
+    permits neither CONFIG GET nor INFO. Connection errors propagate.
+
+    `CONFIG GET` tells everything. An ACL user without it (the service's minimal rule,
+    docs/security.md) still reads the eviction policy and whether AOF is on from `INFO`;
+    the fsync policy and the RDB save points are then unknown.
+    """
     if isinstance(redis, RedisCluster):
-        readers: list[tuple[str, Callable[[str], Awaitable[Any]]]] = [
-            (node.name, _on_node(redis, node)) for node in redis.get_primaries()
-        ]
+        nodes: list[tuple[str, Any]] = [(node.name, node) for node in redis.get_primaries()]
     else:
-        readers = [(_server_name(redis), redis.config_get)]
-    configs = []
+        nodes = [(_server_name(redis), None)]
     try:
-        for name, config_get in readers:
-            values: dict[str, str | None] = {}
-            for parameter in PARAMETERS:
-                # One parameter per call: CONFIG GET takes several only from Redis 7.
-                answer = await config_get(parameter)
-                values[parameter] = answer.get(parameter)
-            configs.append(
-                NodeConfig(
-                    node=name,
-                    maxmemory_policy=values["maxmemory-policy"],
-                    appendonly=values["appendonly"],
-                    appendfsync=values["appendfsync"],
-                    save=values["save"],
-                )
-            )
+        return [await _config_of(redis, name, node) for name, node in nodes]
     except ResponseError:
-        # NoPermissionError (an ACL without @admin) is a ResponseError, and so is the
-        # "unknown command" of a managed Redis that renamed or removed CONFIG.
+        pass  # NoPermissionError, or a managed Redis that renamed or removed CONFIG
+    try:
+        return [await _info_of(redis, name, node) for name, node in nodes]
+    except ResponseError:
         return None
-    return configs
+
+
+async def _config_of(redis: Any, name: str, node: Any) -> NodeConfig:
+    values: dict[str, str | None] = {}
+    for parameter in PARAMETERS:
+        # One parameter per call: CONFIG GET takes several only from Redis 7.
+        answer = await _on_node(redis.config_get, node)(parameter)
+        values[parameter] = answer.get(parameter)
+    return NodeConfig(
+        node=name,
+        maxmemory_policy=values["maxmemory-policy"],
+        appendonly=values["appendonly"],
+        appendfsync=values["appendfsync"],
+        save=values["save"],
+    )
+
+
+async def _info_of(redis: Any, name: str, node: Any) -> NodeConfig:
+    memory = await _on_node(redis.info, node)("memory")
+    persistence = await _on_node(redis.info, node)("persistence")
+    aof = persistence.get("aof_enabled")
+    return NodeConfig(
+        node=name,
+        maxmemory_policy=memory.get("maxmemory_policy"),
+        appendonly=None if aof is None else ("yes" if str(aof) == "1" else "no"),
+        appendfsync=None,
+        save=None,
+        from_info=True,
+    )
 
 
 async def check_redis_requirements(redis: Any, settings: Settings) -> RequirementsReport:
@@ -172,11 +196,15 @@ async def check_redis_requirements(redis: Any, settings: Settings) -> Requiremen
     return assess(await read_node_configs(redis), allow_eviction=settings.redis_allow_eviction)
 
 
-def _on_node(redis: Any, node: Any) -> Callable[[str], Awaitable[Any]]:
-    def config_get(parameter: str) -> Awaitable[Any]:
-        return redis.config_get(parameter, target_nodes=node)  # type: ignore[no-any-return]
+def _on_node(command: Callable[..., Awaitable[Any]], node: Any) -> Callable[[str], Awaitable[Any]]:
+    """`command(argument)` on one cluster node, or on the one server when node is None."""
 
-    return config_get
+    def call(argument: str) -> Awaitable[Any]:
+        if node is None:
+            return command(argument)
+        return command(argument, target_nodes=node)
+
+    return call
 
 
 def _server_name(redis: Any) -> str:
@@ -223,6 +251,12 @@ def _eviction_problem(policy: str, where: str, allow_eviction: bool) -> Problem:
 def _persistence_warning(config: NodeConfig, where: str) -> str | None:
     persistence = describe_persistence(config)
     recommended = "recommended: appendonly yes with appendfsync everysec"
+    if config.from_info and config.appendonly == "no":
+        return (
+            f"AOF is off{where}: a Redis restart loses every write since the last RDB "
+            "snapshot, if there is one at all, and Kafka does not redeliver the registry's "
+            f"events behind them (their offsets are committed); {recommended}"
+        )
     if persistence == "none":
         return (
             f"Redis keeps no persistence{where} (appendonly no, no save points): a Redis "

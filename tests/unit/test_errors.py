@@ -14,6 +14,7 @@ from service.domain.enums import DeadLetterReason
 from service.errors import (
     BadRequest,
     ConcurrentUpdateError,
+    ConfigurationError,
     DeadLetterUnavailable,
     DecodeError,
     NotFound,
@@ -33,6 +34,7 @@ EVERY_ERROR = [
     ConcurrentUpdateError("asset a1 changed 20 times"),
     DecodeError(DeadLetterReason.INVALID_JSON, "not JSON"),
     TopicError("cannot create topic 'media.x': error 38"),
+    ConfigurationError("MEDIA_KAFKA_SSL_CAFILE: ca.pem is not a usable PEM CA certificate"),
     RedisRequirementError("maxmemory-policy is allkeys-lru"),
     BadRequest("limit must be an integer, got 'ten'"),
     NotFound("asset 'a1' is not registered"),

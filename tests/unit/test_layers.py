@@ -30,6 +30,7 @@ ROOMS: dict[str, tuple[str, ...]] = {
         "service.errors",
         "service.resilience",
         "service.observability",
+        "service.tls",
     ),
     "domain": ("service.domain",),
     "store": ("service.store",),

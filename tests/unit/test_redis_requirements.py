@@ -124,14 +124,28 @@ def test_every_cluster_primary_counts_and_is_named() -> None:
 
 
 class FakeServer:
-    def __init__(self, values: dict[str, str], error: Exception | None = None) -> None:
+    def __init__(
+        self,
+        values: dict[str, str],
+        error: Exception | None = None,
+        info_error: Exception | None = None,
+    ) -> None:
         self.values = values
         self.error = error
+        self.info_error = info_error
 
     async def config_get(self, parameter: str, **kwargs: Any) -> dict[str, str]:
         if self.error is not None:
             raise self.error
         return {parameter: self.values[parameter]} if parameter in self.values else {}
+
+    async def info(self, section: str, **kwargs: Any) -> dict[str, Any]:
+        if self.info_error is not None:
+            raise self.info_error
+        if section == "memory":
+            return {"maxmemory_policy": self.values["maxmemory-policy"], "used_memory": 1}
+        assert section == "persistence"
+        return {"aof_enabled": 1 if self.values["appendonly"] == "yes" else 0, "loading": 0}
 
 
 AOF = {"maxmemory-policy": "noeviction", "appendonly": "yes", "appendfsync": "everysec", "save": ""}
@@ -153,8 +167,30 @@ async def test_reading_a_server() -> None:
         ResponseError("unknown command 'CONFIG'"),
     ],
 )
-async def test_a_refused_config_reads_as_not_verifiable(error: Exception) -> None:
-    assert await read_node_configs(FakeServer(AOF, error)) is None
+async def test_a_refused_config_and_info_read_as_not_verifiable(error: Exception) -> None:
+    assert await read_node_configs(FakeServer(AOF, error, info_error=error)) is None
+
+
+async def test_without_config_the_policy_is_read_from_info() -> None:
+    refused = NoPermissionError("this user has no permissions to run the 'config|get' command")
+    evicting = {**AOF, "maxmemory-policy": "allkeys-lru"}
+    [config] = await read_node_configs(FakeServer(evicting, refused)) or []
+    assert (config.maxmemory_policy, config.appendonly, config.from_info) == (
+        "allkeys-lru",
+        "yes",
+        True,
+    )
+    report = assess([config], allow_eviction=False)
+    assert report.refused and report.verified
+    assert report.persistence == "AOF (fsync policy not readable without CONFIG)"
+
+
+async def test_without_config_aof_off_is_a_warning() -> None:
+    refused = NoPermissionError("no permissions to run the 'config|get' command")
+    [config] = await read_node_configs(FakeServer({**AOF, "appendonly": "no"}, refused)) or []
+    report = assess([config], allow_eviction=False)
+    assert not report.refused
+    assert [w for w in report.warnings if w.startswith("AOF is off")]
 
 
 @dataclass

@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 import pytest
-from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError, MessageSizeTooLargeError
+from aiokafka.errors import (
+    GroupAuthorizationFailedError,
+    KafkaConnectionError,
+    KafkaTimeoutError,
+    MessageSizeTooLargeError,
+    SaslAuthenticationFailed,
+    TopicAuthorizationFailedError,
+)
 from redis.exceptions import (
+    AuthenticationError,
     BusyLoadingError,
     ClusterDownError,
+    NoPermissionError,
     OutOfMemoryError,
     ReadOnlyError,
     ResponseError,
@@ -32,8 +41,14 @@ from service.resilience import Backoff, is_transient
         ResponseError("MISCONF Redis is configured to save RDB snapshots, but it's failing"),
         ResponseError("BUSY Redis is busy running a script"),
         ResponseError("ERR Error running script (call to f_1): @user_script:3: -OOM command ..."),
+        NoPermissionError("this user has no permissions to run the 'hkeys' command"),
+        ResponseError("ERR Error running script (call to f_2): @user_script:9: -NOPERM ..."),
+        AuthenticationError("WRONGPASS invalid username-password pair or user is disabled."),
         KafkaConnectionError("broker gone"),
         KafkaTimeoutError(),
+        SaslAuthenticationFailed("Authentication failed during authentication due to ..."),
+        TopicAuthorizationFailedError(),
+        GroupAuthorizationFailedError(),
         DeadLetterUnavailable("media.dead-letter refused the record"),
         ConcurrentUpdateError("asset a1 changed 20 times"),
         ConnectionResetError(),

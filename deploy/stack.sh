@@ -4,6 +4,15 @@
 # and a Redis server, both on loopback, both started by this script (no
 # containers, no system services).
 #
+# Two variants, chosen by MEDIA_STACK_SECURITY (both may run at once, on their own ports):
+#   plain (default)  PLAINTEXT Kafka, Redis without TLS or password; state in .stack/
+#   tls              what production looks like: a local CA (openssl) signs every
+#                    certificate; Kafka has one SASL_SSL listener (SCRAM-SHA-512, users
+#                    created when the storage is formatted, client certificates required);
+#                    Redis serves TLS only (client certificates required), its default
+#                    user is off and the service's user has exactly the rule of
+#                    deploy/redis/service.acl. State in .stack/tls/, secrets mode 0600.
+#
 # Usage: deploy/stack.sh up | down [--purge] | status | env
 #        deploy/stack.sh kill redis|kafka    SIGKILL one server (a crash: no clean shutdown)
 #        deploy/stack.sh start redis|kafka   start one server again on its data, wait for it
@@ -15,10 +24,12 @@
 #   kafka.log kafka.pid   broker output / pid
 #   redis/ redis.log redis.pid
 #   env                   shell-sourceable settings for the service and tests
+#   tls/                  the same for the tls variant, plus certs/ and secrets
 #
 # Settings (environment):
-#   MEDIA_STACK_KAFKA_PORT=19092  MEDIA_STACK_KAFKA_CONTROLLER_PORT=19093
-#   MEDIA_STACK_REDIS_PORT=16379  MEDIA_STACK_WEB_PORT=8066 (only written to env)
+#   MEDIA_STACK_SECURITY=plain|tls
+#   MEDIA_STACK_KAFKA_PORT=19092  MEDIA_STACK_KAFKA_CONTROLLER_PORT=19093  (tls: 19094 19095)
+#   MEDIA_STACK_REDIS_PORT=16379  MEDIA_STACK_WEB_PORT=8066 (only written to env)  (tls: 16380 8067)
 #   MEDIA_STACK_TIMEOUT=90        seconds to wait for each server to answer
 #   STACK_DIR                     where the state lives
 set -euo pipefail
@@ -28,21 +39,30 @@ set -euo pipefail
 # Resolve everything from the script's own location so any cwd works.
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_ROOT=$(cd "$SCRIPT_DIR/.." && pwd)
-STACK_DIR=${STACK_DIR:-$REPO_ROOT/.stack}
+SECURITY=${MEDIA_STACK_SECURITY:-plain}
+case $SECURITY in
+  plain) default_ports=(19092 19093 16379 8066) ;;
+  tls)   default_ports=(19094 19095 16380 8067) ;;
+  *) printf '[stack] ERROR: MEDIA_STACK_SECURITY must be plain or tls, got %s\n' "$SECURITY" >&2; exit 1 ;;
+esac
+BASE_DIR=${STACK_DIR:-$REPO_ROOT/.stack}
+mkdir -p "$BASE_DIR"
+BASE_DIR=$(cd "$BASE_DIR" && pwd)   # absolute: it is baked into properties and pid checks
+if [[ $SECURITY == tls ]]; then STACK_DIR=$BASE_DIR/tls; else STACK_DIR=$BASE_DIR; fi
 mkdir -p "$STACK_DIR"
-STACK_DIR=$(cd "$STACK_DIR" && pwd)   # absolute: it is baked into properties and pid checks
 
-KAFKA_PORT=${MEDIA_STACK_KAFKA_PORT:-19092}
-KAFKA_CONTROLLER_PORT=${MEDIA_STACK_KAFKA_CONTROLLER_PORT:-19093}
-REDIS_PORT=${MEDIA_STACK_REDIS_PORT:-16379}
-WEB_PORT=${MEDIA_STACK_WEB_PORT:-8066}
+KAFKA_PORT=${MEDIA_STACK_KAFKA_PORT:-${default_ports[0]}}
+KAFKA_CONTROLLER_PORT=${MEDIA_STACK_KAFKA_CONTROLLER_PORT:-${default_ports[1]}}
+REDIS_PORT=${MEDIA_STACK_REDIS_PORT:-${default_ports[2]}}
+WEB_PORT=${MEDIA_STACK_WEB_PORT:-${default_ports[3]}}
 TIMEOUT=${MEDIA_STACK_TIMEOUT:-90}
 HOST=127.0.0.1
 
 POM=$SCRIPT_DIR/kafka/pom.xml
 LOG4J_CONFIG=$SCRIPT_DIR/kafka/log4j2.properties
 KAFKA_DIR=$STACK_DIR/kafka
-KAFKA_LIBS=$KAFKA_DIR/libs
+# The jars are the same for both variants: one copy, in the plain stack's directory.
+KAFKA_LIBS=$BASE_DIR/kafka/libs
 KAFKA_DATA=$KAFKA_DIR/data
 KAFKA_PROPS=$KAFKA_DIR/server.properties
 KAFKA_LOG=$STACK_DIR/kafka.log
@@ -52,6 +72,13 @@ REDIS_DIR=$STACK_DIR/redis
 REDIS_LOG=$STACK_DIR/redis.log
 REDIS_PID=$STACK_DIR/redis.pid
 ENV_FILE=$STACK_DIR/env
+# tls variant only
+CERTS=$STACK_DIR/certs
+SECRETS=$STACK_DIR/secrets
+SERVICE_ACL=$SCRIPT_DIR/redis/service.acl
+REDIS_ACL_FILE=$STACK_DIR/redis-users.acl
+KAFKA_USER=media
+REDIS_USER=media
 
 # --- small helpers -------------------------------------------------------------
 
@@ -111,8 +138,19 @@ rotate_log() { [[ -f $1 ]] && mv -f "$1" "$1.prev"; true; }
 
 # --- readiness probes ----------------------------------------------------------
 
+# redis-cli (5 s at most) with the variant's connection options; the password goes through the
+# environment (REDISCLI_AUTH), never the command line, where `ps` would show it.
+rcli() {
+  if [[ $SECURITY == tls ]]; then
+    REDISCLI_AUTH=$REDIS_PASSWORD timeout 5 redis-cli -h "$HOST" -p "$REDIS_PORT" --user "$REDIS_USER" \
+      --tls --cacert "$CERTS/ca.crt" --cert "$CERTS/client.crt" --key "$CERTS/client.key" "$@"
+  else
+    timeout 5 redis-cli -h "$HOST" -p "$REDIS_PORT" "$@"
+  fi
+}
+
 redis_answers() {
-  [[ $(timeout 5 redis-cli -h "$HOST" -p "$REDIS_PORT" ping 2>/dev/null) == PONG ]]
+  [[ $(rcli ping 2>/dev/null) == PONG ]]
 }
 
 # Speak the Kafka protocol (deploy/kafka_probe.py): ApiVersions and Metadata must both
@@ -121,7 +159,14 @@ redis_answers() {
 # cluster_id=X" or the failure reason. Standard library only: the system's python3 runs
 # it, before any virtualenv exists.
 KAFKA_PROBE=$SCRIPT_DIR/kafka_probe.py
-kafka_probe() { python3 "$KAFKA_PROBE" "$HOST:$KAFKA_PORT" --timeout 3; }
+# The tls variant logs in as the service would: the probe reads the MEDIA_KAFKA_* settings.
+kafka_probe() {
+  if [[ $SECURITY == tls ]]; then
+    env "${KAFKA_CLIENT_ENV[@]}" python3 "$KAFKA_PROBE" "$HOST:$KAFKA_PORT" --timeout 3
+  else
+    python3 "$KAFKA_PROBE" "$HOST:$KAFKA_PORT" --timeout 3
+  fi
+}
 kafka_answers() { kafka_probe >/dev/null 2>&1; }
 # For `up`: the broker also logged that startup completed (4.1.1 logs
 # "[KafkaRaftServer nodeId=1] Kafka Server started"); the log is rotated per start.
@@ -189,16 +234,15 @@ kafka_java() { "${KAFKA_JAVA[@]}" "$@"; }
 # (controller.quorum.voters) so `format` needs no --standalone.
 # Regenerated on each `up` so port changes apply.
 write_kafka_props() {
+  mkdir -p "$KAFKA_DIR"
+  (umask 077; : >"$KAFKA_PROPS.tmp")  # the tls variant holds the broker's own password
   cat >"$KAFKA_PROPS.tmp" <<EOF
 # Generated by deploy/stack.sh; edits are overwritten on the next 'up'.
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@$HOST:$KAFKA_CONTROLLER_PORT
-listeners=PLAINTEXT://$HOST:$KAFKA_PORT,CONTROLLER://$HOST:$KAFKA_CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://$HOST:$KAFKA_PORT
 controller.listener.names=CONTROLLER
-inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+$(kafka_listener_props)
 log.dirs=$KAFKA_DATA
 # One broker: every internal topic must live with a single replica.
 offsets.topic.replication.factor=1
@@ -215,6 +259,35 @@ EOF
   mv -f "$KAFKA_PROPS.tmp" "$KAFKA_PROPS"
 }
 
+kafka_listener_props() {
+  if [[ $SECURITY != tls ]]; then
+    cat <<EOF
+listeners=PLAINTEXT://$HOST:$KAFKA_PORT,CONTROLLER://$HOST:$KAFKA_CONTROLLER_PORT
+advertised.listeners=PLAINTEXT://$HOST:$KAFKA_PORT
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+EOF
+    return
+  fi
+  # One SASL_SSL listener for clients and the broker itself; the controller keeps its own
+  # plaintext listener on loopback. SASL_SSL applies ssl.client.auth only with the
+  # listener prefix, hence listener.name.sasl_ssl.ssl.client.auth.
+  cat <<EOF
+listeners=SASL_SSL://$HOST:$KAFKA_PORT,CONTROLLER://$HOST:$KAFKA_CONTROLLER_PORT
+advertised.listeners=SASL_SSL://$HOST:$KAFKA_PORT
+inter.broker.listener.name=SASL_SSL
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,SASL_SSL:SASL_SSL
+sasl.enabled.mechanisms=SCRAM-SHA-512
+sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="admin" password="$KAFKA_ADMIN_PASSWORD";
+listener.name.sasl_ssl.ssl.client.auth=required
+ssl.keystore.type=PEM
+ssl.keystore.location=$CERTS/kafka-keystore.pem
+ssl.truststore.type=PEM
+ssl.truststore.location=$CERTS/ca.crt
+EOF
+}
+
 # Format the storage once: a data dir with meta.properties already belongs to a cluster.
 format_kafka_storage() {
   [[ -f $KAFKA_DATA/meta.properties ]] && return 0
@@ -224,7 +297,13 @@ format_kafka_storage() {
   [[ $cluster_id =~ ^[A-Za-z0-9_-]{22}$ ]] || die "could not generate a Kafka cluster id (got '$cluster_id')"
   mkdir -p "$KAFKA_DATA"
   say "kafka: formatting $KAFKA_DATA (cluster id $cluster_id)"
-  if ! kafka_java kafka.tools.StorageTool format -t "$cluster_id" -c "$KAFKA_PROPS" >>"$KAFKA_LOG" 2>&1; then
+  # The tls variant's SCRAM users exist from the start: the broker's own and the service's.
+  local scram=()
+  if [[ $SECURITY == tls ]]; then
+    scram=(--add-scram "SCRAM-SHA-512=[name=admin,password=\"$KAFKA_ADMIN_PASSWORD\"]"
+           --add-scram "SCRAM-SHA-512=[name=$KAFKA_USER,password=\"$KAFKA_PASSWORD\"]")
+  fi
+  if ! kafka_java kafka.tools.StorageTool format -t "$cluster_id" -c "$KAFKA_PROPS" "${scram[@]}" >>"$KAFKA_LOG" 2>&1; then
     echo "[stack] ERROR: formatting Kafka storage failed" >&2; show_log "$KAFKA_LOG"; exit 1
   fi
 }
@@ -236,6 +315,98 @@ ensure_redis_installed() {
   as_root apt-get update -q
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q redis-server
   command -v redis-server >/dev/null || die "redis-server still not on PATH after apt-get install"
+}
+
+# --- the tls variant: secrets, certificates, ACL ---------------------------------
+
+# Passwords are generated once and kept in $SECRETS (mode 0600): the Kafka storage is
+# formatted with them. Each holds '@', ':' and '/', the characters that break naive URL
+# handling and log masking, so every test on this stack proves they are handled.
+SECRET_NAMES=(KAFKA_ADMIN_PASSWORD KAFKA_PASSWORD REDIS_PASSWORD REDIS_ADMIN_PASSWORD CLIENT_KEY_PASSWORD)
+ensure_secrets() {
+  [[ $SECURITY == tls ]] || return 0
+  command -v openssl >/dev/null || die "openssl is needed for the tls stack (apt-get install openssl)"
+  local name
+  (umask 077; touch "$SECRETS")
+  for name in "${SECRET_NAMES[@]}"; do
+    grep -q "^$name=" "$SECRETS" && continue
+    printf "%s='p@ss:w/%s'\n" "$name" "$(openssl rand -hex 12)" >>"$SECRETS"
+    say "tls: generated $name in $SECRETS"
+  done
+  load_secrets
+}
+
+# The passwords and the Kafka client settings, when the secrets exist (status, kill).
+load_secrets() {
+  [[ $SECURITY == tls && -s $SECRETS ]] || return 0
+  # shellcheck source=/dev/null
+  . "$SECRETS"
+  KAFKA_CLIENT_ENV=(
+    MEDIA_KAFKA_SECURITY_PROTOCOL=SASL_SSL MEDIA_KAFKA_SASL_MECHANISM=SCRAM-SHA-512
+    "MEDIA_KAFKA_SASL_USERNAME=$KAFKA_USER" "MEDIA_KAFKA_SASL_PASSWORD=$KAFKA_PASSWORD"
+    "MEDIA_KAFKA_SSL_CAFILE=$CERTS/ca.crt" "MEDIA_KAFKA_SSL_CERTFILE=$CERTS/client.crt"
+    "MEDIA_KAFKA_SSL_KEYFILE=$CERTS/client.enc.key" "MEDIA_KAFKA_SSL_KEY_PASSWORD=$CLIENT_KEY_PASSWORD"
+  )
+}
+KAFKA_CLIENT_ENV=()
+
+# One certificate signed by the local CA: name, then subjectAltName entries.
+issue_cert() { # name san
+  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+    -keyout "$CERTS/$1.key" -out "$CERTS/$1.csr" -subj "/CN=$1 (media-intelligence local stack)" 2>/dev/null
+  printf 'subjectAltName=%s\n' "$2" >"$CERTS/$1.ext"
+  openssl x509 -req -in "$CERTS/$1.csr" -CA "$CERTS/ca.crt" -CAkey "$CERTS/ca.key" \
+    -CAcreateserial -days 365 -sha256 -extfile "$CERTS/$1.ext" -out "$CERTS/$1.crt" 2>/dev/null
+  rm -f "$CERTS/$1.csr" "$CERTS/$1.ext"
+}
+
+# A local CA and, signed by it, the Kafka and Redis server certificates (for 127.0.0.1
+# and localhost) and one client certificate. Made again when missing or when the CA
+# expires within a day. The client key also exists encrypted (client.enc.key), which the
+# service is given with MEDIA_*_SSL_KEY_PASSWORD; the plain one is for redis-cli.
+ensure_certs() {
+  if [[ -f $CERTS/client.enc.key ]] && openssl x509 -checkend 86400 -noout -in "$CERTS/ca.crt" >/dev/null 2>&1; then
+    return 0
+  fi
+  say "tls: creating a local CA and certificates in $CERTS"
+  rm -rf "$CERTS"; mkdir -p "$CERTS"; chmod 700 "$CERTS"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 730 -sha256 \
+    -keyout "$CERTS/ca.key" -out "$CERTS/ca.crt" -subj "/CN=media-intelligence local stack CA" 2>/dev/null \
+    || die "openssl could not create the local CA"
+  local name
+  for name in kafka redis client; do
+    issue_cert "$name" "IP:127.0.0.1,DNS:localhost" || die "openssl could not issue the $name certificate"
+  done
+  CLIENT_KEY_PASSWORD=$CLIENT_KEY_PASSWORD openssl pkcs8 -topk8 -v2 aes-256-cbc \
+    -in "$CERTS/client.key" -out "$CERTS/client.enc.key" -passout env:CLIENT_KEY_PASSWORD 2>/dev/null || die "openssl could not encrypt the client key"
+  # Kafka reads its key and chain from one PEM file (ssl.keystore.type=PEM).
+  cat "$CERTS/kafka.key" "$CERTS/kafka.crt" "$CERTS/ca.crt" >"$CERTS/kafka-keystore.pem"
+  chmod 600 "$CERTS"/*.key "$CERTS/kafka-keystore.pem"
+}
+
+sha256_of() { printf '%s' "$1" | sha256sum | cut -d' ' -f1; }
+
+# The ACL rule of deploy/redis/service.acl on one line: comments dropped, lines joined.
+service_acl_rule() {
+  sed -e 's/#.*//' "$SERVICE_ACL" | tr -s ' \n' '  ' | sed -e 's/^ *//' -e 's/ *$//'
+}
+
+# Redis's users: the default user off; the service's user with exactly the documented
+# rule; an admin user for people and for the tests' own cleanup (SCAN, which the service
+# never needs). Passwords are stored as SHA-256 (the '#' form), never in clear.
+write_redis_acl() {
+  local rule
+  rule=$(service_acl_rule)
+  [[ -n $rule ]] || die "$SERVICE_ACL holds no rule"
+  (
+    umask 077
+    {
+      printf 'user default off resetkeys resetchannels -@all\n'
+      printf 'user %s %s #%s\n' "$REDIS_USER" "$rule" "$(sha256_of "$REDIS_PASSWORD")"
+      printf 'user admin on ~* &* +@all #%s\n' "$(sha256_of "$REDIS_ADMIN_PASSWORD")"
+    } >"$REDIS_ACL_FILE"
+    chmod 600 "$REDIS_ACL_FILE"
+  )
 }
 
 # --- start / stop -------------------------------------------------------------
@@ -274,7 +445,15 @@ start_redis() {
   # What the service requires and recommends (README, "Redis requirements"): never evict,
   # AOF fsynced every second, no RDB snapshots. The AOF in $REDIS_DIR is reloaded on the
   # next start, also after a SIGKILL. No --logfile: Redis logs to stdout, the log file.
-  (cd "$REDIS_DIR" && exec setsid nohup redis-server --port "$REDIS_PORT" --bind "$HOST" \
+  local listen=(--port "$REDIS_PORT")
+  if [[ $SECURITY == tls ]]; then
+    # TLS only (no plaintext port), client certificates required, users from the ACL file.
+    write_redis_acl
+    listen=(--port 0 --tls-port "$REDIS_PORT" --tls-cert-file "$CERTS/redis.crt"
+            --tls-key-file "$CERTS/redis.key" --tls-ca-cert-file "$CERTS/ca.crt"
+            --tls-auth-clients yes --aclfile "$REDIS_ACL_FILE")
+  fi
+  (cd "$REDIS_DIR" && exec setsid nohup redis-server "${listen[@]}" --bind "$HOST" \
       --daemonize no --dir "$REDIS_DIR" --maxmemory-policy noeviction \
       --appendonly yes --appendfsync everysec --save "" \
       >>"$REDIS_LOG" 2>&1 </dev/null 9>&-) &
@@ -307,13 +486,40 @@ stop_one() { # name pidfile pidfunc
 }
 
 write_env() {
-  cat >"$ENV_FILE.tmp" <<EOF
+  (umask 077; : >"$ENV_FILE.tmp")  # the tls variant's holds passwords
+  if [[ $SECURITY == tls ]]; then
+    cat >"$ENV_FILE.tmp" <<EOF
+# Written by deploy/stack.sh up (MEDIA_STACK_SECURITY=tls). Use: . $ENV_FILE
+export MEDIA_KAFKA_BOOTSTRAP_SERVERS=$HOST:$KAFKA_PORT
+export MEDIA_KAFKA_SECURITY_PROTOCOL=SASL_SSL
+export MEDIA_KAFKA_SASL_MECHANISM=SCRAM-SHA-512
+export MEDIA_KAFKA_SASL_USERNAME=$KAFKA_USER
+export MEDIA_KAFKA_SASL_PASSWORD='$KAFKA_PASSWORD'
+export MEDIA_KAFKA_SSL_CAFILE=$CERTS/ca.crt
+export MEDIA_KAFKA_SSL_CERTFILE=$CERTS/client.crt
+export MEDIA_KAFKA_SSL_KEYFILE=$CERTS/client.enc.key
+export MEDIA_KAFKA_SSL_KEY_PASSWORD='$CLIENT_KEY_PASSWORD'
+export MEDIA_REDIS_URL=rediss://$HOST:$REDIS_PORT/0
+export MEDIA_REDIS_USERNAME=$REDIS_USER
+export MEDIA_REDIS_PASSWORD='$REDIS_PASSWORD'
+export MEDIA_REDIS_SSL_CAFILE=$CERTS/ca.crt
+export MEDIA_REDIS_SSL_CERTFILE=$CERTS/client.crt
+export MEDIA_REDIS_SSL_KEYFILE=$CERTS/client.enc.key
+export MEDIA_REDIS_SSL_KEY_PASSWORD='$CLIENT_KEY_PASSWORD'
+# Not a service setting: the stack's Redis admin (redis-cli --user admin), for people and tests.
+export MEDIA_STACK_REDIS_ADMIN_PASSWORD='$REDIS_ADMIN_PASSWORD'
+export MEDIA_WEB_HOST=$HOST
+export MEDIA_WEB_PORT=$WEB_PORT
+EOF
+  else
+    cat >"$ENV_FILE.tmp" <<EOF
 # Written by deploy/stack.sh up. Use: . $ENV_FILE
 export MEDIA_KAFKA_BOOTSTRAP_SERVERS=$HOST:$KAFKA_PORT
 export MEDIA_REDIS_URL=redis://$HOST:$REDIS_PORT/0
 export MEDIA_WEB_HOST=$HOST
 export MEDIA_WEB_PORT=$WEB_PORT
 EOF
+  fi
   mv -f "$ENV_FILE.tmp" "$ENV_FILE"
 }
 
@@ -338,6 +544,10 @@ bring_up() { # server...
   done
   # All checks and provisioning before starting anything, so a port clash or a
   # failed download leaves nothing half-started.
+  if [[ $SECURITY == tls ]] && (( need_redis || need_kafka )); then
+    ensure_secrets
+    ensure_certs
+  fi
   if (( need_redis )); then
     ensure_redis_installed
     require_free_port "$REDIS_PORT" "Redis" MEDIA_STACK_REDIS_PORT
@@ -462,7 +672,7 @@ cmd_env() {
 
 usage() {
   cat >&2 <<EOF
-usage: $0 up | down [--purge] | status | env | kill redis|kafka | start redis|kafka
+usage: [MEDIA_STACK_SECURITY=plain|tls] $0 up | down [--purge] | status | env | kill redis|kafka | start redis|kafka
   up                  start Kafka and Redis (whichever is not running), wait until both answer
   down [--purge]      stop both cleanly; --purge also deletes their data (not the jars)
   status              whether each runs and answers (exit 1 if either does not)
@@ -476,6 +686,8 @@ EOF
 server_arg() { # the argument of kill and start
   [[ ${1:-} == redis || ${1:-} == kafka ]] || usage
 }
+
+load_secrets
 
 case ${1:-} in
   up)     [[ $# -eq 1 ]] || usage; cmd_up ;;

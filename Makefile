@@ -15,10 +15,12 @@ PYTEST_ARGS ?=
 help:
 	@echo "make run          start Kafka + Redis locally (unless MEDIA_KAFKA_BOOTSTRAP_SERVERS"
 	@echo "                  and MEDIA_REDIS_URL point elsewhere), create topics, run a worker"
-	@echo "make test         install, lint, start the stack, run every test, stop the stack"
+	@echo "make test         install, lint, run every test on the plain stack and the secure"
+	@echo "                  set on the secure one (each started and stopped if not running)"
 	@echo "make demo         produce realistic synthetic traffic into the topics"
 	@echo "make worker       run a worker against .stack/env or the environment"
 	@echo "make lint | unit | stack-up | stack-down | stack-status | topics | schemas | clean"
+	@echo "MEDIA_STACK_SECURITY=tls make stack-up|run|worker|demo   the same on the secure stack"
 
 $(STAMP):
 	@test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -66,12 +68,21 @@ lint: install
 unit: install
 	$(BIN)/pytest tests/unit -q $(PYTEST_ARGS)
 
-# Starts the stack if it is not running, and stops it afterwards only if it started it.
+# Every test against the plain stack, then the tests marked secure against the secure
+# stack (SASL_SSL Kafka, TLS Redis with the service's ACL user). Each stack is started if
+# it is not running, and stopped afterwards only if it was started here.
+# TEST_STACKS=plain (or tls) runs one of them only.
+TEST_STACKS ?= plain tls
 test: install lint
-	@if deploy/stack.sh status >/dev/null 2>&1; then started=0; else started=1; \
-	  deploy/stack.sh up || exit 1; fi; \
-	status=0; $(WITH_ENV) $(BIN)/pytest -ra $(PYTEST_ARGS) || status=$$?; \
-	if [[ $$started == 1 ]]; then deploy/stack.sh down; fi; \
+	@status=0; \
+	for security in $(TEST_STACKS); do \
+	  export MEDIA_STACK_SECURITY=$$security; \
+	  echo "=== tests against the $$security stack ==="; \
+	  if deploy/stack.sh status >/dev/null 2>&1; then started=0; else started=1; \
+	    deploy/stack.sh up || exit 1; fi; \
+	  $(WITH_ENV) $(BIN)/pytest -ra $(PYTEST_ARGS) || status=$$?; \
+	  if [[ $$started == 1 ]]; then deploy/stack.sh down; fi; \
+	done; \
 	exit $$status
 
 # Throughput, latency and memory of the performance pipeline (docs/benchmarks.md): starts

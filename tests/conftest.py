@@ -3,6 +3,12 @@
 Integration and end-to-end tests never skip: when Kafka or Redis cannot be
 reached they fail and say how to start them. Each test gets its own topic names,
 consumer group and Redis key prefix, so tests never see each other's data.
+
+The stack is the plain one, or with MEDIA_STACK_SECURITY=tls the secure one (SASL_SSL
+Kafka, TLS Redis with the service's ACL user): its settings come from the environment
+or its env file, every connection setting included, and reach every client and worker
+the tests start. Key prefixes start with `media:` so that the service's ACL rule, which
+allows `~media:*`, covers them.
 """
 
 from __future__ import annotations
@@ -18,19 +24,35 @@ from urllib.parse import urlparse
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from pydantic import SecretStr
 
-from service.config import Settings
+from service.config import SECURITY_OPTIONAL_FIELDS, Settings, variable
 from service.runtime import Runtime
 from service.store.client import connect
+from service.streaming.kafka_client import client_options
 from service.topics import ensure_topics
 
 ROOT = Path(__file__).resolve().parents[1]
-STACK_ENV = ROOT / ".stack" / "env"
-HOW_TO_START = "start the local stack with `make stack-up` (or run `make test`)"
+SECURE = os.environ.get("MEDIA_STACK_SECURITY", "plain") == "tls"
+STACK_ENV = ROOT / ".stack" / ("tls/env" if SECURE else "env")
+HOW_TO_START = (
+    "start the local stack with `MEDIA_STACK_SECURITY=tls make stack-up`"
+    if SECURE
+    else "start the local stack with `make stack-up` (or run `make test`)"
+)
+# The settings that say how to connect: passed to every worker a test starts.
+CONNECTION_VARIABLES = (
+    "MEDIA_KAFKA_BOOTSTRAP_SERVERS",
+    "MEDIA_REDIS_URL",
+    variable("kafka_security_protocol"),
+    variable("kafka_ssl_check_hostname"),
+    variable("redis_ssl_check_hostname"),
+    *(variable(field) for field in SECURITY_OPTIONAL_FIELDS),
+)
 
 
 def _stack_env() -> dict[str, str]:
-    """Settings from the environment, falling back on `.stack/env` written by `make stack-up`."""
+    """Connection settings from the environment, else from the stack's env file."""
     values: dict[str, str] = {}
     if STACK_ENV.exists():
         for line in STACK_ENV.read_text().splitlines():
@@ -38,15 +60,33 @@ def _stack_env() -> dict[str, str]:
             if line.startswith("export "):
                 name, _, value = line[len("export ") :].partition("=")
                 values[name] = value.strip().strip("'\"")
-    for name in ("MEDIA_KAFKA_BOOTSTRAP_SERVERS", "MEDIA_REDIS_URL"):
+    for name in CONNECTION_VARIABLES:
         if name in os.environ:
             values[name] = os.environ[name]
-    return values
+    return {name: values[name] for name in CONNECTION_VARIABLES if values.get(name)}
 
 
 STACK = _stack_env()
 KAFKA = STACK.get("MEDIA_KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:19092")
 REDIS_URL = STACK.get("MEDIA_REDIS_URL", "redis://127.0.0.1:16379/0")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """On the secure stack run the tests marked `secure` or `secure_only`; on the plain
+    stack every test but the `secure_only` ones. The others are deselected (reported as
+    such), not skipped: `make test` runs both stacks."""
+
+    def wanted(item: pytest.Item) -> bool:
+        marks = {mark.name for mark in item.iter_markers()}
+        if SECURE:
+            return bool(marks & {"secure", "secure_only"})
+        return "secure_only" not in marks
+
+    selected = [item for item in items if wanted(item)]
+    deselected = [item for item in items if not wanted(item)]
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = selected
 
 
 def _reachable(host: str, port: int) -> bool:
@@ -66,17 +106,23 @@ def stack() -> dict[str, str]:
     redis = urlparse(REDIS_URL)
     if not _reachable(redis.hostname or "127.0.0.1", redis.port or 6379):
         pytest.fail(f"Redis is not reachable at {REDIS_URL}: {HOW_TO_START}", pytrace=False)
-    return {"kafka": KAFKA, "redis_url": REDIS_URL}
+    return {
+        **STACK,
+        "MEDIA_KAFKA_BOOTSTRAP_SERVERS": KAFKA,
+        "MEDIA_REDIS_URL": REDIS_URL,
+        "kafka": KAFKA,
+        "redis_url": REDIS_URL,
+    }
 
 
 def isolated_env(stack: dict[str, str], **extra: Any) -> dict[str, str]:
-    """MEDIA_* variables for one test: its own topics, consumer group and key prefix."""
+    """MEDIA_* variables for one test: its own topics, consumer group and key prefix, and
+    the stack's connection settings."""
     run = f"t{uuid.uuid4().hex[:10]}"
     env = {
-        "MEDIA_KAFKA_BOOTSTRAP_SERVERS": stack["kafka"],
-        "MEDIA_REDIS_URL": stack["redis_url"],
+        **{name: value for name, value in stack.items() if name.startswith("MEDIA_")},
         "MEDIA_APP_ID": run,
-        "MEDIA_REDIS_KEY_PREFIX": run,
+        "MEDIA_REDIS_KEY_PREFIX": f"media:{run}",
         "MEDIA_TOPIC_PARTITIONS": "4",
     }
     for field in Settings.model_fields:
@@ -108,10 +154,41 @@ async def redis(settings: Settings) -> AsyncIterator[Any]:
     except Exception as exc:  # pragma: no cover - the stack fixture checked the port
         pytest.fail(f"Redis at {REDIS_URL} does not answer ({exc!r}): {HOW_TO_START}")
     yield client
-    keys = [k async for k in client.scan_iter(match=f"{settings.redis_key_prefix}:*")]
-    if keys:
-        await client.delete(*keys)
     await client.aclose()
+    await delete_keys(settings)
+
+
+async def delete_keys(settings: Settings) -> None:
+    """Remove a test's keys. The service's ACL user may not SCAN (it never needs to):
+    on the secure stack the stack's admin user does it."""
+    cleaner = connect(admin_settings(settings))
+    try:
+        keys = [k async for k in cleaner.scan_iter(match=f"{settings.redis_key_prefix}:*")]
+        if keys:
+            await cleaner.delete(*keys)
+    finally:
+        await cleaner.aclose()
+
+
+def admin_settings(settings: Settings) -> Settings:
+    """The same Redis as the stack's admin user (on the plain stack: unchanged)."""
+    password = os.environ.get("MEDIA_STACK_REDIS_ADMIN_PASSWORD") or _file_value(
+        "MEDIA_STACK_REDIS_ADMIN_PASSWORD"
+    )
+    if not password:
+        return settings
+    return settings.model_copy(
+        update={"redis_username": "admin", "redis_password": SecretStr(password)}
+    )
+
+
+def _file_value(name: str) -> str | None:
+    if not STACK_ENV.exists():
+        return None
+    for line in STACK_ENV.read_text().splitlines():
+        if line.startswith(f"export {name}="):
+            return line.partition("=")[2].strip().strip("'\"")
+    return None
 
 
 class KafkaPort:
@@ -125,19 +202,22 @@ class KafkaPort:
 
 
 @pytest.fixture
-async def producer(stack: dict[str, str]) -> AsyncIterator[KafkaPort]:
-    client = AIOKafkaProducer(bootstrap_servers=stack["kafka"], acks="all")
+async def producer(settings: Settings) -> AsyncIterator[KafkaPort]:
+    client = AIOKafkaProducer(**client_options(settings), acks="all")
     await client.start()
     yield KafkaPort(client)
     await client.stop()
 
 
 async def read_topic(
-    bootstrap: str, topic: str, expected: int, wait_seconds: float = 30.0
+    settings: Settings, topic: str, expected: int, wait_seconds: float = 30.0
 ) -> list[Any]:
     """Every record of a topic, waiting up to `wait_seconds` for `expected` of them."""
     consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
+        topic,
+        **client_options(settings),
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
     )
     await consumer.start()
     records: list[Any] = []

@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from service.api.openapi import document
+from service.streaming.kafka_client import client_options
 from tests.conftest import isolated_env, settings_from
 from tests.e2e.worker import Worker, free_port
 from tests.unit.factories import registration_body, sha
@@ -43,7 +44,7 @@ async def _seed(env: dict[str, str]) -> None:
     from aiokafka import AIOKafkaProducer
 
     config = settings_from(env)
-    producer = AIOKafkaProducer(bootstrap_servers=config.kafka_bootstrap_servers, acks="all")
+    producer = AIOKafkaProducer(**client_options(config), acks="all")
     await producer.start()
     try:
         body = registration_body("a1", library_id="lib1", content_sha256=sha(5))

@@ -24,6 +24,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from service.domain.events import DeadLetter
 from service.store.client import connect
+from service.streaming.kafka_client import client_options
 from tests.conftest import ROOT, isolated_env, read_topic, settings_from
 from tests.e2e.worker import Worker, eventually, free_port
 from tests.e2e.workload import Truth, Workload
@@ -287,7 +288,7 @@ async def test_a_dead_letter_the_topic_refuses_holds_its_partition_until_it_is_t
 ) -> None:
     env = fault_env(stack)
     settings = settings_from(env)
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    admin = AIOKafkaAdminClient(**client_options(settings))
 
     async def dead_letter_limit(max_bytes: int) -> None:
         resource = ConfigResource(
@@ -304,7 +305,7 @@ async def test_a_dead_letter_the_topic_refuses_holds_its_partition_until_it_is_t
     try:
         async with workers(env, tmp_path, 1) as (worker,):
             await dead_letter_limit(200)  # every dead letter is larger: the broker refuses it
-            producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers)
+            producer = AIOKafkaProducer(**client_options(settings))
             await producer.start()
             try:
                 await producer.send_and_wait(
@@ -326,9 +327,7 @@ async def test_a_dead_letter_the_topic_refuses_holds_its_partition_until_it_is_t
             assert await truth.registered(after) == 0, "nothing behind the refused record moves"
             await dead_letter_limit(1_048_576)
             await eventually(lambda: _registered_all(truth, after), seconds=30)
-            letters = await read_topic(
-                settings.kafka_bootstrap_servers, settings.topic_dead_letter, 1
-            )
+            letters = await read_topic(settings, settings.topic_dead_letter, 1)
             assert [(d.source_partition, d.source_offset) for d in map(_letter, letters)] == [
                 (0, 0)
             ]

@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from service.domain.enums import DeadLetterReason
 from service.domain.events import DeadLetter
 from service.store.client import connect
+from service.streaming.kafka_client import client_options
 from tests.conftest import isolated_env, read_topic, settings_from
 from tests.e2e.conftest import Spawn
 from tests.e2e.worker import eventually, free_port
@@ -172,9 +173,7 @@ async def test_every_malformed_message_is_dead_lettered_and_the_good_ones_count(
     try:
         await worker.wait_ready()
         sent_bad: dict[tuple[str, int, int], Case] = {}
-        producer = AIOKafkaProducer(
-            bootstrap_servers=config.kafka_bootstrap_servers, acks="all", max_request_size=2**20
-        )
+        producer = AIOKafkaProducer(**client_options(config), acks="all", max_request_size=2**20)
         await producer.start()
         try:
             for topic, key, value, is_bad in records:
@@ -187,9 +186,7 @@ async def test_every_malformed_message_is_dead_lettered_and_the_good_ones_count(
         finally:
             await producer.stop()
 
-        letters = await read_topic(
-            config.kafka_bootstrap_servers, config.topic_dead_letter, len(sent_bad), 90
-        )
+        letters = await read_topic(config, config.topic_dead_letter, len(sent_bad), 90)
         parsed = [DeadLetter.model_validate_json(r.value) for r in letters]
         got = {(d.source_topic, d.source_partition, d.source_offset) for d in parsed}
         wrongly = [

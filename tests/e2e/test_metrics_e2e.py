@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaProducer
 
+from service.streaming.kafka_client import client_options
 from tests.conftest import isolated_env, settings_from
 from tests.e2e.conftest import Spawn
 from tests.e2e.worker import eventually, free_port
@@ -40,7 +41,7 @@ async def test_metrics_and_boards_through_the_api(stack: dict[str, str], spawn: 
     settings = settings_from(env)
     worker = spawn(env)
     await worker.wait_ready()
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all")
+    producer = AIOKafkaProducer(**client_options(settings), acks="all")
     await producer.start()
     try:
         for asset in ("hero", "promo"):

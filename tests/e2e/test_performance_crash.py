@@ -20,11 +20,12 @@ from service.store.client import connect
 from service.store.keys import Keys
 from service.store.metrics import MetricsStore
 from service.store.scripts import Scripts
+from service.streaming.kafka_client import client_options
 from tests.conftest import isolated_env, settings_from
 from tests.e2e.conftest import Spawn
 from tests.e2e.worker import eventually, free_port
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.secure]
 
 CHANNELS = ["email", "web", "social", "display", "search", "video", "other"]
 
@@ -60,9 +61,7 @@ async def produce(
     settings: Settings, records: list[tuple[str, bytes]], per_second: float | None = None
 ) -> None:
     """Produce the records, at most `per_second` of them a second when given."""
-    producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap_servers, acks="all", linger_ms=20
-    )
+    producer = AIOKafkaProducer(**client_options(settings), acks="all", linger_ms=20)
     await producer.start()
     started = time.monotonic()
     try:

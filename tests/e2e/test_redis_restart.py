@@ -12,6 +12,7 @@ from aiokafka import AIOKafkaProducer
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from service.store.client import connect
+from service.streaming.kafka_client import client_options
 from tests.conftest import ROOT, isolated_env, settings_from
 from tests.e2e.conftest import Spawn
 from tests.e2e.worker import eventually, free_port
@@ -30,7 +31,7 @@ async def test_worker_survives_a_redis_restart(stack: dict[str, str], spawn: Spa
     worker = spawn(env)
     await worker.wait_ready()
 
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all")
+    producer = AIOKafkaProducer(**client_options(settings), acks="all")
     await producer.start()
     try:
         for i in range(ASSETS):

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaProducer
 
+from service.streaming.kafka_client import client_options
 from tests.conftest import isolated_env, settings_from
 from tests.e2e.conftest import Spawn
 from tests.e2e.worker import eventually, free_port
@@ -86,9 +87,7 @@ async def test_sigkill_mid_stream_never_counts_twice(stack: dict[str, str], spaw
     messages, expected = plan()
     rng = random.Random(11)
 
-    producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap_servers, acks="all", linger_ms=5
-    )
+    producer = AIOKafkaProducer(**client_options(settings), acks="all", linger_ms=5)
     worker = spawn(env)
     await worker.wait_ready()
     await producer.start()

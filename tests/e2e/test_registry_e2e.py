@@ -11,12 +11,13 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaProducer
 
+from service.streaming.kafka_client import client_options
 from tests.conftest import isolated_env, read_topic, settings_from
 from tests.e2e.conftest import Spawn
 from tests.e2e.worker import Worker, eventually, free_port
 from tests.unit.factories import registration_body, sha
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.secure]
 
 H1, H2, H3 = sha(101), sha(102), sha(103)
 
@@ -39,9 +40,7 @@ def worker(env: dict[str, str], spawn: Spawn) -> Worker:
 
 @pytest.fixture
 async def kafka(env: dict[str, str]) -> AsyncIterator[AIOKafkaProducer]:
-    producer = AIOKafkaProducer(
-        bootstrap_servers=env["MEDIA_KAFKA_BOOTSTRAP_SERVERS"], acks="all", linger_ms=5
-    )
+    producer = AIOKafkaProducer(**client_options(settings_from(env)), acks="all", linger_ms=5)
     await producer.start()
     yield producer
     await producer.stop()
@@ -167,9 +166,7 @@ async def test_registry_end_to_end(
         assert body["type"].startswith("/problems/") and body["detail"], (path, body)
 
     # --- one duplicates-detected event, exactly --------------------------------------
-    detected = await read_topic(
-        settings.kafka_bootstrap_servers, settings.topic_duplicates_detected, 1, 5
-    )
+    detected = await read_topic(settings, settings.topic_duplicates_detected, 1, 5)
     assert [json.loads(r.value) | {"event_id": None, "occurred_at": None} for r in detected] == [
         {
             "event_id": None,
@@ -194,9 +191,7 @@ async def test_registry_end_to_end(
         "a3-archive": "invalid_transition",
         "ghost": "registration_timeout",
     }
-    records = await read_topic(
-        settings.kafka_bootstrap_servers, settings.topic_dead_letter, len(expected_letters), 30
-    )
+    records = await read_topic(settings, settings.topic_dead_letter, len(expected_letters), 30)
     letters = {
         (
             json.loads(r.value)["source_topic"],

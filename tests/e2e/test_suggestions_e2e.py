@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaProducer
 
+from service.streaming.kafka_client import client_options
 from tests.conftest import isolated_env, read_topic, settings_from
 from tests.e2e.conftest import Spawn
 from tests.e2e.worker import eventually, free_port
@@ -24,7 +25,7 @@ async def test_suggestions_and_feedback_through_a_worker(
     settings = settings_from(env)
     worker = spawn(env)
     await worker.wait_ready()
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all")
+    producer = AIOKafkaProducer(**client_options(settings), acks="all")
     await producer.start()
     try:
         body = registration_body(
@@ -40,9 +41,7 @@ async def test_suggestions_and_feedback_through_a_worker(
         await producer.send_and_wait(
             settings.topic_asset_registered, json.dumps(body).encode(), key=b"banner1"
         )
-        records = await read_topic(
-            settings.kafka_bootstrap_servers, settings.topic_optimization_suggestions, 2, 30
-        )
+        records = await read_topic(settings, settings.topic_optimization_suggestions, 2, 30)
         events = [json.loads(r.value) for r in records]
         assert sorted(e["type"] for e in events) == ["compress", "fix_aspect_ratio"]
         assert all(r.key == b"banner1" for r in records)

@@ -24,6 +24,7 @@ from service.store.keys import Keys
 from service.store.metrics import MetricsStore
 from service.store.registry import RegistryStore
 from service.store.scripts import Scripts
+from service.streaming.kafka_client import client_options
 from tests.unit.factories import registration_body, sha
 
 CHANNELS = ["email", "web", "social", "display", "search", "video"]
@@ -80,9 +81,7 @@ class Workload:
     async def produce(self, settings: Settings, per_second: float) -> None:
         """Produce every record at about `per_second` records a second."""
         topics = {"reg": settings.topic_asset_registered, "perf": settings.topic_asset_performance}
-        producer = AIOKafkaProducer(
-            bootstrap_servers=settings.kafka_bootstrap_servers, acks="all", linger_ms=10
-        )
+        producer = AIOKafkaProducer(**client_options(settings), acks="all", linger_ms=10)
         await producer.start()
         started = time.monotonic()
         try:

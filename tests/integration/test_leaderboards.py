@@ -18,7 +18,7 @@ from service.runtime import Runtime
 from service.store.metrics import ApplyStatus, PerfRow
 from tests.unit.factories import registration_body, sha
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.secure]
 
 NOW = time.time()
 _offsets = count()

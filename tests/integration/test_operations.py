@@ -21,10 +21,11 @@ from service.operations import REPLAY_HEADER, ReplayFilter, check_config, replay
 from service.store.dead_letters import DeadLetterCounters
 from service.store.keys import Keys
 from service.store.scripts import Scripts
+from service.streaming.kafka_client import client_options
 from service.topics import ensure_topics
 from tests.conftest import KafkaPort, read_topic
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.secure]
 
 
 async def test_check_config_reports_and_masks(settings: Settings) -> None:
@@ -65,12 +66,12 @@ async def test_replay_sends_the_original_bytes_back_and_a_new_failure_is_kept(
     lines: list[str] = []
     dry = await replay_dead_letters(settings, ReplayFilter(), lines.append, dry_run=True)
     assert sum(dry.selected.values()) == 3  # copies count once
-    assert await read_topic(settings.kafka_bootstrap_servers, life, 0, 1) == []
+    assert await read_topic(settings, life, 0, 1) == []
 
     wanted = ReplayFilter(reasons={"invalid_json"}, source_topics={life})
     report = await replay_dead_letters(settings, wanted, lines.append, dry_run=False)
     assert dict(report.selected) == {"invalid_json": 1} and report.skipped == 2
-    [replayed] = await read_topic(settings.kafka_bootstrap_servers, life, 1, 5)
+    [replayed] = await read_topic(settings, life, 1, 5)
     assert (replayed.key, replayed.value) == (b"a1", b'{"event_id": "x"')
     assert dict(replayed.headers)[REPLAY_HEADER] == f"dead-letter/{life}/1/7".encode()
 
@@ -79,7 +80,7 @@ async def test_replay_sends_the_original_bytes_back_and_a_new_failure_is_kept(
     with pytest.raises(DecodeError) as caught:
         decode(AssetLifecycle, again, max_bytes=4096)
     await dead.decode_failure(again, caught.value)
-    letters = await read_topic(settings.kafka_bootstrap_servers, settings.topic_dead_letter, 7, 5)
+    letters = await read_topic(settings, settings.topic_dead_letter, 7, 5)
     ids = {json.loads(r.value)["event_id"] for r in letters}
     assert f"dead-letter/{life}/{replayed.partition}/{replayed.offset}" in ids
     assert len(ids) == 4
@@ -111,7 +112,7 @@ async def test_a_cut_dead_letter_is_replayed_from_its_source_or_skipped_with_why
 
     kept = await produce(0, big_key, b'{"event_id": "' + b"x" * 5000)  # still in its topic
     gone = await produce(1, b"a2", b"[" + b"1," * 3000 + b"1]")
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    admin = AIOKafkaAdminClient(**client_options(settings))
     await admin.start()
     try:  # as retention would: the record is no longer in the topic
         await admin.delete_records({TopicPartition(life, 1): RecordsToDelete(gone.offset + 1)})
@@ -121,7 +122,7 @@ async def test_a_cut_dead_letter_is_replayed_from_its_source_or_skipped_with_why
     for message in (kept, gone, never):
         await dead_letter(message)
 
-    letters = await read_topic(settings.kafka_bootstrap_servers, settings.topic_dead_letter, 3, 5)
+    letters = await read_topic(settings, settings.topic_dead_letter, 3, 5)
     by_id = {json.loads(r.value)["event_id"]: json.loads(r.value) for r in letters}
     first = by_id[f"dead-letter/{life}/0/{kept.offset}"]
     assert first["value_truncated"] is True and first["key_truncated"] is True
@@ -142,7 +143,7 @@ async def test_a_cut_dead_letter_is_replayed_from_its_source_or_skipped_with_why
 
     report = await replay_dead_letters(settings, ReplayFilter(), lines.append, dry_run=False)
     assert (sum(report.selected.values()), report.unavailable) == (1, 2)
-    records = await read_topic(settings.kafka_bootstrap_servers, life, 3, 5)
+    records = await read_topic(settings, life, 3, 5)
     [replayed] = [r for r in records if REPLAY_HEADER in dict(r.headers)]
     assert (replayed.key, replayed.value) == (big_key, kept.value)
     assert dict(replayed.headers)[REPLAY_HEADER] == f"dead-letter/{life}/0/{kept.offset}".encode()

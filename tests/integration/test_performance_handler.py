@@ -22,7 +22,7 @@ from service.store.scripts import Scripts
 from service.topics import ensure_topics
 from tests.conftest import KafkaPort, read_topic
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.secure]
 
 
 @pytest.fixture
@@ -78,7 +78,7 @@ async def test_bad_and_future_events_are_dead_lettered(
     assert await handler(parts)(0, batch) is None
     assert await store.counters(1) == EventCounts(applied=1, duplicates=0, late=0)
     assert await store.position(0) == 3
-    records = await read_topic(settings.kafka_bootstrap_servers, settings.topic_dead_letter, 3, 5)
+    records = await read_topic(settings, settings.topic_dead_letter, 3, 5)
     reasons = sorted(json.loads(r.value)["reason_code"] for r in records)
     assert reasons == ["future_event", "invalid_json", "schema_violation"]
     future = next(json.loads(r.value) for r in records if b"future_event" in r.value)

@@ -127,9 +127,7 @@ async def test_redelivered_registration_is_applied_and_announced_once(rig: Rig) 
 
     assert await assets_and_bytes(rig, "L1") == (1, 1000)
     assert await assets_and_bytes(rig, "L2") == (1, 2000)
-    records = await read_topic(
-        rig.settings.kafka_bootstrap_servers, rig.settings.topic_duplicates_detected, 1, 5
-    )
+    records = await read_topic(rig.settings, rig.settings.topic_duplicates_detected, 1, 5)
     assert len(records) == 1
     detected = json.loads(records[0].value)
     assert records[0].key == sha(7).encode()
@@ -182,9 +180,7 @@ async def test_lifecycle_counts_and_invalid_transitions_go_to_dead_letters(rig: 
     assert asset is not None and asset.asset is not None
     assert asset.asset.usage_count == 1 and asset.asset.campaigns_used_in == ["c9"]
 
-    records = await read_topic(
-        rig.settings.kafka_bootstrap_servers, rig.settings.topic_dead_letter, 1, 5
-    )
+    records = await read_topic(rig.settings, rig.settings.topic_dead_letter, 1, 5)
     letters = {json.loads(r.value)["event_id"] for r in records}
     assert letters == {f"dead-letter/{bad.topic}/0/{bad.offset}"}
     letter = json.loads(records[0].value)
@@ -213,9 +209,7 @@ async def test_held_events_apply_on_registration_or_expire(rig: Rig) -> None:
     assert (await rig.store.load("ghost")).state is None
     assert await rig.store.due_held(later, 10) == []
 
-    records = await read_topic(
-        rig.settings.kafka_bootstrap_servers, rig.settings.topic_dead_letter, 1, 5
-    )
+    records = await read_topic(rig.settings, rig.settings.topic_dead_letter, 1, 5)
     assert len(records) == 1
     letter = json.loads(records[0].value)
     assert letter["reason_code"] == "registration_timeout"
@@ -255,9 +249,7 @@ async def test_a_replayed_rejection_is_decided_again(rig: Rig) -> None:
 
 
 async def dead_letters(rig: Rig, expected: int) -> list[dict[str, Any]]:
-    records = await read_topic(
-        rig.settings.kafka_bootstrap_servers, rig.settings.topic_dead_letter, expected, 5
-    )
+    records = await read_topic(rig.settings, rig.settings.topic_dead_letter, expected, 5)
     return [json.loads(r.value) for r in records]
 
 

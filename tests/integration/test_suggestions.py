@@ -21,7 +21,7 @@ from service.store.metrics import ApplyStatus, PerfRow
 from tests.conftest import read_topic
 from tests.unit.factories import registration, source
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.secure]
 
 
 def asset(**overrides: Any) -> Asset:
@@ -36,9 +36,7 @@ def week(clicks: int, impressions: int, channel: str = "display") -> dict[Window
 
 
 async def sent(settings: Settings, expected: int) -> list[dict[str, Any]]:
-    records = await read_topic(
-        settings.kafka_bootstrap_servers, settings.topic_optimization_suggestions, expected, 5
-    )
+    records = await read_topic(settings, settings.topic_optimization_suggestions, expected, 5)
     return [json.loads(r.value) for r in records]
 
 

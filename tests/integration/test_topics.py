@@ -4,9 +4,10 @@ import pytest
 from aiokafka.errors import KafkaError
 
 from service.config import Settings
+from service.streaming.kafka_client import client_options
 from service.topics import describe_topics, ensure_topics
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.secure]
 
 
 async def test_topics_are_created_once_with_the_configured_partitions(settings: Settings) -> None:
@@ -25,9 +26,7 @@ async def test_broker_does_not_create_topics_on_its_own(settings: Settings) -> N
     """The stack's broker runs with auto.create.topics.enable=false, like production."""
     from aiokafka import AIOKafkaProducer
 
-    producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap_servers, request_timeout_ms=3000
-    )
+    producer = AIOKafkaProducer(**client_options(settings), request_timeout_ms=3000)
     await producer.start()
     try:
         with pytest.raises(KafkaError):

@@ -238,7 +238,11 @@ async def test_check_config_prints_no_credential(
         async def aclose(self) -> None:
             pass
 
+    async def diagnosis(_: Settings) -> str:
+        return "connected"  # the reason then comes from the failure itself, masked
+
     monkeypatch.setattr(operations, "describe_topics", unreachable_kafka)
+    monkeypatch.setattr(operations, "diagnose_kafka", diagnosis)
     monkeypatch.setattr(operations, "connect", lambda _: DownRedis())
     lines: list[str] = []
     assert await operations.check_config(configured, lines.append) is False

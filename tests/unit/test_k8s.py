@@ -56,7 +56,15 @@ SAMPLE_POD_IP = "10.244.1.17"
 # an empty or short token), so the tests build settings with this one in its place.
 SAMPLE_API_TOKEN = "sample-token-for-the-manifest-tests-0123456789"
 # Optional secrets the Secret need not list: unset, /metrics stays open on the pod network.
-OPTIONAL_SECRETS = {"MEDIA_METRICS_TOKEN"}
+# Secrets the service can run without: /metrics open, or a Kafka or Redis without a login
+# or encrypted client key (deploy/k8s/README.md shows when to add them).
+OPTIONAL_SECRETS = {
+    "MEDIA_METRICS_TOKEN",
+    "MEDIA_KAFKA_SASL_PASSWORD",
+    "MEDIA_KAFKA_SSL_KEY_PASSWORD",
+    "MEDIA_REDIS_PASSWORD",
+    "MEDIA_REDIS_SSL_KEY_PASSWORD",
+}
 
 Manifest = dict[str, Any]
 

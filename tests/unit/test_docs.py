@@ -29,8 +29,6 @@ def test_the_security_page_shows_the_acl_rule_the_stack_applies() -> None:
     deploy/stack.sh joins it (comments dropped, lines joined by spaces)."""
     root = Path(__file__).resolve().parents[2]
     source = (root / "deploy" / "redis" / "service.acl").read_text()
-    rule = " ".join(
-        word for line in source.splitlines() for word in line.split("#", 1)[0].split()
-    )
+    rule = " ".join(word for line in source.splitlines() for word in line.split("#", 1)[0].split())
     page = (root / "docs" / "security.md").read_text()
     assert f"\n{rule}\n" in page, "docs/security.md's rule differs from deploy/redis/service.acl"

@@ -53,6 +53,24 @@ FORMATS_BY_MEDIA_TYPE: dict[MediaType, frozenset[MediaFormat]] = {
 }
 
 
+class MediaKind(StrEnum):
+    """How a platform's specification groups files: its limits differ by kind."""
+
+    IMAGE = "image"
+    VIDEO = "video"
+    ANIMATED = "animated"  # an animated GIF
+
+
+def media_kind(media_type: MediaType, fmt: MediaFormat) -> MediaKind:
+    """Video containers are videos; a GIF file of the gif media type is animated; the rest
+    (a GIF registered as an image included) are images."""
+    if fmt in VIDEO_FORMATS:
+        return MediaKind.VIDEO
+    if fmt is MediaFormat.GIF and media_type is MediaType.GIF:
+        return MediaKind.ANIMATED
+    return MediaKind.IMAGE
+
+
 class AssetStatus(StrEnum):
     DRAFT = "draft"
     APPROVED = "approved"

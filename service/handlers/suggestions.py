@@ -10,7 +10,7 @@ record: applied (with the new asset, a variant of the original) or dismissed.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import timedelta
 
 from prometheus_client import Counter
@@ -38,6 +38,9 @@ log = logging.getLogger(__name__)
 
 # (asset_id, channel or None) -> its lifetime totals
 LifetimeTotals = Callable[[str, Channel | None], Awaitable[Totals]]
+# (asset_id, now in epoch seconds) -> its totals per channel for each UTC day of the last
+# 30, newest first (MetricsStore.daily)
+DailyTotals = Callable[[str, float], Awaitable[Sequence[Mapping[Channel, Totals]]]]
 
 
 class SuggestionEngine:
@@ -51,6 +54,7 @@ class SuggestionEngine:
         sent: Counter,
         lifetime: LifetimeTotals,
         *,
+        daily: DailyTotals,
         now: Clock = utc_now,
     ) -> None:
         self._store = store
@@ -60,6 +64,7 @@ class SuggestionEngine:
         self._cooldown = cooldown
         self._sent = sent
         self._lifetime = lifetime
+        self._daily = daily
         self._now = now
 
     async def on_registered(self, asset: Asset) -> int:
@@ -68,21 +73,21 @@ class SuggestionEngine:
     async def on_totals(
         self, asset: Asset, totals: Mapping[Window, Mapping[Channel, Totals]]
     ) -> int:
-        """Performance rules per channel from the asset's 24h and 7d totals per channel."""
+        """Performance rules per channel: creative fatigue from the asset's daily totals
+        of the last 30 days and its last 24 hours, otherwise refresh_design from 7 days."""
         drafts: list[Draft] = []
         week, day = totals.get(Window.WEEK, {}), totals.get(Window.DAY, {})
+        days: Sequence[Mapping[Channel, Totals]] = []
+        if any(
+            weekly.impressions >= minimum_sample(self._config.for_channel(c).ctr_benchmark)
+            for c, weekly in week.items()
+        ):  # the daily series is read only when some channel could give a verdict
+            days = await self._daily(asset.asset_id, self._now().timestamp())
         for channel, weekly in week.items():
             recent = day.get(channel, ZERO)
-            earlier = (
-                max(0, weekly.clicks - recent.clicks),
-                max(0, weekly.impressions - recent.impressions),
-            )
+            series = [(d.get(channel, ZERO).clicks, d.get(channel, ZERO).impressions) for d in days]
             draft = creative_fatigue(
-                (recent.clicks, recent.impressions),
-                earlier,
-                channel,
-                ("24h", "the rest of the week"),
-                self._config,
+                series, (recent.clicks, recent.impressions), channel, self._config
             )
             if draft is None:
                 draft = refresh_design(

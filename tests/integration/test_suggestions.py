@@ -51,14 +51,14 @@ async def test_file_rules_are_sent_once(runtime: Runtime, settings: Settings) ->
         file_size_bytes=900_000,
     )
     engine = runtime.suggestions
-    assert await engine.on_registered(big) == 4
+    assert await engine.on_registered(big) == 3
     assert await engine.on_registered(big) == 0  # a replay: nothing new
-    events = await sent(settings, 4)
+    events = await sent(settings, 3)
+    # 1200 px is within twice the widest display unit (970 px): no resize
     assert sorted((e["type"], e.get("channel")) for e in events) == [
         ("compress", "display"),
         ("convert_to_webp", "web"),
         ("fix_aspect_ratio", "display"),
-        ("resize", "display"),  # 1200 px where the widest display unit is 970
     ]
     records = await runtime.suggestion_store.for_asset("a1")
     assert {r.status for r in records} == {Status.OPEN}

@@ -3,6 +3,7 @@ feedback, and the realised improvement of an applied suggestion's variant."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -15,10 +16,11 @@ from service.domain.events import SuggestionFeedback
 from service.domain.metrics import Totals
 from service.domain.registry import Asset
 from service.domain.suggestion_state import DISMISSED_COOLDOWNS, Status
-from service.domain.windows import Window
+from service.domain.windows import Window, window_buckets
 from service.handlers.suggestions import SuggestionEngine
 from service.observability import Instruments
 from service.runtime import load_rules
+from service.store.codecs import window_totals
 from service.store.metrics import ApplyStatus, PerfRow
 from tests.fakes import FakeMetricsStore, FakeProducer, FakeSuggestionStore
 from tests.unit.factories import T0, registration, source
@@ -50,6 +52,19 @@ class Rig:
             totals = await self.metrics.totals(asset_id, Window.LIFETIME, NOW, channel=channel)
             return totals or Totals()
 
+        async def daily(asset_id: str, now: float) -> list[Mapping[Channel, Totals]]:
+            partition = self.metrics.pointers.get(asset_id)
+            if partition is None:
+                return []
+            resolution, starts = window_buckets(Window.MONTH, now)
+            buckets = self.metrics.buckets
+            return [
+                window_totals(
+                    [buckets.get((partition, asset_id, resolution.name, s), {})]
+                ).by_channel
+                for s in starts
+            ]
+
         self.engine = SuggestionEngine(
             self.store,
             self.producer,
@@ -58,6 +73,7 @@ class Rig:
             COOLDOWN,
             self.instruments.suggestions,
             lifetime,
+            daily=daily,
             now=self.clock,
         )
 
@@ -113,7 +129,7 @@ async def test_file_rules_are_sent_at_registration_and_quiet_on_a_replay(rig: Ri
         height=600,
         file_size_bytes=900_000,
     )
-    assert await rig.engine.on_registered(big) == 4
+    assert await rig.engine.on_registered(big) == 3
     assert await rig.engine.on_registered(big) == 0  # redelivered: nothing new
     rig.clock.now += 10 * COOLDOWN
     assert await rig.engine.on_registered(big) == 0, "an open suggestion is not repeated"
@@ -122,8 +138,7 @@ async def test_file_rules_are_sent_at_registration_and_quiet_on_a_replay(rig: Ri
     assert sorted((e["type"], e.get("channel")) for e in sent) == [
         ("compress", "display"),
         ("convert_to_webp", "web"),
-        ("fix_aspect_ratio", "display"),
-        ("resize", "display"),
+        ("fix_aspect_ratio", "display"),  # 2:1 is no display ratio; 1200 px is within 2x
     ]
     assert {key for _, key, _ in rig.producer.sent} == {b"a1"}
     assert all(e["event_id"] == e["suggestion_id"] for e in sent)
@@ -135,7 +150,7 @@ async def test_file_rules_are_sent_at_registration_and_quiet_on_a_replay(rig: Ri
     assert {r.status for r in records} == {Status.OPEN}
     listed = await rig.store.for_library("lib-1", 10)
     assert {r.suggestion.suggestion_id for r in listed} == {e["suggestion_id"] for e in sent}
-    assert sum(rig.counted(e["type"], e["priority"]) for e in sent) == 4
+    assert sum(rig.counted(e["type"], e["priority"]) for e in sent) == 3
 
 
 async def test_a_small_clean_file_gets_no_suggestion(rig: Rig) -> None:
@@ -273,3 +288,42 @@ async def test_the_realised_improvement_is_recorded_once_the_variant_has_enough(
     # The original itself is no variant: nothing is recorded for it.
     await rig.engine.on_totals(original, {Window.WEEK: {}, Window.DAY: {}})
     assert await rig.store.realised(SuggestionType.REFRESH_DESIGN) == [record]
+
+
+async def test_fatigue_that_began_six_days_ago_is_sent_from_the_daily_buckets(rig: Rig) -> None:
+    """~3 % CTR for two weeks, then ~1 % for the last six days, on display: the engine reads
+    the asset's daily buckets and sends creative_fatigue, not refresh_design."""
+    a = display_asset("a1")
+    await rig.metrics.point(0, ["a1"])
+    rows = [
+        PerfRow(
+            f"ev{day}",
+            "a1",
+            "display",
+            "c1",
+            int(NOW) - day * 86_400,
+            2_000,
+            20 if day < 6 else 60,
+            0,
+            0,
+            0,
+            0,
+        )
+        for day in range(20)
+    ]
+    applied = await rig.metrics.apply(0, 0, len(rows) - 1, rows, NOW)
+    assert applied.status is ApplyStatus.APPLIED
+    week_totals = await rig.metrics.window_totals("a1", Window.WEEK, NOW)
+    day_totals = await rig.metrics.window_totals("a1", Window.DAY, NOW)
+    assert week_totals is not None and day_totals is not None
+    totals = {Window.WEEK: week_totals.by_channel, Window.DAY: day_totals.by_channel}
+    assert await rig.engine.on_totals(a, totals) == 1
+    [sent] = rig.sent()
+    assert (sent["type"], sent["channel"], sent["priority"]) == (
+        "creative_fatigue",
+        "display",
+        "high",
+    )
+    assert sent["evidence"]["recent_period"] == "the last 6 days"
+    assert sent["evidence"]["baseline_period"] == "days 7-30"
+    assert sent["evidence"]["recent_impressions"] == 12_000

@@ -25,8 +25,9 @@ Who raises what, and who catches it:
   (`service/streaming/batching.py`) catches them: it pauses the partition and hands the
   same batch again after a back-off. The leader's timers (`service/app.py`) postpone to
   their next interval; the API answers 503.
-- `DecodeError`: the pure decoder (`service/domain/decoding.py`) and the performance
-  handler (a future event, a counter that would overflow). The input handlers
+- `DecodeError`: the pure decoder (`service/domain/decoding.py`), the performance
+  handler (a future event, a counter that would overflow) and the suggestion engine
+  (feedback naming an unknown suggestion, or another asset's). The input handlers
   (`service/handlers/sequential.py`, `service/handlers/performance.py`) catch it and send
   the message to the dead-letter topic with its `code` and `reason`.
 - `TopicError`: `service/topics.py` (`ensure_topics`). A worker that meets it at start-up

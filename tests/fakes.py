@@ -541,6 +541,7 @@ class FakeSuggestionStore:
         self.by_library: dict[str, dict[str, float]] = defaultdict(dict)  # id -> sent at
         self.variants: dict[str, str] = {}  # new asset -> suggestion id
         self.realised_by_type: dict[str, dict[str, float]] = defaultdict(dict)
+        self.closed: dict[str, str] = {}  # suggestion id -> JSON of a retired record
 
     async def get(
         self, asset_id: str, suggestion_type: SuggestionType, channel: Channel | None
@@ -553,6 +554,9 @@ class FakeSuggestionStore:
         self.slots[s.asset_id][record.slot] = record.model_dump_json()
         self.asset_of[s.suggestion_id] = s.asset_id
         self.by_library[s.library_id][s.suggestion_id] = s.created_at.timestamp()
+
+    async def retire(self, record: SuggestionRecord) -> None:
+        self.closed[record.suggestion.suggestion_id] = record.model_dump_json()
 
     async def link_variant(self, new_asset_id: str, suggestion_id: str) -> None:
         self.variants[new_asset_id] = suggestion_id
@@ -583,7 +587,8 @@ class FakeSuggestionStore:
         for record in await self.for_asset(asset_id):
             if record.suggestion.suggestion_id == suggestion_id:
                 return record
-        return None  # superseded by a later suggestion of the same slot
+        raw = self.closed.get(suggestion_id)
+        return None if raw is None else SuggestionRecord.model_validate_json(raw)
 
     async def for_library(self, library_id: str, limit: int) -> list[SuggestionRecord]:
         ids = _by_score(self.by_library.get(library_id, {}))[::-1][:limit]  # ZREVRANGE

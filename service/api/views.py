@@ -281,14 +281,15 @@ class DeadLetterStatsView(ApiView):
 
 
 def _suggestion_out(record: SuggestionRecord) -> SuggestionOut:
-    return SuggestionOut(
+    fields = {
         **dict(record.suggestion),
-        status=record.status,
-        closed_at=record.closed_at,
-        new_asset_id=record.new_asset_id,
-        realised_improvement_pct=record.realised_improvement_pct,
-        realised_ci95=None if record.realised_ci95 is None else list(record.realised_ci95),
-    )
+        "status": record.status,
+        "closed_at": record.closed_at,
+        "new_asset_id": record.new_asset_id,
+        "realised_improvement_pct": record.realised_improvement_pct,
+        "realised_ci95": None if record.realised_ci95 is None else list(record.realised_ci95),
+    }
+    return SuggestionOut(**fields)
 
 
 def _choice(

@@ -114,6 +114,27 @@ class SuggestionType(StrEnum):
     FIX_ASPECT_RATIO = "fix_aspect_ratio"
 
 
+class SuggestionState(StrEnum):
+    """What one event of a suggestion says about it (its `revision` orders them)."""
+
+    OPEN = "open"  # first sent, or sent again after it closed
+    UPDATED = "updated"  # still open; its priority or estimate changed
+    APPLIED = "applied"  # closed by feedback
+    DISMISSED = "dismissed"  # closed by feedback
+    EXPIRED = "expired"  # closed: its evidence no longer holds, or the asset was retired
+    SUPERSEDED = "superseded"  # closed: a suggestion of the same type and channel replaced it
+
+
+CLOSED_STATES = frozenset(
+    {
+        SuggestionState.APPLIED,
+        SuggestionState.DISMISSED,
+        SuggestionState.EXPIRED,
+        SuggestionState.SUPERSEDED,
+    }
+)
+
+
 class Priority(StrEnum):
     LOW = "low"
     MEDIUM = "medium"
@@ -138,3 +159,5 @@ class DeadLetterReason(StrEnum):
     INTERNAL_ERROR = "internal_error"
     COUNTER_OVERFLOW = "counter_overflow"
     TOO_MANY_HELD_EVENTS = "too_many_held_events"
+    UNKNOWN_SUGGESTION = "unknown_suggestion"
+    SUGGESTION_ASSET_MISMATCH = "suggestion_asset_mismatch"

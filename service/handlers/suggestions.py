@@ -2,26 +2,41 @@
 
 Steps for one asset: compute drafts (file rules when it registers, performance rules
 when the leader refreshes its boards); for each, read the last record of its
-(type, channel) and apply `should_send`; send the event (its id is deterministic, so
-a repeat after a crash is the same suggestion), then record it. Feedback closes a
-record: applied (with the new asset, a variant of the original) or dismissed.
+(type, channel) and apply `should_send`; send the event, then record it. A suggestion
+keeps its `suggestion_id` for its life; each event of it has the next `revision` and
+the event id `<suggestion_id>:<revision>`, so a repeat after a crash is the same event.
+
+What closes a suggestion is sent too, as an event of the suggestion with its closing
+state: feedback (applied, with the variant; dismissed), another suggestion of the same
+type and channel (superseded), evidence that no longer holds (expired: a file rule that
+no longer fires after a registration, a performance rule that no longer fires on a
+sample large enough for a verdict) and an archived or deleted asset (expired).
+Feedback that names an unknown suggestion, or another asset's, is refused with a
+DecodeError: the message goes to the dead-letter topic with the reason.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from prometheus_client import Counter
 
-from service.domain.enums import Channel, FeedbackOutcome
+from service.domain.enums import (
+    AssetStatus,
+    Channel,
+    DeadLetterReason,
+    FeedbackOutcome,
+    SuggestionState,
+    SuggestionType,
+)
 from service.domain.events import OptimizationSuggestion, SuggestionFeedback
 from service.domain.metrics import ZERO, Totals
 from service.domain.registry import Asset
 from service.domain.rules_config import RulesConfig
 from service.domain.statistics import minimum_sample, realised_improvement
-from service.domain.suggestion_state import Status, should_send
+from service.domain.suggestion_state import Status, next_event_state, should_send
 from service.domain.suggestions import (
     Draft,
     creative_fatigue,
@@ -30,6 +45,7 @@ from service.domain.suggestions import (
     suggestion_id,
 )
 from service.domain.windows import Window
+from service.errors import DecodeError
 from service.handlers.emit import Producer, encode
 from service.handlers.ports import Clock, SuggestionRecords, utc_now
 from service.store.suggestions import SuggestionRecord
@@ -68,14 +84,41 @@ class SuggestionEngine:
         self._now = now
 
     async def on_registered(self, asset: Asset) -> int:
-        return await self._send(asset, file_rules(asset, self._config))
+        """File rules; an open file suggestion the registered file no longer deserves
+        expires."""
+        if asset.status in RETIRED:
+            return await self._retire_asset(asset)
+        drafts = file_rules(asset, self._config)
+        fired = {(d.type, d.channel) for d in drafts}
+        await self._expire(
+            asset.asset_id,
+            lambda r: (
+                r.suggestion.type in FILE_TYPES
+                and (r.suggestion.type, r.suggestion.channel) not in fired
+            ),
+            "the registered file no longer gives reason for it",
+        )
+        return await self._send(asset, drafts)
 
     async def on_totals(
         self, asset: Asset, totals: Mapping[Window, Mapping[Channel, Totals]]
     ) -> int:
         """Performance rules per channel: creative fatigue from the asset's daily totals
-        of the last 30 days and its last 24 hours, otherwise refresh_design from 7 days."""
+        of the last 30 days and its last 24 hours, otherwise refresh_design from 7 days.
+
+        Only for approved and published assets: an archived or deleted asset's open
+        suggestions expire, a draft gets no performance suggestion. An open performance
+        suggestion of a channel that now has enough impressions for a verdict and no
+        longer fires expires.
+        """
+        await self._realise(asset)
+        if asset.status in RETIRED:
+            await self._retire_asset(asset)
+            return 0
+        if asset.status not in PERFORMING:
+            return 0
         drafts: list[Draft] = []
+        judged: set[Channel] = set()
         week, day = totals.get(Window.WEEK, {}), totals.get(Window.DAY, {})
         days: Sequence[Mapping[Channel, Totals]] = []
         if any(
@@ -84,6 +127,10 @@ class SuggestionEngine:
         ):  # the daily series is read only when some channel could give a verdict
             days = await self._daily(asset.asset_id, self._now().timestamp())
         for channel, weekly in week.items():
+            if weekly.impressions >= minimum_sample(
+                self._config.for_channel(channel).ctr_benchmark
+            ):
+                judged.add(channel)
             recent = day.get(channel, ZERO)
             series = [(d.get(channel, ZERO).clicks, d.get(channel, ZERO).impressions) for d in days]
             draft = creative_fatigue(
@@ -95,7 +142,16 @@ class SuggestionEngine:
                 )
             if draft is not None:
                 drafts.append(draft)
-        await self._realise(asset)
+        fired = {(d.type, d.channel) for d in drafts}
+        await self._expire(
+            asset.asset_id,
+            lambda r: (
+                r.suggestion.type in PERFORMANCE_TYPES
+                and r.suggestion.channel in judged
+                and (r.suggestion.type, r.suggestion.channel) not in fired
+            ),
+            "its performance no longer gives reason for it",
+        )
         return await self._send(asset, drafts)
 
     async def _realise(self, variant: Asset) -> None:
@@ -114,6 +170,10 @@ class SuggestionEngine:
         )
         if result is None:
             return
+        s = record.suggestion
+        current = await self._store.get(s.asset_id, s.type, s.channel)
+        if current is None or current.suggestion.event_id != s.event_id:
+            return  # its slot moved on (opened again or superseded) before the outcome
         await self._store.record_realised(
             record.model_copy(
                 update={
@@ -124,23 +184,100 @@ class SuggestionEngine:
         )
 
     async def feedback(self, event: SuggestionFeedback) -> bool:
-        """Close a suggestion; False when it is unknown (or was superseded)."""
+        """Close an open suggestion and publish its closing event; True when it was open.
+
+        Feedback for a suggestion already closed changes nothing (False). Feedback naming
+        no suggestion this service sent, or another asset's, raises DecodeError (dead
+        letter)."""
         record = await self._store.by_id(event.suggestion_id)
-        if record is None or record.status is not Status.OPEN:
-            return record is not None
-        status = Status.APPLIED if event.outcome is FeedbackOutcome.APPLIED else Status.DISMISSED
-        if status is Status.APPLIED and event.new_asset_id is not None:
-            await self._store.link_variant(event.new_asset_id, event.suggestion_id)
-        await self._store.put(
-            record.model_copy(
-                update={
-                    "status": status,
-                    "closed_at": event.occurred_at,
-                    "new_asset_id": event.new_asset_id,
-                }
+        if record is None:
+            raise DecodeError(
+                DeadLetterReason.UNKNOWN_SUGGESTION,
+                f"suggestion_id '{event.suggestion_id}' names no suggestion this service "
+                "sent: use the suggestion_id of a suggestion event (not its event_id), as "
+                f"GET /v1/assets/{event.asset_id}/suggestions lists them",
+                event.event_id,
             )
+        owner = record.suggestion.asset_id
+        if owner != event.asset_id:
+            raise DecodeError(
+                DeadLetterReason.SUGGESTION_ASSET_MISMATCH,
+                f"suggestion '{event.suggestion_id}' is about asset '{owner}', not "
+                f"'{event.asset_id}': send the feedback with asset_id '{owner}' (and that "
+                "Kafka key)",
+                event.event_id,
+            )
+        if record.status is not Status.OPEN:
+            return False
+        applied = event.outcome is FeedbackOutcome.APPLIED
+        if applied and event.new_asset_id is not None:
+            await self._store.link_variant(event.new_asset_id, event.suggestion_id)
+        await self._close(
+            record,
+            Status.APPLIED if applied else Status.DISMISSED,
+            event.occurred_at,
+            new_asset_id=event.new_asset_id,
         )
         return True
+
+    async def _close(
+        self,
+        record: SuggestionRecord,
+        status: Status,
+        when: datetime,
+        *,
+        new_asset_id: str | None = None,
+        superseded_by: str | None = None,
+        reason: str | None = None,
+    ) -> SuggestionRecord:
+        """Publish the suggestion's closing event (the next revision), then record it."""
+        s = record.suggestion
+        revision = s.revision + 1
+        evidence = dict(s.evidence)
+        if reason is not None:
+            evidence["closed_because"] = reason
+        closing = s.model_copy(
+            update={
+                "event_id": f"{s.suggestion_id}:{revision}",
+                "occurred_at": when,
+                "revision": revision,
+                "state": SuggestionState(status.value),
+                "new_asset_id": new_asset_id,
+                "superseded_by": superseded_by,
+                "evidence": evidence,
+            }
+        )
+        closed = record.model_copy(
+            update={
+                "suggestion": closing,
+                "status": status,
+                "closed_at": when,
+                "new_asset_id": new_asset_id,
+            }
+        )
+        await self._producer.send(self._topic, s.asset_id.encode(), encode(closing))
+        if status is Status.SUPERSEDED:
+            await self._store.retire(closed)
+        else:
+            await self._store.put(closed)
+        return closed
+
+    async def _expire(
+        self, asset_id: str, applies: Callable[[SuggestionRecord], bool], reason: str
+    ) -> int:
+        """Expire the asset's open suggestions `applies` selects."""
+        now = self._now()
+        expired = 0
+        for record in await self._store.for_asset(asset_id):
+            if record.status is Status.OPEN and applies(record):
+                await self._close(record, Status.EXPIRED, now, reason=reason)
+                expired += 1
+        return expired
+
+    async def _retire_asset(self, asset: Asset) -> int:
+        """An archived or deleted asset: its open suggestions expire, nothing is sent."""
+        await self._expire(asset.asset_id, lambda _: True, f"the asset is {asset.status}")
+        return 0
 
     async def _send(self, asset: Asset, drafts: list[Draft]) -> int:
         now = self._now()
@@ -148,13 +285,31 @@ class SuggestionEngine:
         for draft in drafts:
             previous = await self._store.get(asset.asset_id, draft.type, draft.channel)
             state = None if previous is None else previous.state()
+            identity = suggestion_id(asset.asset_id, draft)
             if not should_send(
-                state, draft.priority, draft.estimated_improvement_pct, now, self._cooldown
+                state,
+                draft.priority,
+                draft.estimated_improvement_pct,
+                now,
+                self._cooldown,
+                identity,
             ):
                 continue
-            identity = suggestion_id(asset.asset_id, draft)
+            same = previous is not None and previous.suggestion.suggestion_id == identity
+            if previous is not None and not same:
+                if previous.status is Status.OPEN:  # replaced: announce it, keep it by id
+                    await self._close(previous, Status.SUPERSEDED, now, superseded_by=identity)
+                else:
+                    await self._store.retire(previous)
+            event_state = next_event_state(None if previous is None else previous.status, same)
+            revision = previous.suggestion.revision + 1 if previous is not None and same else 1
+            created = (
+                previous.suggestion.created_at
+                if previous is not None and event_state is SuggestionState.UPDATED
+                else now
+            )
             event = OptimizationSuggestion(
-                event_id=identity,
+                event_id=f"{identity}:{revision}",
                 occurred_at=now,
                 suggestion_id=identity,
                 asset_id=asset.asset_id,
@@ -166,11 +321,29 @@ class SuggestionEngine:
                 estimated_improvement_pct=draft.estimated_improvement_pct,
                 improvement_basis=draft.improvement_basis,
                 evidence=dict(draft.evidence),
-                created_at=now,
+                created_at=created,
+                revision=revision,
+                state=event_state,
             )
-            # Kafka first: a crash before the record repeats the same suggestion id.
+            # Kafka first: a crash before the record repeats the same event (same id).
             await self._producer.send(self._topic, asset.asset_id.encode(), encode(event))
             await self._store.put(SuggestionRecord(suggestion=event))
             self._sent.labels(type=draft.type.value, priority=draft.priority.value).inc()
             sent += 1
         return sent
+
+
+FILE_TYPES = frozenset(
+    {
+        SuggestionType.COMPRESS,
+        SuggestionType.CONVERT_TO_WEBP,
+        SuggestionType.RESIZE,
+        SuggestionType.REMOVE_BG,
+        SuggestionType.REFORMAT,
+        SuggestionType.GIF_TO_VIDEO,
+        SuggestionType.FIX_ASPECT_RATIO,
+    }
+)
+PERFORMANCE_TYPES = frozenset({SuggestionType.REFRESH_DESIGN, SuggestionType.CREATIVE_FATIGUE})
+PERFORMING = frozenset({AssetStatus.APPROVED, AssetStatus.PUBLISHED})
+RETIRED = frozenset({AssetStatus.ARCHIVED, AssetStatus.DELETED})

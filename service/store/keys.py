@@ -111,6 +111,10 @@ class Keys:
         """`<type>|<channel or ->` -> the last suggestion of that slot for the asset."""
         return f"{self.prefix}:{{a:{asset_id}}}:suggestions"
 
+    def closed_suggestions(self, asset_id: str) -> str:
+        """suggestion id -> the record of a suggestion its slot no longer holds (superseded)."""
+        return f"{self.prefix}:{{a:{asset_id}}}:suggestions-closed"
+
     def suggestion(self, suggestion_id: str) -> str:
         """The asset of a suggestion id."""
         return f"{self.prefix}:suggestion:{suggestion_id}"

@@ -1,7 +1,8 @@
 """Redis store of sent suggestions: one record per (asset, type, channel), plus indexes.
 
-An asset's suggestions hash maps `<type>|<channel or ->` to a record's JSON (the event
-sent, its status and when it closed); each suggestion id names its asset; a library
+An asset's suggestions hash maps `<type>|<channel or ->` to a record's JSON (the last
+event sent, its status and when it closed); a second hash keeps, by id, the records their
+slot no longer holds (superseded); each suggestion id names its asset; a library
 keeps its suggestion ids by time sent; a variant names the applied suggestion it
 answers; per type, the suggestions whose realised improvement is known. The keys are
 in `store/keys.py`, described in docs/redis-keys.md.
@@ -46,7 +47,7 @@ class SuggestionRecord(BaseModel):
             status=self.status,
             priority=s.priority,
             estimated_improvement_pct=s.estimated_improvement_pct,
-            sent_at=s.created_at,
+            sent_at=s.occurred_at,
             closed_at=self.closed_at,
         )
 
@@ -74,6 +75,14 @@ class SuggestionStore:
             pipe.set(self._keys.suggestion(s.suggestion_id), s.asset_id)
             pipe.zadd(self._keys.library_suggestions(s.library_id), {s.suggestion_id: sent_at})
             await pipe.execute()
+
+    async def retire(self, record: SuggestionRecord) -> None:
+        """Keep a record its slot no longer holds (superseded by another suggestion of the
+        same type and channel), so that it is still found by id."""
+        s = record.suggestion
+        await self._redis.hset(
+            self._keys.closed_suggestions(s.asset_id), s.suggestion_id, record.model_dump_json()
+        )
 
     async def link_variant(self, new_asset_id: str, suggestion_id: str) -> None:
         await self._redis.set(self._keys.variant_of(new_asset_id), suggestion_id)
@@ -105,7 +114,8 @@ class SuggestionStore:
         for record in await self.for_asset(asset_id):
             if record.suggestion.suggestion_id == suggestion_id:
                 return record
-        return None  # superseded by a later suggestion of the same slot
+        raw = await self._redis.hget(self._keys.closed_suggestions(asset_id), suggestion_id)
+        return None if raw is None else SuggestionRecord.model_validate_json(raw)
 
     async def for_library(self, library_id: str, limit: int) -> list[SuggestionRecord]:
         ids = await self._redis.zrevrange(self._keys.library_suggestions(library_id), 0, limit - 1)

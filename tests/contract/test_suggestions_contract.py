@@ -1,5 +1,6 @@
 """The suggestion store's contract, on the fake and on Redis: what the suggestion engine
-relies on (one record per slot, found by id until superseded, variants, realised)."""
+relies on (one record per slot, found by id in its slot or once retired, variants,
+realised)."""
 
 from __future__ import annotations
 
@@ -58,7 +59,11 @@ async def test_a_slot_keeps_its_last_record(backend: Backend) -> None:
     later = record("sug-2", minutes=5)  # another trigger of the same slot
     await store.put(later)
     assert await store.get("a1", SuggestionType.REFRESH_DESIGN, Channel.DISPLAY) == later
-    assert await store.by_id("sug-1") is None, "superseded"
+    assert await store.by_id("sug-1") is None, "superseded, not retired"
+    retired = closed.model_copy(update={"status": Status.SUPERSEDED})
+    await store.retire(retired)
+    assert await store.by_id("sug-1") == retired, "retired: found by id"
+    assert await store.get("a1", SuggestionType.REFRESH_DESIGN, Channel.DISPLAY) == later
     assert await store.by_id("sug-nope") is None
 
     no_channel = record("sug-3", suggestion_type=SuggestionType.COMPRESS, channel=None)

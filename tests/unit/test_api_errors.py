@@ -162,7 +162,10 @@ async def test_what_does_not_exist_is_404(
             "status must be one of: draft, approved, published, archived",
         ),
         ("/v1/duplicates/XYZ", "content_sha256 must be 64 lowercase hexadecimal characters"),
-        ("/v1/assets/a1/suggestions?status=new", "status must be one of: open, applied, dismissed"),
+        (
+            "/v1/assets/a1/suggestions?status=new",
+            "status must be one of: open, applied, dismissed, expired, superseded",
+        ),
         (
             "/v1/libraries/l1/suggestions?priority=urgent",
             "priority must be one of: low, medium, high",

@@ -45,6 +45,7 @@ class FileSpec(BaseModel):
     max_file_bytes: int = Field(default=0, ge=0)
     ratios: list[Ratio] = []
     ratio_tolerance: float = Field(default=0.01, ge=0, lt=1)
+    crops_other_ratios: bool = False  # outside the ratios: centre-cropped, not rejected
     shown_width: int = Field(default=0, ge=0)
     density: float = Field(default=2.0, ge=1)
     recommended: list[tuple[int, int]] = []

@@ -213,12 +213,14 @@ def _aspect_ratio(
     accepted = ", ".join(_ratio_text(low, high) for low, high in spec.ratios)
     sizes = ", ".join(f"{w}x{h}" for w, h in spec.recommended)
     hint = f" (recommended: {sizes})" if sizes else ""
+    fate = "would be centre-cropped" if spec.crops_other_ratios else "would be rejected"
     return Draft(
         type=SuggestionType.FIX_ASPECT_RATIO,
-        priority=Priority.HIGH,
+        # a crop loses the edges of the design; a rejection stops the ad
+        priority=Priority.MEDIUM if spec.crops_other_ratios else Priority.HIGH,
         channel=channel,
         description=f"Crop to a ratio {channel} accepts for this media kind ({accepted}){hint}; "
-        f"{asset.width}x{asset.height} is {ratio:.2f}:1 and would be rejected or cropped.",
+        f"{asset.width}x{asset.height} is {ratio:.2f}:1 and {fate}.",
         estimated_improvement_pct=0.0,
         improvement_basis="compliance: a platform rejects or centre-crops files outside "
         "its accepted ratios; no gain is claimed",

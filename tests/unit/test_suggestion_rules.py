@@ -181,6 +181,13 @@ def test_aspect_ratio_names_the_accepted_range_and_the_recommended_sizes() -> No
     assert "0.8:1 to 1.91:1" in draft.description
     assert "1080x1080" in draft.description
     assert draft.evidence["accepted_ratios"] == [[0.8, 1.91]]
+    # Meta centre-crops other ratios: medium; display rejects them: high
+    assert draft.priority is Priority.MEDIUM and "centre-cropped" in draft.description
+    banner = asset(intended_channels=["display"], width=1200, height=600, file_size_bytes=10_000)
+    [rejected] = [
+        d for d in file_rules(banner, CONFIG) if d.type is SuggestionType.FIX_ASPECT_RATIO
+    ]
+    assert rejected.priority is Priority.HIGH and "rejected" in rejected.description
 
 
 @pytest.mark.parametrize(

@@ -242,8 +242,8 @@ FORMAT_SHARES: dict[MediaType, list[tuple[str, int]]] = {
 
 
 def _format(rng: random.Random, media_type: MediaType) -> str:
-    formats, weights = zip(*FORMAT_SHARES[media_type], strict=True)
-    chosen = rng.choices(formats, weights=weights)[0]
+    shares = FORMAT_SHARES[media_type]
+    chosen: str = rng.choices([f for f, _ in shares], weights=[w for _, w in shares])[0]
     assert chosen in FORMATS_BY_MEDIA_TYPE[media_type]
     return chosen
 

@@ -162,6 +162,10 @@ class SuggestionsOut(_Out):
 
 class AccuracyItem(_Out):
     type: str
+    unit: str = Field(
+        description="what the percentages measure: bytes_saved (the variant's file against "
+        "the original's) or ctr_change (the variant's lifetime CTR against the original's)"
+    )
     realised: int = Field(description="applied suggestions whose outcome is known")
     mean_estimated_pct: float
     mean_realised_pct: float

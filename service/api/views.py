@@ -54,6 +54,7 @@ from service.domain.metrics import Totals
 from service.domain.registry import Asset
 from service.domain.statistics import estimate_accuracy
 from service.domain.suggestion_state import Status
+from service.domain.suggestions import BYTE_SAVING_TYPES, PERFORMANCE_TYPES
 from service.domain.windows import Window
 from service.errors import BadRequest, NotFound
 from service.runtime import Runtime
@@ -363,11 +364,13 @@ class SuggestionView(ApiView):
 
 
 class AccuracyView(ApiView):
-    """How well the estimates matched what happened, per type (`?type=` for one)."""
+    """How well the estimates matched what happened, per type (`?type=` for one), each in
+    the unit of its estimate; types that claim no gain have no accuracy to show."""
 
     async def get(self, request: Request) -> Response:
         filters = _suggestion_filters(request.query, ("type",))
         kinds = [SuggestionType(filters["type"])] if filters else list(SuggestionType)
+        kinds = [k for k in kinds if k in BYTE_SAVING_TYPES | PERFORMANCE_TYPES]
         items = []
         for kind in kinds:
             records = await self.runtime.suggestion_store.realised(kind)
@@ -383,6 +386,7 @@ class AccuracyView(ApiView):
                 items.append(
                     AccuracyItem(
                         type=kind.value,
+                        unit="bytes_saved" if kind in BYTE_SAVING_TYPES else "ctr_change",
                         realised=accuracy.realised,
                         mean_estimated_pct=accuracy.mean_estimated_pct,
                         mean_realised_pct=accuracy.mean_realised_pct,

@@ -85,6 +85,14 @@ def realised_improvement(
     )
 
 
+def bytes_saved(original_bytes: int, variant_bytes: int) -> float:
+    """The share of the original's bytes a variant saved, in % (negative: it grew),
+    rounded to one decimal place."""
+    if original_bytes <= 0:
+        raise ValueError(f"original_bytes must be positive, got {original_bytes}")
+    return round(100 * (original_bytes - variant_bytes) / original_bytes, 1)
+
+
 @dataclass(frozen=True, slots=True)
 class Accuracy:
     """How a kind of suggestion's estimates compared with what happened.

@@ -27,6 +27,28 @@ from service.domain.statistics import minimum_sample, two_proportion_p_value, wi
 
 RASTER_TO_MODERN = frozenset({MediaFormat.JPEG, MediaFormat.PNG})
 
+FILE_TYPES = frozenset(
+    {
+        SuggestionType.COMPRESS,
+        SuggestionType.CONVERT_TO_WEBP,
+        SuggestionType.RESIZE,
+        SuggestionType.REMOVE_BG,
+        SuggestionType.REFORMAT,
+        SuggestionType.GIF_TO_VIDEO,
+        SuggestionType.FIX_ASPECT_RATIO,
+    }
+)
+# The file rules whose estimate is a share of bytes saved, comparable with a variant's size.
+BYTE_SAVING_TYPES = frozenset(
+    {
+        SuggestionType.COMPRESS,
+        SuggestionType.CONVERT_TO_WEBP,
+        SuggestionType.RESIZE,
+        SuggestionType.GIF_TO_VIDEO,
+    }
+)
+PERFORMANCE_TYPES = frozenset({SuggestionType.REFRESH_DESIGN, SuggestionType.CREATIVE_FATIGUE})
+
 
 @dataclass(frozen=True)
 class Draft:

@@ -29,15 +29,17 @@ from service.domain.enums import (
     DeadLetterReason,
     FeedbackOutcome,
     SuggestionState,
-    SuggestionType,
 )
 from service.domain.events import OptimizationSuggestion, SuggestionFeedback
 from service.domain.metrics import ZERO, Totals
 from service.domain.registry import Asset
 from service.domain.rules_config import RulesConfig
-from service.domain.statistics import minimum_sample, realised_improvement
+from service.domain.statistics import bytes_saved, minimum_sample, realised_improvement
 from service.domain.suggestion_state import Status, next_event_state, should_send
 from service.domain.suggestions import (
+    BYTE_SAVING_TYPES,
+    FILE_TYPES,
+    PERFORMANCE_TYPES,
     Draft,
     creative_fatigue,
     file_rules,
@@ -85,7 +87,8 @@ class SuggestionEngine:
 
     async def on_registered(self, asset: Asset) -> int:
         """File rules; an open file suggestion the registered file no longer deserves
-        expires."""
+        expires. A variant of an applied suggestion records the bytes it saved."""
+        await self._realise(asset)
         if asset.status in RETIRED:
             return await self._retire_asset(asset)
         drafts = file_rules(asset, self._config)
@@ -155,31 +158,42 @@ class SuggestionEngine:
         return await self._send(asset, drafts)
 
     async def _realise(self, variant: Asset) -> None:
-        """Once a variant has enough impressions, record how it did against the original:
-        lifetime CTR on the suggestion's channel (all channels when it had none)."""
+        """Record what an applied suggestion's variant achieved, in the unit of the
+        suggestion's own estimate: bytes saved for the file rules that estimate a saving
+        (the variant's file against the original's size in the evidence), known as soon
+        as the variant is registered; the lifetime CTR change on the suggestion's channel
+        for the performance rules, once both have enough impressions. Rules that claim no
+        gain (compliance, opt-in) have nothing to compare."""
         suggestion_id = await self._store.variant_of(variant.asset_id)
         record = None if suggestion_id is None else await self._store.by_id(suggestion_id)
         if record is None or record.realised_improvement_pct is not None:
             return
-        channel = record.suggestion.channel
-        original = await self._lifetime(record.suggestion.asset_id, channel)
-        mine = await self._lifetime(variant.asset_id, channel)
-        needed = minimum_sample(self._config.for_channel(channel).ctr_benchmark)
-        result = realised_improvement(
-            (original.clicks, original.impressions), (mine.clicks, mine.impressions), needed
-        )
-        if result is None:
-            return
         s = record.suggestion
+        if s.type in BYTE_SAVING_TYPES:
+            original_bytes = s.evidence.get("file_size_bytes")
+            if not isinstance(original_bytes, int):
+                return
+            saved = bytes_saved(original_bytes, variant.file_size_bytes)
+            realised: tuple[float, tuple[float, float]] = (saved, (saved, saved))  # measured
+        elif s.type in PERFORMANCE_TYPES:
+            original = await self._lifetime(s.asset_id, s.channel)
+            mine = await self._lifetime(variant.asset_id, s.channel)
+            needed = minimum_sample(self._config.for_channel(s.channel).ctr_benchmark)
+            result = realised_improvement(
+                (original.clicks, original.impressions), (mine.clicks, mine.impressions), needed
+            )
+            if result is None:
+                return
+            ci95 = (round(result.ci95.low, 1), round(result.ci95.high, 1))
+            realised = (round(result.improvement_pct, 1), ci95)
+        else:
+            return
         current = await self._store.get(s.asset_id, s.type, s.channel)
         if current is None or current.suggestion.event_id != s.event_id:
             return  # its slot moved on (opened again or superseded) before the outcome
         await self._store.record_realised(
             record.model_copy(
-                update={
-                    "realised_improvement_pct": round(result.improvement_pct, 1),
-                    "realised_ci95": (round(result.ci95.low, 1), round(result.ci95.high, 1)),
-                }
+                update={"realised_improvement_pct": realised[0], "realised_ci95": realised[1]}
             )
         )
 
@@ -333,17 +347,5 @@ class SuggestionEngine:
         return sent
 
 
-FILE_TYPES = frozenset(
-    {
-        SuggestionType.COMPRESS,
-        SuggestionType.CONVERT_TO_WEBP,
-        SuggestionType.RESIZE,
-        SuggestionType.REMOVE_BG,
-        SuggestionType.REFORMAT,
-        SuggestionType.GIF_TO_VIDEO,
-        SuggestionType.FIX_ASPECT_RATIO,
-    }
-)
-PERFORMANCE_TYPES = frozenset({SuggestionType.REFRESH_DESIGN, SuggestionType.CREATIVE_FATIGUE})
 PERFORMING = frozenset({AssetStatus.APPROVED, AssetStatus.PUBLISHED})
 RETIRED = frozenset({AssetStatus.ARCHIVED, AssetStatus.DELETED})

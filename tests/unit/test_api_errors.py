@@ -236,13 +236,24 @@ async def test_accuracy_sums_up_each_type_with_outcomes(
     stores.realised_by_type = {
         "compress": [_realised(20.0, 10.0, (5.0, 15.0)), _realised(30.0, 35.0, (25.0, 45.0))],
         "resize": [_realised(12.34, 0.0, (-3.0, 13.0))],
+        "refresh_design": [_realised(40.0, 10.0, (-5.0, 30.0))],
     }
     response = await client.get("/v1/suggestion-accuracy")
     assert response.status == 200
     assert await response.json() == {
         "items": [
             {
+                "type": "refresh_design",
+                "unit": "ctr_change",
+                "realised": 1,
+                "mean_estimated_pct": 40.0,
+                "mean_realised_pct": 10.0,
+                "mean_absolute_error_pct": 30.0,
+                "estimate_within_ci95": 0,
+            },
+            {
                 "type": "compress",
+                "unit": "bytes_saved",
                 "realised": 2,
                 "mean_estimated_pct": 25.0,
                 "mean_realised_pct": 22.5,
@@ -251,6 +262,7 @@ async def test_accuracy_sums_up_each_type_with_outcomes(
             },
             {
                 "type": "resize",
+                "unit": "bytes_saved",
                 "realised": 1,
                 "mean_estimated_pct": 12.3,
                 "mean_realised_pct": 0.0,

@@ -99,3 +99,12 @@ def test_estimate_accuracy_bounds(outcomes: list[tuple[float, float, tuple[float
     assert accuracy.mean_absolute_error_pct >= 0
     gap = abs(accuracy.mean_estimated_pct - accuracy.mean_realised_pct)
     assert accuracy.mean_absolute_error_pct >= gap - 0.11  # each mean rounded to 0.05
+
+
+def test_bytes_saved_is_a_share_of_the_original() -> None:
+    from service.domain.statistics import bytes_saved
+
+    assert bytes_saved(400_000, 120_000) == 70.0
+    assert bytes_saved(1_000, 1_500) == -50.0  # the variant grew
+    with pytest.raises(ValueError, match="positive"):
+        bytes_saved(0, 10)

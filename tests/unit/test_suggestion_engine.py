@@ -437,3 +437,43 @@ async def test_fatigue_that_began_six_days_ago_is_sent_from_the_daily_buckets(ri
     assert sent["evidence"]["recent_period"] == "the last 6 days"
     assert sent["evidence"]["baseline_period"] == "days 7-30"
     assert sent["evidence"]["recent_impressions"] == 12_000
+
+
+async def test_a_byte_saving_is_realised_from_the_variants_file_in_bytes(rig: Rig) -> None:
+    """compress estimates bytes saved: its outcome is the variant's size against the
+    original's, not a CTR change."""
+    big = asset(
+        intended_channels=["display"],
+        format="jpeg",
+        width=1200,
+        height=628,
+        file_size_bytes=400_000,
+    )
+    await rig.engine.on_registered(big)
+    [sent] = rig.sent()
+    assert sent["type"] == "compress" and sent["estimated_improvement_pct"] == 61.6
+    await rig.engine.feedback(rig.feedback(sent["suggestion_id"], "applied", new_asset_id="a2"))
+    variant = asset(
+        "a2", intended_channels=["display"], format="jpeg", width=1200, height=628,
+        file_size_bytes=120_000,
+    )  # fmt: skip
+    await rig.engine.on_registered(variant)
+    record = await rig.store.by_id(sent["suggestion_id"])
+    assert record is not None
+    assert (record.realised_improvement_pct, record.realised_ci95) == (70.0, (70.0, 70.0))
+    [known] = await rig.store.realised(SuggestionType.COMPRESS)
+    assert known == record
+
+
+async def test_a_compliance_suggestion_has_no_outcome_to_realise(rig: Rig) -> None:
+    wide = asset(
+        intended_channels=["display"], format="jpeg", width=1200, height=600, file_size_bytes=9_000
+    )
+    await rig.engine.on_registered(wide)
+    [sent] = rig.sent()
+    await rig.engine.feedback(rig.feedback(sent["suggestion_id"], "applied", new_asset_id="a2"))
+    await rig.engine.on_registered(
+        asset("a2", intended_channels=["display"], file_size_bytes=9_000)
+    )
+    record = await rig.store.by_id(sent["suggestion_id"])
+    assert record is not None and record.realised_improvement_pct is None

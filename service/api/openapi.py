@@ -164,13 +164,15 @@ OPERATIONS: tuple[Operation, ...] = (
     ),
     Operation(
         "/v1/libraries/{library_id}/suggestions",
-        "The library's most recent suggestions",
+        "A page of the library's suggestions, newest first, filtered",
         schemas.SuggestionsOut,
         (
             LIBRARY,
             _enum("type", [t.value for t in SuggestionType], "only of this type"),
             _enum("priority", [p.value for p in Priority], "only of this priority"),
             _enum("status", [s.value for s in Status], "only in this status"),
+            Param("limit", "query", {"type": "integer", "minimum": 1}, "page size (default 50)"),
+            Param("cursor", "query", {"type": "string"}, "the previous page's next_cursor"),
         ),
         (problems.BAD_REQUEST, problems.NOT_FOUND),
     ),
@@ -245,7 +247,7 @@ def _operation(
 ) -> dict[str, Any]:
     params = [p.spec() for p in op.params]
     for spec in params:
-        if op.path.endswith("/assets") and spec["name"] == "limit":
+        if op.path.endswith(("/assets", "/suggestions")) and spec["name"] == "limit":
             spec["schema"]["maximum"] = page_max
     problem_ref = refs[(schemas.Problem, "serialization")]
     # Every route answers 400 to a query parameter it does not know (a typo is not ignored).

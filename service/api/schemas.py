@@ -158,6 +158,10 @@ class SuggestionOut(OptimizationSuggestion):
 
 class SuggestionsOut(_Out):
     items: list[SuggestionOut]
+    next_cursor: str | None = Field(
+        default=None,
+        description="a library's listing: pass as `cursor` for the next page; null at the end",
+    )
 
 
 class AccuracyItem(_Out):

@@ -344,14 +344,23 @@ class AssetSuggestionsView(ApiView):
 
 
 class LibrarySuggestionsView(ApiView):
-    """`?type=&priority=&status=`: the library's most recent suggestions (up to 500)."""
+    """`?type=&priority=&status=&limit=&cursor=`: a page of the library's suggestions,
+    newest first, filtered where they are stored."""
 
     async def get(self, request: Request, library_id: str) -> Response:
         filters = _suggestion_filters(request.query, ("type", "priority", "status"))
+        limit = _int_param(
+            request.query, "limit", DEFAULT_PAGE_SIZE, 1, self.runtime.settings.api_page_size_max
+        )
         await self.library_stats(library_id)
-        records = await self.runtime.suggestion_store.for_library(library_id, 500)
+        records, next_cursor = await self.runtime.suggestion_store.library_page(
+            library_id,
+            filters=filters,
+            cursor=request.query.get("cursor") or None,
+            limit=limit,
+        )
         return self.out(
-            SuggestionsOut(items=[_suggestion_out(r) for r in records if _matches(r, filters)])
+            SuggestionsOut(items=[_suggestion_out(r) for r in records], next_cursor=next_cursor)
         )
 
 

@@ -15,10 +15,31 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from service.domain.enums import Channel, SuggestionType
+from service.domain.enums import Channel, Priority, SuggestionType
 from service.domain.events import OptimizationSuggestion
 from service.domain.suggestion_state import SentState, Status
 from service.store.keys import Keys
+
+NEWEST_FIRST = 10**13 - 1  # milliseconds, inverted: a later time sorts first
+
+
+def index_member(record: SuggestionRecord) -> str:
+    """A suggestion's member in its library's indexes: `<inverted ms>:<id>`, so that lex
+    order is newest first (by the time it was opened), then by id."""
+    opened = int(record.suggestion.created_at.timestamp() * 1000)
+    return f"{NEWEST_FIRST - opened:013d}:{record.suggestion.suggestion_id}"
+
+
+def index_facets(record: SuggestionRecord) -> list[tuple[str, str]]:
+    s = record.suggestion
+    return [("type", s.type.value), ("priority", s.priority.value), ("status", record.status.value)]
+
+
+ALL_FACETS = [
+    *(("type", t.value) for t in SuggestionType),
+    *(("priority", p.value) for p in Priority),
+    *(("status", st.value) for st in Status),
+]
 
 
 def slot(suggestion_type: SuggestionType, channel: Channel | None) -> str:
@@ -67,13 +88,31 @@ class SuggestionStore:
 
     async def put(self, record: SuggestionRecord) -> None:
         s = record.suggestion
-        sent_at = s.created_at.timestamp()
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.hset(
                 self._keys.asset_suggestions(s.asset_id), record.slot, record.model_dump_json()
             )
             pipe.set(self._keys.suggestion(s.suggestion_id), s.asset_id)
-            pipe.zadd(self._keys.library_suggestions(s.library_id), {s.suggestion_id: sent_at})
+            await pipe.execute()
+        await self._index(record)
+
+    async def _index(self, record: SuggestionRecord) -> None:
+        """Move the suggestion into its library's indexes for its current type, priority
+        and status (one transaction: every key has the library's hash tag)."""
+        s = record.suggestion
+        members = self._keys.library_suggestion_members(s.library_id)
+        before = await self._redis.hget(members, s.suggestion_id)
+        member = index_member(record)
+        index = self._keys.library_suggestion_index
+        async with self._redis.pipeline(transaction=True) as pipe:
+            if before is not None:
+                pipe.zrem(index(s.library_id), before)
+                for facet, value in ALL_FACETS:
+                    pipe.zrem(index(s.library_id, facet, value), before)
+            pipe.zadd(index(s.library_id), {member: 0})
+            for facet, value in index_facets(record):
+                pipe.zadd(index(s.library_id, facet, value), {member: 0})
+            pipe.hset(members, s.suggestion_id, member)
             await pipe.execute()
 
     async def retire(self, record: SuggestionRecord) -> None:
@@ -83,6 +122,7 @@ class SuggestionStore:
         await self._redis.hset(
             self._keys.closed_suggestions(s.asset_id), s.suggestion_id, record.model_dump_json()
         )
+        await self._index(record)
 
     async def link_variant(self, new_asset_id: str, suggestion_id: str) -> None:
         await self._redis.set(self._keys.variant_of(new_asset_id), suggestion_id)
@@ -92,7 +132,7 @@ class SuggestionStore:
         return value
 
     async def record_realised(self, record: SuggestionRecord) -> None:
-        await self.put(record)
+        await self.put(record)  # the record its slot holds (the engine checks)
         s = record.suggestion
         key = self._keys.suggestions_realised(s.type.value)
         await self._redis.zadd(key, {s.suggestion_id: s.created_at.timestamp()})
@@ -117,7 +157,49 @@ class SuggestionStore:
         raw = await self._redis.hget(self._keys.closed_suggestions(asset_id), suggestion_id)
         return None if raw is None else SuggestionRecord.model_validate_json(raw)
 
-    async def for_library(self, library_id: str, limit: int) -> list[SuggestionRecord]:
-        ids = await self._redis.zrevrange(self._keys.library_suggestions(library_id), 0, limit - 1)
-        records = [await self.by_id(i) for i in ids]
-        return [r for r in records if r is not None]
+    async def library_page(
+        self,
+        library_id: str,
+        *,
+        filters: dict[str, str],
+        cursor: str | None,
+        limit: int,
+    ) -> tuple[list[SuggestionRecord], str | None]:
+        """A page of a library's suggestions, newest first, matching every filter
+        (`type`, `priority`, `status`), after `cursor`; and the cursor of the next page
+        (None at the end). Filtered in Redis: the smallest index is walked, membership in
+        the others checked."""
+        index = self._keys.library_suggestion_index
+        keys = [index(library_id)] + [index(library_id, f, v) for f, v in sorted(filters.items())]
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.zcard(key)
+            sizes = await pipe.execute()
+        scan = keys[sizes.index(min(sizes))]
+        others = [k for k in keys if k != scan]
+        page: list[str] = []
+        start = "-" if not cursor else f"({cursor}"
+        batch = max(limit, 100)
+        while len(page) < limit:
+            candidates: list[str] = await self._redis.zrangebylex(
+                scan, start, "+", start=0, num=batch
+            )
+            if not candidates:
+                break
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for member in candidates:
+                    for key in others:
+                        pipe.zscore(key, member)
+                scores = await pipe.execute()
+            width = len(others)
+            for n, member in enumerate(candidates):
+                if all(x is not None for x in scores[n * width : (n + 1) * width]):
+                    page.append(member)
+                    if len(page) == limit:
+                        break
+            start = f"({candidates[-1]}"
+            if len(candidates) < batch:
+                break
+        records = [await self.by_id(member.split(":", 1)[1]) for member in page]
+        next_cursor = page[-1] if len(page) == limit else None
+        return [r for r in records if r is not None], next_cursor

@@ -151,7 +151,7 @@ async def test_file_rules_are_sent_at_registration_and_quiet_on_a_replay(rig: Ri
         e["suggestion_id"] for e in sent
     )
     assert {r.status for r in records} == {Status.OPEN}
-    listed = await rig.store.for_library("lib-1", 10)
+    listed, _ = await rig.store.library_page("lib-1", filters={}, cursor=None, limit=10)
     assert {r.suggestion.suggestion_id for r in listed} == {e["suggestion_id"] for e in sent}
     assert sum(rig.counted(e["type"], e["priority"]) for e in sent) == 3
 

@@ -23,7 +23,7 @@ from service.domain.enums import (
 )
 from service.domain.registry import Asset
 from service.domain.rules_config import FileSpec, RulesConfig
-from service.domain.statistics import minimum_sample, two_proportion_p_value, wilson
+from service.domain.statistics import lower_rate_p_value, minimum_sample, wilson
 
 RASTER_TO_MODERN = frozenset({MediaFormat.JPEG, MediaFormat.PNG})
 
@@ -344,7 +344,8 @@ def creative_fatigue(
 
     - its CTR is at least `fatigue_min_drop` (30 %) below the CTR of the days before it
       (the asset's own baseline, up to day 30), and
-    - a one-sided two-proportion z-test gives p below `fatigue_p_value` (0.05) divided
+    - a one-sided test (the exact conditional binomial test: `lower_rate_p_value`) gives
+      p below `fatigue_p_value` (0.01) divided
       by the number of periods tried (Bonferroni: trying eight periods does not make a
       chance dip eight times likelier to pass), and
     - both sides have the rule-of-three sample of the channel's benchmark, and the
@@ -393,7 +394,7 @@ def _fatigue(
     recent_ctr, base_ctr = recent_clicks / recent_impr, base_clicks / base_impr
     if recent_ctr > (1 - rules.fatigue_min_drop) * base_ctr:
         return None
-    p_value = two_proportion_p_value(recent_clicks, recent_impr, base_clicks, base_impr)
+    p_value = lower_rate_p_value(recent_clicks, recent_impr, base_clicks, base_impr)
     if p_value >= alpha:
         return None
     lost = base_ctr * recent_impr - recent_clicks

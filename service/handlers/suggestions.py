@@ -120,20 +120,17 @@ class SuggestionEngine:
             return 0
         if asset.status not in PERFORMING:
             return 0
-        drafts: list[Draft] = []
-        judged: set[Channel] = set()
         week, day = totals.get(Window.WEEK, {}), totals.get(Window.DAY, {})
+        judged = {  # channels with enough impressions in 7 days for any verdict
+            channel
+            for channel, weekly in week.items()
+            if weekly.impressions >= minimum_sample(self._config.for_channel(channel).ctr_benchmark)
+        }
         days: Sequence[Mapping[Channel, Totals]] = []
-        if any(
-            weekly.impressions >= minimum_sample(self._config.for_channel(c).ctr_benchmark)
-            for c, weekly in week.items()
-        ):  # the daily series is read only when some channel could give a verdict
+        if judged:  # the daily series is read only when some channel could give a verdict
             days = await self._daily(asset.asset_id, self._now().timestamp())
+        drafts: list[Draft] = []
         for channel, weekly in week.items():
-            if weekly.impressions >= minimum_sample(
-                self._config.for_channel(channel).ctr_benchmark
-            ):
-                judged.add(channel)
             recent = day.get(channel, ZERO)
             series = [(d.get(channel, ZERO).clicks, d.get(channel, ZERO).impressions) for d in days]
             draft = creative_fatigue(

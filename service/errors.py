@@ -10,7 +10,8 @@
     |-- TopicError                    Kafka refused to create a topic the service needs
     |-- RedisRequirementError         Redis is configured in a way the service refuses
     `-- RequestError                  an HTTP request the API cannot answer as asked
-        |-- BadRequest                a parameter is not valid (400)
+        |-- BadRequest                a parameter or the body is not valid (400)
+        |-- Forbidden                 the service is not configured to allow it (403)
         `-- NotFound                  nothing is known under the requested name (404)
 
 Who raises what, and who catches it:
@@ -36,7 +37,7 @@ Who raises what, and who catches it:
   is refused; the `service worker` command reports it and exits with status 2.
 - `RequestError`: the API views (`service/api/views.py`). The middleware
   (`service/api/middleware.py`) is the one place that turns any exception a view raises
-  into problem details (`service.api.problems.for_exception`): 400 and 404 for these, 503
+  into problem details (`service.api.problems.for_exception`): 400, 403 and 404 for these, 503
   for a transient failure, 500 for anything else.
 
 This module imports nothing outside the standard library and `service.domain.enums`, so
@@ -92,7 +93,11 @@ class RequestError(ServiceError):
 
 
 class BadRequest(RequestError):
-    """A path or query parameter is not valid (400)."""
+    """A path or query parameter, or the request body, is not valid (400)."""
+
+
+class Forbidden(RequestError):
+    """The request is refused as the service is configured, whoever sends it (403)."""
 
 
 class NotFound(RequestError):

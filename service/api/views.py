@@ -46,8 +46,9 @@ from service.api.schemas import (
     TotalsOut,
 )
 from service.domain import leaderboard
-from service.domain.enums import Channel, Priority, SuggestionType
-from service.domain.events import normalise_labels
+from service.domain.decoding import RawMessage, decode
+from service.domain.enums import AssetStatus, Channel, Priority, SuggestionType
+from service.domain.events import ManualSuggestionRequest, normalise_labels
 from service.domain.leaderboard import LEADERBOARD_WINDOWS, RankMetric
 from service.domain.library import COUNTED_STATUSES, LibraryStats
 from service.domain.metrics import Totals
@@ -56,7 +57,7 @@ from service.domain.statistics import estimate_accuracy
 from service.domain.suggestion_state import Status
 from service.domain.suggestions import BYTE_SAVING_TYPES, PERFORMANCE_TYPES
 from service.domain.windows import Window
-from service.errors import BadRequest, NotFound
+from service.errors import BadRequest, DecodeError, Forbidden, NotFound
 from service.runtime import Runtime
 from service.store.suggestions import SuggestionRecord
 from service.streaming import watchdog
@@ -73,8 +74,8 @@ class ApiView(View):
     def runtime(self) -> Runtime:
         return cast(Runtime, getattr(self.app, "runtime"))  # noqa: B009
 
-    def out(self, model: BaseModel) -> Response:
-        return self.json(model.model_dump(mode="json"))
+    def out(self, model: BaseModel, status: int = 200) -> Response:
+        return self.json(model.model_dump(mode="json"), status=status)
 
     def problem(self, request: Request, kind: problems.Kind, detail: str) -> Response:
         """A problem the view answers with itself (the health checks' 503)."""
@@ -98,7 +99,8 @@ class ApiView(View):
         return stats
 
     async def dispatch(self, request: Any) -> Any:
-        allowed = QUERY_PARAMETERS.get(request.match_info.route.resource.canonical)
+        route = request.match_info.route.resource.canonical
+        allowed = QUERY_PARAMETERS.get((route, request.method.lower()))
         if allowed is not None:
             unknown = sorted(set(request.query) - allowed)
             if unknown:
@@ -341,6 +343,36 @@ class AssetSuggestionsView(ApiView):
         items = [_suggestion_out(r) for r in records if _matches(r, filters)]
         items.sort(key=lambda i: (i.created_at, i.suggestion_id), reverse=True)
         return self.out(SuggestionsOut(items=items))
+
+    async def post(self, request: Request, asset_id: str) -> Response:
+        """A suggestion a person makes: always behind the API token, validated like an
+        event, published on the suggestions topic marked `manual`; 201 with it."""
+        if not self.runtime.settings.api_tokens:
+            raise Forbidden(
+                "manual suggestions are refused while no API token is configured: set "
+                "MEDIA_API_TOKEN and send it as `Authorization: Bearer <token>`"
+            )
+        asset = await self.registered_asset(asset_id)
+        if asset.status in (AssetStatus.ARCHIVED, AssetStatus.DELETED):
+            raise BadRequest(f"asset '{asset_id}' is {asset.status}: it takes no suggestions")
+        body = await request.read()
+        try:
+            suggestion = decode(
+                ManualSuggestionRequest,
+                RawMessage(BODY, 0, 0, None, body),
+                max_bytes=self.runtime.settings.max_message_bytes,
+                key_field=None,
+            )
+        except DecodeError as error:
+            raise BadRequest(error.reason.removeprefix(f"{BODY}[0]@0: ")) from None
+        event = await self.runtime.suggestions.manual(asset, suggestion)
+        record = await self.runtime.suggestion_store.by_id(event.suggestion_id)
+        if record is None:  # the engine records it before it returns
+            raise NotFound(f"suggestion '{event.suggestion_id}' was not recorded")
+        return self.out(_suggestion_out(record), status=201)
+
+
+BODY = "the request body"
 
 
 class LibrarySuggestionsView(ApiView):

@@ -114,6 +114,11 @@ class SuggestionType(StrEnum):
     FIX_ASPECT_RATIO = "fix_aspect_ratio"
 
 
+class SuggestionOrigin(StrEnum):
+    RULES = "rules"  # the service's rules found it
+    MANUAL = "manual"  # a person sent it (POST /v1/assets/{asset_id}/suggestions)
+
+
 class SuggestionState(StrEnum):
     """What one event of a suggestion says about it (its `revision` orders them)."""
 

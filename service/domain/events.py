@@ -31,6 +31,7 @@ from service.domain.enums import (
     MediaFormat,
     MediaType,
     Priority,
+    SuggestionOrigin,
     SuggestionState,
     SuggestionType,
 )
@@ -210,7 +211,8 @@ class OptimizationSuggestion(Event):
     current view by `suggestion_id`, taking the highest revision (a compacted topic keyed
     by suggestion_id works too). Closing events (applied, dismissed, expired, superseded)
     repeat the suggestion's content; `new_asset_id` names the variant of an applied one,
-    `superseded_by` the suggestion that replaced it.
+    `superseded_by` the suggestion that replaced it. `origin` is `manual` for a suggestion
+    a person sent through the API, `rules` otherwise.
     """
 
     suggestion_id: EventId
@@ -228,6 +230,29 @@ class OptimizationSuggestion(Event):
     state: SuggestionState = SuggestionState.OPEN
     new_asset_id: Identifier | None = None
     superseded_by: EventId | None = None
+    origin: SuggestionOrigin = SuggestionOrigin.RULES
+
+
+MAX_ESTIMATED_IMPROVEMENT_PCT = 1000.0
+
+
+class ManualSuggestionRequest(Event):
+    """The body of `POST /v1/assets/{asset_id}/suggestions`: a suggestion a person makes.
+
+    Validated like an event: `event_id` names the request (sending it again is
+    idempotent: the same suggestion), `occurred_at` is when the person made it.
+    """
+
+    type: SuggestionType
+    priority: Priority
+    channel: Channel | None = None
+    description: Annotated[str, StringConstraints(min_length=1, max_length=1024)]
+    estimated_improvement_pct: Annotated[
+        float, Field(ge=0, le=MAX_ESTIMATED_IMPROVEMENT_PCT, allow_inf_nan=False)
+    ]
+    improvement_basis: Annotated[str, StringConstraints(min_length=1, max_length=1024)] = (
+        "the estimate of the person who made the suggestion"
+    )
 
 
 class DuplicateRef(BaseModel):

@@ -17,6 +17,7 @@ DecodeError: the message goes to the dead-letter topic with the reason.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime, timedelta
@@ -28,9 +29,14 @@ from service.domain.enums import (
     Channel,
     DeadLetterReason,
     FeedbackOutcome,
+    SuggestionOrigin,
     SuggestionState,
 )
-from service.domain.events import OptimizationSuggestion, SuggestionFeedback
+from service.domain.events import (
+    ManualSuggestionRequest,
+    OptimizationSuggestion,
+    SuggestionFeedback,
+)
 from service.domain.metrics import ZERO, Totals
 from service.domain.registry import Asset
 from service.domain.rules_config import RulesConfig
@@ -96,7 +102,8 @@ class SuggestionEngine:
         await self._expire(
             asset.asset_id,
             lambda r: (
-                r.suggestion.type in FILE_TYPES
+                r.suggestion.origin is SuggestionOrigin.RULES
+                and r.suggestion.type in FILE_TYPES
                 and (r.suggestion.type, r.suggestion.channel) not in fired
             ),
             "the registered file no longer gives reason for it",
@@ -146,7 +153,8 @@ class SuggestionEngine:
         await self._expire(
             asset.asset_id,
             lambda r: (
-                r.suggestion.type in PERFORMANCE_TYPES
+                r.suggestion.origin is SuggestionOrigin.RULES
+                and r.suggestion.type in PERFORMANCE_TYPES
                 and r.suggestion.channel in judged
                 and (r.suggestion.type, r.suggestion.channel) not in fired
             ),
@@ -230,6 +238,42 @@ class SuggestionEngine:
             new_asset_id=event.new_asset_id,
         )
         return True
+
+    async def manual(
+        self, asset: Asset, request: ManualSuggestionRequest
+    ) -> OptimizationSuggestion:
+        """Publish a suggestion a person made, marked `manual`, and record it beside the
+        rules' (never in their place). The request's event_id names it: the same request
+        again returns the suggestion already made and publishes nothing."""
+        key = f"{asset.asset_id}|{request.event_id}"
+        identity = f"man-{hashlib.sha256(key.encode()).hexdigest()[:32]}"
+        known = await self._store.by_id(identity)
+        if known is not None:
+            return known.suggestion
+        now = self._now()
+        event = OptimizationSuggestion(
+            event_id=f"{identity}:1",
+            occurred_at=now,
+            suggestion_id=identity,
+            asset_id=asset.asset_id,
+            library_id=asset.library_id,
+            type=request.type,
+            priority=request.priority,
+            channel=request.channel,
+            description=request.description,
+            estimated_improvement_pct=request.estimated_improvement_pct,
+            improvement_basis=request.improvement_basis,
+            evidence={
+                "request_event_id": request.event_id,
+                "requested_at": request.occurred_at.isoformat(),
+            },
+            created_at=now,
+            origin=SuggestionOrigin.MANUAL,
+        )
+        await self._producer.send(self._topic, asset.asset_id.encode(), encode(event))
+        await self._store.put(SuggestionRecord(suggestion=event))
+        self._sent.labels(type=request.type.value, priority=request.priority.value).inc()
+        return event
 
     async def _close(
         self,

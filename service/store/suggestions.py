@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from service.domain.enums import Channel, Priority, SuggestionType
+from service.domain.enums import Channel, Priority, SuggestionOrigin, SuggestionType
 from service.domain.events import OptimizationSuggestion
 from service.domain.suggestion_state import SentState, Status
 from service.store.keys import Keys
@@ -59,7 +59,12 @@ class SuggestionRecord(BaseModel):
 
     @property
     def slot(self) -> str:
-        return slot(self.suggestion.type, self.suggestion.channel)
+        """Its field in the asset's hash: one per (type, channel) for the rules; one per
+        suggestion for the manual ones, which never take a rule's place."""
+        s = self.suggestion
+        if s.origin is SuggestionOrigin.MANUAL:
+            return f"{slot(s.type, s.channel)}|{s.suggestion_id}"
+        return slot(s.type, s.channel)
 
     def state(self) -> SentState:
         s = self.suggestion

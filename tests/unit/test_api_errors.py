@@ -211,7 +211,7 @@ async def test_a_method_the_api_lacks_is_405(client: TestClient[Any, Any]) -> No
     assert await problem(client, "/v1/assets/a1", "POST") == (
         405,
         "/problems/method-not-allowed",
-        "The API only reads",
+        "This route does not offer this method",
         "POST is not allowed here (allowed: GET, HEAD)",
     )
 

@@ -12,7 +12,7 @@ import pytest
 
 from service.domain import registry as rules
 from service.domain.enums import AssetStatus, Channel, DeadLetterReason, Priority, SuggestionType
-from service.domain.events import SuggestionFeedback
+from service.domain.events import ManualSuggestionRequest, SuggestionFeedback
 from service.domain.metrics import Totals
 from service.domain.registry import Asset
 from service.domain.suggestion_state import DISMISSED_COOLDOWNS, Status
@@ -477,3 +477,24 @@ async def test_a_compliance_suggestion_has_no_outcome_to_realise(rig: Rig) -> No
     )
     record = await rig.store.by_id(sent["suggestion_id"])
     assert record is not None and record.realised_improvement_pct is None
+
+
+async def test_a_manual_suggestion_takes_feedback_and_no_rule_touches_it(rig: Rig) -> None:
+    request = ManualSuggestionRequest(
+        event_id="req-9",
+        occurred_at=T0,
+        type=SuggestionType.COMPRESS,
+        priority=Priority.LOW,
+        channel=Channel.DISPLAY,
+        description="Squeeze it for the partner site.",
+        estimated_improvement_pct=10.0,
+    )
+    small = display_asset()  # nothing for the rules to say about its file
+    made = await rig.engine.manual(small, request)
+    await rig.engine.on_registered(small)  # the file rules do not expire it
+    record = await rig.store.by_id(made.suggestion_id)
+    assert record is not None and record.status is Status.OPEN
+    assert await rig.engine.feedback(rig.feedback(made.suggestion_id, "dismissed"))
+    closing = rig.sent()[-1]
+    assert (closing["origin"], closing["state"], closing["revision"]) == ("manual", "dismissed", 2)
+    assert len(rig.sent()) == 2

@@ -2,8 +2,9 @@
 
 An asset's suggestions hash maps `<type>|<channel or ->` to a record's JSON (the last
 event sent, its status and when it closed); a second hash keeps, by id, the records their
-slot no longer holds (superseded); each suggestion id names its asset; a library
-keeps its suggestion ids by time sent; a variant names the applied suggestion it
+slot no longer holds (superseded); each suggestion id names its asset; a library keeps
+its suggestions in sorted-set indexes (all, per type, per priority, per status) whose
+members sort newest first; a variant names the applied suggestion it
 answers; per type, the suggestions whose realised improvement is known. The keys are
 in `store/keys.py`, described in docs/redis-keys.md.
 """
@@ -11,6 +12,7 @@ in `store/keys.py`, described in docs/redis-keys.md.
 from __future__ import annotations
 
 from datetime import datetime
+from importlib import resources
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
@@ -82,6 +84,8 @@ class SuggestionStore:
     def __init__(self, redis: Any, keys: Keys) -> None:
         self._redis = redis
         self._keys = keys
+        lua = resources.files("service.store") / "lua" / "suggestion_index.lua"
+        self._move = redis.register_script(lua.read_text("utf-8"))
 
     async def get(
         self, asset_id: str, suggestion_type: SuggestionType, channel: Channel | None
@@ -103,22 +107,15 @@ class SuggestionStore:
 
     async def _index(self, record: SuggestionRecord) -> None:
         """Move the suggestion into its library's indexes for its current type, priority
-        and status (one transaction: every key has the library's hash tag)."""
+        and status, in one script (`suggestion_index.lua`): two writers of one suggestion
+        never leave it in an index twice."""
         s = record.suggestion
-        members = self._keys.library_suggestion_members(s.library_id)
-        before = await self._redis.hget(members, s.suggestion_id)
-        member = index_member(record)
         index = self._keys.library_suggestion_index
-        async with self._redis.pipeline(transaction=True) as pipe:
-            if before is not None:
-                pipe.zrem(index(s.library_id), before)
-                for facet, value in ALL_FACETS:
-                    pipe.zrem(index(s.library_id, facet, value), before)
-            pipe.zadd(index(s.library_id), {member: 0})
-            for facet, value in index_facets(record):
-                pipe.zadd(index(s.library_id, facet, value), {member: 0})
-            pipe.hset(members, s.suggestion_id, member)
-            await pipe.execute()
+        facets = [index(s.library_id, facet, value) for facet, value in ALL_FACETS]
+        now = {index(s.library_id, facet, value) for facet, value in index_facets(record)}
+        keys = [self._keys.library_suggestion_members(s.library_id), index(s.library_id), *facets]
+        positions = [n + 3 for n, key in enumerate(facets) if key in now]  # 1-based in KEYS
+        await self._move(keys=keys, args=[s.suggestion_id, index_member(record), *positions])
 
     async def retire(self, record: SuggestionRecord) -> None:
         """Keep a record its slot no longer holds (superseded by another suggestion of the

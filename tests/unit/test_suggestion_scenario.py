@@ -185,7 +185,7 @@ def simulate(seed: int = 20261127, count: int = 600) -> list[Simulated]:
     for n in range(count):
         spec = rng.choice(FILE_CASES)
         channel = Channel(spec.channel)
-        asset_id = f"s{n}"
+        asset_id = f"s{seed}-{n}"
         state = rules.register(
             None,
             registration(
@@ -287,8 +287,11 @@ def test_the_truth_is_not_the_engine_restated() -> None:
     assert score(seed, truth)[0] < 0.5
 
 
+SEEDS = (20261127, 1, 2)  # several draws, so that no figure rests on one lucky seed
+
+
 def test_every_type_is_precise_and_complete_beside_the_seeds_rules() -> None:
-    sims = simulate()
+    sims = [sim for seed in SEEDS for sim in simulate(seed)]
     truth = set().union(*(s.truth for s in sims))
     ours = set().union(*(engine(s) for s in sims))
     seed = set().union(*(naive(s) for s in sims))

@@ -99,7 +99,7 @@ def records(settings: Settings, plan: DemoPlan) -> Iterator[Record]:
             content = hashlib.sha256(f"{run}-{n}".encode()).hexdigest()
             contents.append(content)
         file_format = _format(rng, media_type)
-        channels = rng.sample([c.value for c in Channel], 2)
+        channels = rng.sample(CHANNELS_BY_MEDIA_TYPE[media_type], 2)
         registration = {
             "event_id": event_id(),
             "occurred_at": ts(n),
@@ -217,8 +217,36 @@ def _broken(settings: Settings, run: str, count: int) -> Iterator[Record]:
     yield from samples[:count]
 
 
+# Where each kind of asset is meant to go: a banner is made for display slots and pages,
+# not for search image assets; an icon for pages and emails.
+CHANNELS_BY_MEDIA_TYPE: dict[MediaType, list[str]] = {
+    MediaType.IMAGE: [c.value for c in Channel],
+    MediaType.INFOGRAPHIC: ["web", "social", "email"],
+    MediaType.THUMBNAIL: ["web", "video", "social", "email"],
+    MediaType.BANNER: ["display", "web", "email"],
+    MediaType.ICON: ["web", "email", "other"],
+    MediaType.GIF: ["social", "email", "web", "display"],
+    MediaType.VIDEO: ["social", "web", "video", "display"],
+}
+
+# What marketing libraries hold, roughly: photos as JPEG, graphics as PNG, some WebP;
+# icons as SVG or PNG; videos as MP4, some MOV from cameras and editing tools.
+FORMAT_SHARES: dict[MediaType, list[tuple[str, int]]] = {
+    MediaType.IMAGE: [("jpeg", 60), ("png", 25), ("webp", 15)],
+    MediaType.INFOGRAPHIC: [("png", 70), ("jpeg", 30)],
+    MediaType.THUMBNAIL: [("jpeg", 70), ("webp", 30)],
+    MediaType.BANNER: [("png", 50), ("jpeg", 40), ("gif", 10)],
+    MediaType.ICON: [("svg", 60), ("png", 40)],
+    MediaType.GIF: [("gif", 100)],
+    MediaType.VIDEO: [("mp4", 80), ("mov", 15), ("webm", 5)],
+}
+
+
 def _format(rng: random.Random, media_type: MediaType) -> str:
-    return str(sorted(FORMATS_BY_MEDIA_TYPE[media_type])[rng.randrange(0, 2)])
+    shares = FORMAT_SHARES[media_type]
+    chosen: str = rng.choices([f for f, _ in shares], weights=[w for _, w in shares])[0]
+    assert chosen in FORMATS_BY_MEDIA_TYPE[media_type]
+    return chosen
 
 
 def _record(topic: str, key: str, body: dict[str, Any]) -> Record:

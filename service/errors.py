@@ -11,7 +11,8 @@
     |-- ConfigurationError            a setting names something the service cannot use
     |-- RedisRequirementError         Redis is configured in a way the service refuses
     `-- RequestError                  an HTTP request the API cannot answer as asked
-        |-- BadRequest                a parameter is not valid (400)
+        |-- BadRequest                a parameter or the body is not valid (400)
+        |-- Forbidden                 the service is not configured to allow it (403)
         `-- NotFound                  nothing is known under the requested name (404)
 
 Who raises what, and who catches it:
@@ -26,8 +27,9 @@ Who raises what, and who catches it:
   (`service/streaming/batching.py`) catches them: it pauses the partition and hands the
   same batch again after a back-off. The leader's timers (`service/app.py`) postpone to
   their next interval; the API answers 503.
-- `DecodeError`: the pure decoder (`service/domain/decoding.py`) and the performance
-  handler (a future event, a counter that would overflow). The input handlers
+- `DecodeError`: the pure decoder (`service/domain/decoding.py`), the performance
+  handler (a future event, a counter that would overflow) and the suggestion engine
+  (feedback naming an unknown suggestion, or another asset's). The input handlers
   (`service/handlers/sequential.py`, `service/handlers/performance.py`) catch it and send
   the message to the dead-letter topic with its `code` and `reason`.
 - `TopicError`: `service/topics.py` (`ensure_topics`). A worker that meets it at start-up
@@ -39,7 +41,7 @@ Who raises what, and who catches it:
   is refused; the `service worker` command reports it and exits with status 2.
 - `RequestError`: the API views (`service/api/views.py`). The middleware
   (`service/api/middleware.py`) is the one place that turns any exception a view raises
-  into problem details (`service.api.problems.for_exception`): 400 and 404 for these, 503
+  into problem details (`service.api.problems.for_exception`): 400, 403 and 404 for these, 503
   for a transient failure, 500 for anything else.
 
 This module imports nothing outside the standard library and `service.domain.enums`, so
@@ -100,7 +102,11 @@ class RequestError(ServiceError):
 
 
 class BadRequest(RequestError):
-    """A path or query parameter is not valid (400)."""
+    """A path or query parameter, or the request body, is not valid (400)."""
+
+
+class Forbidden(RequestError):
+    """The request is refused as the service is configured, whoever sends it (403)."""
 
 
 class NotFound(RequestError):

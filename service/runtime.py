@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from importlib import resources
@@ -79,6 +80,9 @@ class Runtime:
             totals = await metrics.totals(asset_id, Window.LIFETIME, time.time(), channel=channel)
             return totals or Totals()
 
+        async def daily(asset_id: str, now: float) -> list[Mapping[Channel, Totals]]:
+            return [day.by_channel for day in await metrics.daily(asset_id, now)]
+
         suggestion_store = SuggestionStore(redis, keys)
         suggestions = SuggestionEngine(
             suggestion_store,
@@ -88,6 +92,7 @@ class Runtime:
             timedelta(seconds=settings.suggestion_cooldown_seconds),
             instruments.suggestions,
             lifetime,
+            daily=daily,
             now=utc_now,
         )
         registry = RegistryHandler(

@@ -35,7 +35,7 @@ from service.store.leaderboards import Placement
 from service.store.metrics import Applied, ApplyStatus, PerfRow
 from service.store.positions import Advance, Advanced
 from service.store.registry import DuplicateEntry, HashPlacement, Loaded
-from service.store.suggestions import SuggestionRecord, slot
+from service.store.suggestions import SuggestionRecord, index_facets, index_member, slot
 
 OVERFLOW_LIMIT = 9.0e18  # perf_apply.lua's LIMIT
 SEEN_SECONDS = 24 * 3600
@@ -538,9 +538,11 @@ class FakeSuggestionStore:
     def __init__(self) -> None:
         self.slots: dict[str, dict[str, str]] = defaultdict(dict)  # asset -> slot -> JSON
         self.asset_of: dict[str, str] = {}  # suggestion id -> asset
-        self.by_library: dict[str, dict[str, float]] = defaultdict(dict)  # id -> sent at
+        # library -> suggestion id -> (index member, its facets)
+        self.by_library: dict[str, dict[str, tuple[str, list[tuple[str, str]]]]] = defaultdict(dict)
         self.variants: dict[str, str] = {}  # new asset -> suggestion id
         self.realised_by_type: dict[str, dict[str, float]] = defaultdict(dict)
+        self.closed: dict[str, str] = {}  # suggestion id -> JSON of a retired record
 
     async def get(
         self, asset_id: str, suggestion_type: SuggestionType, channel: Channel | None
@@ -552,7 +554,18 @@ class FakeSuggestionStore:
         s = record.suggestion
         self.slots[s.asset_id][record.slot] = record.model_dump_json()
         self.asset_of[s.suggestion_id] = s.asset_id
-        self.by_library[s.library_id][s.suggestion_id] = s.created_at.timestamp()
+        self._index(record)
+
+    def _index(self, record: SuggestionRecord) -> None:
+        s = record.suggestion
+        self.by_library[s.library_id][s.suggestion_id] = (
+            index_member(record),
+            index_facets(record),
+        )
+
+    async def retire(self, record: SuggestionRecord) -> None:
+        self.closed[record.suggestion.suggestion_id] = record.model_dump_json()
+        self._index(record)
 
     async def link_variant(self, new_asset_id: str, suggestion_id: str) -> None:
         self.variants[new_asset_id] = suggestion_id
@@ -583,9 +596,23 @@ class FakeSuggestionStore:
         for record in await self.for_asset(asset_id):
             if record.suggestion.suggestion_id == suggestion_id:
                 return record
-        return None  # superseded by a later suggestion of the same slot
+        raw = self.closed.get(suggestion_id)
+        return None if raw is None else SuggestionRecord.model_validate_json(raw)
 
-    async def for_library(self, library_id: str, limit: int) -> list[SuggestionRecord]:
-        ids = _by_score(self.by_library.get(library_id, {}))[::-1][:limit]  # ZREVRANGE
-        records = [await self.by_id(i) for i in ids]
-        return [r for r in records if r is not None]
+    async def library_page(
+        self,
+        library_id: str,
+        *,
+        filters: dict[str, str],
+        cursor: str | None,
+        limit: int,
+    ) -> tuple[list[SuggestionRecord], str | None]:
+        wanted = set(filters.items())
+        members = sorted(
+            member
+            for member, facets in self.by_library.get(library_id, {}).values()
+            if wanted <= set(facets) and (cursor is None or member > cursor)
+        )[:limit]
+        records = [await self.by_id(m.split(":", 1)[1]) for m in members]
+        next_cursor = members[-1] if len(members) == limit else None
+        return [r for r in records if r is not None], next_cursor

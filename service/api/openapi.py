@@ -16,6 +16,7 @@ from pydantic.json_schema import models_json_schema
 import service
 from service.api import problems, schemas
 from service.domain.enums import Channel, Priority, SuggestionType
+from service.domain.events import ManualSuggestionRequest
 from service.domain.leaderboard import LEADERBOARD_WINDOWS, RankMetric
 from service.domain.library import COUNTED_STATUSES
 from service.domain.suggestion_state import Status
@@ -57,6 +58,9 @@ class Operation:
     params: tuple[Param, ...] = ()
     errors: tuple[problems.Kind, ...] = field(default=())
     protected: bool = True
+    method: str = "get"
+    status: int = 200
+    body: type[BaseModel] | None = None  # the JSON request body, for a write
 
 
 def _path(name: str, description: str, **schema: Any) -> Param:
@@ -163,14 +167,26 @@ OPERATIONS: tuple[Operation, ...] = (
         (problems.BAD_REQUEST, problems.NOT_FOUND),
     ),
     Operation(
+        "/v1/assets/{asset_id}/suggestions",
+        "Make a suggestion by hand: published marked manual (always needs the API token)",
+        schemas.SuggestionOut,
+        (ASSET,),
+        (problems.BAD_REQUEST, problems.FORBIDDEN, problems.NOT_FOUND),
+        method="post",
+        status=201,
+        body=ManualSuggestionRequest,
+    ),
+    Operation(
         "/v1/libraries/{library_id}/suggestions",
-        "The library's most recent suggestions",
+        "A page of the library's suggestions, newest first, filtered",
         schemas.SuggestionsOut,
         (
             LIBRARY,
             _enum("type", [t.value for t in SuggestionType], "only of this type"),
             _enum("priority", [p.value for p in Priority], "only of this priority"),
             _enum("status", [s.value for s in Status], "only in this status"),
+            Param("limit", "query", {"type": "integer", "minimum": 1}, "page size (default 50)"),
+            Param("cursor", "query", {"type": "string"}, "the previous page's next_cursor"),
         ),
         (problems.BAD_REQUEST, problems.NOT_FOUND),
     ),
@@ -208,23 +224,30 @@ OPERATIONS: tuple[Operation, ...] = (
 )
 
 
-def query_parameters() -> dict[str, frozenset[str]]:
-    """Each documented route's query parameters: the only ones it accepts."""
-    return {
-        op.path: frozenset(p.name for p in op.params if p.where == "query") for op in OPERATIONS
+def query_parameters() -> dict[tuple[str, str], frozenset[str]]:
+    """Each documented operation's query parameters, by (route, method; HEAD as GET):
+    the only ones it accepts."""
+    accepted = {
+        (op.path, op.method): frozenset(p.name for p in op.params if p.where == "query")
+        for op in OPERATIONS
     }
+    accepted.update({(path, "head"): names for (path, m), names in accepted.items() if m == "get"})
+    return accepted
 
 
 def document(*, api_page_size_max: int, token_required: bool) -> dict[str, Any]:
     models = {op.response for op in OPERATIONS} | {schemas.Problem}
+    bodies = {op.body for op in OPERATIONS if op.body is not None}
     refs, definitions = models_json_schema(
-        [(m, "serialization") for m in sorted(models, key=lambda m: m.__name__)],
+        [(m, "serialization") for m in sorted(models, key=lambda m: m.__name__)]
+        + [(m, "validation") for m in sorted(bodies, key=lambda m: m.__name__)],
         ref_template="#/components/schemas/{model}",
     )
-    paths = {
-        op.path: {"get": _operation(op, refs, api_page_size_max, token_required)}
-        for op in OPERATIONS
-    }
+    paths: dict[str, dict[str, Any]] = {}
+    for op in OPERATIONS:
+        paths.setdefault(op.path, {})[op.method] = _operation(
+            op, refs, api_page_size_max, token_required
+        )
     doc: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {
@@ -245,7 +268,7 @@ def _operation(
 ) -> dict[str, Any]:
     params = [p.spec() for p in op.params]
     for spec in params:
-        if op.path.endswith("/assets") and spec["name"] == "limit":
+        if op.path.endswith(("/assets", "/suggestions")) and spec["name"] == "limit":
             spec["schema"]["maximum"] = page_max
     problem_ref = refs[(schemas.Problem, "serialization")]
     # Every route answers 400 to a query parameter it does not know (a typo is not ignored).
@@ -257,8 +280,8 @@ def _operation(
     if token_required and op.protected:
         kinds.append(problems.UNAUTHORIZED)
     responses: dict[str, Any] = {
-        "200": {
-            "description": "OK",
+        str(op.status): {
+            "description": "Created" if op.status == 201 else "OK",
             "content": {JSON: {"schema": refs[(op.response, "serialization")]}},
         }
     }
@@ -269,10 +292,16 @@ def _operation(
         }
     operation: dict[str, Any] = {
         "summary": op.summary,
-        "operationId": op.path.strip("/").replace("/", "_").replace("{", "").replace("}", ""),
+        "operationId": ("" if op.method == "get" else f"{op.method}_")
+        + op.path.strip("/").replace("/", "_").replace("{", "").replace("}", ""),
         "parameters": params,
         "responses": responses,
     }
+    if op.body is not None:
+        operation["requestBody"] = {
+            "required": True,
+            "content": {JSON: {"schema": refs[(op.body, "validation")]}},
+        }
     if token_required and op.protected:
         operation["security"] = [{"bearer": []}]
     return operation

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from service.api.schemas import Problem
-from service.errors import BadRequest, NotFound
+from service.errors import BadRequest, Forbidden, NotFound
 from service.resilience import is_transient
 
 CONTENT_TYPE = "application/problem+json"
@@ -27,12 +27,23 @@ class Kind:
 
 BAD_REQUEST = Kind(400, "/problems/bad-request", "A parameter is not valid")
 UNAUTHORIZED = Kind(401, "/problems/unauthorized", "A valid bearer token is required")
+FORBIDDEN = Kind(403, "/problems/forbidden", "Refused as the service is configured")
 NOT_FOUND = Kind(404, "/problems/not-found", "Nothing is known under this name")
-METHOD_NOT_ALLOWED = Kind(405, "/problems/method-not-allowed", "The API only reads")
+METHOD_NOT_ALLOWED = Kind(
+    405, "/problems/method-not-allowed", "This route does not offer this method"
+)
 INTERNAL = Kind(500, "/problems/internal", "The service failed on this request")
 UNAVAILABLE = Kind(503, "/problems/unavailable", "The store cannot be reached")
 
-KINDS = (BAD_REQUEST, UNAUTHORIZED, NOT_FOUND, METHOD_NOT_ALLOWED, INTERNAL, UNAVAILABLE)
+KINDS = (
+    BAD_REQUEST,
+    UNAUTHORIZED,
+    FORBIDDEN,
+    NOT_FOUND,
+    METHOD_NOT_ALLOWED,
+    INTERNAL,
+    UNAVAILABLE,
+)
 
 UNAVAILABLE_DETAIL = "the store is unreachable; retry shortly"
 INTERNAL_DETAIL = "the service failed; the log has the details"
@@ -41,13 +52,15 @@ INTERNAL_DETAIL = "the service failed; the log has the details"
 def for_exception(exc: BaseException) -> tuple[Kind, str]:
     """The kind and detail of the problem a request that raised `exc` answers with.
 
-    `BadRequest` and `NotFound` (`service.errors`) carry their detail; a transient
+    `BadRequest`, `Forbidden` and `NotFound` (`service.errors`) carry their detail; a transient
     failure (`service.resilience.is_transient`: Redis or Kafka away, any
     `TransientError`) is 503, and anything else 500, both with a fixed detail that
     reveals nothing of the exception (the log has it).
     """
     if isinstance(exc, BadRequest):
         return BAD_REQUEST, str(exc)
+    if isinstance(exc, Forbidden):
+        return FORBIDDEN, str(exc)
     if isinstance(exc, NotFound):
         return NOT_FOUND, str(exc)
     if is_transient(exc):

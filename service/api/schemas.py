@@ -158,10 +158,18 @@ class SuggestionOut(OptimizationSuggestion):
 
 class SuggestionsOut(_Out):
     items: list[SuggestionOut]
+    next_cursor: str | None = Field(
+        default=None,
+        description="a library's listing: pass as `cursor` for the next page; null at the end",
+    )
 
 
 class AccuracyItem(_Out):
     type: str
+    unit: str = Field(
+        description="what the percentages measure: bytes_saved (the variant's file against "
+        "the original's) or ctr_change (the variant's lifetime CTR against the original's)"
+    )
     realised: int = Field(description="applied suggestions whose outcome is known")
     mean_estimated_pct: float
     mean_realised_pct: float

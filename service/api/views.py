@@ -46,16 +46,18 @@ from service.api.schemas import (
     TotalsOut,
 )
 from service.domain import leaderboard
-from service.domain.enums import Channel, Priority, SuggestionType
-from service.domain.events import normalise_labels
+from service.domain.decoding import RawMessage, decode
+from service.domain.enums import AssetStatus, Channel, Priority, SuggestionType
+from service.domain.events import ManualSuggestionRequest, normalise_labels
 from service.domain.leaderboard import LEADERBOARD_WINDOWS, RankMetric
 from service.domain.library import COUNTED_STATUSES, LibraryStats
 from service.domain.metrics import Totals
 from service.domain.registry import Asset
 from service.domain.statistics import estimate_accuracy
 from service.domain.suggestion_state import Status
+from service.domain.suggestions import BYTE_SAVING_TYPES, PERFORMANCE_TYPES
 from service.domain.windows import Window
-from service.errors import BadRequest, NotFound
+from service.errors import BadRequest, DecodeError, Forbidden, NotFound
 from service.runtime import Runtime
 from service.store.suggestions import SuggestionRecord
 from service.streaming import watchdog
@@ -72,8 +74,8 @@ class ApiView(View):
     def runtime(self) -> Runtime:
         return cast(Runtime, getattr(self.app, "runtime"))  # noqa: B009
 
-    def out(self, model: BaseModel) -> Response:
-        return self.json(model.model_dump(mode="json"))
+    def out(self, model: BaseModel, status: int = 200) -> Response:
+        return self.json(model.model_dump(mode="json"), status=status)
 
     def problem(self, request: Request, kind: problems.Kind, detail: str) -> Response:
         """A problem the view answers with itself (the health checks' 503)."""
@@ -97,7 +99,8 @@ class ApiView(View):
         return stats
 
     async def dispatch(self, request: Any) -> Any:
-        allowed = QUERY_PARAMETERS.get(request.match_info.route.resource.canonical)
+        route = request.match_info.route.resource.canonical
+        allowed = QUERY_PARAMETERS.get((route, request.method.lower()))
         if allowed is not None:
             unknown = sorted(set(request.query) - allowed)
             if unknown:
@@ -281,14 +284,15 @@ class DeadLetterStatsView(ApiView):
 
 
 def _suggestion_out(record: SuggestionRecord) -> SuggestionOut:
-    return SuggestionOut(
+    fields = {
         **dict(record.suggestion),
-        status=record.status,
-        closed_at=record.closed_at,
-        new_asset_id=record.new_asset_id,
-        realised_improvement_pct=record.realised_improvement_pct,
-        realised_ci95=None if record.realised_ci95 is None else list(record.realised_ci95),
-    )
+        "status": record.status,
+        "closed_at": record.closed_at,
+        "new_asset_id": record.new_asset_id,
+        "realised_improvement_pct": record.realised_improvement_pct,
+        "realised_ci95": None if record.realised_ci95 is None else list(record.realised_ci95),
+    }
+    return SuggestionOut(**fields)
 
 
 def _choice(
@@ -340,16 +344,55 @@ class AssetSuggestionsView(ApiView):
         items.sort(key=lambda i: (i.created_at, i.suggestion_id), reverse=True)
         return self.out(SuggestionsOut(items=items))
 
+    async def post(self, request: Request, asset_id: str) -> Response:
+        """A suggestion a person makes: always behind the API token, validated like an
+        event, published on the suggestions topic marked `manual`; 201 with it."""
+        if not self.runtime.settings.api_tokens:
+            raise Forbidden(
+                "manual suggestions are refused while no API token is configured: set "
+                "MEDIA_API_TOKEN and send it as `Authorization: Bearer <token>`"
+            )
+        asset = await self.registered_asset(asset_id)
+        if asset.status in (AssetStatus.ARCHIVED, AssetStatus.DELETED):
+            raise BadRequest(f"asset '{asset_id}' is {asset.status}: it takes no suggestions")
+        body = await request.read()
+        try:
+            suggestion = decode(
+                ManualSuggestionRequest,
+                RawMessage(BODY, 0, 0, None, body),
+                max_bytes=self.runtime.settings.max_message_bytes,
+                key_field=None,
+            )
+        except DecodeError as error:
+            raise BadRequest(error.reason.removeprefix(f"{BODY}[0]@0: ")) from None
+        event = await self.runtime.suggestions.manual(asset, suggestion)
+        record = await self.runtime.suggestion_store.by_id(event.suggestion_id)
+        if record is None:  # the engine records it before it returns
+            raise NotFound(f"suggestion '{event.suggestion_id}' was not recorded")
+        return self.out(_suggestion_out(record), status=201)
+
+
+BODY = "the request body"
+
 
 class LibrarySuggestionsView(ApiView):
-    """`?type=&priority=&status=`: the library's most recent suggestions (up to 500)."""
+    """`?type=&priority=&status=&limit=&cursor=`: a page of the library's suggestions,
+    newest first, filtered where they are stored."""
 
     async def get(self, request: Request, library_id: str) -> Response:
         filters = _suggestion_filters(request.query, ("type", "priority", "status"))
+        limit = _int_param(
+            request.query, "limit", DEFAULT_PAGE_SIZE, 1, self.runtime.settings.api_page_size_max
+        )
         await self.library_stats(library_id)
-        records = await self.runtime.suggestion_store.for_library(library_id, 500)
+        records, next_cursor = await self.runtime.suggestion_store.library_page(
+            library_id,
+            filters=filters,
+            cursor=request.query.get("cursor") or None,
+            limit=limit,
+        )
         return self.out(
-            SuggestionsOut(items=[_suggestion_out(r) for r in records if _matches(r, filters)])
+            SuggestionsOut(items=[_suggestion_out(r) for r in records], next_cursor=next_cursor)
         )
 
 
@@ -362,11 +405,13 @@ class SuggestionView(ApiView):
 
 
 class AccuracyView(ApiView):
-    """How well the estimates matched what happened, per type (`?type=` for one)."""
+    """How well the estimates matched what happened, per type (`?type=` for one), each in
+    the unit of its estimate; types that claim no gain have no accuracy to show."""
 
     async def get(self, request: Request) -> Response:
         filters = _suggestion_filters(request.query, ("type",))
         kinds = [SuggestionType(filters["type"])] if filters else list(SuggestionType)
+        kinds = [k for k in kinds if k in BYTE_SAVING_TYPES | PERFORMANCE_TYPES]
         items = []
         for kind in kinds:
             records = await self.runtime.suggestion_store.realised(kind)
@@ -382,6 +427,7 @@ class AccuracyView(ApiView):
                 items.append(
                     AccuracyItem(
                         type=kind.value,
+                        unit="bytes_saved" if kind in BYTE_SAVING_TYPES else "ctr_change",
                         realised=accuracy.realised,
                         mean_estimated_pct=accuracy.mean_estimated_pct,
                         mean_realised_pct=accuracy.mean_realised_pct,

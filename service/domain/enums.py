@@ -53,6 +53,24 @@ FORMATS_BY_MEDIA_TYPE: dict[MediaType, frozenset[MediaFormat]] = {
 }
 
 
+class MediaKind(StrEnum):
+    """How a platform's specification groups files: its limits differ by kind."""
+
+    IMAGE = "image"
+    VIDEO = "video"
+    ANIMATED = "animated"  # an animated GIF
+
+
+def media_kind(media_type: MediaType, fmt: MediaFormat) -> MediaKind:
+    """Video containers are videos; a GIF file of the gif media type is animated; the rest
+    (a GIF registered as an image included) are images."""
+    if fmt in VIDEO_FORMATS:
+        return MediaKind.VIDEO
+    if fmt is MediaFormat.GIF and media_type is MediaType.GIF:
+        return MediaKind.ANIMATED
+    return MediaKind.IMAGE
+
+
 class AssetStatus(StrEnum):
     DRAFT = "draft"
     APPROVED = "approved"
@@ -96,6 +114,32 @@ class SuggestionType(StrEnum):
     FIX_ASPECT_RATIO = "fix_aspect_ratio"
 
 
+class SuggestionOrigin(StrEnum):
+    RULES = "rules"  # the service's rules found it
+    MANUAL = "manual"  # a person sent it (POST /v1/assets/{asset_id}/suggestions)
+
+
+class SuggestionState(StrEnum):
+    """What one event of a suggestion says about it (its `revision` orders them)."""
+
+    OPEN = "open"  # first sent, or sent again after it closed
+    UPDATED = "updated"  # still open; its priority or estimate changed
+    APPLIED = "applied"  # closed by feedback
+    DISMISSED = "dismissed"  # closed by feedback
+    EXPIRED = "expired"  # closed: its evidence no longer holds, or the asset was retired
+    SUPERSEDED = "superseded"  # closed: a suggestion of the same type and channel replaced it
+
+
+CLOSED_STATES = frozenset(
+    {
+        SuggestionState.APPLIED,
+        SuggestionState.DISMISSED,
+        SuggestionState.EXPIRED,
+        SuggestionState.SUPERSEDED,
+    }
+)
+
+
 class Priority(StrEnum):
     LOW = "low"
     MEDIUM = "medium"
@@ -120,3 +164,5 @@ class DeadLetterReason(StrEnum):
     INTERNAL_ERROR = "internal_error"
     COUNTER_OVERFLOW = "counter_overflow"
     TOO_MANY_HELD_EVENTS = "too_many_held_events"
+    UNKNOWN_SUGGESTION = "unknown_suggestion"
+    SUGGESTION_ASSET_MISMATCH = "suggestion_asset_mismatch"

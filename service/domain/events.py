@@ -31,6 +31,8 @@ from service.domain.enums import (
     MediaFormat,
     MediaType,
     Priority,
+    SuggestionOrigin,
+    SuggestionState,
     SuggestionType,
 )
 
@@ -201,7 +203,17 @@ class SuggestionFeedback(Event):
 
 
 class OptimizationSuggestion(Event):
-    """`media.optimization-suggestions`, keyed by asset_id: what to change in an asset, and why."""
+    """`media.optimization-suggestions`, keyed by asset_id: what to change in an asset, and why.
+
+    Every event of a suggestion carries its stable `suggestion_id`, a `revision` (1, 2, ...
+    in the order they were sent) and the `state` it leaves the suggestion in; its
+    `event_id` is `<suggestion_id>:<revision>`, unique per event. A consumer keeps the
+    current view by `suggestion_id`, taking the highest revision (a compacted topic keyed
+    by suggestion_id works too). Closing events (applied, dismissed, expired, superseded)
+    repeat the suggestion's content; `new_asset_id` names the variant of an applied one,
+    `superseded_by` the suggestion that replaced it. `origin` is `manual` for a suggestion
+    a person sent through the API, `rules` otherwise.
+    """
 
     suggestion_id: EventId
     asset_id: Identifier
@@ -213,7 +225,34 @@ class OptimizationSuggestion(Event):
     estimated_improvement_pct: Annotated[float, Field(ge=0)]
     improvement_basis: Annotated[str, StringConstraints(min_length=1, max_length=1024)]
     evidence: dict[str, JsonValue]
-    created_at: AwareDatetime
+    created_at: AwareDatetime = Field(description="when the suggestion was (re)opened")
+    revision: Annotated[int, Field(strict=True, ge=1)] = 1
+    state: SuggestionState = SuggestionState.OPEN
+    new_asset_id: Identifier | None = None
+    superseded_by: EventId | None = None
+    origin: SuggestionOrigin = SuggestionOrigin.RULES
+
+
+MAX_ESTIMATED_IMPROVEMENT_PCT = 1000.0
+
+
+class ManualSuggestionRequest(Event):
+    """The body of `POST /v1/assets/{asset_id}/suggestions`: a suggestion a person makes.
+
+    Validated like an event: `event_id` names the request (sending it again is
+    idempotent: the same suggestion), `occurred_at` is when the person made it.
+    """
+
+    type: SuggestionType
+    priority: Priority
+    channel: Channel | None = None
+    description: Annotated[str, StringConstraints(min_length=1, max_length=1024)]
+    estimated_improvement_pct: Annotated[
+        float, Field(ge=0, le=MAX_ESTIMATED_IMPROVEMENT_PCT, allow_inf_nan=False)
+    ]
+    improvement_basis: Annotated[str, StringConstraints(min_length=1, max_length=1024)] = (
+        "the estimate of the person who made the suggestion"
+    )
 
 
 class DuplicateRef(BaseModel):

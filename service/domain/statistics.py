@@ -61,6 +61,42 @@ def two_proportion_p_value(
     return 0.5 * math.erfc(-z / math.sqrt(2))  # P(Z <= z)
 
 
+EXACT_UP_TO = 2_000
+"""Above this many successes in all, `lower_rate_p_value` uses the normal approximation
+(with a continuity correction), which is then within a fraction of a percent."""
+
+
+def lower_rate_p_value(successes_a: int, trials_a: int, successes_b: int, trials_b: int) -> float:
+    """One-sided p-value that rate a is lower than rate b: the conditional binomial test.
+
+    Given all the successes, under equal rates the number that fell in a is
+    Binomial(total, trials_a / (trials_a + trials_b)); p is the chance of a count at most
+    a's. Exact for small counts, where the pooled z-test is too optimistic (5 of 3,872
+    against 11 of 1,889: z-test 0.0011, exact 0.0035). 1.0 without trials or successes.
+    """
+    if trials_a <= 0 or trials_b <= 0:
+        return 1.0
+    total = successes_a + successes_b
+    if total == 0:
+        return 1.0
+    share = trials_a / (trials_a + trials_b)
+    if total > EXACT_UP_TO:
+        mean, sd = total * share, math.sqrt(total * share * (1 - share))
+        z = (successes_a + 0.5 - mean) / sd
+        return min(1.0, 0.5 * math.erfc(-z / math.sqrt(2)))
+    log_p, log_q, log_total = math.log(share), math.log1p(-share), math.lgamma(total + 1)
+    terms = [
+        log_total
+        - math.lgamma(k + 1)
+        - math.lgamma(total - k + 1)
+        + k * log_p
+        + (total - k) * log_q
+        for k in range(successes_a + 1)
+    ]
+    top = max(terms)
+    return min(1.0, math.exp(top) * sum(math.exp(t - top) for t in terms))
+
+
 @dataclass(frozen=True, slots=True)
 class Realised:
     """How a variant's rate compares with the original's: a relative change in %."""
@@ -83,6 +119,14 @@ def realised_improvement(
         improvement_pct=100 * (v_hits / v_trials - base) / base,
         ci95=Interval(100 * (v.low - o.high) / base, 100 * (v.high - o.low) / base),
     )
+
+
+def bytes_saved(original_bytes: int, variant_bytes: int) -> float:
+    """The share of the original's bytes a variant saved, in % (negative: it grew),
+    rounded to one decimal place."""
+    if original_bytes <= 0:
+        raise ValueError(f"original_bytes must be positive, got {original_bytes}")
+    return round(100 * (original_bytes - variant_bytes) / original_bytes, 1)
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,7 +3,7 @@
 One state per (asset, type, channel). While a suggestion is open it is not sent
 again unless its priority rises, or its evidence changed materially and a cooldown
 passed since it was last sent. A dismissed one stays quiet for seven cooldowns; an
-applied one for one cooldown (its replacement gets its own evaluation).
+applied or expired one for one cooldown (its replacement gets its own evaluation).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from service.domain.enums import Priority
+from service.domain.enums import Priority, SuggestionState
 
 PRIORITY_RANK = {Priority.LOW: 0, Priority.MEDIUM: 1, Priority.HIGH: 2}
 DISMISSED_COOLDOWNS = 7
@@ -22,6 +22,16 @@ class Status(StrEnum):
     OPEN = "open"
     APPLIED = "applied"
     DISMISSED = "dismissed"
+    EXPIRED = "expired"
+    SUPERSEDED = "superseded"
+
+
+def next_event_state(previous: Status | None, same_suggestion: bool) -> SuggestionState:
+    """The state an event sent for a draft announces: `updated` when it revises a
+    suggestion still open, `open` otherwise (new, or opened again after it closed)."""
+    if previous is Status.OPEN and same_suggestion:
+        return SuggestionState.UPDATED
+    return SuggestionState.OPEN
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,15 +57,21 @@ def should_send(
     estimated_improvement_pct: float,
     now: datetime,
     cooldown: timedelta,
+    suggestion_id: str | None = None,
 ) -> bool:
+    """Whether a draft is sent, given what was last sent for its (type, channel). A draft
+    with another `suggestion_id` than an open one (its trigger changed: e.g. the file was
+    replaced) is sent at once, superseding it."""
     if previous is None:
         return True
     if previous.status is Status.DISMISSED:
         closed = previous.closed_at or previous.sent_at
         return now >= closed + DISMISSED_COOLDOWNS * cooldown
-    if previous.status is Status.APPLIED:
+    if previous.status in (Status.APPLIED, Status.EXPIRED, Status.SUPERSEDED):
         closed = previous.closed_at or previous.sent_at
         return now >= closed + cooldown
+    if suggestion_id is not None and suggestion_id != previous.suggestion_id:
+        return True
     if PRIORITY_RANK[priority] > PRIORITY_RANK[previous.priority]:
         return True
     changed = materially_changed(previous.estimated_improvement_pct, estimated_improvement_pct)

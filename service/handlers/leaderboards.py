@@ -85,9 +85,11 @@ class LeaderboardRefresher:
             library = None if asset is None or asset.is_deleted else asset.library_id
             windows = by_asset.get(asset_id, {})
             await self._boards.place(asset_id, library, before, windows)
-            if asset is not None and library is not None:
-                by_channel = {window: t.by_channel for window, t in windows.items()}
-                await self._suggestions.on_totals(asset, by_channel)  # performance rules
+            if asset is not None:  # performance rules; a deleted asset's suggestions expire
+                by_channel = (
+                    {} if library is None else {w: t.by_channel for w, t in windows.items()}
+                )
+                await self._suggestions.on_totals(asset, by_channel)
 
     async def _hourly_sweep(self, now: float) -> None:
         """At each new hour, mark every ranked asset: its 24h and 7d windows moved."""

@@ -152,7 +152,13 @@ class SuggestionRecords(Protocol):
         suggestion id and list it in its library by time sent."""
 
     async def by_id(self, suggestion_id: str) -> SuggestionRecord | None:
-        """The record of a suggestion id; None when unknown or superseded in its slot."""
+        """The record of a suggestion id, in its slot or retired; None when unknown."""
+
+    async def for_asset(self, asset_id: str) -> list[SuggestionRecord]:
+        """The record of each of the asset's slots."""
+
+    async def retire(self, record: SuggestionRecord) -> None:
+        """Keep a record its slot no longer holds, found by id."""
 
     async def link_variant(self, new_asset_id: str, suggestion_id: str) -> None:
         """Remember that the new asset is the variant an applied suggestion asked for."""
@@ -170,7 +176,9 @@ class PerformanceRules(Protocol):
     async def on_totals(
         self, asset: Asset, totals: Mapping[Window, Mapping[Channel, Totals]]
     ) -> object:
-        """Evaluate the asset's rules from its totals per window and channel."""
+        """Evaluate the asset's rules from its totals per window and channel; called for
+        every recomputed asset, archived and deleted ones included (their open
+        suggestions expire)."""
 
 
 class BoardWrites(Protocol):

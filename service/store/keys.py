@@ -111,12 +111,25 @@ class Keys:
         """`<type>|<channel or ->` -> the last suggestion of that slot for the asset."""
         return f"{self.prefix}:{{a:{asset_id}}}:suggestions"
 
+    def closed_suggestions(self, asset_id: str) -> str:
+        """suggestion id -> the record of a suggestion its slot no longer holds (superseded)."""
+        return f"{self.prefix}:{{a:{asset_id}}}:suggestions-closed"
+
     def suggestion(self, suggestion_id: str) -> str:
         """The asset of a suggestion id."""
         return f"{self.prefix}:suggestion:{suggestion_id}"
 
-    def library_suggestions(self, library_id: str) -> str:
-        return f"{self.prefix}:{{l:{library_id}}}:suggestions"
+    def library_suggestion_index(
+        self, library_id: str, facet: str | None = None, value: str | None = None
+    ) -> str:
+        """A library's suggestions (members `<time>:<id>`, scores 0, newest first in lex
+        order): all of them, or those of one type, priority or status."""
+        base = f"{self.prefix}:{{l:{library_id}}}:suggestion-index"
+        return base if facet is None else f"{base}:{facet}:{value}"
+
+    def library_suggestion_members(self, library_id: str) -> str:
+        """suggestion id -> its member in the library's suggestion indexes."""
+        return f"{self.prefix}:{{l:{library_id}}}:suggestion-members"
 
     def variant_of(self, asset_id: str) -> str:
         """The applied suggestion an asset is the variant of."""

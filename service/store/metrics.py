@@ -190,6 +190,19 @@ class MetricsStore:
             result[index][window] = window_totals([next(replies) for _ in range(count)])
         return result
 
+    async def daily(self, asset_id: str, now: float) -> list[WindowTotals]:
+        """The asset's sums per UTC day over the last 30 days, newest first (index 0: the
+        day holding `now`); empty when no event of it was ever applied."""
+        partition = await self.partition_of(asset_id)
+        if partition is None:
+            return []
+        resolution, starts = window_buckets(Window.MONTH, now)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for start in starts:
+                pipe.hgetall(self._keys.perf_bucket(partition, asset_id, resolution.name, start))
+            replies = await pipe.execute()
+        return [window_totals([reply]) for reply in replies]
+
     def _window_keys(self, partition: int, asset_id: str, window: Window, now: float) -> list[str]:
         """The keys whose counters make up the window at `now`."""
         if window is Window.LIFETIME:

@@ -135,3 +135,31 @@ def test_errors_are_problem_details(api: str) -> None:
         assert status == code, (path, method, status, body)
         assert headers["Content-Type"].startswith("application/problem+json"), path
         assert body["type"] == kind and body["status"] == code and body["detail"], body
+
+
+def test_a_manual_suggestion_is_made_once_per_request(api: str) -> None:
+    body = {
+        "event_id": "manual-e2e-1",
+        "occurred_at": datetime.now(UTC).isoformat(),
+        "type": "remove_bg",
+        "priority": "low",
+        "description": "Cut the product out for the marketplace listing.",
+        "estimated_improvement_pct": 0,
+    }
+
+    def send() -> tuple[int, Any]:
+        request = urllib.request.Request(
+            f"{api}/v1/assets/a1/suggestions",
+            data=json.dumps(body).encode(),
+            method="POST",
+            headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status, json.loads(response.read())
+
+    status, created = send()
+    assert status == 201 and created["origin"] == "manual" and created["revision"] == 1
+    assert send() == (201, created)
+    _, _, listed = call(api, "/v1/assets/a1/suggestions")
+    mine = [s for s in listed["items"] if s["suggestion_id"] == created["suggestion_id"]]
+    assert len(mine) == 1 and mine[0]["origin"] == "manual" and mine[0]["status"] == "open"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from datetime import UTC, datetime
 from typing import Any
@@ -33,8 +34,8 @@ async def test_suggestions_and_feedback_through_a_worker(
             library_id="libS",
             content_sha256=sha(77),
             format="png",
-            width=728,
-            height=90,
+            width=1200,
+            height=600,  # 2:1: no display ratio
             file_size_bytes=400_000,
             intended_channels=["display"],
         )
@@ -47,6 +48,7 @@ async def test_suggestions_and_feedback_through_a_worker(
         assert all(r.key == b"banner1" for r in records)
         compress = next(e for e in events if e["type"] == "compress")
         assert compress["channel"] == "display" and compress["priority"] == "high"
+        assert all((e["revision"], e["state"]) == (1, "open") for e in events)
 
         feedback = {
             "event_id": "fb1",
@@ -58,6 +60,27 @@ async def test_suggestions_and_feedback_through_a_worker(
         await producer.send_and_wait(
             settings.topic_suggestion_feedback, json.dumps(feedback).encode(), key=b"banner1"
         )
+        unknown = {**feedback, "event_id": "fb2", "suggestion_id": "sug-never-sent"}
+        await producer.send_and_wait(
+            settings.topic_suggestion_feedback, json.dumps(unknown).encode(), key=b"banner1"
+        )
+        records = await read_topic(
+            settings.kafka_bootstrap_servers, settings.topic_optimization_suggestions, 3, 30
+        )
+        closing = json.loads(records[2].value)
+        assert (closing["suggestion_id"], closing["revision"], closing["state"]) == (
+            compress["suggestion_id"],
+            2,
+            "dismissed",
+        )
+        assert closing["event_id"] != compress["event_id"]
+        [dead] = await read_topic(
+            settings.kafka_bootstrap_servers, settings.topic_dead_letter, 1, 30
+        )
+        letter = json.loads(dead.value)
+        assert letter["reason_code"] == "unknown_suggestion"
+        assert "sug-never-sent" in letter["reason"]
+        assert json.loads(base64.b64decode(letter["value_base64"])) == unknown
     finally:
         await producer.stop()
 

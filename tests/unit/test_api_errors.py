@@ -162,7 +162,10 @@ async def test_what_does_not_exist_is_404(
             "status must be one of: draft, approved, published, archived",
         ),
         ("/v1/duplicates/XYZ", "content_sha256 must be 64 lowercase hexadecimal characters"),
-        ("/v1/assets/a1/suggestions?status=new", "status must be one of: open, applied, dismissed"),
+        (
+            "/v1/assets/a1/suggestions?status=new",
+            "status must be one of: open, applied, dismissed, expired, superseded",
+        ),
         (
             "/v1/libraries/l1/suggestions?priority=urgent",
             "priority must be one of: low, medium, high",
@@ -208,7 +211,7 @@ async def test_a_method_the_api_lacks_is_405(client: TestClient[Any, Any]) -> No
     assert await problem(client, "/v1/assets/a1", "POST") == (
         405,
         "/problems/method-not-allowed",
-        "The API only reads",
+        "This route does not offer this method",
         "POST is not allowed here (allowed: GET, HEAD)",
     )
 
@@ -233,13 +236,24 @@ async def test_accuracy_sums_up_each_type_with_outcomes(
     stores.realised_by_type = {
         "compress": [_realised(20.0, 10.0, (5.0, 15.0)), _realised(30.0, 35.0, (25.0, 45.0))],
         "resize": [_realised(12.34, 0.0, (-3.0, 13.0))],
+        "refresh_design": [_realised(40.0, 10.0, (-5.0, 30.0))],
     }
     response = await client.get("/v1/suggestion-accuracy")
     assert response.status == 200
     assert await response.json() == {
         "items": [
             {
+                "type": "refresh_design",
+                "unit": "ctr_change",
+                "realised": 1,
+                "mean_estimated_pct": 40.0,
+                "mean_realised_pct": 10.0,
+                "mean_absolute_error_pct": 30.0,
+                "estimate_within_ci95": 0,
+            },
+            {
                 "type": "compress",
+                "unit": "bytes_saved",
                 "realised": 2,
                 "mean_estimated_pct": 25.0,
                 "mean_realised_pct": 22.5,
@@ -248,6 +262,7 @@ async def test_accuracy_sums_up_each_type_with_outcomes(
             },
             {
                 "type": "resize",
+                "unit": "bytes_saved",
                 "realised": 1,
                 "mean_estimated_pct": 12.3,
                 "mean_realised_pct": 0.0,

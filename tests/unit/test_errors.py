@@ -17,6 +17,7 @@ from service.errors import (
     ConfigurationError,
     DeadLetterUnavailable,
     DecodeError,
+    Forbidden,
     NotFound,
     RedisRequirementError,
     RequestError,
@@ -38,6 +39,7 @@ EVERY_ERROR = [
     RedisRequirementError("maxmemory-policy is allkeys-lru"),
     BadRequest("limit must be an integer, got 'ten'"),
     NotFound("asset 'a1' is not registered"),
+    Forbidden("manual suggestions are refused while no API token is configured"),
 ]
 
 

@@ -29,23 +29,36 @@ def test_document_is_valid_and_complete() -> None:
     schema = schemathesis.openapi.from_dict(doc)  # validates the OpenAPI structure
     assert len(list(schema.get_all_operations())) == len(OPERATIONS)
     components = doc["components"]["schemas"]
+    methods = []
     for path, item in doc["paths"].items():
-        operation = item["get"]
-        names = {p["name"] for p in operation["parameters"] if p["in"] == "path"}
-        assert names == set(re.findall(r"{(\w+)}", path)), path
-        for response in operation["responses"].values():
-            for content in response["content"].values():
-                ref = content["schema"]["$ref"].rsplit("/", 1)[-1]
-                assert ref in components, (path, ref)
-        protected = path.startswith("/v1/")
-        assert ("401" in operation["responses"]) == protected, path
+        for method, operation in item.items():
+            methods.append((path, method))
+            names = {p["name"] for p in operation["parameters"] if p["in"] == "path"}
+            assert names == set(re.findall(r"{(\w+)}", path)), path
+            for response in operation["responses"].values():
+                for content in response["content"].values():
+                    ref = content["schema"]["$ref"].rsplit("/", 1)[-1]
+                    assert ref in components, (path, ref)
+            protected = path.startswith("/v1/")
+            assert ("401" in operation["responses"]) == protected, path
+    assert sorted(methods) == sorted((op.path, op.method) for op in OPERATIONS)
+    post = doc["paths"]["/v1/assets/{asset_id}/suggestions"]["post"]
+    body = post["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+    assert body.rsplit("/", 1)[-1] in components
+    assert {"201", "400", "403", "404"} <= set(post["responses"])
     assert doc["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
 
 
 def test_without_a_token_no_route_asks_for_one() -> None:
     doc = document(api_page_size_max=500, token_required=False)
     assert "securitySchemes" not in doc["components"]
-    assert all("401" not in item["get"]["responses"] for item in doc["paths"].values())
+    assert all(
+        "401" not in operation["responses"]
+        for item in doc["paths"].values()
+        for operation in item.values()
+    )
+    # Writing is refused without a token: documented as 403.
+    assert "403" in doc["paths"]["/v1/assets/{asset_id}/suggestions"]["post"]["responses"]
 
 
 def test_documented_bounds_are_the_bounds_the_views_enforce() -> None:

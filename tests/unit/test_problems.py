@@ -18,6 +18,7 @@ from service.errors import (
     ConcurrentUpdateError,
     DeadLetterUnavailable,
     DecodeError,
+    Forbidden,
     NotFound,
     RedisRequirementError,
     TopicError,
@@ -33,8 +34,9 @@ def test_the_kinds_keep_their_published_type_and_title() -> None:
     assert [(k.status, k.type, k.title) for k in problems.KINDS] == [
         (400, "/problems/bad-request", "A parameter is not valid"),
         (401, "/problems/unauthorized", "A valid bearer token is required"),
+        (403, "/problems/forbidden", "Refused as the service is configured"),
         (404, "/problems/not-found", "Nothing is known under this name"),
-        (405, "/problems/method-not-allowed", "The API only reads"),
+        (405, "/problems/method-not-allowed", "This route does not offer this method"),
         (500, "/problems/internal", "The service failed on this request"),
         (503, "/problems/unavailable", "The store cannot be reached"),
     ]
@@ -45,6 +47,7 @@ def test_the_kinds_keep_their_published_type_and_title() -> None:
     [
         (BadRequest("limit must be between 1 and 100"), problems.BAD_REQUEST, None),
         (NotFound("asset 'a1' is not registered"), problems.NOT_FOUND, None),
+        (Forbidden("no API token is configured"), problems.FORBIDDEN, None),
         (TransientError("gone"), problems.UNAVAILABLE, UNAVAILABLE),
         (ConcurrentUpdateError("asset a1 changed 20 times"), problems.UNAVAILABLE, UNAVAILABLE),
         (DeadLetterUnavailable("refused"), problems.UNAVAILABLE, UNAVAILABLE),

@@ -99,3 +99,34 @@ def test_estimate_accuracy_bounds(outcomes: list[tuple[float, float, tuple[float
     assert accuracy.mean_absolute_error_pct >= 0
     gap = abs(accuracy.mean_estimated_pct - accuracy.mean_realised_pct)
     assert accuracy.mean_absolute_error_pct >= gap - 0.11  # each mean rounded to 0.05
+
+
+def test_bytes_saved_is_a_share_of_the_original() -> None:
+    from service.domain.statistics import bytes_saved
+
+    assert bytes_saved(400_000, 120_000) == 70.0
+    assert bytes_saved(1_000, 1_500) == -50.0  # the variant grew
+    with pytest.raises(ValueError, match="positive"):
+        bytes_saved(0, 10)
+
+
+def test_the_conditional_binomial_test_is_exact_at_small_counts() -> None:
+    from fractions import Fraction
+    from math import comb
+
+    from service.domain.statistics import EXACT_UP_TO, lower_rate_p_value
+
+    # 5 of 3,872 against 11 of 1,889: P(X <= 5), X ~ Binomial(16, 3872 / 5761), by hand
+    share = 3872 / 5761
+    by_hand = sum(comb(16, k) * share**k * (1 - share) ** (16 - k) for k in range(6))
+    assert lower_rate_p_value(5, 3_872, 11, 1_889) == pytest.approx(by_hand, rel=1e-9)
+    assert lower_rate_p_value(5, 3_872, 11, 1_889) > 3 * two_proportion_p_value(5, 3_872, 11, 1_889)
+    assert lower_rate_p_value(0, 100, 0, 100) == 1.0  # no clicks: no evidence
+    assert lower_rate_p_value(3, 0, 5, 100) == 1.0
+    assert lower_rate_p_value(50, 100, 0, 100) == pytest.approx(1.0)  # a is higher
+    # Above EXACT_UP_TO successes the normal approximation stays close to exact.
+    a, b = 1_000, 1_100
+    assert a + b > EXACT_UP_TO
+    approx = lower_rate_p_value(a, 100_000, b, 100_000)
+    exact = Fraction(sum(comb(a + b, k) for k in range(a + 1)), 2 ** (a + b))  # share 1/2
+    assert approx == pytest.approx(float(exact), rel=0.02)

@@ -102,7 +102,11 @@ def test_key_names() -> None:
     assert k.perf_dirty(3) == "media:{pm:3}:dirty"
     assert k.asset_suggestions("A") == "media:{a:A}:suggestions"
     assert k.suggestion("S") == "media:suggestion:S"
-    assert k.library_suggestions("L") == "media:{l:L}:suggestions"
+    assert k.library_suggestion_index("L") == "media:{l:L}:suggestion-index"
+    assert k.library_suggestion_index("L", "status", "open") == (
+        "media:{l:L}:suggestion-index:status:open"
+    )
+    assert k.library_suggestion_members("L") == "media:{l:L}:suggestion-members"
     assert k.variant_of("A") == "media:{a:A}:variant-of"
     assert k.suggestions_realised("resize") == "media:suggestions-realised:resize"
     assert k.perf_bucket(3, "A", "h1", 3600) == "media:{pm:3}:a:A:h1:3600"

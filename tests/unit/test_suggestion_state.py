@@ -56,3 +56,12 @@ def test_material_change() -> None:
     assert materially_changed(40, 50)
     assert not materially_changed(2, 6)  # under 5 points
     assert materially_changed(2, 7)
+
+
+def test_another_suggestion_for_an_open_slot_is_sent_at_once() -> None:
+    """The trigger changed (the file was replaced): the new suggestion supersedes the
+    open one without waiting for a cooldown or a higher priority."""
+    assert should_send(sent(), Priority.LOW, 0, T0, DAY, "sug-2")
+    assert not should_send(sent(), Priority.LOW, 0, T0, DAY, "sug-1")
+    dismissed = sent(Status.DISMISSED, closed=T0)
+    assert not should_send(dismissed, Priority.HIGH, 90, T0 + DAY, DAY, "sug-2")

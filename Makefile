@@ -15,12 +15,13 @@ PYTEST_ARGS ?=
 help:
 	@echo "make run          start Kafka + Redis locally (unless MEDIA_KAFKA_BOOTSTRAP_SERVERS"
 	@echo "                  and MEDIA_REDIS_URL point elsewhere), create topics, run a worker"
-	@echo "make test         install, lint, run every test on the plain stack and the secure"
-	@echo "                  set on the secure one (each started and stopped if not running)"
+	@echo "make test         install, lint, every test on the plain stack, then the secure,"
+	@echo "                  cluster and tls-cluster sets on theirs (started/stopped if needed)"
 	@echo "make demo         produce realistic synthetic traffic into the topics"
 	@echo "make worker       run a worker against .stack/env or the environment"
 	@echo "make lint | unit | stack-up | stack-down | stack-status | topics | schemas | clean"
-	@echo "MEDIA_STACK_SECURITY=tls make stack-up|run|worker|demo   the same on the secure stack"
+	@echo "MEDIA_STACK_SECURITY=tls and/or MEDIA_STACK_REDIS=cluster before make stack-up|run|"
+	@echo "                  worker|demo: the same on the secure and/or Redis Cluster stack"
 
 $(STAMP):
 	@test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -68,16 +69,23 @@ lint: install
 unit: install
 	$(BIN)/pytest tests/unit -q $(PYTEST_ARGS)
 
-# Every test against the plain stack, then the tests marked secure against the secure
-# stack (SASL_SSL Kafka, TLS Redis with the service's ACL user). Each stack is started if
-# it is not running, and stopped afterwards only if it was started here.
-# TEST_STACKS=plain (or tls) runs one of them only.
-TEST_STACKS ?= plain tls
+# Every test against the plain stack; then, each on its own stack, the tests marked
+# secure (SASL_SSL Kafka, TLS Redis with the service's ACL user), those marked cluster (a
+# Redis Cluster of three primaries) and those marked both (a TLS Redis Cluster). Each
+# stack is started if it is not running, and stopped afterwards only if it was started
+# here. TEST_STACKS="plain" (or any of plain tls cluster tls-cluster) runs fewer.
+TEST_STACKS ?= plain tls cluster tls-cluster
 test: install lint
 	@status=0; \
-	for security in $(TEST_STACKS); do \
-	  export MEDIA_STACK_SECURITY=$$security; \
-	  echo "=== tests against the $$security stack ==="; \
+	for variant in $(TEST_STACKS); do \
+	  case $$variant in \
+	    plain) export MEDIA_STACK_SECURITY=plain MEDIA_STACK_REDIS=single ;; \
+	    tls) export MEDIA_STACK_SECURITY=tls MEDIA_STACK_REDIS=single ;; \
+	    cluster) export MEDIA_STACK_SECURITY=plain MEDIA_STACK_REDIS=cluster ;; \
+	    tls-cluster) export MEDIA_STACK_SECURITY=tls MEDIA_STACK_REDIS=cluster ;; \
+	    *) echo "unknown stack in TEST_STACKS: $$variant" >&2; exit 2 ;; \
+	  esac; \
+	  echo "=== tests against the $$variant stack ==="; \
 	  if deploy/stack.sh status >/dev/null 2>&1; then started=0; else started=1; \
 	    deploy/stack.sh up || exit 1; fi; \
 	  $(WITH_ENV) $(BIN)/pytest -ra $(PYTEST_ARGS) || status=$$?; \

@@ -4,7 +4,8 @@
 # and a Redis server, both on loopback, both started by this script (no
 # containers, no system services).
 #
-# Two variants, chosen by MEDIA_STACK_SECURITY (both may run at once, on their own ports):
+# Variants, chosen by MEDIA_STACK_SECURITY (plain|tls) and MEDIA_STACK_REDIS
+# (single|cluster); each may run beside the others, on its own ports and in its own directory:
 #   plain (default)  PLAINTEXT Kafka, Redis without TLS or password; state in .stack/
 #   tls              what production looks like: a local CA (openssl) signs every
 #                    certificate; Kafka has one SASL_SSL listener (SCRAM-SHA-512, users
@@ -12,6 +13,9 @@
 #                    Redis serves TLS only (client certificates required), its default
 #                    user is off and the service's user has exactly the rule of
 #                    deploy/redis/service.acl. State in .stack/tls/, secrets mode 0600.
+#   cluster          Redis is a Redis Cluster of three primaries on consecutive ports
+#                    (created with redis-cli --cluster create). State in .stack/cluster/.
+#   tls-cluster      both: a TLS Redis Cluster with the ACL users. In .stack/tls-cluster/.
 #
 # Usage: deploy/stack.sh up | down [--purge] | status | env
 #        deploy/stack.sh kill redis|kafka    SIGKILL one server (a crash: no clean shutdown)
@@ -27,9 +31,11 @@
 #   tls/                  the same for the tls variant, plus certs/ and secrets
 #
 # Settings (environment):
-#   MEDIA_STACK_SECURITY=plain|tls
-#   MEDIA_STACK_KAFKA_PORT=19092  MEDIA_STACK_KAFKA_CONTROLLER_PORT=19093  (tls: 19094 19095)
-#   MEDIA_STACK_REDIS_PORT=16379  MEDIA_STACK_WEB_PORT=8066 (only written to env)  (tls: 16380 8067)
+#   MEDIA_STACK_SECURITY=plain|tls  MEDIA_STACK_REDIS=single|cluster
+#   MEDIA_STACK_KAFKA_PORT, MEDIA_STACK_KAFKA_CONTROLLER_PORT, MEDIA_STACK_REDIS_PORT (a
+#   cluster's first node; the next two follow), MEDIA_STACK_WEB_PORT (only written to env):
+#     plain 19092 19093 16379 8066   tls 19094 19095 16380 8067
+#     cluster 19096 19097 16390 8068   tls-cluster 19098 19099 16393 8069
 #   MEDIA_STACK_TIMEOUT=90        seconds to wait for each server to answer
 #   STACK_DIR                     where the state lives
 set -euo pipefail
@@ -40,15 +46,25 @@ set -euo pipefail
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_ROOT=$(cd "$SCRIPT_DIR/.." && pwd)
 SECURITY=${MEDIA_STACK_SECURITY:-plain}
-case $SECURITY in
-  plain) default_ports=(19092 19093 16379 8066) ;;
-  tls)   default_ports=(19094 19095 16380 8067) ;;
-  *) printf '[stack] ERROR: MEDIA_STACK_SECURITY must be plain or tls, got %s\n' "$SECURITY" >&2; exit 1 ;;
+REDIS_MODE=${MEDIA_STACK_REDIS:-single}
+[[ $SECURITY == plain || $SECURITY == tls ]] || {
+  printf '[stack] ERROR: MEDIA_STACK_SECURITY must be plain or tls, got %s\n' "$SECURITY" >&2; exit 1; }
+[[ $REDIS_MODE == single || $REDIS_MODE == cluster ]] || {
+  printf '[stack] ERROR: MEDIA_STACK_REDIS must be single or cluster, got %s\n' "$REDIS_MODE" >&2; exit 1; }
+# The variant's name, its directory under .stack/ and its default ports (Kafka, controller,
+# the first Redis, web): each variant may run beside the others.
+VARIANT=$SECURITY
+[[ $REDIS_MODE == cluster ]] && VARIANT=$([[ $SECURITY == tls ]] && echo tls-cluster || echo cluster)
+case $VARIANT in
+  plain)       default_ports=(19092 19093 16379 8066) ;;
+  tls)         default_ports=(19094 19095 16380 8067) ;;
+  cluster)     default_ports=(19096 19097 16390 8068) ;;
+  tls-cluster) default_ports=(19098 19099 16393 8069) ;;
 esac
 BASE_DIR=${STACK_DIR:-$REPO_ROOT/.stack}
 mkdir -p "$BASE_DIR"
 BASE_DIR=$(cd "$BASE_DIR" && pwd)   # absolute: it is baked into properties and pid checks
-if [[ $SECURITY == tls ]]; then STACK_DIR=$BASE_DIR/tls; else STACK_DIR=$BASE_DIR; fi
+if [[ $VARIANT == plain ]]; then STACK_DIR=$BASE_DIR; else STACK_DIR=$BASE_DIR/$VARIANT; fi
 mkdir -p "$STACK_DIR"
 
 KAFKA_PORT=${MEDIA_STACK_KAFKA_PORT:-${default_ports[0]}}
@@ -69,8 +85,6 @@ KAFKA_LOG=$STACK_DIR/kafka.log
 KAFKA_PID=$STACK_DIR/kafka.pid
 KAFKA_HEAP=(-Xmx512m -Xms256m)
 REDIS_DIR=$STACK_DIR/redis
-REDIS_LOG=$STACK_DIR/redis.log
-REDIS_PID=$STACK_DIR/redis.pid
 ENV_FILE=$STACK_DIR/env
 # tls variant only
 CERTS=$STACK_DIR/certs
@@ -89,6 +103,18 @@ for v in KAFKA_PORT KAFKA_CONTROLLER_PORT REDIS_PORT WEB_PORT TIMEOUT; do
   [[ ${!v} =~ ^[0-9]+$ ]] || die "$v must be a number, got '${!v}'"
 done
 
+# Redis nodes: one server, or the three primaries of a cluster on consecutive ports (each
+# with its own directory, log and pid file; the cluster bus on port + 10000).
+if [[ $REDIS_MODE == cluster ]]; then
+  REDIS_PORTS=("$REDIS_PORT" $((REDIS_PORT + 1)) $((REDIS_PORT + 2)))
+else
+  REDIS_PORTS=("$REDIS_PORT")
+fi
+node_suffix() { [[ $REDIS_MODE == cluster ]] && echo "-$1"; true; }
+node_pidfile() { echo "$STACK_DIR/redis$(node_suffix "$1").pid"; }
+node_log() { echo "$STACK_DIR/redis$(node_suffix "$1").log"; }
+node_dir() { if [[ $REDIS_MODE == cluster ]]; then echo "$REDIS_DIR/$1"; else echo "$REDIS_DIR"; fi; }
+
 # Run as root directly, otherwise through sudo (only used for apt-get).
 as_root() { if [[ $(id -u) -eq 0 ]]; then "$@"; else sudo "$@"; fi; }
 
@@ -105,11 +131,20 @@ live_pid() { # pidfile pattern
 }
 kafka_pid() { live_pid "$KAFKA_PID" "$KAFKA_PROPS"; }
 # redis-server rewrites its process title to "redis-server 127.0.0.1:PORT".
-redis_pid() { live_pid "$REDIS_PID" "redis-server"; }
+node_pid() { live_pid "$(node_pidfile "$1")" "redis-server"; }
+# The first node's pid when every node runs; fails when any is down.
+redis_pid() {
+  local port first=""
+  for port in "${REDIS_PORTS[@]}"; do
+    pid=$(node_pid "$port") || return 1
+    first=${first:-$pid}
+  done
+  echo "$first"
+}
 
 # Drop a pid file whose process is gone (or is not ours any more).
-clear_stale() { # pidfile name pidfunc
-  if [[ -f $1 ]] && ! "$3" >/dev/null; then
+clear_stale() { # pidfile name pidfunc [its argument]
+  if [[ -f $1 ]] && ! "$3" "${@:4}" >/dev/null; then
     say "$2: removing stale pid file $1 (pid $(<"$1") is gone or not ours)"
     rm -f "$1"
   fi
@@ -138,19 +173,43 @@ rotate_log() { [[ -f $1 ]] && mv -f "$1" "$1.prev"; true; }
 
 # --- readiness probes ----------------------------------------------------------
 
-# redis-cli (5 s at most) with the variant's connection options; the password goes through the
-# environment (REDISCLI_AUTH), never the command line, where `ps` would show it.
+# redis-cli with the variant's connection options, on the port in $RCLI_PORT (the first
+# node by default), for at most $RCLI_SECONDS (5). The password goes through the
+# environment (REDISCLI_AUTH), never the command line, where `ps` would show it. The tls
+# variants log in as the stack's admin.
 rcli() {
+  local port=${RCLI_PORT:-$REDIS_PORT} auth=() options=()
   if [[ $SECURITY == tls ]]; then
-    REDISCLI_AUTH=$REDIS_PASSWORD timeout 5 redis-cli -h "$HOST" -p "$REDIS_PORT" --user "$REDIS_USER" \
-      --tls --cacert "$CERTS/ca.crt" --cert "$CERTS/client.crt" --key "$CERTS/client.key" "$@"
-  else
-    timeout 5 redis-cli -h "$HOST" -p "$REDIS_PORT" "$@"
+    auth=("REDISCLI_AUTH=$REDIS_ADMIN_PASSWORD")
+    options=(--user admin --tls --cacert "$CERTS/ca.crt" --cert "$CERTS/client.crt"
+             --key "$CERTS/client.key")
   fi
+  timeout "${RCLI_SECONDS:-5}" env "${auth[@]}" redis-cli -h "$HOST" -p "$port" "${options[@]}" "$@"
 }
 
+node_answers() { [[ $(RCLI_PORT=$1 rcli ping 2>/dev/null) == PONG ]]; }
+
+# Every node answers; a cluster also has all its slots served (`cluster_state:ok`). The
+# first time the nodes answer, their cluster is created (three primaries, no replicas).
 redis_answers() {
-  [[ $(rcli ping 2>/dev/null) == PONG ]]
+  local port
+  for port in "${REDIS_PORTS[@]}"; do node_answers "$port" || return 1; done
+  [[ $REDIS_MODE == cluster ]] || return 0
+  local info
+  info=$(rcli cluster info 2>/dev/null) || return 1
+  if [[ $info == *"cluster_known_nodes:1"* && $info == *"cluster_slots_assigned:0"* ]]; then
+    create_cluster || return 1
+    return 1
+  fi
+  [[ $info == *"cluster_state:ok"* ]]
+}
+
+create_cluster() {
+  local nodes=() port
+  for port in "${REDIS_PORTS[@]}"; do nodes+=("$HOST:$port"); done
+  say "redis: creating the cluster of ${nodes[*]}"
+  RCLI_SECONDS=60 rcli --cluster create "${nodes[@]}" --cluster-replicas 0 --cluster-yes \
+    >>"$(node_log "$REDIS_PORT")" 2>&1
 }
 
 # Speak the Kafka protocol (deploy/kafka_probe.py): ApiVersions and Metadata must both
@@ -439,33 +498,51 @@ start_kafka() {
 }
 
 start_redis() {
-  mkdir -p "$REDIS_DIR"
-  rotate_log "$REDIS_LOG"
-  say "redis: starting on $HOST:$REDIS_PORT, log $REDIS_LOG"
+  local port
+  [[ $SECURITY == tls ]] && write_redis_acl
+  for port in "${REDIS_PORTS[@]}"; do start_redis_node "$port"; done
+}
+
+start_redis_node() { # port
+  local port=$1 dir log
+  dir=$(node_dir "$port"); log=$(node_log "$port")
+  mkdir -p "$dir"
+  rotate_log "$log"
+  say "redis: starting on $HOST:$port, log $log"
   # What the service requires and recommends (README, "Redis requirements"): never evict,
-  # AOF fsynced every second, no RDB snapshots. The AOF in $REDIS_DIR is reloaded on the
+  # AOF fsynced every second, no RDB snapshots. The AOF in its directory is reloaded on the
   # next start, also after a SIGKILL. No --logfile: Redis logs to stdout, the log file.
-  local listen=(--port "$REDIS_PORT")
+  local listen=(--port "$port")
   if [[ $SECURITY == tls ]]; then
     # TLS only (no plaintext port), client certificates required, users from the ACL file.
-    write_redis_acl
-    listen=(--port 0 --tls-port "$REDIS_PORT" --tls-cert-file "$CERTS/redis.crt"
+    listen=(--port 0 --tls-port "$port" --tls-cert-file "$CERTS/redis.crt"
             --tls-key-file "$CERTS/redis.key" --tls-ca-cert-file "$CERTS/ca.crt"
             --tls-auth-clients yes --aclfile "$REDIS_ACL_FILE")
   fi
-  (cd "$REDIS_DIR" && exec setsid nohup redis-server "${listen[@]}" --bind "$HOST" \
-      --daemonize no --dir "$REDIS_DIR" --maxmemory-policy noeviction \
+  if [[ $REDIS_MODE == cluster ]]; then
+    listen+=(--cluster-enabled yes --cluster-config-file nodes.conf --cluster-node-timeout 5000)
+    [[ $SECURITY == tls ]] && listen+=(--tls-cluster yes)
+  fi
+  (cd "$dir" && exec setsid nohup redis-server "${listen[@]}" --bind "$HOST" \
+      --daemonize no --dir "$dir" --maxmemory-policy noeviction \
       --appendonly yes --appendfsync everysec --save "" \
-      >>"$REDIS_LOG" 2>&1 </dev/null 9>&-) &
-  echo $! >"$REDIS_PID"
+      >>"$log" 2>&1 </dev/null 9>&-) &
+  echo $! >"$(node_pidfile "$port")"
   wait_exec $! redis-server
+}
+
+stop_redis() {
+  local port
+  for port in "${REDIS_PORTS[@]}"; do
+    stop_one "redis $HOST:$port" "$(node_pidfile "$port")" node_pid "$port"
+  done
 }
 
 # SIGTERM lets Kafka shut down cleanly (no log recovery on next start) and
 # Redis flush its AOF; SIGKILL only if that takes over 30 s.
-stop_one() { # name pidfile pidfunc
+stop_one() { # name pidfile pidfunc [its argument]
   local name=$1 pidfile=$2 pidfunc=$3 pid
-  if ! pid=$("$pidfunc"); then
+  if ! pid=$("$pidfunc" "${@:4}"); then
     [[ -f $pidfile ]] && say "$name: removing stale pid file (pid $(<"$pidfile") is gone or not ours)"
     rm -f "$pidfile"; say "$name: not running"; return 0
   fi
@@ -485,6 +562,16 @@ stop_one() { # name pidfile pidfunc
   say "$name: stopped"
 }
 
+# redis-py's cluster client takes no key password: a cluster gets the unencrypted key.
+redis_client_key_env() {
+  if [[ $REDIS_MODE == cluster ]]; then
+    echo "export MEDIA_REDIS_SSL_KEYFILE=$CERTS/client.key"
+  else
+    echo "export MEDIA_REDIS_SSL_KEYFILE=$CERTS/client.enc.key"
+    echo "export MEDIA_REDIS_SSL_KEY_PASSWORD='$CLIENT_KEY_PASSWORD'"
+  fi
+}
+
 write_env() {
   (umask 077; : >"$ENV_FILE.tmp")  # the tls variant's holds passwords
   if [[ $SECURITY == tls ]]; then
@@ -500,12 +587,12 @@ export MEDIA_KAFKA_SSL_CERTFILE=$CERTS/client.crt
 export MEDIA_KAFKA_SSL_KEYFILE=$CERTS/client.enc.key
 export MEDIA_KAFKA_SSL_KEY_PASSWORD='$CLIENT_KEY_PASSWORD'
 export MEDIA_REDIS_URL=rediss://$HOST:$REDIS_PORT/0
+export MEDIA_REDIS_CLUSTER=$([[ $REDIS_MODE == cluster ]] && echo true || echo false)
 export MEDIA_REDIS_USERNAME=$REDIS_USER
 export MEDIA_REDIS_PASSWORD='$REDIS_PASSWORD'
 export MEDIA_REDIS_SSL_CAFILE=$CERTS/ca.crt
 export MEDIA_REDIS_SSL_CERTFILE=$CERTS/client.crt
-export MEDIA_REDIS_SSL_KEYFILE=$CERTS/client.enc.key
-export MEDIA_REDIS_SSL_KEY_PASSWORD='$CLIENT_KEY_PASSWORD'
+$(redis_client_key_env)
 # Not a service setting: the stack's Redis admin (redis-cli --user admin), for people and tests.
 export MEDIA_STACK_REDIS_ADMIN_PASSWORD='$REDIS_ADMIN_PASSWORD'
 export MEDIA_WEB_HOST=$HOST
@@ -516,6 +603,7 @@ EOF
 # Written by deploy/stack.sh up. Use: . $ENV_FILE
 export MEDIA_KAFKA_BOOTSTRAP_SERVERS=$HOST:$KAFKA_PORT
 export MEDIA_REDIS_URL=redis://$HOST:$REDIS_PORT/0
+export MEDIA_REDIS_CLUSTER=$([[ $REDIS_MODE == cluster ]] && echo true || echo false)
 export MEDIA_WEB_HOST=$HOST
 export MEDIA_WEB_PORT=$WEB_PORT
 EOF
@@ -535,10 +623,13 @@ lock_stack() {
 # answer. A server whose process is alive is not started again, only waited for. If one
 # does not answer in time, it is stopped and the script fails.
 bring_up() { # server...
-  local server need_redis=0 need_kafka=0
+  local server port need_redis=0 need_kafka=0
   for server in "$@"; do
     case $server in
-      redis) clear_stale "$REDIS_PID" redis redis_pid; redis_pid >/dev/null || need_redis=1 ;;
+      redis) for port in "${REDIS_PORTS[@]}"; do
+               clear_stale "$(node_pidfile "$port")" "redis $port" node_pid "$port"
+             done
+             redis_pid >/dev/null || need_redis=1 ;;
       kafka) clear_stale "$KAFKA_PID" kafka kafka_pid; kafka_pid >/dev/null || need_kafka=1 ;;
     esac
   done
@@ -550,7 +641,11 @@ bring_up() { # server...
   fi
   if (( need_redis )); then
     ensure_redis_installed
-    require_free_port "$REDIS_PORT" "Redis" MEDIA_STACK_REDIS_PORT
+    stop_redis >/dev/null  # a cluster with some nodes up starts again as a whole
+    for port in "${REDIS_PORTS[@]}"; do
+      require_free_port "$port" "Redis" MEDIA_STACK_REDIS_PORT
+      [[ $REDIS_MODE == cluster ]] && require_free_port $((port + 10000)) "the Redis cluster bus" MEDIA_STACK_REDIS_PORT
+    done
   fi
   if (( need_kafka )); then
     require_free_port "$KAFKA_PORT" "Kafka" MEDIA_STACK_KAFKA_PORT
@@ -564,8 +659,8 @@ bring_up() { # server...
   local failed=0
   for server in "$@"; do
     case $server in
-      redis) if ! wait_until_ready redis redis_pid redis_answers "$REDIS_LOG"; then
-               failed=1; stop_one redis "$REDIS_PID" redis_pid; fi ;;
+      redis) if ! wait_until_ready redis redis_pid redis_answers "$(node_log "$REDIS_PORT")"; then
+               failed=1; stop_redis; fi ;;
       kafka) if ! wait_until_ready kafka kafka_pid kafka_started "$KAFKA_LOG"; then
                failed=1; stop_one kafka "$KAFKA_PID" kafka_pid; fi ;;
     esac
@@ -578,13 +673,13 @@ cmd_up() {
   command -v python3 >/dev/null || die "python3 is needed for the Kafka readiness probe"
   if kafka_pid >/dev/null && redis_pid >/dev/null && kafka_answers && redis_answers; then
     write_env
-    say "already running: kafka pid $(kafka_pid) on $HOST:$KAFKA_PORT, redis pid $(redis_pid) on $HOST:$REDIS_PORT"
+    say "already running: kafka pid $(kafka_pid) on $HOST:$KAFKA_PORT, redis on $HOST:${REDIS_PORTS[*]}"
     return 0
   fi
   port_open "$WEB_PORT" && say "warning: web port $WEB_PORT (MEDIA_STACK_WEB_PORT) is already in use"
   bring_up redis kafka
   write_env
-  say "up: kafka $HOST:$KAFKA_PORT, redis $HOST:$REDIS_PORT; settings in $ENV_FILE"
+  say "up ($VARIANT): kafka $HOST:$KAFKA_PORT, redis $HOST:${REDIS_PORTS[*]}; settings in $ENV_FILE"
 }
 
 # One server again, on the data it left (Redis reloads its AOF, Kafka recovers its log).
@@ -600,27 +695,35 @@ cmd_start() { # redis|kafka
 
 # A crash, for fault tests: SIGKILL, no clean shutdown (Redis does not flush, Kafka does
 # not close its logs). Returns once the process is gone and its port is closed.
-cmd_kill() { # redis|kafka
-  local server=$1 pidfile pidfunc port pid i
-  case $server in
-    redis) pidfile=$REDIS_PID; pidfunc=redis_pid; port=$REDIS_PORT ;;
-    kafka) pidfile=$KAFKA_PID; pidfunc=kafka_pid; port=$KAFKA_PORT ;;
-  esac
+cmd_kill() { # redis|kafka  (redis: every node of a cluster)
+  local server=$1 port
   lock_stack
-  pid=$("$pidfunc") || die "$server is not running (nothing to kill; start it with: $0 start $server)"
-  say "$server: SIGKILL pid $pid"
+  case $server in
+    kafka) kafka_pid >/dev/null || die "kafka is not running (nothing to kill; start it with: $0 start kafka)"
+           kill_one kafka "$KAFKA_PID" "$KAFKA_PORT" kafka_pid ;;
+    redis) redis_pid >/dev/null || die "redis is not running (nothing to kill; start it with: $0 start redis)"
+           for port in "${REDIS_PORTS[@]}"; do
+             kill_one "redis $port" "$(node_pidfile "$port")" "$port" node_pid "$port"
+           done ;;
+  esac
+}
+
+kill_one() { # name pidfile port pidfunc [its argument]
+  local name=$1 pidfile=$2 port=$3 pid i
+  pid=$("${@:4}") || return 0
+  say "$name: SIGKILL pid $pid"
   kill -KILL "$pid" 2>/dev/null || true
   # Gone once the pid is not ours any more (a zombie has no command line) and the port is
   # closed: the kernel closes the sockets of a killed process as it exits.
   for (( i = 0; i < 200; i++ )); do
-    if ! "$pidfunc" >/dev/null && ! port_open "$port"; then
+    if ! "${@:4}" >/dev/null && ! port_open "$port"; then
       rm -f "$pidfile"
-      say "$server: killed"
+      say "$name: killed"
       return 0
     fi
     sleep 0.05
   done
-  die "$server (pid $pid) was still there 10s after SIGKILL"
+  die "$name (pid $pid) was still there 10s after SIGKILL"
 }
 
 cmd_down() {
@@ -632,7 +735,7 @@ cmd_down() {
   esac
   lock_stack
   stop_one kafka "$KAFKA_PID" kafka_pid
-  stop_one redis "$REDIS_PID" redis_pid
+  stop_redis
   if (( purge )); then
     # Data only: the jars stay so the next `up` needs no Maven.
     rm -rf "$KAFKA_DATA" "$REDIS_DIR"
@@ -652,15 +755,23 @@ cmd_status() {
     [[ -f $KAFKA_PID ]] && say "kafka: stale pid file $KAFKA_PID (pid $(<"$KAFKA_PID") is gone or not ours)"
     say "kafka: stopped  port=$KAFKA_PORT$(port_open "$KAFKA_PORT" && echo ' (but something else listens there)')"; ok=1
   fi
-  if pid=$(redis_pid); then
-    if redis_answers; then
-      say "redis: running  pid=$pid  port=$REDIS_PORT  answering=yes (PONG)"
+  local port pidfile what
+  what=$([[ $REDIS_MODE == cluster ]] && echo "cluster_state:ok" || echo PONG)
+  for port in "${REDIS_PORTS[@]}"; do
+    pidfile=$(node_pidfile "$port")
+    if pid=$(node_pid "$port"); then
+      if node_answers "$port"; then
+        say "redis: running  pid=$pid  port=$port  answering=yes (PONG)"
+      else
+        say "redis: running  pid=$pid  port=$port  answering=no; log $(node_log "$port")"; ok=1
+      fi
     else
-      say "redis: running  pid=$pid  port=$REDIS_PORT  answering=no; log $REDIS_LOG"; ok=1
+      [[ -f $pidfile ]] && say "redis: stale pid file $pidfile (pid $(<"$pidfile") is gone or not ours)"
+      say "redis: stopped  port=$port$(port_open "$port" && echo ' (but something else listens there)')"; ok=1
     fi
-  else
-    [[ -f $REDIS_PID ]] && say "redis: stale pid file $REDIS_PID (pid $(<"$REDIS_PID") is gone or not ours)"
-    say "redis: stopped  port=$REDIS_PORT$(port_open "$REDIS_PORT" && echo ' (but something else listens there)')"; ok=1
+  done
+  if (( ok == 0 )) && ! redis_answers; then
+    say "redis: not serving ($what expected)"; ok=1
   fi
   return $ok
 }
@@ -672,7 +783,7 @@ cmd_env() {
 
 usage() {
   cat >&2 <<EOF
-usage: [MEDIA_STACK_SECURITY=plain|tls] $0 up | down [--purge] | status | env | kill redis|kafka | start redis|kafka
+usage: [MEDIA_STACK_SECURITY=plain|tls] [MEDIA_STACK_REDIS=single|cluster] $0 up | down [--purge] | status | env | kill redis|kafka | start redis|kafka
   up                  start Kafka and Redis (whichever is not running), wait until both answer
   down [--purge]      stop both cleanly; --purge also deletes their data (not the jars)
   status              whether each runs and answers (exit 1 if either does not)

@@ -34,16 +34,25 @@ from service.topics import ensure_topics
 
 ROOT = Path(__file__).resolve().parents[1]
 SECURE = os.environ.get("MEDIA_STACK_SECURITY", "plain") == "tls"
-STACK_ENV = ROOT / ".stack" / ("tls/env" if SECURE else "env")
+CLUSTER = os.environ.get("MEDIA_STACK_REDIS", "single") == "cluster"
+VARIANT = {
+    (False, False): "plain",
+    (True, False): "tls",
+    (False, True): "cluster",
+    (True, True): "tls-cluster",
+}[SECURE, CLUSTER]
+STACK_ENV = ROOT / ".stack" / ("env" if VARIANT == "plain" else f"{VARIANT}/env")
 HOW_TO_START = (
-    "start the local stack with `MEDIA_STACK_SECURITY=tls make stack-up`"
-    if SECURE
-    else "start the local stack with `make stack-up` (or run `make test`)"
+    "start the local stack with `make stack-up` (or run `make test`)"
+    if VARIANT == "plain"
+    else f"start the local stack with `MEDIA_STACK_SECURITY={'tls' if SECURE else 'plain'} "
+    f"MEDIA_STACK_REDIS={'cluster' if CLUSTER else 'single'} make stack-up`"
 )
 # The settings that say how to connect: passed to every worker a test starts.
 CONNECTION_VARIABLES = (
     "MEDIA_KAFKA_BOOTSTRAP_SERVERS",
     "MEDIA_REDIS_URL",
+    "MEDIA_REDIS_CLUSTER",
     variable("kafka_security_protocol"),
     variable("kafka_ssl_check_hostname"),
     variable("redis_ssl_check_hostname"),
@@ -72,14 +81,23 @@ REDIS_URL = STACK.get("MEDIA_REDIS_URL", "redis://127.0.0.1:16379/0")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """On the secure stack run the tests marked `secure` or `secure_only`; on the plain
-    stack every test but the `secure_only` ones. The others are deselected (reported as
-    such), not skipped: `make test` runs both stacks."""
+    """Which tests a stack variant runs; the others are deselected (reported as such), not
+    skipped: `make test` runs every variant.
+
+    - plain: every test but the `secure_only` ones;
+    - tls: the tests marked `secure` or `secure_only`;
+    - cluster (a Redis Cluster): the tests marked `cluster`;
+    - tls-cluster: the tests marked both `secure` and `cluster`.
+    """
 
     def wanted(item: pytest.Item) -> bool:
         marks = {mark.name for mark in item.iter_markers()}
-        if SECURE:
+        if VARIANT == "tls":
             return bool(marks & {"secure", "secure_only"})
+        if VARIANT == "cluster":
+            return "cluster" in marks
+        if VARIANT == "tls-cluster":
+            return {"secure", "cluster"} <= marks
         return "secure_only" not in marks
 
     selected = [item for item in items if wanted(item)]

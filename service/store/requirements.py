@@ -149,6 +149,9 @@ async def read_node_configs(redis: Any) -> list[NodeConfig] | None:
     the fsync policy and the RDB save points are then unknown.
     """
     if isinstance(redis, RedisCluster):
+        # The client learns the cluster's nodes on its first command: before that it
+        # knows no primary.
+        await redis.initialize()
         nodes: list[tuple[str, Any]] = [(node.name, node) for node in redis.get_primaries()]
     else:
         nodes = [(_server_name(redis), None)]

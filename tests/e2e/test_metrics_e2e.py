@@ -16,7 +16,7 @@ from tests.e2e.conftest import Spawn
 from tests.e2e.worker import eventually, free_port
 from tests.unit.factories import registration_body, sha
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.cluster]
 
 
 def perf(n: int, asset: str, channel: str, impressions: int, clicks: int, ago: float) -> bytes:

@@ -25,7 +25,7 @@ from tests.conftest import isolated_env, settings_from
 from tests.e2e.conftest import Spawn
 from tests.e2e.worker import eventually, free_port
 
-pytestmark = [pytest.mark.e2e, pytest.mark.secure]
+pytestmark = [pytest.mark.e2e, pytest.mark.secure, pytest.mark.cluster]
 
 CHANNELS = ["email", "web", "social", "display", "search", "video", "other"]
 

@@ -17,7 +17,7 @@ from tests.e2e.conftest import Spawn
 from tests.e2e.worker import eventually, free_port
 from tests.unit.factories import registration_body, sha
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.cluster]
 
 ASSETS = 1200
 LIBRARIES = ["lib-0", "lib-1", "lib-2"]

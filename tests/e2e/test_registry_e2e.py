@@ -17,7 +17,7 @@ from tests.e2e.conftest import Spawn
 from tests.e2e.worker import Worker, eventually, free_port
 from tests.unit.factories import registration_body, sha
 
-pytestmark = [pytest.mark.e2e, pytest.mark.secure]
+pytestmark = [pytest.mark.e2e, pytest.mark.secure, pytest.mark.cluster]
 
 H1, H2, H3 = sha(101), sha(102), sha(103)
 

@@ -79,6 +79,7 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     "cluster|slots": (),
     "cluster|shards": (),
     "asking": (),
+    "command": (),
 }
 
 

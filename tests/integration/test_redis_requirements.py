@@ -70,29 +70,41 @@ async def test_an_evicting_policy_is_refused_unless_allowed(settings: Settings, 
     assert any(w.startswith("EVICTION ALLOWED") for w in allowed.warnings)
 
 
-async def test_without_config_permission_it_cannot_verify_and_does_not_refuse(
-    settings: Settings, redis: Any
-) -> None:
+async def limited_report(settings: Settings, redis: Any, rule: list[str]) -> Any:
+    """check_redis_requirements as a user with `rule` (ACL SETUSER words)."""
     user, password = f"media-test-{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
-    await redis.acl_setuser(
-        user,
-        enabled=True,
-        passwords=[f"+{password}"],
-        keys=["*"],
-        commands=["+@all", "-@admin"],
-    )
+    await redis.execute_command("ACL", "SETUSER", user, "reset", *rule, f">{password}")
     try:
-        url = settings.redis_url.get_secret_value().replace(
-            "redis://", f"redis://{user}:{password}@"
+        limited = connect(
+            settings.model_copy(
+                update={"redis_username": user, "redis_password": SecretStr(password)}
+            )
         )
-        limited = connect(settings.model_copy(update={"redis_url": SecretStr(url)}))
         try:
             assert await limited.ping()
-            report = await check_redis_requirements(limited, settings)
+            return await check_redis_requirements(limited, settings)
         finally:
             await limited.aclose()
     finally:
         await redis.acl_deluser(user)
+
+
+async def test_the_service_acl_rule_still_verifies_the_eviction_policy(
+    settings: Settings, redis: Any
+) -> None:
+    """The documented rule has no CONFIG: the policy and AOF come from INFO."""
+    source = (ROOT / "deploy" / "redis" / "service.acl").read_text()
+    rule = [w for line in source.splitlines() for w in line.split("#", 1)[0].split()]
+    report = await limited_report(settings, redis, rule)
+    assert report.verified and not report.refused, report
+    assert report.eviction_policy == "noeviction"
+    assert report.persistence == "AOF (fsync policy not readable without CONFIG)"
+
+
+async def test_without_config_and_info_it_cannot_verify_and_does_not_refuse(
+    settings: Settings, redis: Any
+) -> None:
+    report = await limited_report(settings, redis, ["on", "~*", "+@all", "-@admin", "-info"])
     assert not report.refused and not report.verified
     assert report.warnings == [NOT_VERIFIED]
 

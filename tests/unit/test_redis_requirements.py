@@ -203,9 +203,15 @@ class FakeCluster(RedisCluster):
 
     def __init__(self, by_node: dict[str, dict[str, str]]) -> None:  # no connection
         self.by_node = by_node
+        self.initialized = False
+
+    async def initialize(self) -> FakeCluster:  # type: ignore[override]
+        self.initialized = True
+        return self
 
     def get_primaries(self) -> list[Any]:
-        return [FakeNode(name) for name in self.by_node]
+        # Like redis-py: no node is known before the client initialized.
+        return [FakeNode(name) for name in self.by_node] if self.initialized else []
 
     async def config_get(self, parameter: Any = "*", *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
         values = self.by_node[kwargs["target_nodes"].name]

@@ -6,6 +6,7 @@ environment anywhere else.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Literal, Self
 from urllib.parse import urlsplit
@@ -256,12 +257,25 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _redis_security_consistent(self) -> Self:
-        scheme = urlsplit(self.redis_url.get_secret_value()).scheme
+        parts = urlsplit(self.redis_url.get_secret_value())
+        scheme = parts.scheme
         if scheme not in ("redis", "rediss"):
             # The scheme only, never the rest of the URL: it may hold a password.
             raise ValueError(
                 f"{variable('redis_url')} must start with redis:// (plain) or rediss:// "
                 f"(TLS), not {scheme or 'nothing'}://"
+            )
+        try:
+            port_ok = parts.port is None or parts.port > 0
+        except ValueError:
+            port_ok = False
+        if not (parts.hostname and port_ok and re.fullmatch(r"(/\d*)?", parts.path)):
+            # Nothing of the URL is echoed: what looks like its host or port may be a
+            # piece of a password that holds an unencoded '/' or ':'.
+            raise ValueError(
+                f"{variable('redis_url')} is not redis[s]://[[user]:password@]host[:port][/db]; "
+                "a password holding '@', ':' or '/' must be percent-encoded in the URL, or "
+                f"given in {variable('redis_password')} instead"
             )
         tls_fields = (
             "redis_ssl_cafile",

@@ -94,6 +94,29 @@ def test_inconsistent_security_is_refused(values: dict[str, Any], message: str) 
     assert PASSWORD not in str(refused.value) and "u:p@" not in str(refused.value)
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://media:p@ss:w/rd@redis.internal:6379/0",  # '/' unencoded: the path begins
+        "redis://media:pw@redis.internal:w0rd/0",
+        "redis:///0",
+    ],
+)
+def test_a_url_that_does_not_parse_is_refused_without_echoing_it(url: str) -> None:
+    with pytest.raises(ValidationError) as refused:
+        settings(redis_url=url)
+    message = str(refused.value)
+    assert "must be percent-encoded" in message and "MEDIA_REDIS_PASSWORD" in message
+    for fragment in ("p@ss", "w/rd", "w0rd", "redis.internal"):
+        assert fragment not in message
+
+
+def test_an_encoded_password_and_one_with_an_at_parse() -> None:
+    settings(redis_url="redis://media:p%40ss%3Aw%2Frd@redis.internal:6379/0")
+    settings(redis_url="rediss://media:pa@ss@redis.internal/2")
+    settings(redis_url="redis://redis.internal")
+
+
 def test_tls_files_need_tls(pki: dict[str, Path]) -> None:
     with pytest.raises(ValidationError, match="does not use TLS"):
         settings(kafka_ssl_cafile=str(pki["ca_crt"]))

@@ -14,6 +14,7 @@ import logging.config
 from collections.abc import AsyncIterator
 from types import SimpleNamespace
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
@@ -31,6 +32,8 @@ API_NEW = "api-token-new-0123456789abcdefghijklmnop"
 METRICS = "metrics-token-0123456789abcdefghijklmnop"
 PASSWORD = "p@ss:w/rd@x"
 REDIS_URL = f"redis://svc:{PASSWORD}@redis.internal:6379/0"
+# The same in a URL the settings accept: the password percent-encoded.
+ENCODED_URL = f"redis://svc:{quote(PASSWORD, safe='')}@redis.internal:6379/0"
 
 
 def settings(**values: Any) -> Settings:
@@ -225,7 +228,7 @@ async def test_check_config_prints_no_credential(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Any
 ) -> None:
     configured = settings(
-        data_dir=str(tmp_path), redis_url=REDIS_URL, api_token=API_OLD, metrics_token=METRICS
+        data_dir=str(tmp_path), redis_url=ENCODED_URL, api_token=API_OLD, metrics_token=METRICS
     )
 
     async def unreachable_kafka(_: Settings) -> Any:
@@ -250,5 +253,5 @@ async def test_check_config_prints_no_credential(
     assert "MEDIA_REDIS_URL=********" in lines
     assert "MEDIA_API_TOKEN=********" in lines and "MEDIA_METRICS_TOKEN=********" in lines
     assert "redis: FAILED" in printed and "redis.internal" in printed
-    for leaked in (PASSWORD, "p@ss", "w/rd", API_OLD, METRICS):
+    for leaked in (PASSWORD, quote(PASSWORD, safe=""), "p@ss", "w/rd", API_OLD, METRICS):
         assert leaked not in printed, printed

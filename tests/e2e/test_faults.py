@@ -25,7 +25,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from service.domain.events import DeadLetter
 from service.store.client import connect
 from service.streaming.kafka_client import client_options
-from tests.conftest import ROOT, isolated_env, read_topic, settings_from
+from tests.conftest import ROOT, STACK_ENV, isolated_env, read_topic, settings_from
 from tests.e2e.worker import Worker, eventually, free_port
 from tests.e2e.workload import Truth, Workload
 
@@ -43,8 +43,11 @@ async def stack_sh(*args: str) -> None:
 
 
 def needs_local_stack() -> None:
-    if not (ROOT / ".stack" / "redis.pid").exists():
-        pytest.fail("this test kills the local stack's servers: run it under `make test`")
+    """The stack is the one deploy/stack.sh runs here (its pid files), not a remote one."""
+    if not any(STACK_ENV.parent.glob("redis*.pid")):
+        pytest.fail(
+            "this test kills or changes the local stack's servers: run it under `make test`"
+        )
 
 
 def fault_env(stack_settings: dict[str, str]) -> dict[str, str]:

@@ -104,6 +104,9 @@ def main(argv: list[str] | None = None) -> int:
     return 2
 
 
+DESCRIBE_ATTEMPTS = 6
+
+
 def check_tls_files(settings: Settings) -> None:
     """Load every CA, certificate and key the settings name, so that a file the service
     cannot use stops each command at once with its setting's name (ConfigurationError)."""
@@ -217,6 +220,13 @@ async def _topics(settings: Settings, action: str) -> int:
         print(f"created {len(created)} topic(s): {', '.join(created) or '-'}")
         return 0
     infos = await describe_topics(settings)
+    for _ in range(DESCRIBE_ATTEMPTS - 1):
+        # A topic created a moment ago (`make topics` creates, then describes) may not be
+        # in the broker's metadata yet: ask again briefly before calling it missing.
+        if not any(info.error for info in infos):
+            break
+        await asyncio.sleep(0.5)
+        infos = await describe_topics(settings)
     for info in infos:
         if info.error:
             print(f"{info.name}: {info.error}")

@@ -52,3 +52,13 @@ def _reason(exc: BaseException) -> str:
     if isinstance(exc, ssl.SSLError) and exc.reason:
         return str(exc.reason)
     return getattr(exc, "strerror", None) or type(exc).__name__
+
+
+def describe_tls(cafile: Path | None, certfile: Path | None, check_hostname: bool) -> list[str]:
+    """What a TLS connection trusts and shows, for `describe` of Kafka and Redis."""
+    parts = [f"CA {cafile or 'the system CAs'}"]
+    if certfile is not None:
+        parts.append(f"client certificate {certfile}")
+    if not check_hostname:
+        parts.append("host name NOT checked")
+    return parts

@@ -18,7 +18,7 @@ from redis.retry import Retry
 
 from service.config import Settings, variable
 from service.errors import ConfigurationError
-from service.tls import build_ssl_context
+from service.tls import build_ssl_context, describe_tls
 
 # Opening a TCP connection (and the TLS handshake) never takes longer than this on a
 # healthy network; a longer socket timeout would only delay noticing an unreachable Redis.
@@ -113,11 +113,11 @@ def describe(settings: Settings) -> str:
     """How the client connects, for logs and `check-config`; never a password."""
     parts = ["TLS" if settings.redis_uses_tls else "plaintext"]
     if settings.redis_uses_tls:
-        parts.append(f"CA {settings.redis_ssl_cafile or 'the system CAs'}")
-        if settings.redis_ssl_certfile is not None:
-            parts.append(f"client certificate {settings.redis_ssl_certfile}")
-        if not settings.redis_ssl_check_hostname:
-            parts.append("host name NOT checked")
+        parts += describe_tls(
+            settings.redis_ssl_cafile,
+            settings.redis_ssl_certfile,
+            settings.redis_ssl_check_hostname,
+        )
     if settings.redis_username is not None:
         parts.append(f"as user {settings.redis_username!r}")
     elif settings.redis_password is not None:

@@ -21,7 +21,7 @@ import ssl
 from typing import TYPE_CHECKING, Any
 
 from service.config import Settings, variable
-from service.tls import build_ssl_context
+from service.tls import build_ssl_context, describe_tls
 
 if TYPE_CHECKING:
     from faust.types.auth import CredentialsT
@@ -93,11 +93,11 @@ def describe(settings: Settings) -> str:
     if protocol.startswith("SASL_"):
         parts.append(f"{settings.kafka_sasl_mechanism} as user {settings.kafka_sasl_username!r}")
     if settings.kafka_uses_tls:
-        parts.append(f"CA {settings.kafka_ssl_cafile or 'the system CAs'}")
-        if settings.kafka_ssl_certfile is not None:
-            parts.append(f"client certificate {settings.kafka_ssl_certfile}")
-        if not settings.kafka_ssl_check_hostname:
-            parts.append("host name NOT checked")
+        parts += describe_tls(
+            settings.kafka_ssl_cafile,
+            settings.kafka_ssl_certfile,
+            settings.kafka_ssl_check_hostname,
+        )
     return ", ".join(parts)
 
 

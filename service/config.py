@@ -170,6 +170,8 @@ class Settings(BaseSettings):
     lifecycle_hold_seconds: Annotated[float, Field(gt=0)] = 86_400.0
     # Lifecycle events one unregistered asset may hold; one more is dead-lettered.
     max_held_events_per_asset: Annotated[int, Field(ge=1)] = 100
+    # History entries kept per asset (the newest; older ones are dropped).
+    history_max_per_asset: Annotated[int, Field(ge=1, le=1_000_000)] = 200
     held_sweep_interval_seconds: Annotated[float, Field(gt=0)] = 30.0
     # How long one sweep keeps taking batches of expired held events before it yields.
     held_sweep_budget_seconds: Annotated[float, Field(gt=0)] = 5.0

@@ -63,7 +63,13 @@ class Runtime:
         instruments = Instruments.create()
         keys = Keys(settings.redis_key_prefix)
         scripts = Scripts.register(redis)
-        store = RegistryStore(redis, keys, scripts, settings.seen_event_ttl_seconds)
+        store = RegistryStore(
+            redis,
+            keys,
+            scripts,
+            settings.seen_event_ttl_seconds,
+            history_max=settings.history_max_per_asset,
+        )
         counters = DeadLetterCounters(redis, keys, scripts, settings.seen_event_ttl_seconds)
         dead_letters = DeadLetters(
             producer,

@@ -26,6 +26,7 @@ from typing import Any
 from service.domain import leaderboard as lb
 from service.domain.enums import Channel, DeadLetterReason, SuggestionType
 from service.domain.events import MAX_METRIC_DELTA
+from service.domain.history import DEFAULT_HISTORY_MAX_PER_ASSET, HistoryEntry, newest_first
 from service.domain.library import LibraryEntry, LibraryStats
 from service.domain.metrics import ZERO, Totals, WindowTotals
 from service.domain.registry import AssetState, Outcome
@@ -65,7 +66,9 @@ class _HashIndex:
 class FakeRegistryStore:
     """RegistryStore in memory: documents kept as JSON, as Redis keeps them."""
 
-    def __init__(self) -> None:
+    def __init__(self, history_max: int = DEFAULT_HISTORY_MAX_PER_ASSET) -> None:
+        self.history_max = history_max
+        self.histories: dict[str, list[HistoryEntry]] = defaultdict(list)
         self.states: dict[str, tuple[int, str]] = {}  # asset -> (rev, AssetState JSON)
         self.seen: dict[str, dict[str, str]] = defaultdict(dict)  # asset -> event -> Outcome
         self.members: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
@@ -90,20 +93,29 @@ class FakeRegistryStore:
         expected_rev: int,
         state: AssetState | None,
         settled: Mapping[str, Outcome],
+        history: Sequence[HistoryEntry] = (),
     ) -> bool:
         if state is not None and state.rev < expected_rev:
             raise ScriptError("ERR bad input: ARGV[2] new rev must be at least ARGV[1]")
+        if history and state is None:
+            raise ScriptError("ERR bad input: ARGV[6] history entries need a new state")
         current = self.states[asset_id][0] if asset_id in self.states else 0
         if current != expected_rev:
             return False
         if state is not None:
             self.states[asset_id] = (state.rev, state.model_dump_json())
+        if history:
+            kept = sorted([*self.histories[asset_id], *history], key=lambda e: e.seq)
+            self.histories[asset_id] = kept[-self.history_max :]
         for event_id, outcome in settled.items():
             self.seen[asset_id][event_id] = outcome.model_dump_json()
         return True
 
     async def replace(self, state: AssetState) -> bool:
         return await self.commit(state.asset_id, state.rev, state, {})
+
+    async def history(self, asset_id: str, *, before: int | None, limit: int) -> list[HistoryEntry]:
+        return newest_first(self.histories.get(asset_id, []), before, limit)
 
     async def forget(self, asset_id: str, expected_rev: int) -> bool:
         if expected_rev < 1:

@@ -101,6 +101,22 @@ OPERATIONS: tuple[Operation, ...] = (
         (problems.BAD_REQUEST, problems.NOT_FOUND),
     ),
     Operation(
+        "/v1/assets/{asset_id}/history",
+        "A page of an asset's applied registrations and lifecycle transitions, newest first",
+        schemas.HistoryOut,
+        (
+            ASSET,
+            Param("limit", "query", {"type": "integer", "minimum": 1}, "page size (default 50)"),
+            Param(
+                "cursor",
+                "query",
+                {"type": "string", "pattern": "^[0-9]{1,16}$"},
+                "the previous page's next_cursor",
+            ),
+        ),
+        (problems.BAD_REQUEST, problems.NOT_FOUND),
+    ),
+    Operation(
         "/v1/libraries/{library_id}/stats",
         "A library's asset count, bytes, and counts by media type and status",
         schemas.LibraryStatsOut,
@@ -268,7 +284,8 @@ def _operation(
 ) -> dict[str, Any]:
     params = [p.spec() for p in op.params]
     for spec in params:
-        if op.path.endswith(("/assets", "/suggestions")) and spec["name"] == "limit":
+        paged = ("/assets", "/suggestions", "/history")
+        if op.path.endswith(paged) and spec["name"] == "limit":
             spec["schema"]["maximum"] = page_max
     problem_ref = refs[(schemas.Problem, "serialization")]
     # Every route answers 400 to a query parameter it does not know (a typo is not ignored).

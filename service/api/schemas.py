@@ -6,6 +6,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from service.domain.enums import AssetStatus, Channel, MediaFormat, MediaType
 from service.domain.events import OptimizationSuggestion
+from service.domain.history import HistoryAction, HistoryEntry
 from service.domain.metrics import Totals
 from service.domain.registry import Asset
 from service.domain.suggestion_state import Status
@@ -85,6 +86,34 @@ class AssetMetricsOut(TotalsOut):
     window: str
     channel: str | None
     campaign: str | None
+
+
+class HistoryItem(_Out):
+    """One applied change of an asset."""
+
+    event_id: str
+    occurred_at: AwareDatetime
+    action: HistoryAction = Field(
+        description="registered (first registration), updated (a later registration), "
+        "or the lifecycle action"
+    )
+    from_status: AssetStatus | None = Field(description="null for the first registration")
+    to_status: AssetStatus
+    campaign_id: str | None = Field(description="the lifecycle event's campaign")
+    actor: str | None = Field(description="the lifecycle event's actor")
+    library_id: str | None = Field(description="a registration's library")
+
+    @classmethod
+    def of(cls, entry: HistoryEntry) -> HistoryItem:
+        return cls.model_validate(entry.model_dump(exclude={"seq"}))
+
+
+class HistoryOut(_Out):
+    asset_id: str
+    items: list[HistoryItem] = Field(description="newest first")
+    next_cursor: str | None = Field(
+        description="pass as `cursor` for the next (older) page; null at the end"
+    )
 
 
 class LibraryStatsOut(_Out):

@@ -35,6 +35,8 @@ from service.api.schemas import (
     DuplicateOut,
     DuplicatesOut,
     HealthOut,
+    HistoryItem,
+    HistoryOut,
     LibraryAssetsOut,
     LibraryMetricsOut,
     LibraryStatsOut,
@@ -121,6 +123,36 @@ class AssetView(ApiView):
         asset = await self.registered_asset(asset_id)
         lifetime = await self.runtime.metrics_store.totals(asset_id, Window.LIFETIME, time.time())
         return self.out(AssetOut.with_lifetime(asset, TotalsOut.of(lifetime or Totals())))
+
+
+class AssetHistoryView(ApiView):
+    """`?limit=&cursor=`: the asset's applied changes, newest first."""
+
+    async def get(self, request: Request, asset_id: str) -> Response:
+        query = request.query
+        limit = _int_param(
+            query, "limit", DEFAULT_PAGE_SIZE, 1, self.runtime.settings.api_page_size_max
+        )
+        cursor = _history_cursor(query.get("cursor") or None)
+        entries = await self.runtime.registry_store.history(asset_id, before=cursor, limit=limit)
+        if not entries and cursor is None:
+            await self.registered_asset(asset_id)
+        next_cursor = str(entries[-1].seq) if len(entries) == limit else None
+        return self.out(
+            HistoryOut(
+                asset_id=asset_id,
+                items=[HistoryItem.of(e) for e in entries],
+                next_cursor=next_cursor,
+            )
+        )
+
+
+def _history_cursor(raw: str | None) -> int | None:
+    if raw is None:
+        return None
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 16:
+        raise BadRequest("cursor must be a next_cursor this route returned")
+    return int(raw)
 
 
 class AssetMetricsView(ApiView):
@@ -531,6 +563,7 @@ class OpenApiView(ApiView):
 ROUTES: dict[str, type[ApiView]] = {
     "/v1/assets/{asset_id}": AssetView,
     "/v1/assets/{asset_id}/metrics": AssetMetricsView,
+    "/v1/assets/{asset_id}/history": AssetHistoryView,
     "/v1/libraries/{library_id}/stats": LibraryStatsView,
     "/v1/libraries/{library_id}/assets": LibraryAssetsView,
     "/v1/libraries/{library_id}/top": LibraryTopView,

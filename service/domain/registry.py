@@ -23,6 +23,7 @@ from service.domain.enums import (
     MediaType,
 )
 from service.domain.events import AssetLifecycle, AssetRegistered
+from service.domain.history import HistoryAction, HistoryEntry
 
 # Which statuses each lifecycle action may be applied from. `used` and a repeated
 # `published` record usage without changing the status.
@@ -136,6 +137,8 @@ class AssetState(_Stored):
     departed_hashes: list[str] = []
     # Dead letters decided by the held-event sweep but not yet acknowledged by Kafka.
     undelivered: list[Rejection] = []
+    # How many history entries the asset has had: the last entry's seq.
+    history_seq: int = 0
 
 
 class Outcome(_Stored):
@@ -154,6 +157,8 @@ class Decision:
     outcome: Outcome
     settled: dict[str, Outcome] = field(default_factory=dict)
     changed: bool = True
+    # The history entries of the changes this decision applied, oldest first.
+    history: list[HistoryEntry] = field(default_factory=list)
 
 
 def register(
@@ -184,6 +189,17 @@ def register(
     departed_libraries = _departed(state.departed_libraries, previous_library, asset.library_id)
     departed_hashes = _departed(state.departed_hashes, previous_hash, asset.content_sha256)
 
+    history = [
+        HistoryEntry(
+            seq=state.history_seq + 1,
+            event_id=event.event_id,
+            occurred_at=event.occurred_at,
+            action=HistoryAction.REGISTERED if current is None else HistoryAction.UPDATED,
+            from_status=None if current is None else current.status,
+            to_status=asset.status,
+            library_id=asset.library_id,
+        )
+    ]
     settled: dict[str, Outcome] = {}
     rejections: list[Rejection] = []
     for held in state.held:
@@ -194,6 +210,9 @@ def register(
                 result="rejected", source=held.source, rejections=[result]
             )
         else:
+            history.append(
+                _transition(state.history_seq + len(history) + 1, asset, result, held.event)
+            )
             asset = result
             settled[held.event.event_id] = Outcome(result="applied", source=held.source)
 
@@ -206,9 +225,10 @@ def register(
             "held": [],
             "departed_libraries": departed_libraries,
             "departed_hashes": departed_hashes,
+            "history_seq": state.history_seq + len(history),
         }
     )
-    return Decision(state=new_state, outcome=outcome, settled=settled)
+    return Decision(state=new_state, outcome=outcome, settled=settled, history=history)
 
 
 def lifecycle(
@@ -254,8 +274,13 @@ def lifecycle(
             state=state, outcome=outcome, settled={event.event_id: outcome}, changed=False
         )
     outcome = Outcome(result="applied", source=source)
-    new_state = state.model_copy(update={"rev": state.rev + 1, "asset": result})
-    return Decision(state=new_state, outcome=outcome, settled={event.event_id: outcome})
+    entry = _transition(state.history_seq + 1, state.asset, result, event)
+    new_state = state.model_copy(
+        update={"rev": state.rev + 1, "asset": result, "history_seq": entry.seq}
+    )
+    return Decision(
+        state=new_state, outcome=outcome, settled={event.event_id: outcome}, history=[entry]
+    )
 
 
 def apply_lifecycle(asset: Asset, event: AssetLifecycle, source: SourceRef) -> Asset | Rejection:
@@ -294,6 +319,20 @@ def apply_lifecycle(asset: Asset, event: AssetLifecycle, source: SourceRef) -> A
         if asset.last_used_at is None or event.occurred_at > asset.last_used_at:
             update["last_used_at"] = event.occurred_at
     return asset.model_copy(update=update)
+
+
+def _transition(seq: int, before: Asset, after: Asset, event: AssetLifecycle) -> HistoryEntry:
+    """The history entry of a lifecycle event applied to `before`, giving `after`."""
+    return HistoryEntry(
+        seq=seq,
+        event_id=event.event_id,
+        occurred_at=event.occurred_at,
+        action=HistoryAction(event.action.value),
+        from_status=before.status,
+        to_status=after.status,
+        campaign_id=event.campaign_id,
+        actor=event.actor,
+    )
 
 
 def expire_held(

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from service.domain.enums import Channel, DeadLetterReason, SuggestionType
+from service.domain.history import HistoryEntry
 from service.domain.library import LibraryEntry
 from service.domain.metrics import Totals, WindowTotals
 from service.domain.registry import Asset, AssetState, Outcome
@@ -59,9 +60,11 @@ class RegistryWrites(Protocol):
         expected_rev: int,
         state: AssetState | None,
         settled: Mapping[str, Outcome],
+        history: Sequence[HistoryEntry] = (),
     ) -> bool:
-        """Compare-and-set: write `state` (None: keep it) and the outcomes if the stored rev
-        (0 when unknown) is still `expected_rev`; False, writing nothing, otherwise."""
+        """Compare-and-set: write `state` (None: keep it), its new history entries (kept
+        newest first, bounded per asset) and the outcomes if the stored rev (0 when unknown)
+        is still `expected_rev`; False, writing nothing, otherwise."""
 
     async def replace(self, state: AssetState) -> bool:
         """Rewrite the state at its own rev (compare-and-set at `state.rev`)."""

@@ -209,6 +209,7 @@ class RegistryHandler:
                 loaded.rev,
                 decision.state if decision.changed else None,
                 decision.settled,
+                decision.history,
             )
             if written:
                 return decision.outcome, decision.state

@@ -41,6 +41,10 @@ class Keys:
     def asset_seen(self, asset_id: str) -> str:
         return f"{self.prefix}:{{a:{asset_id}}}:seen"
 
+    def asset_history(self, asset_id: str) -> str:
+        """The asset's applied changes, scored by their seq (the newest few kept)."""
+        return f"{self.prefix}:{{a:{asset_id}}}:history"
+
     def library(self, library_id: str) -> LibraryKeys:
         base = f"{self.prefix}:{{l:{library_id}}}:"
         return LibraryKeys(

@@ -9,11 +9,12 @@ projection can be repeated any number of times without counting twice.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
 
+from service.domain.history import DEFAULT_HISTORY_MAX_PER_ASSET, HistoryEntry
 from service.domain.library import LibraryEntry, LibraryStats
 from service.domain.registry import AssetState, Outcome
 from service.store.codecs import library_stats
@@ -52,11 +53,20 @@ class HashPlacement:
 
 
 class RegistryStore:
-    def __init__(self, redis: Any, keys: Keys, scripts: Scripts, seen_ttl_seconds: int) -> None:
+    def __init__(
+        self,
+        redis: Any,
+        keys: Keys,
+        scripts: Scripts,
+        seen_ttl_seconds: int,
+        *,
+        history_max: int = DEFAULT_HISTORY_MAX_PER_ASSET,
+    ) -> None:
         self._redis = redis
         self._keys = keys
         self._scripts = scripts
         self._seen_ttl = seen_ttl_seconds
+        self._history_max = history_max
 
     # --- asset state -----------------------------------------------------------------
 
@@ -79,19 +89,30 @@ class RegistryStore:
         expected_rev: int,
         state: AssetState | None,
         settled: Mapping[str, Outcome],
+        history: Sequence[HistoryEntry] = (),
     ) -> bool:
-        """Write `state` (None: keep the stored one) and the settled outcomes, atomically,
-        if the asset is still at `expected_rev`."""
+        """Write `state` (None: keep the stored one), its new history entries and the
+        settled outcomes, atomically, if the asset is still at `expected_rev`."""
+        entries: list[str | int] = []
+        for entry in history:
+            entries += [entry.seq, entry.model_dump_json()]
         pairs: list[str] = []
         for event_id, outcome in settled.items():
             pairs += [event_id, outcome.model_dump_json()]
         written = await self._scripts.asset_commit(
-            keys=[self._keys.asset_state(asset_id), self._keys.asset_seen(asset_id)],
+            keys=[
+                self._keys.asset_state(asset_id),
+                self._keys.asset_seen(asset_id),
+                self._keys.asset_history(asset_id),
+            ],
             args=[
                 expected_rev,
                 expected_rev if state is None else state.rev,
                 "" if state is None else state.model_dump_json(),
                 self._seen_ttl,
+                self._history_max,
+                len(history),
+                *entries,
                 *pairs,
             ],
         )
@@ -188,6 +209,21 @@ class RegistryStore:
             indexes.append(keys.status(status))
         page: list[str] = await self._scripts.index_page(keys=indexes, args=[cursor or "", limit])
         return page
+
+    async def history(self, asset_id: str, *, before: int | None, limit: int) -> list[HistoryEntry]:
+        """The asset's history entries newest first, those with a seq below `before` when
+        given."""
+        top = "+inf" if before is None else f"({before}"
+        docs: list[str] = await self._redis.zrange(
+            self._keys.asset_history(asset_id),
+            top,
+            "-inf",
+            desc=True,
+            byscore=True,
+            offset=0,
+            num=limit,
+        )
+        return [HistoryEntry.model_validate_json(doc) for doc in docs]
 
     async def assets(self, asset_ids: list[str]) -> list[AssetState]:
         if not asset_ids:

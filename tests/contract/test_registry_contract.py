@@ -8,6 +8,7 @@ import pytest
 
 from service.domain import registry as rules
 from service.domain.enums import AssetStatus, MediaType
+from service.domain.history import HistoryAction, HistoryEntry
 from service.domain.library import LibraryEntry
 from service.domain.registry import AssetState, Outcome
 from tests.contract.conftest import Backend
@@ -157,3 +158,36 @@ async def test_the_held_schedule(backend: Backend) -> None:
     await store.unschedule_held("b")  # registered: removed whatever its deadline
     await store.unschedule_held("never-scheduled")
     assert await store.due_held(T0 + timedelta(hours=3), 10) == ["late"]
+
+
+def history_entry(seq: int) -> HistoryEntry:
+    return HistoryEntry(
+        seq=seq,
+        event_id=f"e{seq}",
+        occurred_at=T0 + timedelta(minutes=seq),
+        action=HistoryAction.USED,
+        from_status=AssetStatus.PUBLISHED,
+        to_status=AssetStatus.PUBLISHED,
+        campaign_id="spring:2026",
+        actor="ana",
+    )
+
+
+async def test_history_is_written_with_the_state_newest_first_and_bounded(
+    backend: Backend,
+) -> None:
+    store = backend.registry
+    state = AssetState(asset_id="a1", rev=1, history_seq=3)
+    first = [history_entry(n) for n in (1, 2, 3)]
+    assert await store.commit("a1", 0, state, {"e1": outcome()}, first)
+    assert not await store.commit("a1", 0, state, {}, [history_entry(4)])  # the rev moved on
+    assert await store.history("a1", before=None, limit=10) == first[::-1]
+    assert await store.history("a1", before=3, limit=1) == [first[1]]
+    assert await store.history("a1", before=1, limit=10) == []
+    assert await store.history("nobody", before=None, limit=10) == []
+
+    # One commit past the bound (200 by default): the oldest entries go.
+    many = [history_entry(n) for n in range(4, 206)]
+    assert await store.commit("a1", 1, state.model_copy(update={"rev": 2}), {}, many)
+    kept = await store.history("a1", before=None, limit=1000)
+    assert [e.seq for e in kept] == list(range(205, 5, -1))

@@ -53,7 +53,13 @@ def registered(asset_id: str, library_id: str, content: str, size: int, **extra:
     return json.dumps(body).encode()
 
 
-def life(asset_id: str, action: str, event_id: str, campaign: str | None = None) -> bytes:
+def life(
+    asset_id: str,
+    action: str,
+    event_id: str,
+    campaign: str | None = None,
+    actor: str | None = None,
+) -> bytes:
     body: dict[str, Any] = {
         "event_id": event_id,
         "occurred_at": "2026-03-01T13:00:00Z",
@@ -63,6 +69,8 @@ def life(asset_id: str, action: str, event_id: str, campaign: str | None = None)
     }
     if campaign:
         body["campaign_id"] = campaign
+    if actor:
+        body["actor"] = actor
     return json.dumps(body).encode()
 
 
@@ -93,7 +101,7 @@ async def test_registry_end_to_end(
     await send(
         "a4", reg, b"a4", registered("a4", "libB", H3, 4_000, media_type="video", format="mp4")
     )
-    await send("a1-approve", lc, b"a1", life("a1", "approved", "e-a1-approve"))
+    await send("a1-approve", lc, b"a1", life("a1", "approved", "e-a1-approve", actor="ana"))
     await send("a1-publish", lc, b"a1", life("a1", "published", "e-a1-publish", "c1"))
     await send("a1-use", lc, b"a1", life("a1", "used", "e-a1-use", "c2"))
     await send("a3-archive", lc, b"a3", life("a3", "archived", "e-a3-archive"))
@@ -128,6 +136,28 @@ async def test_registry_end_to_end(
         return bool(b) and b["by_status"]["approved"] == 1
 
     await eventually(libraries_settled)
+    # --- history: every applied change, newest first; re-sent and rejected ones absent --
+    status, history = await worker.get("/v1/assets/a1/history?limit=3")
+    assert status == 200
+    assert [
+        (i["action"], i["from_status"], i["to_status"], i["campaign_id"], i["actor"])
+        for i in history["items"]
+    ] == [
+        ("used", "published", "published", "c2", None),
+        ("published", "approved", "published", "c1", None),
+        ("approved", "draft", "approved", None, "ana"),
+    ]
+    assert history["items"][2]["event_id"] == "e-a1-approve"
+    status, rest = await worker.get(f"/v1/assets/a1/history?cursor={history['next_cursor']}")
+    assert [(i["action"], i["library_id"]) for i in rest["items"]] == [("registered", "libA")]
+    assert rest["next_cursor"] is None
+    for asset_id, actions in [
+        ("a4", ["approved", "registered"]),  # held, then applied after its registration
+        ("a3", ["registered"]),  # its archive was an invalid transition
+        ("a2", ["registered"]),  # sent twice, applied once
+    ]:
+        status, body = await worker.get(f"/v1/assets/{asset_id}/history")
+        assert [i["action"] for i in body["items"]] == actions, (asset_id, body)
     lib_a, lib_b = await stats("libA"), await stats("libB")
     assert (lib_a["asset_count"], lib_a["total_bytes"]) == (2, 4_000)
     assert lib_a["by_status"] == {"draft": 1, "approved": 0, "published": 1, "archived": 0}
@@ -153,6 +183,8 @@ async def test_registry_end_to_end(
     for path, expected in [
         ("/v1/assets/nope", 404),
         ("/v1/assets/ghost", 404),
+        ("/v1/assets/nope/history", 404),
+        ("/v1/assets/a1/history?cursor=x", 400),
         ("/v1/libraries/nope/stats", 404),
         ("/v1/libraries/nope/assets", 404),
         (f"/v1/duplicates/{sha(999)}", 404),

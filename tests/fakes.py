@@ -27,7 +27,7 @@ from service.domain import leaderboard as lb
 from service.domain.enums import Channel, DeadLetterReason, SuggestionType
 from service.domain.events import MAX_METRIC_DELTA
 from service.domain.history import DEFAULT_HISTORY_MAX_PER_ASSET, HistoryEntry, newest_first
-from service.domain.library import LibraryEntry, LibraryStats
+from service.domain.library import LibraryEntry, LibraryStats, most_used
 from service.domain.metrics import ZERO, Totals, WindowTotals
 from service.domain.registry import AssetState, Outcome
 from service.domain.windows import LONGEST_WINDOW_SECONDS, RESOLUTIONS, Window, window_buckets
@@ -74,6 +74,7 @@ class FakeRegistryStore:
         self.members: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
         self.stats: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
         self.indexes: dict[str, set[str]] = defaultdict(set)  # "<library>/<index>" -> assets
+        self.usage: dict[str, dict[str, int]] = defaultdict(dict)  # library -> asset -> count
         self.hashes: dict[str, _HashIndex] = defaultdict(_HashIndex)
         self.schedule: dict[str, int] = {}  # asset -> deadline, epoch milliseconds
 
@@ -113,6 +114,9 @@ class FakeRegistryStore:
 
     async def replace(self, state: AssetState) -> bool:
         return await self.commit(state.asset_id, state.rev, state, {})
+
+    async def most_used(self, library_id: str, limit: int) -> list[tuple[str, int]]:
+        return most_used(self.usage.get(library_id, {}), limit)
 
     async def history(self, asset_id: str, *, before: int | None, limit: int) -> list[HistoryEntry]:
         return newest_first(self.histories.get(asset_id, []), before, limit)
@@ -156,6 +160,10 @@ class FakeRegistryStore:
         stats["bytes"] += sign * entry["file_size_bytes"]
         stats[f"media_type:{entry['media_type']}"] += sign
         stats[f"status:{entry['status']}"] += sign
+        usage = self.usage[library_id]
+        usage.pop(asset_id, None)
+        if sign > 0 and entry.get("usage_count", 0) > 0:
+            usage[asset_id] = entry["usage_count"]
         names = ["assets", f"status:{entry['status']}"]
         names += [f"tag:{t}" for t in entry["tags"]]
         names += [f"category:{c}" for c in entry["categories"]]

@@ -17,7 +17,7 @@ import service
 from service.api import problems, schemas
 from service.domain.enums import Channel, Priority, SuggestionType
 from service.domain.events import ManualSuggestionRequest
-from service.domain.leaderboard import LEADERBOARD_WINDOWS, RankMetric
+from service.domain.leaderboard import LEADERBOARD_WINDOWS, TopMetric
 from service.domain.library import COUNTED_STATUSES
 from service.domain.suggestion_state import Status
 from service.domain.windows import Window
@@ -139,11 +139,16 @@ OPERATIONS: tuple[Operation, ...] = (
     ),
     Operation(
         "/v1/libraries/{library_id}/top",
-        "A library's leading assets by a rate, with a minimum of impressions",
+        "A library's leading assets by a rate (with a minimum of impressions) or by usage",
         schemas.TopOut,
         (
             LIBRARY,
-            _enum("metric", [m.value for m in RankMetric], "the rate to rank by (default ctr)"),
+            _enum(
+                "metric",
+                [m.value for m in TopMetric],
+                "the rate to rank by (default ctr), or usage: the usage_count of each asset "
+                "(publications and uses), the window's totals shown beside it",
+            ),
             _enum("window", _BOARD_WINDOWS, "the window (default 24h)"),
             CHANNEL,
             Param(
@@ -156,7 +161,8 @@ OPERATIONS: tuple[Operation, ...] = (
                 "min_impressions",
                 "query",
                 {"type": "integer", "minimum": 0, "maximum": MAX_MIN_IMPRESSIONS},
-                "fewer impressions do not rank (default MEDIA_LEADERBOARD_MIN_IMPRESSIONS)",
+                "fewer impressions do not rank (default MEDIA_LEADERBOARD_MIN_IMPRESSIONS); "
+                "not applied to metric=usage",
             ),
         ),
         (problems.BAD_REQUEST, problems.NOT_FOUND),

@@ -136,6 +136,9 @@ class TopItem(TotalsOut):
     rank: int
     asset_id: str
     value: float = Field(description="the ranked metric")
+    usage_count: int | None = Field(
+        default=None, description="metric=usage: how often the asset was published or used"
+    )
 
 
 class TopOut(_Out):

@@ -51,7 +51,7 @@ from service.domain import leaderboard
 from service.domain.decoding import RawMessage, decode
 from service.domain.enums import AssetStatus, Channel, Priority, SuggestionType
 from service.domain.events import ManualSuggestionRequest, normalise_labels
-from service.domain.leaderboard import LEADERBOARD_WINDOWS, RankMetric
+from service.domain.leaderboard import LEADERBOARD_WINDOWS, RankMetric, TopMetric
 from service.domain.library import COUNTED_STATUSES, LibraryStats
 from service.domain.metrics import Totals
 from service.domain.registry import Asset
@@ -204,14 +204,15 @@ class _BoardQuery(ApiView):
 
 
 class LibraryTopView(_BoardQuery):
-    """`?metric=ctr|engagement_rate|conversion_rate&window=24h|7d|lifetime&channel=&limit=
-    &min_impressions=`: the library's leading assets, refreshed every few seconds."""
+    """`?metric=ctr|engagement_rate|conversion_rate|usage&window=24h|7d|lifetime&channel=
+    &limit=&min_impressions=`: the library's leading assets, refreshed every few seconds;
+    by usage, its most published or used assets (exact), with their board totals."""
 
     async def get(self, request: Request, library_id: str) -> Response:
         query = request.query
         settings = self.runtime.settings
         window, channel = self.board(query)
-        metric = RankMetric(_choice_or_default(query, "metric", RankMetric, RankMetric.CTR))
+        chosen = TopMetric(_choice_or_default(query, "metric", TopMetric, TopMetric.CTR))
         limit = _int_param(query, "limit", 10, 1, 100)
         min_impressions = _int_param(
             query,
@@ -221,6 +222,9 @@ class LibraryTopView(_BoardQuery):
             openapi.MAX_MIN_IMPRESSIONS,
         )
         entries = await self.entries(library_id, window, channel)
+        if chosen is TopMetric.USAGE:
+            return await self.most_used(library_id, window, channel, entries, limit)
+        metric = RankMetric(chosen.value)
         top = leaderboard.rank(entries, metric, min_impressions=min_impressions, limit=limit)
         return self.out(
             TopOut(
@@ -234,6 +238,37 @@ class LibraryTopView(_BoardQuery):
                         rank=n, asset_id=e.asset_id, value=e.value(metric), **e.totals.as_dict()
                     )
                     for n, e in enumerate(top, start=1)
+                ],
+            )
+        )
+
+    async def most_used(
+        self,
+        library_id: str,
+        window: Window,
+        channel: str | None,
+        entries: list[leaderboard.Entry],
+        limit: int,
+    ) -> Response:
+        """Ranked by usage_count (min_impressions does not apply: reported as 0)."""
+        used = await self.runtime.registry_store.most_used(library_id, limit)
+        totals = {e.asset_id: e.totals for e in entries}
+        return self.out(
+            TopOut(
+                library_id=library_id,
+                metric=TopMetric.USAGE.value,
+                window=window.value,
+                channel=channel,
+                min_impressions=0,
+                items=[
+                    TopItem(
+                        rank=n,
+                        asset_id=asset_id,
+                        value=float(count),
+                        usage_count=count,
+                        **totals.get(asset_id, Totals()).as_dict(),
+                    )
+                    for n, (asset_id, count) in enumerate(used, start=1)
                 ],
             )
         )

@@ -25,6 +25,16 @@ class RankMetric(StrEnum):
     CONVERSION_RATE = "conversion_rate"
 
 
+class TopMetric(StrEnum):
+    """What a library's top list ranks by: a rate of the boards, or how often each asset
+    was published or used (its usage_count, kept by the registry)."""
+
+    CTR = RankMetric.CTR.value
+    ENGAGEMENT_RATE = RankMetric.ENGAGEMENT_RATE.value
+    CONVERSION_RATE = RankMetric.CONVERSION_RATE.value
+    USAGE = "usage"
+
+
 @dataclass(frozen=True, slots=True)
 class Entry:
     asset_id: str

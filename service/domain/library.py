@@ -21,6 +21,9 @@ class LibraryEntry(BaseModel):
     status: AssetStatus
     tags: list[str]
     categories: list[str]
+    # Publications and uses recorded (the asset's usage_count): what ranks it among the
+    # library's most used assets.
+    usage_count: int = 0
 
 
 def library_entry(asset: Asset) -> LibraryEntry | None:
@@ -33,7 +36,15 @@ def library_entry(asset: Asset) -> LibraryEntry | None:
         status=asset.status,
         tags=asset.tags,
         categories=asset.categories,
+        usage_count=asset.usage_count,
     )
+
+
+def most_used(usage: dict[str, int], limit: int) -> list[tuple[str, int]]:
+    """The most used assets: highest usage_count first, then asset id; never used ones
+    do not rank."""
+    ranked = sorted((-count, asset_id) for asset_id, count in usage.items() if count > 0)
+    return [(asset_id, -negative) for negative, asset_id in ranked[:limit]]
 
 
 class LibraryStats(BaseModel):

@@ -20,6 +20,7 @@ class LibraryKeys:
     members: str
     assets: str
     index_prefix: str
+    usage: str
 
     def tag(self, tag: str) -> str:
         return f"{self.index_prefix}tag:{tag}"
@@ -52,6 +53,7 @@ class Keys:
             members=f"{base}members",
             assets=f"{base}assets",
             index_prefix=f"{base}ix:",
+            usage=f"{base}usage",
         )
 
     def hash_assets(self, content_sha256: str) -> str:

@@ -141,7 +141,7 @@ class RegistryStore:
         if entry is not None:
             member["entry"] = entry.model_dump(mode="json")
         applied = await self._scripts.library_project(
-            keys=[keys.stats, keys.members, keys.assets],
+            keys=[keys.stats, keys.members, keys.assets, keys.usage],
             args=[keys.index_prefix, asset_id, rev, json.dumps(member, separators=(",", ":"))],
         )
         return bool(applied)
@@ -209,6 +209,14 @@ class RegistryStore:
             indexes.append(keys.status(status))
         page: list[str] = await self._scripts.index_page(keys=indexes, args=[cursor or "", limit])
         return page
+
+    async def most_used(self, library_id: str, limit: int) -> list[tuple[str, int]]:
+        """The library's most used assets with their usage_count: highest first, then asset
+        id (the set is scored by minus the count); never used ones are not in it."""
+        pairs = await self._redis.zrange(
+            self._keys.library(library_id).usage, 0, limit - 1, withscores=True
+        )
+        return [(asset_id, -int(score)) for asset_id, score in pairs]
 
     async def history(self, asset_id: str, *, before: int | None, limit: int) -> list[HistoryEntry]:
         """The asset's history entries newest first, those with a seq below `before` when

@@ -191,3 +191,23 @@ async def test_history_is_written_with_the_state_newest_first_and_bounded(
     assert await store.commit("a1", 1, state.model_copy(update={"rev": 2}), {}, many)
     kept = await store.history("a1", before=None, limit=1000)
     assert [e.seq for e in kept] == list(range(205, 5, -1))
+
+
+async def test_the_library_projection_keeps_the_most_used_assets(backend: Backend) -> None:
+    store = backend.registry
+
+    def used(count: int) -> LibraryEntry:
+        return entry().model_copy(update={"usage_count": count})
+
+    assert await store.project_library("L", "a1", 1, used(2))
+    assert await store.project_library("L", "a2", 1, used(5))
+    assert await store.project_library("L", "a3", 1, used(2))
+    assert await store.project_library("L", "a4", 1, used(0))
+    assert await store.project_library("L", "a5", 1, entry())  # written before usage counted
+    assert await store.most_used("L", 10) == [("a2", 5), ("a1", 2), ("a3", 2)]
+    assert not await store.project_library("L", "a1", 1, used(9))  # a replay: ignored
+    assert await store.project_library("L", "a1", 2, used(9))
+    assert await store.most_used("L", 2) == [("a1", 9), ("a2", 5)]
+    assert await store.project_library("L", "a1", 3, None)  # deleted, or moved away
+    assert await store.most_used("L", 10) == [("a2", 5), ("a3", 2)]
+    assert await store.most_used("elsewhere", 10) == []

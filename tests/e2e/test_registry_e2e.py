@@ -151,6 +151,16 @@ async def test_registry_end_to_end(
     status, rest = await worker.get(f"/v1/assets/a1/history?cursor={history['next_cursor']}")
     assert [(i["action"], i["library_id"]) for i in rest["items"]] == [("registered", "libA")]
     assert rest["next_cursor"] is None
+
+    # --- most used: a1 was published and used, the others never -----------------------
+    # (the projection follows the state the asset route shows: wait for it)
+    async def most_used() -> Any:
+        status, top = await worker.get("/v1/libraries/libA/top?metric=usage")
+        ranked = [(i["rank"], i["asset_id"], i["usage_count"]) for i in top.get("items", [])]
+        return status == 200 and ranked == [(1, "a1", 2)] and top
+
+    top = await eventually(most_used)
+    assert top["metric"] == "usage" and top["min_impressions"] == 0
     for asset_id, actions in [
         ("a4", ["approved", "registered"]),  # held, then applied after its registration
         ("a3", ["registered"]),  # its archive was an invalid transition

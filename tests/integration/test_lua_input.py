@@ -81,7 +81,7 @@ def _commit_history(keys: Keys, *args: Any) -> tuple[list[str], list[Any]]:
 
 def _library(keys: Keys, *args: Any) -> tuple[list[str], list[Any]]:
     lib = keys.library("L")
-    return [lib.stats, lib.members, lib.assets], [lib.index_prefix, *args]
+    return [lib.stats, lib.members, lib.assets, lib.usage], [lib.index_prefix, *args]
 
 
 def member(size: Any = 10, **entry: Any) -> str:
@@ -268,6 +268,12 @@ CASES: list[tuple[str, str, Any, str]] = [
     ),
     (
         "library_project",
+        "usage count negative",
+        lambda k: _library(k, "a1", 2, member(usage_count=-1)),
+        "usage_count",
+    ),
+    (
+        "library_project",
         "status missing",
         lambda k: _library(k, "a1", 2, member(status=None)),
         "status",
@@ -314,7 +320,8 @@ async def test_a_corrupt_stored_member_is_refused_before_any_write(
     before = await snapshot(redis, settings.redis_key_prefix)
     with pytest.raises(ResponseError, match="stored member of a1"):
         await scripts.library_project(
-            keys=[lib.stats, lib.members, lib.assets], args=[lib.index_prefix, "a1", 2, member()]
+            keys=[lib.stats, lib.members, lib.assets, lib.usage],
+            args=[lib.index_prefix, "a1", 2, member()],
         )
     assert await snapshot(redis, settings.redis_key_prefix) == before
 

@@ -4,13 +4,15 @@
 -- KEYS[1]  stats hash: assets, bytes, media_type:<t>, status:<s>
 -- KEYS[2]  members hash: asset_id -> {"rev": n, "entry": {...}} (no "entry" once removed)
 -- KEYS[3]  assets sorted set (all scores 0: ordered by asset_id)
+-- KEYS[4]  usage sorted set: assets used at least once, scored by minus their usage_count
 -- ARGV[1]  index key prefix (non-empty); indexes are <prefix>tag:<tag>,
 --          <prefix>category:<c>, <prefix>status:<s>
 -- ARGV[2]  asset_id (non-empty)
 -- ARGV[3]  rev of the asset state this entry comes from: integer in [0, 2^53)
 -- ARGV[4]  the new member JSON (with "rev", and "entry" unless the asset left the library);
 --          an entry has file_size_bytes (integer in [0, 2^53)), media_type and status
---          (non-empty strings), tags and categories (arrays of non-empty strings)
+--          (non-empty strings), tags and categories (arrays of non-empty strings), and
+--          optionally usage_count (integer in [0, 2^53); absent counts as 0)
 --
 -- Everything is checked before anything is written: the arguments, the stored member
 -- the entry replaces, and that the library's `bytes` stays below 2^62 (HINCRBY fails
@@ -73,6 +75,9 @@ local function problem(member)
   end
   if not names(entry.categories) then
     return 'entry.categories must be an array of non-empty strings'
+  end
+  if entry.usage_count ~= nil and not whole(entry.usage_count) then
+    return 'entry.usage_count must be an integer in [0, 2^53)'
   end
   return nil
 end
@@ -157,6 +162,12 @@ local function move(entry, sign)
     else
       redis.call('ZREM', key, asset)
     end
+  end
+  local used = entry.usage_count or 0
+  if sign < 0 then
+    redis.call('ZREM', KEYS[4], asset)
+  elseif used > 0 then
+    redis.call('ZADD', KEYS[4], string.format('%d', -used), asset)
   end
 end
 

@@ -30,7 +30,13 @@ from service.domain.history import DEFAULT_HISTORY_MAX_PER_ASSET, HistoryEntry, 
 from service.domain.library import LibraryEntry, LibraryStats, most_used
 from service.domain.metrics import ZERO, Totals, WindowTotals
 from service.domain.registry import AssetState, Outcome
-from service.domain.windows import LONGEST_WINDOW_SECONDS, RESOLUTIONS, Window, window_buckets
+from service.domain.windows import (
+    LONGEST_WINDOW_SECONDS,
+    RESOLUTIONS,
+    Resolution,
+    Window,
+    window_buckets,
+)
 from service.store.codecs import library_stats, window_totals
 from service.store.leaderboards import Placement
 from service.store.metrics import Applied, ApplyStatus, PerfRow
@@ -380,6 +386,18 @@ class FakeMetricsStore:
         if campaign is not None:
             return totals.campaign(campaign)
         return totals.total if channel is None else totals.channel(channel)
+
+    async def series(
+        self, asset_id: str, resolution: Resolution, starts: Sequence[int]
+    ) -> list[WindowTotals] | None:
+        partition = self.pointers.get(asset_id)
+        if partition is None:
+            return None
+        empty: dict[str, int] = {}
+        return [
+            window_totals([self.buckets.get((partition, asset_id, resolution.name, s), empty)])
+            for s in starts
+        ]
 
     def lifetime_of(self, asset_id: str, field_name: str) -> int:
         """One lifetime counter of an asset (e.g. "ch:web:impressions"), 0 when absent."""

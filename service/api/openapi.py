@@ -20,7 +20,7 @@ from service.domain.events import ManualSuggestionRequest
 from service.domain.leaderboard import LEADERBOARD_WINDOWS, TopMetric
 from service.domain.library import COUNTED_STATUSES
 from service.domain.suggestion_state import Status
-from service.domain.windows import Window
+from service.domain.windows import SERIES_WINDOWS, SeriesResolution, Window, servable_series
 
 JSON = "application/json"
 _CHANNELS = [c.value for c in Channel]
@@ -90,6 +90,33 @@ OPERATIONS: tuple[Operation, ...] = (
         (
             ASSET,
             _enum("window", [w.value for w in Window], "the window (default 24h)"),
+            CHANNEL,
+            Param(
+                "campaign",
+                "query",
+                {"type": "string", "minLength": 1},
+                "only this campaign; 400 together with channel (not kept per both)",
+            ),
+        ),
+        (problems.BAD_REQUEST, problems.NOT_FOUND),
+    ),
+    Operation(
+        "/v1/assets/{asset_id}/series",
+        "An asset's sums and rates per bucket over a window, zero-filled, for a chart",
+        schemas.SeriesOut,
+        (
+            ASSET,
+            _enum(
+                "resolution",
+                [r.value for r in SeriesResolution],
+                "the bucket size (default 1h); "
+                + "; ".join(
+                    f"{r} serves window {', '.join(w.value for w in ws)}"
+                    for r, ws in servable_series().items()
+                )
+                + " (400 otherwise)",
+            ),
+            _enum("window", [w.value for w in SERIES_WINDOWS], "the window (default 24h)"),
             CHANNEL,
             Param(
                 "campaign",

@@ -116,6 +116,21 @@ class HistoryOut(_Out):
     )
 
 
+class SeriesPoint(TotalsOut):
+    start: AwareDatetime = Field(description="the bucket's start (UTC)")
+
+
+class SeriesOut(_Out):
+    asset_id: str
+    resolution: str
+    window: str
+    channel: str | None
+    campaign: str | None
+    points: list[SeriesPoint] = Field(
+        description="one per bucket, oldest first, the last holding now; 0 where nothing happened"
+    )
+
+
 class LibraryStatsOut(_Out):
     library_id: str
     asset_count: int

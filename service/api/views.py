@@ -15,6 +15,7 @@ import asyncio
 import re
 import time
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, cast
 
@@ -41,6 +42,8 @@ from service.api.schemas import (
     LibraryMetricsOut,
     LibraryStatsOut,
     PerformanceStatsOut,
+    SeriesOut,
+    SeriesPoint,
     SuggestionOut,
     SuggestionsOut,
     TopItem,
@@ -53,12 +56,20 @@ from service.domain.enums import AssetStatus, Channel, Priority, SuggestionType
 from service.domain.events import ManualSuggestionRequest, normalise_labels
 from service.domain.leaderboard import LEADERBOARD_WINDOWS, RankMetric, TopMetric
 from service.domain.library import COUNTED_STATUSES, LibraryStats
-from service.domain.metrics import Totals
+from service.domain.metrics import Totals, WindowTotals
 from service.domain.registry import Asset
 from service.domain.statistics import estimate_accuracy
 from service.domain.suggestion_state import Status
 from service.domain.suggestions import BYTE_SAVING_TYPES, PERFORMANCE_TYPES
-from service.domain.windows import Window
+from service.domain.windows import (
+    SERIES_RESOLUTIONS,
+    SERIES_WINDOWS,
+    SeriesResolution,
+    Window,
+    series_points,
+    series_starts,
+    servable_series,
+)
 from service.errors import BadRequest, DecodeError, Forbidden, NotFound
 from service.runtime import Runtime
 from service.store.suggestions import SuggestionRecord
@@ -123,6 +134,56 @@ class AssetView(ApiView):
         asset = await self.registered_asset(asset_id)
         lifetime = await self.runtime.metrics_store.totals(asset_id, Window.LIFETIME, time.time())
         return self.out(AssetOut.with_lifetime(asset, TotalsOut.of(lifetime or Totals())))
+
+
+class AssetSeriesView(ApiView):
+    """`?resolution=5m|1h|1d&window=1h|24h|7d|30d` (default 1h over 24h), and `channel=`
+    or `campaign=`: one zero-filled point per bucket the store keeps."""
+
+    async def get(self, request: Request, asset_id: str) -> Response:
+        query = request.query
+        name = SeriesResolution(
+            _choice_or_default(query, "resolution", SeriesResolution, SeriesResolution.HOUR)
+        )
+        window = Window(_choice_or_default(query, "window", SERIES_WINDOWS, Window.DAY))
+        channel = _choice(query, "channel", Channel)
+        campaign = query.get("campaign")
+        if channel is not None and campaign is not None:
+            raise BadRequest("filter by channel or by campaign, not both")
+        resolution = SERIES_RESOLUTIONS[name]
+        if series_points(resolution, window) is None:
+            possible = "; ".join(
+                f"resolution={r} with window={', '.join(w.value for w in windows)}"
+                for r, windows in servable_series().items()
+            )
+            raise BadRequest(
+                f"resolution={name} cannot serve window={window}: the store does not keep "
+                f"{name} buckets for the whole window; possible: {possible}"
+            )
+        now = time.time()
+        starts = series_starts(resolution, window, now)
+        buckets = await self.runtime.metrics_store.series(asset_id, resolution, starts)
+        if buckets is None:
+            await self.registered_asset(asset_id, also_missing="metrics")
+            buckets = [WindowTotals() for _ in starts]
+        points = []
+        for start, bucket in zip(starts, buckets, strict=True):
+            if campaign is not None:
+                totals = bucket.campaign(campaign)
+            else:
+                totals = bucket.total if channel is None else bucket.channel(Channel(channel))
+            moment = datetime.fromtimestamp(start, UTC)
+            points.append(SeriesPoint(start=moment, **totals.as_dict()))
+        return self.out(
+            SeriesOut(
+                asset_id=asset_id,
+                resolution=name.value,
+                window=window.value,
+                channel=channel,
+                campaign=campaign,
+                points=points,
+            )
+        )
 
 
 class AssetHistoryView(ApiView):
@@ -599,6 +660,7 @@ ROUTES: dict[str, type[ApiView]] = {
     "/v1/assets/{asset_id}": AssetView,
     "/v1/assets/{asset_id}/metrics": AssetMetricsView,
     "/v1/assets/{asset_id}/history": AssetHistoryView,
+    "/v1/assets/{asset_id}/series": AssetSeriesView,
     "/v1/libraries/{library_id}/stats": LibraryStatsView,
     "/v1/libraries/{library_id}/assets": LibraryAssetsView,
     "/v1/libraries/{library_id}/top": LibraryTopView,

@@ -84,6 +84,18 @@ async def test_metrics_and_boards_through_the_api(stack: dict[str, str], spawn: 
     _, asset = await worker.get("/v1/assets/hero")
     assert asset["lifetime"]["impressions"] == 1000
 
+    # Time series: zero-filled points of the same buckets
+    status, days = await worker.get("/v1/assets/hero/series?resolution=1d&window=7d")
+    assert status == 200 and len(days["points"]) == 7
+    assert sorted(p["impressions"] for p in days["points"] if p["impressions"]) == [200, 800]
+    assert days["points"][-1]["impressions"] + days["points"][-2]["impressions"] >= 800
+    _, hours = await worker.get("/v1/assets/hero/series?resolution=1h&window=24h&channel=web")
+    assert len(hours["points"]) == 24 and sum(p["impressions"] for p in hours["points"]) == 0
+    _, hours = await worker.get("/v1/assets/hero/series")
+    assert sum(p["impressions"] for p in hours["points"]) == 800
+    _, fives = await worker.get("/v1/assets/promo/series?resolution=5m&window=1h&campaign=spring")
+    assert len(fives["points"]) == 12 and sum(p["clicks"] for p in fives["points"]) == 20
+
     async def board() -> Any:
         status, body = await worker.get("/v1/libraries/libM/top?metric=ctr&window=7d")
         return status == 200 and len(body["items"]) == 2 and body
@@ -113,6 +125,8 @@ async def test_metrics_and_boards_through_the_api(stack: dict[str, str], spawn: 
         ("/v1/assets/hero/metrics?channel=fax", 400),
         ("/v1/assets/hero/metrics?channel=web&campaign=spring", 400),
         ("/v1/assets/nobody/metrics", 404),
+        ("/v1/assets/hero/series?resolution=5m&window=24h", 400),
+        ("/v1/assets/nobody/series", 404),
         ("/v1/libraries/libM/top?metric=likes", 400),
         ("/v1/libraries/libM/top?window=1h", 400),
         ("/v1/libraries/libM/top?limit=0", 400),

@@ -501,6 +501,9 @@ class FakeLeaderboardStore:
     def __init__(self, metrics: FakeMetricsStore | None = None) -> None:
         self.boards: dict[tuple[str, Window, Channel | None], dict[str, Totals]] = defaultdict(dict)
         self.library_of: dict[str, str] = {}  # asset -> library whose boards hold it
+        # (campaign, window) -> asset -> its totals in the campaign; asset -> its campaigns
+        self.campaign_boards: dict[tuple[str, Window], dict[str, Totals]] = defaultdict(dict)
+        self.campaigns_of: dict[str, set[str]] = defaultdict(set)
         self.libraries: set[str] = set()  # every library that ever had a board
         self.registry_dirty: set[str] = set()
         self.perf_dirty: dict[int, set[str]] = (
@@ -533,6 +536,16 @@ class FakeLeaderboardStore:
     async def place(
         self, asset_id: str, library_id: str | None, previous: str | None, boards: Placement
     ) -> None:
+        campaigns = {} if library_id is None else lb.campaign_entries(boards)
+        for campaign in self.campaigns_of[asset_id] | set(campaigns):
+            for window in lb.LEADERBOARD_WINDOWS:
+                totals = campaigns.get(campaign, {}).get(window)
+                board = self.campaign_boards[(campaign, window)]
+                if totals is None:
+                    board.pop(asset_id, None)
+                else:
+                    board[asset_id] = totals
+        self.campaigns_of[asset_id] = set(campaigns)
         if previous is not None and previous != library_id:
             for window in lb.LEADERBOARD_WINDOWS:
                 for channel in lb.BOARD_CHANNELS:
@@ -556,6 +569,10 @@ class FakeLeaderboardStore:
         self, library_id: str, window: Window, channel: Channel | None
     ) -> list[lb.Entry]:
         board = self.boards.get((library_id, window, channel), {})
+        return [lb.Entry(asset_id, totals) for asset_id, totals in board.items()]
+
+    async def campaign_entries(self, campaign_id: str, window: Window) -> list[lb.Entry]:
+        board = self.campaign_boards.get((campaign_id, window), {})
         return [lb.Entry(asset_id, totals) for asset_id, totals in board.items()]
 
     async def ranked_assets(self, window: Window) -> set[str]:

@@ -17,7 +17,7 @@ import service
 from service.api import problems, schemas
 from service.domain.enums import Channel, Priority, SuggestionType
 from service.domain.events import ManualSuggestionRequest
-from service.domain.leaderboard import LEADERBOARD_WINDOWS, TopMetric
+from service.domain.leaderboard import LEADERBOARD_WINDOWS, RankMetric, TopMetric
 from service.domain.library import COUNTED_STATUSES
 from service.domain.suggestion_state import Status
 from service.domain.windows import SERIES_WINDOWS, SeriesResolution, Window, servable_series
@@ -73,6 +73,7 @@ def _enum(name: str, values: list[str], description: str) -> Param:
 
 ASSET = _path("asset_id", "the asset's id")
 LIBRARY = _path("library_id", "the library's id")
+CAMPAIGN = _path("campaign_id", "the campaign's id")
 CHANNEL = _enum("channel", _CHANNELS, "only this channel")
 
 OPERATIONS: tuple[Operation, ...] = (
@@ -199,6 +200,36 @@ OPERATIONS: tuple[Operation, ...] = (
         "A library's sums and rates over a window (as of the last board refresh)",
         schemas.LibraryMetricsOut,
         (LIBRARY, _enum("window", _BOARD_WINDOWS, "the window (default 24h)"), CHANNEL),
+        (problems.BAD_REQUEST, problems.NOT_FOUND),
+    ),
+    Operation(
+        "/v1/campaigns/{campaign_id}/metrics",
+        "A campaign's sums and rates over every asset, any library (as of the last refresh)",
+        schemas.CampaignMetricsOut,
+        (CAMPAIGN, _enum("window", _BOARD_WINDOWS, "the window (default 24h)")),
+        (problems.BAD_REQUEST, problems.NOT_FOUND),
+    ),
+    Operation(
+        "/v1/campaigns/{campaign_id}/top",
+        "A campaign's leading assets by a rate, with a minimum of impressions",
+        schemas.CampaignTopOut,
+        (
+            CAMPAIGN,
+            _enum("metric", [m.value for m in RankMetric], "the rate to rank by (default ctr)"),
+            _enum("window", _BOARD_WINDOWS, "the window (default 24h)"),
+            Param(
+                "limit",
+                "query",
+                {"type": "integer", "minimum": 1, "maximum": 100},
+                "how many (default 10)",
+            ),
+            Param(
+                "min_impressions",
+                "query",
+                {"type": "integer", "minimum": 0, "maximum": MAX_MIN_IMPRESSIONS},
+                "fewer impressions do not rank (default MEDIA_LEADERBOARD_MIN_IMPRESSIONS)",
+            ),
+        ),
         (problems.BAD_REQUEST, problems.NOT_FOUND),
     ),
     Operation(

@@ -172,6 +172,24 @@ class LibraryMetricsOut(TotalsOut):
     assets_with_activity: int
 
 
+class CampaignMetricsOut(TotalsOut):
+    campaign_id: str
+    window: str
+    assets_with_activity: int
+
+
+class CampaignTopItem(TopItem):
+    library_id: str | None = Field(description="the asset's library")
+
+
+class CampaignTopOut(_Out):
+    campaign_id: str
+    metric: str
+    window: str
+    min_impressions: int
+    items: list[CampaignTopItem]
+
+
 class DuplicateOut(_Out):
     asset_id: str
     library_id: str

@@ -32,6 +32,9 @@ from service.api.schemas import (
     AssetItem,
     AssetMetricsOut,
     AssetOut,
+    CampaignMetricsOut,
+    CampaignTopItem,
+    CampaignTopOut,
     DeadLetterStatsOut,
     DuplicateOut,
     DuplicatesOut,
@@ -355,6 +358,80 @@ class LibraryMetricsView(_BoardQuery):
         )
 
 
+class _CampaignQuery(ApiView):
+    """Shared parsing of `window` (24h, 7d, lifetime) and the campaign's board."""
+
+    async def campaign(
+        self, campaign_id: str, query: Any
+    ) -> tuple[Window, list[leaderboard.Entry]]:
+        window = Window(_choice_or_default(query, "window", LEADERBOARD_WINDOWS, Window.DAY))
+        boards = self.runtime.leaderboard_store
+        entries = await boards.campaign_entries(campaign_id, window)
+        if not entries and not await boards.campaign_entries(campaign_id, Window.LIFETIME):
+            raise NotFound(
+                f"campaign '{campaign_id}' has no performance of a registered asset (campaign "
+                "boards follow the metrics within MEDIA_LEADERBOARD_REFRESH_SECONDS)"
+            )
+        return window, entries
+
+
+class CampaignMetricsView(_CampaignQuery):
+    """`?window=24h|7d|lifetime`: the campaign's sums over every asset, any library."""
+
+    async def get(self, request: Request, campaign_id: str) -> Response:
+        window, entries = await self.campaign(campaign_id, request.query)
+        total = Totals()
+        for entry in entries:
+            total = total + entry.totals
+        return self.out(
+            CampaignMetricsOut(
+                campaign_id=campaign_id,
+                window=window.value,
+                assets_with_activity=len(entries),
+                **total.as_dict(),
+            )
+        )
+
+
+class CampaignTopView(_CampaignQuery):
+    """`?metric=ctr|engagement_rate|conversion_rate&window=24h|7d|lifetime&limit=
+    &min_impressions=`: the campaign's leading assets, with their libraries."""
+
+    async def get(self, request: Request, campaign_id: str) -> Response:
+        query = request.query
+        metric = RankMetric(_choice_or_default(query, "metric", RankMetric, RankMetric.CTR))
+        limit = _int_param(query, "limit", 10, 1, 100)
+        min_impressions = _int_param(
+            query,
+            "min_impressions",
+            self.runtime.settings.leaderboard_min_impressions,
+            0,
+            openapi.MAX_MIN_IMPRESSIONS,
+        )
+        window, entries = await self.campaign(campaign_id, query)
+        top = leaderboard.rank(entries, metric, min_impressions=min_impressions, limit=limit)
+        states = await self.runtime.registry_store.assets([e.asset_id for e in top])
+        libraries = {s.asset_id: s.asset.library_id for s in states if s.asset is not None}
+        return self.out(
+            CampaignTopOut(
+                campaign_id=campaign_id,
+                metric=metric.value,
+                window=window.value,
+                min_impressions=min_impressions,
+                items=[
+                    CampaignTopItem(
+                        rank=n,
+                        asset_id=e.asset_id,
+                        library_id=libraries.get(e.asset_id),
+                        value=e.value(metric),
+                        **e.totals.as_dict(),
+                    )
+                    for n, e in enumerate(top, start=1)
+                ],
+            )
+        )
+
+
 class PerformanceStatsView(ApiView):
     async def get(self, request: Request) -> Response:
         runtime = self.runtime
@@ -665,6 +742,8 @@ ROUTES: dict[str, type[ApiView]] = {
     "/v1/libraries/{library_id}/assets": LibraryAssetsView,
     "/v1/libraries/{library_id}/top": LibraryTopView,
     "/v1/libraries/{library_id}/metrics": LibraryMetricsView,
+    "/v1/campaigns/{campaign_id}/metrics": CampaignMetricsView,
+    "/v1/campaigns/{campaign_id}/top": CampaignTopView,
     "/v1/duplicates/{content_sha256}": DuplicatesView,
     "/v1/assets/{asset_id}/suggestions": AssetSuggestionsView,
     "/v1/libraries/{library_id}/suggestions": LibrarySuggestionsView,

@@ -94,6 +94,14 @@ class Keys:
         dimension = "all" if channel is None else f"ch:{channel}"
         return f"{self.prefix}:{{l:{library_id}}}:lb:{window}:{dimension}"
 
+    def campaign_board(self, campaign_id: str, window: str) -> str:
+        """A campaign's board of one window: its assets' totals in that campaign."""
+        return f"{self.prefix}:{{c:{campaign_id}}}:lb:{window}"
+
+    def board_campaigns(self, asset_id: str) -> str:
+        """The campaigns whose boards hold the asset's entries."""
+        return f"{self.prefix}:{{a:{asset_id}}}:lb-campaigns"
+
     def board_library(self, asset_id: str) -> str:
         """The library whose boards hold the asset's entries."""
         return f"{self.prefix}:{{a:{asset_id}}}:lb-library"

@@ -123,6 +123,7 @@ class Settings(BaseSettings):
     topic_asset_lifecycle: str = "media.asset-lifecycle"
     topic_asset_performance: str = "media.asset-performance"
     topic_suggestion_feedback: str = "media.suggestion-feedback"
+    topic_library_updated: str = "media.library-updated"
     topic_optimization_suggestions: str = "media.optimization-suggestions"
     topic_duplicates_detected: str = "media.duplicates-detected"
     topic_dead_letter: str = "media.dead-letter"
@@ -339,6 +340,7 @@ class Settings(BaseSettings):
             self.topic_asset_lifecycle,
             self.topic_asset_performance,
             self.topic_suggestion_feedback,
+            self.topic_library_updated,
         ]
 
     @property

@@ -17,6 +17,7 @@ from service.domain.rules_config import RulesConfig, parse_rules
 from service.domain.windows import Window
 from service.handlers.emit import DeadLetters, Producer
 from service.handlers.leaderboards import LeaderboardRefresher
+from service.handlers.libraries import LibraryHandler
 from service.handlers.performance import PerformanceHandler
 from service.handlers.ports import utc_now
 from service.handlers.registry import RegistryHandler
@@ -26,6 +27,7 @@ from service.store.client import connect
 from service.store.dead_letters import DeadLetterCounters
 from service.store.keys import Keys
 from service.store.leaderboards import LeaderboardStore
+from service.store.libraries import LibraryStore
 from service.store.metrics import MetricsStore
 from service.store.positions import PositionStore
 from service.store.registry import RegistryStore
@@ -56,6 +58,8 @@ class Runtime:
     suggestion_store: SuggestionStore
     suggestions: SuggestionEngine
     positions: PositionStore
+    library_store: LibraryStore
+    libraries: LibraryHandler
 
     @classmethod
     def build(cls, settings: Settings, producer: Producer) -> Runtime:
@@ -90,6 +94,7 @@ class Runtime:
             return [day.by_channel for day in await metrics.daily(asset_id, now)]
 
         suggestion_store = SuggestionStore(redis, keys)
+        library_store = LibraryStore(redis, keys, scripts)
         suggestions = SuggestionEngine(
             suggestion_store,
             producer,
@@ -138,6 +143,8 @@ class Runtime:
             suggestion_store=suggestion_store,
             suggestions=suggestions,
             positions=PositionStore(redis, keys, scripts),
+            library_store=library_store,
+            libraries=LibraryHandler(library_store),
         )
 
     async def close(self) -> None:

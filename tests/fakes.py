@@ -27,6 +27,7 @@ from service.domain import leaderboard as lb
 from service.domain.enums import Channel, DeadLetterReason, SuggestionType
 from service.domain.events import MAX_METRIC_DELTA
 from service.domain.history import DEFAULT_HISTORY_MAX_PER_ASSET, HistoryEntry, newest_first
+from service.domain.libraries import LibraryInfo, wins
 from service.domain.library import LibraryEntry, LibraryStats, most_used
 from service.domain.metrics import ZERO, Totals, WindowTotals
 from service.domain.registry import AssetState, Outcome
@@ -671,3 +672,42 @@ class FakeSuggestionStore:
         records = [await self.by_id(m.split(":", 1)[1]) for m in members]
         next_cursor = members[-1] if len(members) == limit else None
         return [r for r in records if r is not None], next_cursor
+
+
+# --- libraries ---------------------------------------------------------------------------
+
+
+class FakeLibraryStore:
+    """LibraryStore in memory: the later version of a library's facts wins; the list holds
+    every library with facts or, through the registry fake, with a projected asset."""
+
+    def __init__(self, registry: FakeRegistryStore | None = None) -> None:
+        self.registry = registry or FakeRegistryStore()
+        self.infos: dict[str, str] = {}  # library -> LibraryInfo JSON
+        self.listed: set[str] = set()
+
+    async def update(self, info: LibraryInfo) -> bool:
+        stored = self.infos.get(info.library_id)
+        if not wins(info, None if stored is None else LibraryInfo.model_validate_json(stored)):
+            return False
+        self.infos[info.library_id] = info.model_dump_json()
+        return True
+
+    async def remember(self, library_id: str) -> None:
+        self.listed.add(library_id)
+
+    def _known(self) -> list[str]:
+        return sorted(self.listed | set(self.registry.members))
+
+    async def page(self, cursor: str | None, limit: int) -> list[str]:
+        return [i for i in self._known() if cursor is None or i > cursor][:limit]
+
+    async def details(
+        self, library_ids: Sequence[str]
+    ) -> list[tuple[LibraryInfo | None, LibraryStats | None]]:
+        result: list[tuple[LibraryInfo | None, LibraryStats | None]] = []
+        for library_id in library_ids:
+            doc = self.infos.get(library_id)
+            info = None if doc is None else LibraryInfo.model_validate_json(doc)
+            result.append((info, await self.registry.library_stats(library_id)))
+        return result

@@ -145,6 +145,23 @@ OPERATIONS: tuple[Operation, ...] = (
         (problems.BAD_REQUEST, problems.NOT_FOUND),
     ),
     Operation(
+        "/v1/libraries",
+        "A page of every library in id order: its name, description, owner and size",
+        schemas.LibrariesOut,
+        (
+            Param("limit", "query", {"type": "integer", "minimum": 1}, "page size (default 50)"),
+            Param("cursor", "query", {"type": "string"}, "the previous page's next_cursor"),
+        ),
+        (problems.BAD_REQUEST,),
+    ),
+    Operation(
+        "/v1/libraries/{library_id}",
+        "A library: its name, description, owner, and the statistics of /stats",
+        schemas.LibraryOut,
+        (LIBRARY,),
+        (problems.NOT_FOUND,),
+    ),
+    Operation(
         "/v1/libraries/{library_id}/stats",
         "A library's asset count, bytes, and counts by media type and status",
         schemas.LibraryStatsOut,
@@ -348,7 +365,7 @@ def _operation(
 ) -> dict[str, Any]:
     params = [p.spec() for p in op.params]
     for spec in params:
-        paged = ("/assets", "/suggestions", "/history")
+        paged = ("/assets", "/suggestions", "/history", "/v1/libraries")
         if op.path.endswith(paged) and spec["name"] == "limit":
             spec["schema"]["maximum"] = page_max
     problem_ref = refs[(schemas.Problem, "serialization")]

@@ -7,6 +7,8 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from service.domain.enums import AssetStatus, Channel, MediaFormat, MediaType
 from service.domain.events import OptimizationSuggestion
 from service.domain.history import HistoryAction, HistoryEntry
+from service.domain.libraries import LibraryInfo
+from service.domain.library import LibraryStats
 from service.domain.metrics import Totals
 from service.domain.registry import Asset
 from service.domain.suggestion_state import Status
@@ -137,6 +139,59 @@ class LibraryStatsOut(_Out):
     total_bytes: int
     by_media_type: dict[MediaType, int]
     by_status: dict[AssetStatus, int]
+
+
+class LibraryItem(_Out):
+    """A library: its facts from the library-updated topic (null when it is known only
+    from its assets) and its size."""
+
+    library_id: str
+    name: str | None
+    description: str | None
+    owner: str | None
+    updated_at: AwareDatetime | None = Field(description="occurred_at of its latest facts")
+    asset_count: int
+    total_bytes: int
+
+    @classmethod
+    def of(cls, info: LibraryInfo | None, stats: LibraryStats) -> LibraryItem:
+        return cls.model_validate(_library_fields(info, stats))
+
+
+def _library_fields(info: LibraryInfo | None, stats: LibraryStats) -> dict[str, object]:
+    return {
+        "library_id": stats.library_id,
+        "name": None if info is None else info.name,
+        "description": None if info is None else info.description,
+        "owner": None if info is None else info.owner,
+        "updated_at": None if info is None else info.updated_at,
+        "asset_count": stats.asset_count,
+        "total_bytes": stats.total_bytes,
+    }
+
+
+class LibraryOut(LibraryItem):
+    """A library with the statistics of /stats."""
+
+    by_media_type: dict[MediaType, int]
+    by_status: dict[AssetStatus, int]
+
+    @classmethod
+    def with_stats(cls, info: LibraryInfo | None, stats: LibraryStats) -> LibraryOut:
+        return cls.model_validate(
+            {
+                **_library_fields(info, stats),
+                "by_media_type": stats.by_media_type,
+                "by_status": stats.by_status,
+            }
+        )
+
+
+class LibrariesOut(_Out):
+    items: list[LibraryItem] = Field(description="in library_id order")
+    next_cursor: str | None = Field(
+        description="pass as `cursor` for the next page; null at the end"
+    )
 
 
 class LibraryAssetsOut(_Out):

@@ -41,8 +41,11 @@ from service.api.schemas import (
     HealthOut,
     HistoryItem,
     HistoryOut,
+    LibrariesOut,
     LibraryAssetsOut,
+    LibraryItem,
     LibraryMetricsOut,
+    LibraryOut,
     LibraryStatsOut,
     PerformanceStatsOut,
     SeriesOut,
@@ -58,7 +61,7 @@ from service.domain.decoding import RawMessage, decode
 from service.domain.enums import AssetStatus, Channel, Priority, SuggestionType
 from service.domain.events import ManualSuggestionRequest, normalise_labels
 from service.domain.leaderboard import LEADERBOARD_WINDOWS, RankMetric, TopMetric
-from service.domain.library import COUNTED_STATUSES, LibraryStats
+from service.domain.library import COUNTED_STATUSES, LibraryStats, no_assets
 from service.domain.metrics import Totals, WindowTotals
 from service.domain.registry import Asset
 from service.domain.statistics import estimate_accuracy
@@ -449,6 +452,33 @@ class LibraryStatsView(ApiView):
         return self.out(LibraryStatsOut(**dict(stats)))
 
 
+class LibrariesView(ApiView):
+    """`?limit=&cursor=`: every library, in id order, with its facts and size."""
+
+    async def get(self, request: Request) -> Response:
+        query = request.query
+        limit = _int_param(
+            query, "limit", DEFAULT_PAGE_SIZE, 1, self.runtime.settings.api_page_size_max
+        )
+        store = self.runtime.library_store
+        ids = await store.page(query.get("cursor") or None, limit)
+        details = await store.details(ids)
+        items = [
+            LibraryItem.of(info, stats or no_assets(library_id))
+            for library_id, (info, stats) in zip(ids, details, strict=True)
+        ]
+        next_cursor = ids[-1] if len(ids) == limit else None
+        return self.out(LibrariesOut(items=items, next_cursor=next_cursor))
+
+
+class LibraryView(ApiView):
+    async def get(self, request: Request, library_id: str) -> Response:
+        [(info, stats)] = await self.runtime.library_store.details([library_id])
+        if info is None and stats is None:
+            raise NotFound(f"library '{library_id}' has no registered assets and no facts")
+        return self.out(LibraryOut.with_stats(info, stats or no_assets(library_id)))
+
+
 class LibraryAssetsView(ApiView):
     """`?tag=&category=&status=&limit=&cursor=`: tags and categories may repeat (all must match)."""
 
@@ -738,6 +768,8 @@ ROUTES: dict[str, type[ApiView]] = {
     "/v1/assets/{asset_id}/metrics": AssetMetricsView,
     "/v1/assets/{asset_id}/history": AssetHistoryView,
     "/v1/assets/{asset_id}/series": AssetSeriesView,
+    "/v1/libraries": LibrariesView,
+    "/v1/libraries/{library_id}": LibraryView,
     "/v1/libraries/{library_id}/stats": LibraryStatsView,
     "/v1/libraries/{library_id}/assets": LibraryAssetsView,
     "/v1/libraries/{library_id}/top": LibraryTopView,

@@ -173,6 +173,16 @@ class AssetLifecycle(Event):
         return self
 
 
+class LibraryUpdated(Event):
+    """`media.library-updated`, keyed by library_id: a library's name, description and
+    owner, as of `occurred_at` (the newest occurred_at wins)."""
+
+    library_id: Identifier
+    name: Annotated[str, StringConstraints(min_length=1, max_length=512)]
+    description: Annotated[str, StringConstraints(max_length=4096)] | None = None
+    owner: Annotated[str, StringConstraints(min_length=1, max_length=256)]
+
+
 class AssetPerformance(Event):
     """`media.asset-performance`, keyed by asset_id: engagement deltas of a channel and campaign."""
 
@@ -320,6 +330,7 @@ TOPIC_CONTRACTS: dict[str, type[Event]] = {
     "asset-lifecycle": AssetLifecycle,
     "asset-performance": AssetPerformance,
     "suggestion-feedback": SuggestionFeedback,
+    "library-updated": LibraryUpdated,
     "optimization-suggestions": OptimizationSuggestion,
     "duplicates-detected": DuplicatesDetected,
     "dead-letter": DeadLetter,

@@ -55,3 +55,14 @@ class LibraryStats(BaseModel):
     total_bytes: int
     by_media_type: dict[MediaType, int]
     by_status: dict[AssetStatus, int]
+
+
+def no_assets(library_id: str) -> LibraryStats:
+    """The statistics of a library without registered assets: every count 0."""
+    return LibraryStats(
+        library_id=library_id,
+        asset_count=0,
+        total_bytes=0,
+        by_media_type={t: 0 for t in MediaType},
+        by_status={s: 0 for s in COUNTED_STATUSES},
+    )

@@ -15,6 +15,7 @@ from typing import Protocol
 
 from service.domain.enums import Channel, DeadLetterReason, SuggestionType
 from service.domain.history import HistoryEntry
+from service.domain.libraries import LibraryInfo
 from service.domain.library import LibraryEntry
 from service.domain.metrics import Totals, WindowTotals
 from service.domain.registry import Asset, AssetState, Outcome
@@ -46,6 +47,17 @@ async def ignore_change(asset_ids: list[str]) -> None:
 
 async def ignore_registered(asset: Asset) -> None:
     """An OnRegistered for a handler whose registrations nobody follows."""
+
+
+class LibraryWrites(Protocol):
+    """The libraries' facts as LibraryHandler uses them (service/store/libraries.py)."""
+
+    async def update(self, info: LibraryInfo) -> bool:
+        """Store `info` if it is later than the stored version (newest updated_at, then
+        event_id); True when it was."""
+
+    async def remember(self, library_id: str) -> None:
+        """List the library (idempotent)."""
 
 
 class RegistryWrites(Protocol):

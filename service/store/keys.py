@@ -56,6 +56,15 @@ class Keys:
             usage=f"{base}usage",
         )
 
+    def library_info(self, library_id: str) -> str:
+        """A library's name, description and owner (from the library-updated topic)."""
+        return f"{self.prefix}:{{l:{library_id}}}:info"
+
+    @property
+    def libraries(self) -> str:
+        """Every library known from an asset or a library-updated event, by id."""
+        return f"{self.prefix}:libraries"
+
     def hash_assets(self, content_sha256: str) -> str:
         return f"{self.prefix}:{{h:{content_sha256}}}:assets"
 

@@ -144,6 +144,8 @@ class RegistryStore:
             keys=[keys.stats, keys.members, keys.assets, keys.usage],
             args=[keys.index_prefix, asset_id, rev, json.dumps(member, separators=(",", ":"))],
         )
+        # Known from now on (idempotent, and repeated with the projection after a crash).
+        await self._redis.zadd(self._keys.libraries, {library_id: 0})
         return bool(applied)
 
     async def project_hash(

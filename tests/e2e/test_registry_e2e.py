@@ -74,6 +74,17 @@ def life(
     return json.dumps(body).encode()
 
 
+def library(library_id: str, event_id: str, hour: str, name: str) -> bytes:
+    body = {
+        "event_id": event_id,
+        "occurred_at": f"2026-03-01T{hour}:00Z",
+        "library_id": library_id,
+        "name": name,
+        "owner": "brand-team",
+    }
+    return json.dumps(body).encode()
+
+
 async def test_registry_end_to_end(
     env: dict[str, str], worker: Worker, kafka: AIOKafkaProducer
 ) -> None:
@@ -116,6 +127,12 @@ async def test_registry_end_to_end(
     )
     await send("oversize", reg, b"a1", b'{"pad": "' + b"x" * 3000 + b'"}')
     await send("bad-key", reg, b"not-a5", registered("a5", "libA", H2, 10))
+    # libraries: the newer facts arrive first; a library with facts and no asset; bad input
+    libs = settings.topic_library_updated
+    await send("libA-new", libs, b"libA", library("libA", "lib-2", "12:00", "Brand"))
+    await send("libA-old", libs, b"libA", library("libA", "lib-1", "11:00", "Old name"))
+    await send("libC", libs, b"libC", library("libC", "lib-3", "11:00", "Empty"))
+    await send("bad-library", libs, b"libC", b'{"event_id": "lib-4", "library_id": "libC"}')
     await kafka.flush()
 
     # --- the API reflects every applied event --------------------------------------
@@ -151,6 +168,23 @@ async def test_registry_end_to_end(
     status, rest = await worker.get(f"/v1/assets/a1/history?cursor={history['next_cursor']}")
     assert [(i["action"], i["library_id"]) for i in rest["items"]] == [("registered", "libA")]
     assert rest["next_cursor"] is None
+
+    # --- libraries: newest facts win; libraries known only from assets listed too -----
+    async def libraries() -> Any:
+        status, body = await worker.get("/v1/libraries")
+        names = {i["library_id"]: i["name"] for i in body.get("items", [])}
+        return status == 200 and names.get("libC") == "Empty" and names.get("libA") and body
+
+    listed = await eventually(libraries)
+    assert [(i["library_id"], i["name"], i["asset_count"]) for i in listed["items"]] == [
+        ("libA", "Brand", 2),
+        ("libB", None, 2),
+        ("libC", "Empty", 0),
+    ]
+    status, lib_c = await worker.get("/v1/libraries/libC")
+    assert status == 200 and lib_c["owner"] == "brand-team" and lib_c["total_bytes"] == 0
+    status, page = await worker.get("/v1/libraries?limit=1&cursor=libA")
+    assert [i["library_id"] for i in page["items"]] == ["libB"] and page["next_cursor"] == "libB"
 
     # --- most used: a1 was published and used, the others never -----------------------
     # (the projection follows the state the asset route shows: wait for it)
@@ -196,6 +230,7 @@ async def test_registry_end_to_end(
         ("/v1/assets/nope/history", 404),
         ("/v1/assets/a1/history?cursor=x", 400),
         ("/v1/libraries/nope/stats", 404),
+        ("/v1/libraries/nope", 404),
         ("/v1/libraries/nope/assets", 404),
         (f"/v1/duplicates/{sha(999)}", 404),
         ("/v1/duplicates/XYZ", 400),
@@ -230,6 +265,7 @@ async def test_registry_end_to_end(
         "bad-version": "unsupported_schema_version",
         "oversize": "oversize",
         "bad-key": "key_mismatch",
+        "bad-library": "schema_violation",
         "a3-archive": "invalid_transition",
         "ghost": "registration_timeout",
     }

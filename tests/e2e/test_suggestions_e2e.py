@@ -64,9 +64,7 @@ async def test_suggestions_and_feedback_through_a_worker(
         await producer.send_and_wait(
             settings.topic_suggestion_feedback, json.dumps(unknown).encode(), key=b"banner1"
         )
-        records = await read_topic(
-            settings.kafka_bootstrap_servers, settings.topic_optimization_suggestions, 3, 30
-        )
+        records = await read_topic(settings, settings.topic_optimization_suggestions, 3, 30)
         closing = json.loads(records[2].value)
         assert (closing["suggestion_id"], closing["revision"], closing["state"]) == (
             compress["suggestion_id"],
@@ -74,9 +72,7 @@ async def test_suggestions_and_feedback_through_a_worker(
             "dismissed",
         )
         assert closing["event_id"] != compress["event_id"]
-        [dead] = await read_topic(
-            settings.kafka_bootstrap_servers, settings.topic_dead_letter, 1, 30
-        )
+        [dead] = await read_topic(settings, settings.topic_dead_letter, 1, 30)
         letter = json.loads(dead.value)
         assert letter["reason_code"] == "unknown_suggestion"
         assert "sug-never-sent" in letter["reason"]

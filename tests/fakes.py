@@ -82,6 +82,7 @@ class FakeRegistryStore:
         self.stats: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
         self.indexes: dict[str, set[str]] = defaultdict(set)  # "<library>/<index>" -> assets
         self.usage: dict[str, dict[str, int]] = defaultdict(dict)  # library -> asset -> count
+        self.variant_sets: dict[str, set[str]] = defaultdict(set)  # original -> variants
         self.hashes: dict[str, _HashIndex] = defaultdict(_HashIndex)
         self.schedule: dict[str, int] = {}  # asset -> deadline, epoch milliseconds
 
@@ -180,6 +181,18 @@ class FakeRegistryStore:
                 index.add(asset_id)
             else:
                 index.discard(asset_id)
+
+    async def project_variant(self, original_id: str, asset_id: str, present: bool) -> None:
+        if present:
+            self.variant_sets[original_id].add(asset_id)
+        else:
+            self.variant_sets[original_id].discard(asset_id)
+
+    async def variants(self, original_id: str) -> list[str]:
+        return sorted(self.variant_sets.get(original_id, set()))
+
+    async def variant_count(self, original_id: str) -> int:
+        return len(self.variant_sets.get(original_id, set()))
 
     async def project_hash(
         self, content_sha256: str, asset_id: str, rev: int, library_id: str | None
@@ -597,6 +610,7 @@ class FakeSuggestionStore:
         # library -> suggestion id -> (index member, its facets)
         self.by_library: dict[str, dict[str, tuple[str, list[tuple[str, str]]]]] = defaultdict(dict)
         self.variants: dict[str, str] = {}  # new asset -> suggestion id
+        self.originals: dict[str, str] = {}  # new asset -> the original it is listed under
         self.realised_by_type: dict[str, dict[str, float]] = defaultdict(dict)
         self.closed: dict[str, str] = {}  # suggestion id -> JSON of a retired record
 
@@ -623,8 +637,12 @@ class FakeSuggestionStore:
         self.closed[record.suggestion.suggestion_id] = record.model_dump_json()
         self._index(record)
 
-    async def link_variant(self, new_asset_id: str, suggestion_id: str) -> None:
+    async def link_variant(
+        self, new_asset_id: str, suggestion_id: str, original_id: str | None = None
+    ) -> None:
         self.variants[new_asset_id] = suggestion_id
+        if original_id is not None:
+            self.originals[new_asset_id] = original_id
 
     async def variant_of(self, asset_id: str) -> str | None:
         return self.variants.get(asset_id)

@@ -129,6 +129,13 @@ OPERATIONS: tuple[Operation, ...] = (
         (problems.BAD_REQUEST, problems.NOT_FOUND),
     ),
     Operation(
+        "/v1/assets/{asset_id}/variants",
+        "The asset's variant family, each variant's CTR against the original's per channel",
+        schemas.VariantsOut,
+        (ASSET,),
+        (problems.NOT_FOUND,),
+    ),
+    Operation(
         "/v1/assets/{asset_id}/history",
         "A page of an asset's applied registrations and lifecycle transitions, newest first",
         schemas.HistoryOut,

@@ -12,6 +12,7 @@ from service.domain.library import LibraryStats
 from service.domain.metrics import Totals
 from service.domain.registry import Asset
 from service.domain.suggestion_state import Status
+from service.domain.variants import Verdict
 
 
 class _Out(BaseModel):
@@ -62,6 +63,10 @@ class AssetItem(_Out):
     usage_count: int = 0
     campaigns_used_in: list[str] = []
     last_used_at: AwareDatetime | None = None
+    variant_of: str | None = Field(
+        default=None, description="the original of the asset's variant family, if a variant"
+    )
+    variant_label: str | None = None
 
     @classmethod
     def of(cls, asset: Asset) -> AssetItem:
@@ -77,10 +82,54 @@ class AssetOut(AssetItem):
     """A registered asset with its lifetime totals."""
 
     lifetime: TotalsOut
+    variant_count: int = Field(default=0, description="how many variants it has (an original)")
 
     @classmethod
-    def with_lifetime(cls, asset: Asset, lifetime: TotalsOut) -> AssetOut:
-        return cls.model_validate({**_public(asset), "lifetime": lifetime})
+    def with_lifetime(
+        cls,
+        asset: Asset,
+        lifetime: TotalsOut,
+        *,
+        variant_of: str | None = None,
+        variant_count: int = 0,
+    ) -> AssetOut:
+        fields = {**_public(asset), "lifetime": lifetime, "variant_count": variant_count}
+        if variant_of is not None:
+            fields["variant_of"] = variant_of
+        return cls.model_validate(fields)
+
+
+class VariantMember(_Out):
+    asset_id: str
+    variant_label: str | None
+    status: AssetStatus
+    lifetime: TotalsOut
+    channels: dict[Channel, TotalsOut] = Field(description="lifetime, per channel with events")
+
+
+class ChannelComparison(_Out):
+    """A variant's lifetime CTR on one channel against its original's."""
+
+    channel: Channel
+    original_ctr: float
+    variant_ctr: float
+    difference: float | None = Field(description="variant CTR - original CTR")
+    ci95_low: float | None = Field(description="Newcombe hybrid score 95 % interval")
+    ci95_high: float | None
+    p_value: float | None = Field(description="two-sided, pooled two-proportion z-test")
+    verdict: Verdict = Field(
+        description="better or worse when the interval excludes 0; inconclusive otherwise "
+        "or without impressions on either side"
+    )
+
+
+class VariantOut(VariantMember):
+    comparisons: list[ChannelComparison]
+
+
+class VariantsOut(_Out):
+    original: VariantMember
+    variants: list[VariantOut] = Field(description="in asset_id order")
 
 
 class AssetMetricsOut(TotalsOut):

@@ -35,6 +35,7 @@ from service.api.schemas import (
     CampaignMetricsOut,
     CampaignTopItem,
     CampaignTopOut,
+    ChannelComparison,
     DeadLetterStatsOut,
     DuplicateOut,
     DuplicatesOut,
@@ -55,6 +56,9 @@ from service.api.schemas import (
     TopItem,
     TopOut,
     TotalsOut,
+    VariantMember,
+    VariantOut,
+    VariantsOut,
 )
 from service.domain import leaderboard
 from service.domain.decoding import RawMessage, decode
@@ -62,11 +66,12 @@ from service.domain.enums import AssetStatus, Channel, Priority, SuggestionType
 from service.domain.events import ManualSuggestionRequest, normalise_labels
 from service.domain.leaderboard import LEADERBOARD_WINDOWS, RankMetric, TopMetric
 from service.domain.library import COUNTED_STATUSES, LibraryStats, no_assets
-from service.domain.metrics import Totals, WindowTotals
+from service.domain.metrics import Totals, WindowTotals, sum_totals
 from service.domain.registry import Asset
 from service.domain.statistics import estimate_accuracy
 from service.domain.suggestion_state import Status
 from service.domain.suggestions import BYTE_SAVING_TYPES, PERFORMANCE_TYPES
+from service.domain.variants import compare_ctr
 from service.domain.windows import (
     SERIES_RESOLUTIONS,
     SERIES_WINDOWS,
@@ -110,6 +115,17 @@ class ApiView(View):
             raise NotFound(f"asset '{asset_id}' is not registered{more}")
         return loaded.state.asset
 
+    async def original_of(self, asset: Asset) -> str | None:
+        """The original of the asset's family: the one its registration names, else the
+        original of the applied suggestion that made it (None: it is no variant)."""
+        if asset.variant_of is not None:
+            return asset.variant_of
+        suggestion_id = await self.runtime.suggestion_store.variant_of(asset.asset_id)
+        if suggestion_id is None:
+            return None
+        record = await self.runtime.suggestion_store.by_id(suggestion_id)
+        return None if record is None else record.suggestion.asset_id
+
     async def library_stats(self, library_id: str) -> LibraryStats:
         """The library's statistics; NotFound when it has no registered assets."""
         stats = await self.runtime.registry_store.library_stats(library_id)
@@ -139,7 +155,76 @@ class AssetView(ApiView):
     async def get(self, request: Request, asset_id: str) -> Response:
         asset = await self.registered_asset(asset_id)
         lifetime = await self.runtime.metrics_store.totals(asset_id, Window.LIFETIME, time.time())
-        return self.out(AssetOut.with_lifetime(asset, TotalsOut.of(lifetime or Totals())))
+        return self.out(
+            AssetOut.with_lifetime(
+                asset,
+                TotalsOut.of(lifetime or Totals()),
+                variant_of=await self.original_of(asset),
+                variant_count=await self.runtime.registry_store.variant_count(asset_id),
+            )
+        )
+
+
+class AssetVariantsView(ApiView):
+    """The asset's variant family: the original and each variant (registered, not deleted)
+    with lifetime metrics, and each variant's CTR against the original's per channel."""
+
+    async def get(self, request: Request, asset_id: str) -> Response:
+        asset = await self.registered_asset(asset_id)
+        original_id = await self.original_of(asset) or asset_id
+        store = self.runtime.registry_store
+        ids = [original_id, *[v for v in await store.variants(original_id) if v != original_id]]
+        states = {s.asset_id: s.asset for s in await store.assets(ids) if s.asset is not None}
+        original = states.get(original_id)
+        if original is None:
+            raise NotFound(f"asset '{asset_id}' is a variant of '{original_id}', not registered")
+        members = [i for i in ids[1:] if i in states and not states[i].is_deleted]
+        totals = await self.lifetime_by_channel([original_id, *members])
+        base = totals[original_id]
+
+        def member(a: Asset) -> dict[str, Any]:
+            by_channel = totals[a.asset_id]
+            return {
+                "asset_id": a.asset_id,
+                "variant_label": a.variant_label,
+                "status": a.status,
+                "lifetime": TotalsOut.of(sum_totals(by_channel.values())),
+                "channels": {ch: TotalsOut.of(t) for ch, t in sorted(by_channel.items())},
+            }
+
+        variants = []
+        for variant_id in members:
+            variant = states[variant_id]
+            assert variant is not None
+            mine = totals[variant_id]
+            comparisons = []
+            for channel in sorted(set(base) | set(mine)):
+                theirs, ours = base.get(channel, Totals()), mine.get(channel, Totals())
+                result = compare_ctr(theirs, ours)
+                comparisons.append(
+                    ChannelComparison(
+                        channel=channel,
+                        original_ctr=theirs.ctr,
+                        variant_ctr=ours.ctr,
+                        difference=result.difference,
+                        ci95_low=result.ci95_low,
+                        ci95_high=result.ci95_high,
+                        p_value=result.p_value,
+                        verdict=result.verdict,
+                    )
+                )
+            variants.append(VariantOut(**member(variant), comparisons=comparisons))
+        return self.out(VariantsOut(original=VariantMember(**member(original)), variants=variants))
+
+    async def lifetime_by_channel(self, asset_ids: list[str]) -> dict[str, dict[Channel, Totals]]:
+        metrics = self.runtime.metrics_store
+        partitions = await metrics.partitions_of(asset_ids)
+        placed = [(a, p) for a, p in zip(asset_ids, partitions, strict=True) if p is not None]
+        sums = await metrics.totals_by_window(placed, [Window.LIFETIME], time.time())
+        found = {
+            a: dict(s[Window.LIFETIME].by_channel) for (a, _), s in zip(placed, sums, strict=True)
+        }
+        return {a: {c: t for c, t in found.get(a, {}).items() if t != Totals()} for a in asset_ids}
 
 
 class AssetSeriesView(ApiView):
@@ -767,6 +852,7 @@ ROUTES: dict[str, type[ApiView]] = {
     "/v1/assets/{asset_id}": AssetView,
     "/v1/assets/{asset_id}/metrics": AssetMetricsView,
     "/v1/assets/{asset_id}/history": AssetHistoryView,
+    "/v1/assets/{asset_id}/variants": AssetVariantsView,
     "/v1/assets/{asset_id}/series": AssetSeriesView,
     "/v1/libraries": LibrariesView,
     "/v1/libraries/{library_id}": LibraryView,

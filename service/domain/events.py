@@ -134,6 +134,12 @@ class AssetRegistered(Event):
     ) = None
     color_count: Annotated[int, Field(strict=True, ge=1, le=MAX_COLOR_COUNT)] | None = None
     intended_channels: list[Channel] = []
+    variant_of: Identifier | None = Field(
+        default=None, description="the asset this one is a variant of (its original's family)"
+    )
+    variant_label: Label | None = Field(
+        default=None, description="what sets this variant apart, e.g. 'blue CTA' (needs variant_of)"
+    )
 
     @field_validator("tags", "categories")
     @classmethod
@@ -144,6 +150,17 @@ class AssetRegistered(Event):
     @classmethod
     def _unique_channels(cls, values: list[Channel]) -> list[Channel]:
         return list(dict.fromkeys(values))
+
+    @model_validator(mode="after")
+    def _variant_of_another(self) -> AssetRegistered:
+        if self.variant_of == self.asset_id:
+            raise ValueError(
+                f"variant_of names the asset itself ('{self.asset_id}'): an asset cannot be its "
+                "own variant; name its original, or leave variant_of out"
+            )
+        if self.variant_label is not None and self.variant_of is None:
+            raise ValueError("variant_label is given without variant_of: name the original too")
+        return self
 
     @model_validator(mode="after")
     def _format_fits_media_type(self) -> AssetRegistered:

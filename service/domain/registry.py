@@ -100,6 +100,8 @@ class Asset(_Stored):
     usage_count: int = 0
     campaigns_used_in: list[str] = []
     last_used_at: AwareDatetime | None = None
+    variant_of: str | None = None  # the original of its family (never a variant itself)
+    variant_label: str | None = None
 
     @property
     def is_deleted(self) -> bool:
@@ -135,6 +137,8 @@ class AssetState(_Stored):
     # the projector removes it there, then clears these lists.
     departed_libraries: list[str] = []
     departed_hashes: list[str] = []
+    # Originals whose variant lists may still name the asset (its variant_of changed).
+    departed_originals: list[str] = []
     # Dead letters decided by the held-event sweep but not yet acknowledged by Kafka.
     undelivered: list[Rejection] = []
     # How many history entries the asset has had: the last entry's seq.
@@ -165,8 +169,14 @@ def register(
     state: AssetState | None,
     event: AssetRegistered,
     source: SourceRef,
+    *,
+    original: str | None = None,
 ) -> Decision:
-    """Create or update an asset from a registration, then release the events held for it."""
+    """Create or update an asset from a registration, then release the events held for it.
+
+    `original` is the original of the family `event.variant_of` belongs to, as the caller
+    resolved it (`variants.original_of`); by default the asset `variant_of` names.
+    """
     state = state or AssetState(asset_id=event.asset_id)
     current = state.asset
     if current is not None and current.is_deleted:
@@ -184,6 +194,10 @@ def register(
         )
 
     asset = _asset_from_registration(current, event)
+    if event.variant_of is not None and original is not None:
+        asset = asset.model_copy(update={"variant_of": original})
+    previous_original = None if current is None else current.variant_of
+    departed_originals = _departed(state.departed_originals, previous_original, asset.variant_of)
     previous_library = None if current is None else current.library_id
     previous_hash = None if current is None else current.content_sha256
     departed_libraries = _departed(state.departed_libraries, previous_library, asset.library_id)
@@ -225,6 +239,7 @@ def register(
             "held": [],
             "departed_libraries": departed_libraries,
             "departed_hashes": departed_hashes,
+            "departed_originals": departed_originals,
             "history_seq": state.history_seq + len(history),
         }
     )
@@ -399,7 +414,7 @@ def _asset_from_registration(current: Asset | None, event: AssetRegistered) -> A
     )
 
 
-def _departed(already: Iterable[str], previous: str | None, current: str) -> list[str]:
+def _departed(already: Iterable[str], previous: str | None, current: str | None) -> list[str]:
     """Places left so far plus the previous one, never the current one."""
     result = [place for place in already if place != current]
     if previous is not None and previous != current and previous not in result:

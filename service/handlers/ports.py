@@ -92,6 +92,10 @@ class RegistryWrites(Protocol):
         """Move the asset's entry (None: out of the library); ignored (False) unless `rev`
         is newer than the stored one."""
 
+    async def project_variant(self, original_id: str, asset_id: str, present: bool) -> None:
+        """List the asset among the original's variants (present) or take it off;
+        idempotent."""
+
     async def project_hash(
         self, content_sha256: str, asset_id: str, rev: int, library_id: str | None
     ) -> HashPlacement:
@@ -175,8 +179,11 @@ class SuggestionRecords(Protocol):
     async def retire(self, record: SuggestionRecord) -> None:
         """Keep a record its slot no longer holds, found by id."""
 
-    async def link_variant(self, new_asset_id: str, suggestion_id: str) -> None:
-        """Remember that the new asset is the variant an applied suggestion asked for."""
+    async def link_variant(
+        self, new_asset_id: str, suggestion_id: str, original_id: str | None = None
+    ) -> None:
+        """Remember that the new asset is the variant an applied suggestion asked for
+        (and list it among `original_id`'s variants when given)."""
 
     async def variant_of(self, asset_id: str) -> str | None:
         """The suggestion id the asset is a variant of, or None."""

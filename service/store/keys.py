@@ -46,6 +46,10 @@ class Keys:
         """The asset's applied changes, scored by their seq (the newest few kept)."""
         return f"{self.prefix}:{{a:{asset_id}}}:history"
 
+    def asset_variants(self, original_id: str) -> str:
+        """The variants of an original (members: asset ids, scores 0)."""
+        return f"{self.prefix}:{{a:{original_id}}}:variants"
+
     def library(self, library_id: str) -> LibraryKeys:
         base = f"{self.prefix}:{{l:{library_id}}}:"
         return LibraryKeys(

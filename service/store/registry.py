@@ -148,6 +148,22 @@ class RegistryStore:
         await self._redis.zadd(self._keys.libraries, {library_id: 0})
         return bool(applied)
 
+    async def project_variant(self, original_id: str, asset_id: str, present: bool) -> None:
+        """List the asset among the original's variants, or take it off (idempotent)."""
+        key = self._keys.asset_variants(original_id)
+        if present:
+            await self._redis.zadd(key, {asset_id: 0})
+        else:
+            await self._redis.zrem(key, asset_id)
+
+    async def variants(self, original_id: str) -> list[str]:
+        """The original's variants, by asset id."""
+        members: list[str] = await self._redis.zrange(self._keys.asset_variants(original_id), 0, -1)
+        return members
+
+    async def variant_count(self, original_id: str) -> int:
+        return int(await self._redis.zcard(self._keys.asset_variants(original_id)))
+
     async def project_hash(
         self, content_sha256: str, asset_id: str, rev: int, library_id: str | None
     ) -> HashPlacement:

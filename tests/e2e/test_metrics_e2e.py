@@ -44,8 +44,10 @@ async def test_metrics_and_boards_through_the_api(stack: dict[str, str], spawn: 
     producer = AIOKafkaProducer(**client_options(settings), acks="all")
     await producer.start()
     try:
-        for asset in ("hero", "promo"):
+        for asset in ("hero", "promo", "hero-b"):
             body = registration_body(asset, library_id="libM", content_sha256=sha(len(asset)))
+            if asset == "hero-b":  # a variant, with no events yet
+                body.update(variant_of="hero", variant_label="short copy")
             await producer.send(
                 settings.topic_asset_registered, json.dumps(body).encode(), key=asset.encode()
             )
@@ -83,6 +85,23 @@ async def test_metrics_and_boards_through_the_api(stack: dict[str, str], spawn: 
     assert status == 200 and later["impressions"] == 300
     _, asset = await worker.get("/v1/assets/hero")
     assert asset["lifetime"]["impressions"] == 1000
+
+    # Variants: hero-b has no events, so no verdict on any of hero's channels
+    async def variants() -> Any:
+        status, body = await worker.get("/v1/assets/hero-b/variants")
+        return status == 200 and body
+
+    family = await eventually(variants)
+    assert family["original"]["asset_id"] == "hero"
+    assert family["original"]["channels"]["email"]["impressions"] == 800
+    [variant] = family["variants"]
+    assert (variant["asset_id"], variant["variant_label"]) == ("hero-b", "short copy")
+    assert [(c["channel"], c["verdict"]) for c in variant["comparisons"]] == [
+        ("email", "inconclusive"),
+        ("web", "inconclusive"),
+    ]
+    _, hero = await worker.get("/v1/assets/hero")
+    assert hero["variant_count"] == 1
 
     # Time series: zero-filled points of the same buckets
     status, days = await worker.get("/v1/assets/hero/series?resolution=1d&window=7d")
@@ -127,7 +146,7 @@ async def test_metrics_and_boards_through_the_api(stack: dict[str, str], spawn: 
     assert f'media_events_consumed_total{{topic="{perf_topic}"}} 5.0' in metrics
     assert f'media_consumer_lag{{partition="0",topic="{perf_topic}"}}' in metrics
     assert "media_redis_batch_seconds_count" in metrics
-    assert f'media_event_age_seconds_count{{topic="{settings.topic_asset_registered}"}} 2.0' in (
+    assert f'media_event_age_seconds_count{{topic="{settings.topic_asset_registered}"}} 3.0' in (
         metrics
     )
     status, ready = await worker.get("/readyz")

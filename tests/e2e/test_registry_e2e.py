@@ -127,6 +127,7 @@ async def test_registry_end_to_end(
     )
     await send("oversize", reg, b"a1", b'{"pad": "' + b"x" * 3000 + b'"}')
     await send("bad-key", reg, b"not-a5", registered("a5", "libA", H2, 10))
+    await send("self-variant", reg, b"a7", registered("a7", "libA", H2, 10, variant_of="a7"))
     # libraries: the newer facts arrive first; a library with facts and no asset; bad input
     libs = settings.topic_library_updated
     await send("libA-new", libs, b"libA", library("libA", "lib-2", "12:00", "Brand"))
@@ -266,6 +267,7 @@ async def test_registry_end_to_end(
         "oversize": "oversize",
         "bad-key": "key_mismatch",
         "bad-library": "schema_violation",
+        "self-variant": "schema_violation",
         "a3-archive": "invalid_transition",
         "ghost": "registration_timeout",
     }

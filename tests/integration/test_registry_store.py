@@ -144,3 +144,18 @@ async def test_scripts_survive_a_script_cache_flush(redis: Any, store: RegistryS
     """After a Redis restart the script cache is empty: EVALSHA falls back to EVAL."""
     await redis.script_flush()
     assert await store.project_library("L", "a1", 1, entry())
+
+
+async def test_a_suggestions_variant_joins_the_originals_variants(
+    redis: Any, settings: Settings, store: RegistryStore
+) -> None:
+    from service.store.suggestions import SuggestionStore
+
+    suggestions = SuggestionStore(redis, Keys(settings.redis_key_prefix))
+    await store.project_variant("a1", "a3", True)
+    await suggestions.link_variant("a2", "sug-1", original_id="a1")
+    await suggestions.link_variant("a2", "sug-1", original_id="a1")  # a repeated message
+    assert await store.variants("a1") == ["a2", "a3"] and await store.variant_count("a1") == 2
+    await store.project_variant("a1", "a3", False)
+    await store.project_variant("a1", "a3", False)
+    assert await store.variants("a1") == ["a2"]

@@ -7,6 +7,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from service.domain.enums import AssetStatus, Channel, MediaFormat, MediaType
 from service.domain.events import OptimizationSuggestion
 from service.domain.history import HistoryAction, HistoryEntry
+from service.domain.labels import Label as PerformanceLabel
 from service.domain.libraries import LibraryInfo
 from service.domain.library import LibraryStats
 from service.domain.metrics import Totals
@@ -132,11 +133,31 @@ class VariantsOut(_Out):
     variants: list[VariantOut] = Field(description="in asset_id order")
 
 
+class ChannelLabel(_Out):
+    """How the asset does on one channel against the rest of its library."""
+
+    channel: Channel
+    label: PerformanceLabel = Field(
+        description="learning (too few impressions for a verdict), low, good or best: the "
+        "asset's CTR 95 % interval against the pooled CTR of the library's other assets"
+    )
+    impressions: int
+    ctr: float
+    library_ctr: float | None = Field(description="the pooled CTR compared with")
+
+
 class AssetMetricsOut(TotalsOut):
     asset_id: str
     window: str
     channel: str | None
     campaign: str | None
+    label_window: str = Field(
+        description="the window the labels judge: the requested one when the boards keep it "
+        "(24h, 7d, lifetime), else 7d"
+    )
+    labels: list[ChannelLabel] = Field(
+        description="per channel with events in label_window; none for an asset not registered"
+    )
 
 
 class HistoryItem(_Out):

@@ -36,6 +36,7 @@ from service.api.schemas import (
     CampaignTopItem,
     CampaignTopOut,
     ChannelComparison,
+    ChannelLabel,
     DeadLetterStatsOut,
     DuplicateOut,
     DuplicatesOut,
@@ -64,6 +65,7 @@ from service.domain import leaderboard
 from service.domain.decoding import RawMessage, decode
 from service.domain.enums import AssetStatus, Channel, Priority, SuggestionType
 from service.domain.events import ManualSuggestionRequest, normalise_labels
+from service.domain.labels import judge
 from service.domain.leaderboard import LEADERBOARD_WINDOWS, RankMetric, TopMetric
 from service.domain.library import COUNTED_STATUSES, LibraryStats, no_assets
 from service.domain.metrics import Totals, WindowTotals, sum_totals
@@ -327,15 +329,47 @@ class AssetMetricsView(ApiView):
         if totals is None:
             await self.registered_asset(asset_id, also_missing="metrics")
             totals = Totals()
+        label_window = window if window in LEADERBOARD_WINDOWS else Window.WEEK
         return self.out(
             AssetMetricsOut(
                 asset_id=asset_id,
                 window=window.value,
                 channel=channel,
                 campaign=campaign,
+                label_window=label_window.value,
+                labels=await self.labels(asset_id, label_window),
                 **totals.as_dict(),
             )
         )
+
+    async def labels(self, asset_id: str, window: Window) -> list[ChannelLabel]:
+        """Per channel with events, the asset's label against its library's board."""
+        runtime = self.runtime
+        state = (await runtime.registry_store.load(asset_id)).state
+        asset = None if state is None else state.asset
+        if asset is None or asset.is_deleted:
+            return []
+        sums = await runtime.metrics_store.window_totals(asset_id, window, time.time())
+        if sums is None:
+            return []
+        labels = []
+        for channel in Channel:
+            mine = sums.channel(channel)
+            if mine.impressions == 0:
+                continue
+            board = await runtime.leaderboard_store.entries(asset.library_id, window, channel)
+            others = [e.totals for e in board if e.asset_id != asset_id]
+            judged = judge(mine, others, runtime.settings.leaderboard_min_impressions)
+            labels.append(
+                ChannelLabel(
+                    channel=channel,
+                    label=judged.label,
+                    impressions=mine.impressions,
+                    ctr=mine.ctr,
+                    library_ctr=judged.library_ctr,
+                )
+            )
+        return labels
 
 
 class _BoardQuery(ApiView):

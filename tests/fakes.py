@@ -28,7 +28,7 @@ from service.domain.enums import Channel, DeadLetterReason, SuggestionType
 from service.domain.events import MAX_METRIC_DELTA
 from service.domain.history import DEFAULT_HISTORY_MAX_PER_ASSET, HistoryEntry, newest_first
 from service.domain.libraries import LibraryInfo, wins
-from service.domain.library import LibraryEntry, LibraryStats, most_used
+from service.domain.library import MAX_PREFIX, LibraryEntry, LibraryStats, TextQuery, most_used
 from service.domain.metrics import ZERO, Totals, WindowTotals
 from service.domain.registry import AssetState, Outcome
 from service.domain.windows import (
@@ -126,6 +126,27 @@ class FakeRegistryStore:
     async def most_used(self, library_id: str, limit: int) -> list[tuple[str, int]]:
         return most_used(self.usage.get(library_id, {}), limit)
 
+    async def library_page(
+        self,
+        library_id: str,
+        *,
+        tags: list[str],
+        categories: list[str],
+        status: str | None,
+        cursor: str | None,
+        limit: int,
+        text: TextQuery | None = None,
+    ) -> list[str]:
+        names = ["assets", *(f"tag:{t}" for t in tags), *(f"category:{c}" for c in categories)]
+        if status is not None:
+            names.append(f"status:{status}")
+        if text is not None:
+            names += [f"word:{w}" for w in text.whole]
+            if text.prefix is not None:
+                names.append(f"prefix:{text.prefix}")
+        found = set.intersection(*(self.indexes.get(f"{library_id}/{n}", set()) for n in names))
+        return sorted(a for a in found if cursor is None or a > cursor)[:limit]
+
     async def history(self, asset_id: str, *, before: int | None, limit: int) -> list[HistoryEntry]:
         return newest_first(self.histories.get(asset_id, []), before, limit)
 
@@ -175,6 +196,9 @@ class FakeRegistryStore:
         names = ["assets", f"status:{entry['status']}"]
         names += [f"tag:{t}" for t in entry["tags"]]
         names += [f"category:{c}" for c in entry["categories"]]
+        for word in entry.get("words", []):
+            names.append(f"word:{word}")
+            names += [f"prefix:{word[:n]}" for n in range(1, min(len(word), MAX_PREFIX) + 1)]
         for name in names:
             index = self.indexes[f"{library_id}/{name}"]
             if sign > 0:

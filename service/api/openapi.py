@@ -183,6 +183,13 @@ OPERATIONS: tuple[Operation, ...] = (
             LIBRARY,
             Param("tag", "query", {"type": "string"}, "has every tag given", many=True),
             Param("category", "query", {"type": "string"}, "has every category given", many=True),
+            Param(
+                "q",
+                "query",
+                {"type": "string", "maxLength": 256},
+                "text search: every word of q is a word of the name, tags or description "
+                "(case-insensitive), the last one as a prefix; no word: no text filter",
+            ),
             _enum("status", [s.value for s in COUNTED_STATUSES], "in this status"),
             Param("limit", "query", {"type": "integer", "minimum": 1}, "page size (default 50)"),
             Param("cursor", "query", {"type": "string"}, "the previous page's next_cursor"),

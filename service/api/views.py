@@ -67,7 +67,7 @@ from service.domain.enums import AssetStatus, Channel, Priority, SuggestionType
 from service.domain.events import ManualSuggestionRequest, normalise_labels
 from service.domain.labels import judge
 from service.domain.leaderboard import LEADERBOARD_WINDOWS, RankMetric, TopMetric
-from service.domain.library import COUNTED_STATUSES, LibraryStats, no_assets
+from service.domain.library import COUNTED_STATUSES, LibraryStats, no_assets, text_query
 from service.domain.metrics import Totals, WindowTotals, sum_totals
 from service.domain.registry import Asset
 from service.domain.statistics import estimate_accuracy
@@ -819,6 +819,15 @@ def _int_param(query: Any, name: str, default: int, low: int, high: int) -> int:
     return value
 
 
+MAX_QUERY_TEXT = 256
+
+
+def _bounded(value: str, name: str, most: int) -> str:
+    if len(value) > most:
+        raise BadRequest(f"{name} must be at most {most} characters")
+    return value
+
+
 def _library_query(query: Any, max_limit: int) -> dict[str, Any]:
     status = query.get("status")
     if status is not None and status not in COUNTED_STATUSES:
@@ -827,6 +836,7 @@ def _library_query(query: Any, max_limit: int) -> dict[str, Any]:
     return {
         "tags": normalise_labels(query.getall("tag", [])),
         "categories": normalise_labels(query.getall("category", [])),
+        "text": text_query(_bounded(query.get("q", ""), "q", MAX_QUERY_TEXT)),
         "status": status,
         "cursor": query.get("cursor") or None,
         "limit": limit,

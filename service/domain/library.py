@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import re
+import unicodedata
+from dataclasses import dataclass
+
 from pydantic import BaseModel, ConfigDict
 
 from service.domain.enums import AssetStatus, MediaType
@@ -24,6 +28,8 @@ class LibraryEntry(BaseModel):
     # Publications and uses recorded (the asset's usage_count): what ranks it among the
     # library's most used assets.
     usage_count: int = 0
+    # The words of its name, tags and description, for text search (search_words).
+    words: list[str] = []
 
 
 def library_entry(asset: Asset) -> LibraryEntry | None:
@@ -37,7 +43,53 @@ def library_entry(asset: Asset) -> LibraryEntry | None:
         tags=asset.tags,
         categories=asset.categories,
         usage_count=asset.usage_count,
+        words=search_words(asset.name, *asset.tags, asset.description or ""),
     )
+
+
+# Text search: words are runs of letters and digits, case-folded. An asset is indexed
+# under at most MAX_SEARCH_WORDS distinct words (its name's first, then its tags', then
+# its description's), and under every prefix of each word up to MAX_PREFIX characters.
+MAX_SEARCH_WORDS = 200
+MAX_PREFIX = 32
+_WORD = re.compile(r"[^\W_]+")
+
+
+def words_of(text: str) -> list[str]:
+    """The words of a text, case-folded, in order, repeats kept."""
+    return _WORD.findall(unicodedata.normalize("NFC", text).casefold())
+
+
+def search_words(*texts: str) -> list[str]:
+    """The distinct words an asset is found by, in order of first appearance, bounded."""
+    seen: dict[str, None] = {}
+    for text in texts:
+        for word in words_of(text):
+            seen.setdefault(word, None)
+            if len(seen) >= MAX_SEARCH_WORDS:
+                return list(seen)
+    return list(seen)
+
+
+@dataclass(frozen=True, slots=True)
+class TextQuery:
+    """What `q` asks: every word in `whole` as a word, and `prefix` as the start of one
+    (its last word), or `whole` only when that word is longer than MAX_PREFIX."""
+
+    whole: tuple[str, ...]
+    prefix: str | None
+
+
+def text_query(q: str) -> TextQuery | None:
+    """The query of `q`'s words (every one must match, the last as a prefix); None when
+    `q` has no word (no text filter)."""
+    words = list(dict.fromkeys(words_of(q)))
+    if not words:
+        return None
+    *whole, last = words
+    if len(last) > MAX_PREFIX:
+        return TextQuery((*whole, last), None)
+    return TextQuery(tuple(whole), last)
 
 
 def most_used(usage: dict[str, int], limit: int) -> list[tuple[str, int]]:

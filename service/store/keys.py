@@ -31,6 +31,14 @@ class LibraryKeys:
     def status(self, status: str) -> str:
         return f"{self.index_prefix}status:{status}"
 
+    def word(self, word: str) -> str:
+        """The library's assets with this word in their name, tags or description."""
+        return f"{self.index_prefix}word:{word}"
+
+    def prefix(self, prefix: str) -> str:
+        """... with a word that starts with this prefix (of at most 32 characters)."""
+        return f"{self.index_prefix}prefix:{prefix}"
+
 
 @dataclass(frozen=True, slots=True)
 class Keys:

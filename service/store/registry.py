@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 from service.domain.history import DEFAULT_HISTORY_MAX_PER_ASSET, HistoryEntry
-from service.domain.library import LibraryEntry, LibraryStats
+from service.domain.library import LibraryEntry, LibraryStats, TextQuery
 from service.domain.registry import AssetState, Outcome
 from service.store.codecs import library_stats
 from service.store.keys import Keys
@@ -217,12 +217,17 @@ class RegistryStore:
         status: str | None,
         cursor: str | None,
         limit: int,
+        text: TextQuery | None = None,
     ) -> list[str]:
         """Asset ids of a library after `cursor`, in id order, matching every filter."""
         keys = self._keys.library(library_id)
         indexes = [keys.assets]
         indexes += [keys.tag(t) for t in tags]
         indexes += [keys.category(c) for c in categories]
+        if text is not None:
+            indexes += [keys.word(w) for w in text.whole]
+            if text.prefix is not None:
+                indexes.append(keys.prefix(text.prefix))
         if status is not None:
             indexes.append(keys.status(status))
         page: list[str] = await self._scripts.index_page(keys=indexes, args=[cursor or "", limit])

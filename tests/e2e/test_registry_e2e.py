@@ -217,6 +217,10 @@ async def test_registry_end_to_end(
     assert [a["asset_id"] for a in page1["items"]] == ["a1"] and page1["next_cursor"] == "a1"
     status, page2 = await worker.get("/v1/libraries/libA/assets?limit=1&cursor=a1")
     assert [a["asset_id"] for a in page2["items"]] == ["a3"]
+    status, body = await worker.get("/v1/libraries/libA/assets?q=HERO%20sa")
+    assert status == 200 and [a["asset_id"] for a in body["items"]] == ["a1"]
+    status, body = await worker.get("/v1/libraries/libA/assets?q=summ&status=draft")
+    assert [a["asset_id"] for a in body["items"]] == ["a3"]
 
     status, dup = await worker.get(f"/v1/duplicates/{H1}")
     assert status == 200

@@ -268,6 +268,12 @@ CASES: list[tuple[str, str, Any, str]] = [
     ),
     (
         "library_project",
+        "an empty word",
+        lambda k: _library(k, "a1", 2, member(words=["hero", ""])),
+        "entry.words",
+    ),
+    (
+        "library_project",
         "usage count negative",
         lambda k: _library(k, "a1", 2, member(usage_count=-1)),
         "usage_count",

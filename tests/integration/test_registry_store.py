@@ -159,3 +159,37 @@ async def test_a_suggestions_variant_joins_the_originals_variants(
     await store.project_variant("a1", "a3", False)
     await store.project_variant("a1", "a3", False)
     assert await store.variants("a1") == ["a2"]
+
+
+async def test_text_search_follows_the_projected_words(store: RegistryStore) -> None:
+    from service.domain.library import TextQuery, search_words
+
+    def worded(*texts: str) -> LibraryEntry:
+        return entry().model_copy(update={"words": search_words(*texts)})
+
+    long = "super" + "x" * 40  # longer than the 32 characters of the prefix index
+    assert await store.project_library("L", "a1", 1, worded("Crème brûlée hero", long))
+    assert await store.project_library("L", "a2", 1, worded("Hero banner"))
+    assert await store.project_library("L", "a3", 1, worded("Brûlée banner"))
+
+    async def search(whole: tuple[str, ...], prefix: str | None) -> list[str]:
+        return await store.library_page(
+            "L",
+            tags=[],
+            categories=[],
+            status=None,
+            cursor=None,
+            limit=10,
+            text=TextQuery(whole, prefix),
+        )
+
+    assert await search((), "brû") == ["a1", "a3"]
+    assert await search(("hero",), "ban") == ["a2"]
+    assert await search(("brûlée",), None) == ["a1", "a3"]
+    assert await search((), "super" + "x" * 27) == ["a1"]  # 32 characters
+    assert await search((long,), None) == ["a1"]
+    assert await search((), "super" + "x" * 28) == []  # 33: only whole words that long
+    assert await store.project_library("L", "a1", 2, worded("Plain"))  # renamed
+    assert await search((), "brû") == ["a3"] and await search((), "pla") == ["a1"]
+    assert await store.project_library("L", "a3", 2, None)  # deleted
+    assert await search((), "b") == ["a2"]

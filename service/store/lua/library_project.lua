@@ -12,7 +12,9 @@
 -- ARGV[4]  the new member JSON (with "rev", and "entry" unless the asset left the library);
 --          an entry has file_size_bytes (integer in [0, 2^53)), media_type and status
 --          (non-empty strings), tags and categories (arrays of non-empty strings), and
---          optionally usage_count (integer in [0, 2^53); absent counts as 0)
+--          optionally usage_count (integer in [0, 2^53); absent counts as 0) and words
+--          (an array of non-empty strings: the entry is indexed under <prefix>word:<w>
+--          and, for each of its first 1..32 characters, <prefix>prefix:<p>)
 --
 -- Everything is checked before anything is written: the arguments, the stored member
 -- the entry replaces, and that the library's `bytes` stays below 2^62 (HINCRBY fails
@@ -24,6 +26,7 @@
 -- An entry from an older or equal rev than the stored one is ignored, so replays and
 -- reordered projections never count twice. Returns 1 when applied, 0 when ignored.
 local MAX_INT = 9007199254740991 -- 2^53 - 1: larger numbers are not exact in Lua
+local MAX_PREFIX = 32 -- characters: MAX_PREFIX of service/domain/library.py
 local MAX_BYTES = 2 ^ 62 -- far below 2^63 - 1, beyond the rounding of a double near it
 
 local function bad(what)
@@ -78,6 +81,9 @@ local function problem(member)
   end
   if entry.usage_count ~= nil and not whole(entry.usage_count) then
     return 'entry.usage_count must be an integer in [0, 2^53)'
+  end
+  if entry.words ~= nil and not names(entry.words) then
+    return 'entry.words must be an array of non-empty strings'
   end
   return nil
 end
@@ -155,6 +161,18 @@ local function move(entry, sign)
   end
   for _, category in ipairs(entry.categories) do
     indexes[#indexes + 1] = ARGV[1] .. 'category:' .. category
+  end
+  for _, word in ipairs(entry.words or {}) do
+    indexes[#indexes + 1] = ARGV[1] .. 'word:' .. word
+    local seen, count = '', 0
+    -- one UTF-8 character at a time, so that every prefix ends on a character boundary
+    for char in string.gmatch(word, '[%z\1-\127\194-\244][\128-\191]*') do
+      seen, count = seen .. char, count + 1
+      if count > MAX_PREFIX then
+        break
+      end
+      indexes[#indexes + 1] = ARGV[1] .. 'prefix:' .. seen
+    end
   end
   for _, key in ipairs(indexes) do
     if sign > 0 then

@@ -28,7 +28,14 @@ from service.domain.enums import Channel, DeadLetterReason, SuggestionType
 from service.domain.events import MAX_METRIC_DELTA
 from service.domain.history import DEFAULT_HISTORY_MAX_PER_ASSET, HistoryEntry, newest_first
 from service.domain.libraries import LibraryInfo, wins
-from service.domain.library import MAX_PREFIX, LibraryEntry, LibraryStats, TextQuery, most_used
+from service.domain.library import (
+    MAX_PREFIX,
+    LibraryEntry,
+    LibraryStats,
+    TextQuery,
+    most_used,
+    wasted_bytes,
+)
 from service.domain.metrics import ZERO, Totals, WindowTotals
 from service.domain.registry import AssetState, Outcome
 from service.domain.windows import (
@@ -83,6 +90,8 @@ class FakeRegistryStore:
         self.indexes: dict[str, set[str]] = defaultdict(set)  # "<library>/<index>" -> assets
         self.usage: dict[str, dict[str, int]] = defaultdict(dict)  # library -> asset -> count
         self.variant_sets: dict[str, set[str]] = defaultdict(set)  # original -> variants
+        # library -> content -> [copies, their bytes]
+        self.contents: dict[str, dict[str, list[int]]] = defaultdict(dict)
         self.hashes: dict[str, _HashIndex] = defaultdict(_HashIndex)
         self.schedule: dict[str, int] = {}  # asset -> deadline, epoch milliseconds
 
@@ -125,6 +134,17 @@ class FakeRegistryStore:
 
     async def most_used(self, library_id: str, limit: int) -> list[tuple[str, int]]:
         return most_used(self.usage.get(library_id, {}), limit)
+
+    async def redundant(
+        self, library_id: str, offset: int, limit: int
+    ) -> list[tuple[str, int, int]]:
+        held = [
+            (sha, n, wasted_bytes(n, b))
+            for sha, (n, b) in self.contents.get(library_id, {}).items()
+            if n > 1
+        ]
+        held.sort(key=lambda h: (h[2], h[0]), reverse=True)  # ZREVRANGE: ties by member
+        return held[offset : offset + limit]
 
     async def library_page(
         self,
@@ -189,6 +209,13 @@ class FakeRegistryStore:
         stats["bytes"] += sign * entry["file_size_bytes"]
         stats[f"media_type:{entry['media_type']}"] += sign
         stats[f"status:{entry['status']}"] += sign
+        sha = entry.get("content_sha256")
+        if sha is not None:
+            counts = self.contents[library_id].setdefault(sha, [0, 0])
+            counts[0] += sign
+            counts[1] += sign * entry["file_size_bytes"]
+            if counts[0] <= 0:
+                del self.contents[library_id][sha]
         usage = self.usage[library_id]
         usage.pop(asset_id, None)
         if sign > 0 and entry.get("usage_count", 0) > 0:

@@ -264,6 +264,27 @@ OPERATIONS: tuple[Operation, ...] = (
         (problems.BAD_REQUEST, problems.NOT_FOUND),
     ),
     Operation(
+        "/v1/libraries/{library_id}/duplicates",
+        "A library's redundant copies (contents it holds more than once), most wasted first",
+        schemas.RedundantCopiesOut,
+        (
+            LIBRARY,
+            Param(
+                "limit",
+                "query",
+                {"type": "integer", "minimum": 1, "maximum": 100},
+                "page size (default 50)",
+            ),
+            Param(
+                "cursor",
+                "query",
+                {"type": "string", "pattern": "^[0-9]{1,9}$"},
+                "the previous page's next_cursor",
+            ),
+        ),
+        (problems.BAD_REQUEST, problems.NOT_FOUND),
+    ),
+    Operation(
         "/v1/duplicates/{content_sha256}",
         "Every asset holding this content, in order of registration",
         schemas.DuplicatesOut,

@@ -315,6 +315,21 @@ class CampaignTopOut(_Out):
     items: list[CampaignTopItem]
 
 
+class RedundantCopiesItem(_Out):
+    content_sha256: str
+    copies: int = Field(description="the library's assets holding this content")
+    wasted_bytes: int = Field(description="what all copies but one take")
+    asset_ids: list[str] = Field(description="those assets, in order of registration")
+
+
+class RedundantCopiesOut(_Out):
+    library_id: str
+    items: list[RedundantCopiesItem] = Field(description="most wasted bytes first")
+    next_cursor: str | None = Field(
+        description="pass as `cursor` for the next page; null at the end"
+    )
+
+
 class DuplicateOut(_Out):
     asset_id: str
     library_id: str

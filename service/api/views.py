@@ -50,6 +50,8 @@ from service.api.schemas import (
     LibraryOut,
     LibraryStatsOut,
     PerformanceStatsOut,
+    RedundantCopiesItem,
+    RedundantCopiesOut,
     SeriesOut,
     SeriesPoint,
     SuggestionOut,
@@ -614,6 +616,42 @@ class LibraryAssetsView(ApiView):
         )
 
 
+class LibraryDuplicatesView(ApiView):
+    """`?limit=&cursor=`: the library's redundant copies (a content its assets hold more
+    than once), most wasted bytes first."""
+
+    async def get(self, request: Request, library_id: str) -> Response:
+        query = request.query
+        limit = _int_param(query, "limit", DEFAULT_PAGE_SIZE, 1, 100)
+        offset = _offset_cursor(query.get("cursor") or None)
+        await self.library_stats(library_id)
+        store = self.runtime.registry_store
+        held = await store.redundant(library_id, offset, limit)
+        items = []
+        for sha, copies, wasted in held:
+            holders = await store.duplicates(sha)
+            items.append(
+                RedundantCopiesItem(
+                    content_sha256=sha,
+                    copies=copies,
+                    wasted_bytes=wasted,
+                    asset_ids=[h.asset_id for h in holders if h.library_id == library_id],
+                )
+            )
+        next_cursor = str(offset + limit) if len(held) == limit else None
+        return self.out(
+            RedundantCopiesOut(library_id=library_id, items=items, next_cursor=next_cursor)
+        )
+
+
+def _offset_cursor(raw: str | None) -> int:
+    if raw is None:
+        return 0
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 9:
+        raise BadRequest("cursor must be a next_cursor this route returned")
+    return int(raw)
+
+
 class DuplicatesView(ApiView):
     async def get(self, request: Request, content_sha256: str) -> Response:
         if not SHA256.match(content_sha256):
@@ -904,6 +942,7 @@ ROUTES: dict[str, type[ApiView]] = {
     "/v1/libraries/{library_id}/assets": LibraryAssetsView,
     "/v1/libraries/{library_id}/top": LibraryTopView,
     "/v1/libraries/{library_id}/metrics": LibraryMetricsView,
+    "/v1/libraries/{library_id}/duplicates": LibraryDuplicatesView,
     "/v1/campaigns/{campaign_id}/metrics": CampaignMetricsView,
     "/v1/campaigns/{campaign_id}/top": CampaignTopView,
     "/v1/duplicates/{content_sha256}": DuplicatesView,

@@ -26,6 +26,7 @@ from service.domain.enums import (
     FORMATS_BY_MEDIA_TYPE,
     Channel,
     DeadLetterReason,
+    DuplicateKind,
     FeedbackOutcome,
     LifecycleAction,
     MediaFormat,
@@ -287,6 +288,9 @@ class DuplicateRef(BaseModel):
 
     asset_id: Identifier
     library_id: Identifier
+    same_library: bool = Field(
+        description="the earlier copy is in the new asset's library (a redundant copy)"
+    )
 
 
 class DuplicatesDetected(Event):
@@ -297,6 +301,10 @@ class DuplicatesDetected(Event):
     library_id: Identifier
     registration_event_id: EventId
     duplicates: Annotated[list[DuplicateRef], Field(min_length=1)]
+    kind: DuplicateKind = Field(
+        description="redundant_copy: an earlier copy is in the same library (storage that "
+        "could be saved); reuse: every earlier copy is in another library"
+    )
 
 
 MAX_DEAD_LETTER_REASON_CHARS = 2000

@@ -30,6 +30,8 @@ class LibraryEntry(BaseModel):
     usage_count: int = 0
     # The words of its name, tags and description, for text search (search_words).
     words: list[str] = []
+    # Its content: copies of one content in one library waste storage.
+    content_sha256: str | None = None
 
 
 def library_entry(asset: Asset) -> LibraryEntry | None:
@@ -44,7 +46,14 @@ def library_entry(asset: Asset) -> LibraryEntry | None:
         categories=asset.categories,
         usage_count=asset.usage_count,
         words=search_words(asset.name, *asset.tags, asset.description or ""),
+        content_sha256=asset.content_sha256,
     )
+
+
+def wasted_bytes(copies: int, total_bytes: int) -> int:
+    """What `copies` assets of one content in one library waste: all but one copy (its
+    average size, when their reported sizes differ)."""
+    return 0 if copies <= 1 else total_bytes - total_bytes // copies
 
 
 # Text search: words are runs of letters and digits, case-folded. An asset is indexed

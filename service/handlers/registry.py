@@ -41,6 +41,7 @@ from datetime import datetime, timedelta
 from prometheus_client import Counter
 
 from service.domain import registry as rules
+from service.domain.enums import DuplicateKind
 from service.domain.events import AssetLifecycle, AssetRegistered, DuplicateRef, DuplicatesDetected
 from service.domain.library import library_entry
 from service.domain.registry import AssetState, Decision, Outcome, SourceRef
@@ -298,6 +299,14 @@ class RegistryHandler:
             return
         if asset.content_sha256 != event.content_sha256:
             return  # a later registration changed the content; its own message announces
+        duplicates = [
+            DuplicateRef(
+                asset_id=e.asset_id,
+                library_id=e.library_id,
+                same_library=e.library_id == asset.library_id,
+            )
+            for e in placement.earlier
+        ]
         detected = DuplicatesDetected(
             event_id=_duplicate_event_id(asset.asset_id, asset.content_sha256),
             occurred_at=event.occurred_at,
@@ -305,10 +314,10 @@ class RegistryHandler:
             asset_id=asset.asset_id,
             library_id=asset.library_id,
             registration_event_id=event.event_id,
-            duplicates=[
-                DuplicateRef(asset_id=e.asset_id, library_id=e.library_id)
-                for e in placement.earlier
-            ],
+            duplicates=duplicates,
+            kind=DuplicateKind.REDUNDANT_COPY
+            if any(d.same_library for d in duplicates)
+            else DuplicateKind.REUSE,
         )
         await self._producer.send(
             self._duplicates_topic, asset.content_sha256.encode(), encode(detected)

@@ -21,6 +21,8 @@ class LibraryKeys:
     assets: str
     index_prefix: str
     usage: str
+    contents: str
+    waste: str
 
     def tag(self, tag: str) -> str:
         return f"{self.index_prefix}tag:{tag}"
@@ -66,6 +68,8 @@ class Keys:
             assets=f"{base}assets",
             index_prefix=f"{base}ix:",
             usage=f"{base}usage",
+            contents=f"{base}contents",
+            waste=f"{base}waste",
         )
 
     def library_info(self, library_id: str) -> str:

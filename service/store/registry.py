@@ -139,9 +139,9 @@ class RegistryStore:
         keys = self._keys.library(library_id)
         member: dict[str, Any] = {"rev": rev}
         if entry is not None:
-            member["entry"] = entry.model_dump(mode="json")
+            member["entry"] = entry.model_dump(mode="json", exclude_none=True)
         applied = await self._scripts.library_project(
-            keys=[keys.stats, keys.members, keys.assets, keys.usage],
+            keys=[keys.stats, keys.members, keys.assets, keys.usage, keys.contents, keys.waste],
             args=[keys.index_prefix, asset_id, rev, json.dumps(member, separators=(",", ":"))],
         )
         # Known from now on (idempotent, and repeated with the projection after a crash).
@@ -232,6 +232,20 @@ class RegistryStore:
             indexes.append(keys.status(status))
         page: list[str] = await self._scripts.index_page(keys=indexes, args=[cursor or "", limit])
         return page
+
+    async def redundant(
+        self, library_id: str, offset: int, limit: int
+    ) -> list[tuple[str, int, int]]:
+        """The library's contents held more than once: (content_sha256, copies, wasted
+        bytes), most wasted bytes first, from `offset`."""
+        keys = self._keys.library(library_id)
+        pairs = await self._redis.zrevrange(keys.waste, offset, offset + limit - 1, withscores=True)
+        if not pairs:
+            return []
+        counts = await self._redis.hmget(keys.contents, [f"n:{sha}" for sha, _ in pairs])
+        return [
+            (sha, int(n or 0), int(score)) for (sha, score), n in zip(pairs, counts, strict=True)
+        ]
 
     async def most_used(self, library_id: str, limit: int) -> list[tuple[str, int]]:
         """The library's most used assets with their usage_count: highest first, then asset

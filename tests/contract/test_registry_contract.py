@@ -211,3 +211,26 @@ async def test_the_library_projection_keeps_the_most_used_assets(backend: Backen
     assert await store.project_library("L", "a1", 3, None)  # deleted, or moved away
     assert await store.most_used("L", 10) == [("a2", 5), ("a3", 2)]
     assert await store.most_used("elsewhere", 10) == []
+
+
+async def test_the_library_projection_counts_redundant_copies(backend: Backend) -> None:
+    store = backend.registry
+
+    def holding(content: str, size: int) -> LibraryEntry:
+        return entry(size=size).model_copy(update={"content_sha256": content})
+
+    h1, h2 = sha(1), sha(2)
+    assert await store.project_library("L", "a1", 1, holding(h1, 100))
+    assert await store.redundant("L", 0, 10) == []  # one copy wastes nothing
+    assert await store.project_library("L", "a2", 1, holding(h1, 100))
+    assert await store.project_library("L", "a3", 1, holding(h1, 100))
+    assert await store.project_library("L", "b1", 1, holding(h2, 500))
+    assert await store.project_library("L", "b2", 1, holding(h2, 500))
+    assert await store.project_library("M", "c1", 1, holding(h2, 500))  # reuse elsewhere
+    assert await store.redundant("L", 0, 10) == [(h2, 2, 500), (h1, 3, 200)]
+    assert await store.redundant("L", 1, 10) == [(h1, 3, 200)]
+    assert not await store.project_library("L", "b2", 1, holding(h2, 500))  # replayed
+    assert await store.project_library("L", "b2", 2, None)  # deleted
+    assert await store.project_library("L", "a3", 2, holding(h2, 100))  # new content
+    assert await store.redundant("L", 0, 10) == [(h2, 2, 300), (h1, 2, 100)]
+    assert await store.redundant("M", 0, 10) == []

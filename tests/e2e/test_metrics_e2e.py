@@ -44,8 +44,9 @@ async def test_metrics_and_boards_through_the_api(stack: dict[str, str], spawn: 
     producer = AIOKafkaProducer(**client_options(settings), acks="all")
     await producer.start()
     try:
-        for asset in ("hero", "promo", "hero-b"):
-            body = registration_body(asset, library_id="libM", content_sha256=sha(len(asset)))
+        for asset in ("hero", "promo", "hero-b", "hero-copy"):
+            content = sha(4) if asset == "hero-copy" else sha(len(asset))  # hero's bytes again
+            body = registration_body(asset, library_id="libM", content_sha256=content)
             if asset == "hero-b":  # a variant, with no events yet
                 body.update(variant_of="hero", variant_label="short copy")
             await producer.send(
@@ -103,6 +104,16 @@ async def test_metrics_and_boards_through_the_api(stack: dict[str, str], spawn: 
     _, hero = await worker.get("/v1/assets/hero")
     assert hero["variant_count"] == 1
 
+    # Storage waste: hero-copy repeats hero's content in the same library
+    async def waste() -> Any:
+        status, body = await worker.get("/v1/libraries/libM/duplicates")
+        return status == 200 and body["items"] and body
+
+    redundant = await eventually(waste)
+    [item] = redundant["items"]  # (assets on other partitions register in either order)
+    assert (item["content_sha256"], item["copies"], item["wasted_bytes"]) == (sha(4), 2, 250_000)
+    assert sorted(item["asset_ids"]) == ["hero", "hero-copy"]
+
     # Time series: zero-filled points of the same buckets
     status, days = await worker.get("/v1/assets/hero/series?resolution=1d&window=7d")
     assert status == 200 and len(days["points"]) == 7
@@ -156,7 +167,7 @@ async def test_metrics_and_boards_through_the_api(stack: dict[str, str], spawn: 
     assert f'media_events_consumed_total{{topic="{perf_topic}"}} 5.0' in metrics
     assert f'media_consumer_lag{{partition="0",topic="{perf_topic}"}}' in metrics
     assert "media_redis_batch_seconds_count" in metrics
-    assert f'media_event_age_seconds_count{{topic="{settings.topic_asset_registered}"}} 3.0' in (
+    assert f'media_event_age_seconds_count{{topic="{settings.topic_asset_registered}"}} 4.0' in (
         metrics
     )
     status, ready = await worker.get("/readyz")

@@ -258,7 +258,8 @@ async def test_registry_end_to_end(
             "asset_id": "a2",
             "library_id": "libB",
             "registration_event_id": json.loads(a2)["event_id"],
-            "duplicates": [{"asset_id": "a1", "library_id": "libA"}],
+            "duplicates": [{"asset_id": "a1", "library_id": "libA", "same_library": False}],
+            "kind": "reuse",
         }
     ]
 

@@ -81,7 +81,8 @@ def _commit_history(keys: Keys, *args: Any) -> tuple[list[str], list[Any]]:
 
 def _library(keys: Keys, *args: Any) -> tuple[list[str], list[Any]]:
     lib = keys.library("L")
-    return [lib.stats, lib.members, lib.assets, lib.usage], [lib.index_prefix, *args]
+    keys = [lib.stats, lib.members, lib.assets, lib.usage, lib.contents, lib.waste]
+    return keys, [lib.index_prefix, *args]
 
 
 def member(size: Any = 10, **entry: Any) -> str:
@@ -268,6 +269,12 @@ CASES: list[tuple[str, str, Any, str]] = [
     ),
     (
         "library_project",
+        "an empty content hash",
+        lambda k: _library(k, "a1", 2, member(content_sha256="")),
+        "entry.content_sha256",
+    ),
+    (
+        "library_project",
         "an empty word",
         lambda k: _library(k, "a1", 2, member(words=["hero", ""])),
         "entry.words",
@@ -326,7 +333,7 @@ async def test_a_corrupt_stored_member_is_refused_before_any_write(
     before = await snapshot(redis, settings.redis_key_prefix)
     with pytest.raises(ResponseError, match="stored member of a1"):
         await scripts.library_project(
-            keys=[lib.stats, lib.members, lib.assets, lib.usage],
+            keys=[lib.stats, lib.members, lib.assets, lib.usage, lib.contents, lib.waste],
             args=[lib.index_prefix, "a1", 2, member()],
         )
     assert await snapshot(redis, settings.redis_key_prefix) == before

@@ -5,6 +5,10 @@
 -- KEYS[2]  members hash: asset_id -> {"rev": n, "entry": {...}} (no "entry" once removed)
 -- KEYS[3]  assets sorted set (all scores 0: ordered by asset_id)
 -- KEYS[4]  usage sorted set: assets used at least once, scored by minus their usage_count
+-- KEYS[5]  contents hash: n:<sha256> (the library's assets with that content) and
+--          b:<sha256> (the sum of their sizes)
+-- KEYS[6]  waste sorted set: contents held more than once, scored by the bytes all but
+--          one copy take (b - floor(b / n))
 -- ARGV[1]  index key prefix (non-empty); indexes are <prefix>tag:<tag>,
 --          <prefix>category:<c>, <prefix>status:<s>
 -- ARGV[2]  asset_id (non-empty)
@@ -14,7 +18,8 @@
 --          (non-empty strings), tags and categories (arrays of non-empty strings), and
 --          optionally usage_count (integer in [0, 2^53); absent counts as 0) and words
 --          (an array of non-empty strings: the entry is indexed under <prefix>word:<w>
---          and, for each of its first 1..32 characters, <prefix>prefix:<p>)
+--          and, for each of its first 1..32 characters, <prefix>prefix:<p>) and
+--          content_sha256 (a non-empty string: counted in KEYS[5] and KEYS[6])
 --
 -- Everything is checked before anything is written: the arguments, the stored member
 -- the entry replaces, and that the library's `bytes` stays below 2^62 (HINCRBY fails
@@ -84,6 +89,10 @@ local function problem(member)
   end
   if entry.words ~= nil and not names(entry.words) then
     return 'entry.words must be an array of non-empty strings'
+  end
+  if entry.content_sha256 ~= nil and (type(entry.content_sha256) ~= 'string'
+      or entry.content_sha256 == '') then
+    return 'entry.content_sha256 must be a non-empty string'
   end
   return nil
 end
@@ -179,6 +188,20 @@ local function move(entry, sign)
       redis.call('ZADD', key, 0, asset)
     else
       redis.call('ZREM', key, asset)
+    end
+  end
+  local sha = entry.content_sha256
+  if sha then
+    local n = redis.call('HINCRBY', KEYS[5], 'n:' .. sha, sign)
+    local b = redis.call('HINCRBY', KEYS[5], 'b:' .. sha,
+      string.format('%d', sign * entry.file_size_bytes))
+    if n <= 0 then
+      redis.call('HDEL', KEYS[5], 'n:' .. sha, 'b:' .. sha)
+      redis.call('ZREM', KEYS[6], sha)
+    elseif n == 1 then
+      redis.call('ZREM', KEYS[6], sha)
+    else
+      redis.call('ZADD', KEYS[6], string.format('%d', b - math.floor(b / n)), sha)
     end
   end
   local used = entry.usage_count or 0

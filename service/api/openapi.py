@@ -23,6 +23,7 @@ from service.domain.suggestion_state import Status
 from service.domain.windows import SERIES_WINDOWS, SeriesResolution, Window, servable_series
 
 JSON = "application/json"
+CSV = "text/csv"
 _CHANNELS = [c.value for c in Channel]
 _BOARD_WINDOWS = [w.value for w in LEADERBOARD_WINDOWS]
 MAX_MIN_IMPRESSIONS = 10**12
@@ -61,6 +62,7 @@ class Operation:
     method: str = "get"
     status: int = 200
     body: type[BaseModel] | None = None  # the JSON request body, for a write
+    csv: bool = False  # a list route: also text/csv, when Accept prefers it
 
 
 def _path(name: str, description: str, **schema: Any) -> Param:
@@ -127,6 +129,7 @@ OPERATIONS: tuple[Operation, ...] = (
             ),
         ),
         (problems.BAD_REQUEST, problems.NOT_FOUND),
+        csv=True,
     ),
     Operation(
         "/v1/assets/{asset_id}/variants",
@@ -150,6 +153,7 @@ OPERATIONS: tuple[Operation, ...] = (
             ),
         ),
         (problems.BAD_REQUEST, problems.NOT_FOUND),
+        csv=True,
     ),
     Operation(
         "/v1/libraries",
@@ -160,6 +164,7 @@ OPERATIONS: tuple[Operation, ...] = (
             Param("cursor", "query", {"type": "string"}, "the previous page's next_cursor"),
         ),
         (problems.BAD_REQUEST,),
+        csv=True,
     ),
     Operation(
         "/v1/libraries/{library_id}",
@@ -195,6 +200,7 @@ OPERATIONS: tuple[Operation, ...] = (
             Param("cursor", "query", {"type": "string"}, "the previous page's next_cursor"),
         ),
         (problems.BAD_REQUEST, problems.NOT_FOUND),
+        csv=True,
     ),
     Operation(
         "/v1/libraries/{library_id}/top",
@@ -225,6 +231,7 @@ OPERATIONS: tuple[Operation, ...] = (
             ),
         ),
         (problems.BAD_REQUEST, problems.NOT_FOUND),
+        csv=True,
     ),
     Operation(
         "/v1/libraries/{library_id}/metrics",
@@ -262,6 +269,7 @@ OPERATIONS: tuple[Operation, ...] = (
             ),
         ),
         (problems.BAD_REQUEST, problems.NOT_FOUND),
+        csv=True,
     ),
     Operation(
         "/v1/libraries/{library_id}/duplicates",
@@ -283,6 +291,7 @@ OPERATIONS: tuple[Operation, ...] = (
             ),
         ),
         (problems.BAD_REQUEST, problems.NOT_FOUND),
+        csv=True,
     ),
     Operation(
         "/v1/duplicates/{content_sha256}",
@@ -297,6 +306,7 @@ OPERATIONS: tuple[Operation, ...] = (
         schemas.SuggestionsOut,
         (ASSET, _enum("status", [s.value for s in Status], "only in this status")),
         (problems.BAD_REQUEST, problems.NOT_FOUND),
+        csv=True,
     ),
     Operation(
         "/v1/assets/{asset_id}/suggestions",
@@ -321,6 +331,7 @@ OPERATIONS: tuple[Operation, ...] = (
             Param("cursor", "query", {"type": "string"}, "the previous page's next_cursor"),
         ),
         (problems.BAD_REQUEST, problems.NOT_FOUND),
+        csv=True,
     ),
     Operation(
         "/v1/suggestions/{suggestion_id}",
@@ -418,6 +429,14 @@ def _operation(
             "content": {JSON: {"schema": refs[(op.response, "serialization")]}},
         }
     }
+    if op.csv:
+        responses[str(op.status)]["content"][CSV] = {
+            "schema": {
+                "type": "string",
+                "description": "the list's items as CSV rows (when Accept prefers text/csv); "
+                "the page's next_cursor in the Next-Cursor header",
+            }
+        }
     for kind in kinds:
         responses[str(kind.status)] = {
             "description": kind.title,

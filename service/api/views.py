@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, cast
@@ -25,7 +25,7 @@ from prometheus_client import CONTENT_TYPE_LATEST as PROMETHEUS_CONTENT_TYPE
 from prometheus_client import generate_latest
 from pydantic import BaseModel
 
-from service.api import openapi, problems
+from service.api import csv_body, openapi, problems
 from service.api.schemas import (
     AccuracyItem,
     AccuracyOut,
@@ -104,6 +104,22 @@ class ApiView(View):
 
     def out(self, model: BaseModel, status: int = 200) -> Response:
         return self.json(model.model_dump(mode="json"), status=status)
+
+    def listing(
+        self,
+        request: Request,
+        body: BaseModel,
+        items: Sequence[BaseModel],
+        item_model: type[BaseModel],
+    ) -> Response:
+        """A list route's body: JSON, or CSV rows of `items` when `Accept` prefers it."""
+        if not csv_body.wants_csv(request.headers.get("Accept")):
+            return self.out(body)
+        headers = {"Content-Type": f"{csv_body.CONTENT_TYPE}; charset=utf-8"}
+        cursor = getattr(body, "next_cursor", None)
+        if cursor is not None:
+            headers["Next-Cursor"] = cursor
+        return self.bytes(csv_body.render(items, item_model).encode(), headers=headers)
 
     def problem(self, request: Request, kind: problems.Kind, detail: str) -> Response:
         """A problem the view answers with itself (the health checks' 503)."""
@@ -269,16 +285,15 @@ class AssetSeriesView(ApiView):
                 totals = bucket.total if channel is None else bucket.channel(Channel(channel))
             moment = datetime.fromtimestamp(start, UTC)
             points.append(SeriesPoint(start=moment, **totals.as_dict()))
-        return self.out(
-            SeriesOut(
-                asset_id=asset_id,
-                resolution=name.value,
-                window=window.value,
-                channel=channel,
-                campaign=campaign,
-                points=points,
-            )
+        body = SeriesOut(
+            asset_id=asset_id,
+            resolution=name.value,
+            window=window.value,
+            channel=channel,
+            campaign=campaign,
+            points=points,
         )
+        return self.listing(request, body, body.points, SeriesPoint)
 
 
 class AssetHistoryView(ApiView):
@@ -294,13 +309,12 @@ class AssetHistoryView(ApiView):
         if not entries and cursor is None:
             await self.registered_asset(asset_id)
         next_cursor = str(entries[-1].seq) if len(entries) == limit else None
-        return self.out(
-            HistoryOut(
-                asset_id=asset_id,
-                items=[HistoryItem.of(e) for e in entries],
-                next_cursor=next_cursor,
-            )
+        body = HistoryOut(
+            asset_id=asset_id,
+            items=[HistoryItem.of(e) for e in entries],
+            next_cursor=next_cursor,
         )
+        return self.listing(request, body, body.items, HistoryItem)
 
 
 def _history_cursor(raw: str | None) -> int | None:
@@ -411,10 +425,11 @@ class LibraryTopView(_BoardQuery):
         )
         entries = await self.entries(library_id, window, channel)
         if chosen is TopMetric.USAGE:
-            return await self.most_used(library_id, window, channel, entries, limit)
+            return await self.most_used(request, library_id, window, channel, entries, limit)
         metric = RankMetric(chosen.value)
         top = leaderboard.rank(entries, metric, min_impressions=min_impressions, limit=limit)
-        return self.out(
+        return self.top(
+            request,
             TopOut(
                 library_id=library_id,
                 metric=metric.value,
@@ -427,11 +442,15 @@ class LibraryTopView(_BoardQuery):
                     )
                     for n, e in enumerate(top, start=1)
                 ],
-            )
+            ),
         )
+
+    def top(self, request: Request, body: TopOut) -> Response:
+        return self.listing(request, body, body.items, TopItem)
 
     async def most_used(
         self,
+        request: Request,
         library_id: str,
         window: Window,
         channel: str | None,
@@ -441,7 +460,8 @@ class LibraryTopView(_BoardQuery):
         """Ranked by usage_count (min_impressions does not apply: reported as 0)."""
         used = await self.runtime.registry_store.most_used(library_id, limit)
         totals = {e.asset_id: e.totals for e in entries}
-        return self.out(
+        return self.top(
+            request,
             TopOut(
                 library_id=library_id,
                 metric=TopMetric.USAGE.value,
@@ -458,7 +478,7 @@ class LibraryTopView(_BoardQuery):
                     )
                     for n, (asset_id, count) in enumerate(used, start=1)
                 ],
-            )
+            ),
         )
 
 
@@ -536,24 +556,23 @@ class CampaignTopView(_CampaignQuery):
         top = leaderboard.rank(entries, metric, min_impressions=min_impressions, limit=limit)
         states = await self.runtime.registry_store.assets([e.asset_id for e in top])
         libraries = {s.asset_id: s.asset.library_id for s in states if s.asset is not None}
-        return self.out(
-            CampaignTopOut(
-                campaign_id=campaign_id,
-                metric=metric.value,
-                window=window.value,
-                min_impressions=min_impressions,
-                items=[
-                    CampaignTopItem(
-                        rank=n,
-                        asset_id=e.asset_id,
-                        library_id=libraries.get(e.asset_id),
-                        value=e.value(metric),
-                        **e.totals.as_dict(),
-                    )
-                    for n, e in enumerate(top, start=1)
-                ],
-            )
+        body = CampaignTopOut(
+            campaign_id=campaign_id,
+            metric=metric.value,
+            window=window.value,
+            min_impressions=min_impressions,
+            items=[
+                CampaignTopItem(
+                    rank=n,
+                    asset_id=e.asset_id,
+                    library_id=libraries.get(e.asset_id),
+                    value=e.value(metric),
+                    **e.totals.as_dict(),
+                )
+                for n, e in enumerate(top, start=1)
+            ],
         )
+        return self.listing(request, body, body.items, CampaignTopItem)
 
 
 class PerformanceStatsView(ApiView):
@@ -589,7 +608,8 @@ class LibrariesView(ApiView):
             for library_id, (info, stats) in zip(ids, details, strict=True)
         ]
         next_cursor = ids[-1] if len(ids) == limit else None
-        return self.out(LibrariesOut(items=items, next_cursor=next_cursor))
+        body = LibrariesOut(items=items, next_cursor=next_cursor)
+        return self.listing(request, body, body.items, LibraryItem)
 
 
 class LibraryView(ApiView):
@@ -611,9 +631,8 @@ class LibraryAssetsView(ApiView):
         states = await store.assets(ids)
         items = [AssetItem.of(s.asset) for s in states if s.asset is not None]
         next_cursor = ids[-1] if len(ids) == query["limit"] else None
-        return self.out(
-            LibraryAssetsOut(library_id=library_id, items=items, next_cursor=next_cursor)
-        )
+        body = LibraryAssetsOut(library_id=library_id, items=items, next_cursor=next_cursor)
+        return self.listing(request, body, body.items, AssetItem)
 
 
 class LibraryDuplicatesView(ApiView):
@@ -639,9 +658,8 @@ class LibraryDuplicatesView(ApiView):
                 )
             )
         next_cursor = str(offset + limit) if len(held) == limit else None
-        return self.out(
-            RedundantCopiesOut(library_id=library_id, items=items, next_cursor=next_cursor)
-        )
+        body = RedundantCopiesOut(library_id=library_id, items=items, next_cursor=next_cursor)
+        return self.listing(request, body, body.items, RedundantCopiesItem)
 
 
 def _offset_cursor(raw: str | None) -> int:
@@ -734,7 +752,8 @@ class AssetSuggestionsView(ApiView):
             await self.registered_asset(asset_id)
         items = [_suggestion_out(r) for r in records if _matches(r, filters)]
         items.sort(key=lambda i: (i.created_at, i.suggestion_id), reverse=True)
-        return self.out(SuggestionsOut(items=items))
+        body = SuggestionsOut(items=items)
+        return self.listing(request, body, body.items, SuggestionOut)
 
     async def post(self, request: Request, asset_id: str) -> Response:
         """A suggestion a person makes: always behind the API token, validated like an
@@ -783,9 +802,8 @@ class LibrarySuggestionsView(ApiView):
             cursor=request.query.get("cursor") or None,
             limit=limit,
         )
-        return self.out(
-            SuggestionsOut(items=[_suggestion_out(r) for r in records], next_cursor=next_cursor)
-        )
+        body = SuggestionsOut(items=[_suggestion_out(r) for r in records], next_cursor=next_cursor)
+        return self.listing(request, body, body.items, SuggestionOut)
 
 
 class SuggestionView(ApiView):

@@ -217,6 +217,9 @@ async def test_registry_end_to_end(
     assert [a["asset_id"] for a in page1["items"]] == ["a1"] and page1["next_cursor"] == "a1"
     status, page2 = await worker.get("/v1/libraries/libA/assets?limit=1&cursor=a1")
     assert [a["asset_id"] for a in page2["items"]] == ["a3"]
+    table = await worker.get_text("/v1/libraries/libA/assets", headers={"Accept": "text/csv"})
+    header, *rows = [line.split(",") for line in table.strip().splitlines()]
+    assert header[0] == "asset_id" and [r[0] for r in rows] == ["a1", "a3"]
     status, body = await worker.get("/v1/libraries/libA/assets?q=HERO%20sa")
     assert status == 200 and [a["asset_id"] for a in body["items"]] == ["a1"]
     status, body = await worker.get("/v1/libraries/libA/assets?q=summ&status=draft")

@@ -159,37 +159,41 @@ local function count(field, delta)
   redis.call('HINCRBY', KEYS[1], field, string.format('%d', delta))
 end
 
+-- The index keys that list an entry's asset (a set: key -> true).
+local function indexes(entry)
+  local keys = {}
+  if not entry then
+    return keys
+  end
+  keys[KEYS[3]] = true
+  keys[ARGV[1] .. 'status:' .. entry.status] = true
+  for _, tag in ipairs(entry.tags) do
+    keys[ARGV[1] .. 'tag:' .. tag] = true
+  end
+  for _, category in ipairs(entry.categories) do
+    keys[ARGV[1] .. 'category:' .. category] = true
+  end
+  for _, word in ipairs(entry.words or {}) do
+    keys[ARGV[1] .. 'word:' .. word] = true
+    local seen, chars = '', 0
+    -- one UTF-8 character at a time, so that every prefix ends on a character boundary
+    for char in string.gmatch(word, '[%z\1-\127\194-\244][\128-\191]*') do
+      seen, chars = seen .. char, chars + 1
+      if chars > MAX_PREFIX then
+        break
+      end
+      keys[ARGV[1] .. 'prefix:' .. seen] = true
+    end
+  end
+  return keys
+end
+
+-- The counters, contents and usage of an entry, added (sign 1) or taken away (-1).
 local function move(entry, sign)
   count('assets', sign)
   count('bytes', sign * entry.file_size_bytes)
   count('media_type:' .. entry.media_type, sign)
   count('status:' .. entry.status, sign)
-  local indexes = { KEYS[3], ARGV[1] .. 'status:' .. entry.status }
-  for _, tag in ipairs(entry.tags) do
-    indexes[#indexes + 1] = ARGV[1] .. 'tag:' .. tag
-  end
-  for _, category in ipairs(entry.categories) do
-    indexes[#indexes + 1] = ARGV[1] .. 'category:' .. category
-  end
-  for _, word in ipairs(entry.words or {}) do
-    indexes[#indexes + 1] = ARGV[1] .. 'word:' .. word
-    local seen, count = '', 0
-    -- one UTF-8 character at a time, so that every prefix ends on a character boundary
-    for char in string.gmatch(word, '[%z\1-\127\194-\244][\128-\191]*') do
-      seen, count = seen .. char, count + 1
-      if count > MAX_PREFIX then
-        break
-      end
-      indexes[#indexes + 1] = ARGV[1] .. 'prefix:' .. seen
-    end
-  end
-  for _, key in ipairs(indexes) do
-    if sign > 0 then
-      redis.call('ZADD', key, 0, asset)
-    else
-      redis.call('ZREM', key, asset)
-    end
-  end
   local sha = entry.content_sha256
   if sha then
     local n = redis.call('HINCRBY', KEYS[5], 'n:' .. sha, sign)
@@ -212,11 +216,25 @@ local function move(entry, sign)
   end
 end
 
-if old and old.entry then
-  move(old.entry, -1)
+local before_entry = old and old.entry or nil
+if before_entry then
+  move(before_entry, -1)
 end
 if new.entry then
   move(new.entry, 1)
+end
+-- Indexes: only the keys that differ (a lifecycle event moves one status index, not
+-- every word and prefix of the asset).
+local before, after = indexes(before_entry), indexes(new.entry)
+for key in pairs(before) do
+  if not after[key] then
+    redis.call('ZREM', key, asset)
+  end
+end
+for key in pairs(after) do
+  if not before[key] then
+    redis.call('ZADD', key, 0, asset)
+  end
 end
 redis.call('HSET', KEYS[2], asset, ARGV[4])
 return 1

@@ -396,7 +396,9 @@ def document(*, api_page_size_max: int, token_required: bool) -> dict[str, Any]:
         "info": {
             "title": "Media intelligence API",
             "version": service.__version__,
-            "description": "Asset registry, duplicates, rolling metrics and library boards.",
+            "description": "Asset registry (libraries, variants, history, text search), "
+            "duplicates and storage waste, rolling metrics and time series, library and "
+            "campaign boards, performance labels.",
         },
         "paths": paths,
         "components": {"schemas": definitions.get("$defs", {})},

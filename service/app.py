@@ -15,7 +15,13 @@ from service.api import middleware
 from service.api.views import register_views
 from service.config import Settings
 from service.domain.decoding import RawMessage, decode
-from service.domain.events import AssetLifecycle, AssetRegistered, Event, SuggestionFeedback
+from service.domain.events import (
+    AssetLifecycle,
+    AssetRegistered,
+    Event,
+    LibraryUpdated,
+    SuggestionFeedback,
+)
 from service.domain.registry import Outcome
 from service.handlers.sequential import SequentialHandler
 from service.resilience import is_transient
@@ -178,12 +184,25 @@ def _handlers(app: MediaApp, settings: Settings) -> None:
         event = decode(SuggestionFeedback, message, max_bytes=max_bytes)
         return await runtime.suggestions.feedback(event)
 
+    async def library(message: RawMessage) -> object:
+        metrics.consumed.labels(topic=message.topic).inc()
+        event = decode(LibraryUpdated, message, max_bytes=max_bytes, key_field="library_id")
+        started = time.perf_counter()
+        applied = await runtime.libraries.updated(event)
+        metrics.redis_seconds.observe(time.perf_counter() - started)
+        if applied:
+            metrics.applied.labels(topic=message.topic).inc()
+            age = time.time() - event.occurred_at.timestamp()
+            metrics.event_age.labels(topic=message.topic).observe(max(0.0, age))
+        return applied
+
     sequential: dict[str, SequentialHandler] = {
         topic: SequentialHandler(topic, handle, runtime.positions, runtime.dead_letters)
         for topic, handle in (
             (settings.topic_asset_registered, registration),
             (settings.topic_asset_lifecycle, lifecycle),
             (settings.topic_suggestion_feedback, feedback),
+            (settings.topic_library_updated, library),
         )
     }
     handlers: dict[str, BatchHandler] = {

@@ -124,6 +124,7 @@ class Settings(BaseSettings):
     topic_asset_lifecycle: str = "media.asset-lifecycle"
     topic_asset_performance: str = "media.asset-performance"
     topic_suggestion_feedback: str = "media.suggestion-feedback"
+    topic_library_updated: str = "media.library-updated"
     topic_optimization_suggestions: str = "media.optimization-suggestions"
     topic_duplicates_detected: str = "media.duplicates-detected"
     topic_dead_letter: str = "media.dead-letter"
@@ -171,6 +172,8 @@ class Settings(BaseSettings):
     lifecycle_hold_seconds: Annotated[float, Field(gt=0)] = 86_400.0
     # Lifecycle events one unregistered asset may hold; one more is dead-lettered.
     max_held_events_per_asset: Annotated[int, Field(ge=1)] = 100
+    # History entries kept per asset (the newest; older ones are dropped).
+    history_max_per_asset: Annotated[int, Field(ge=1, le=1_000_000)] = 200
     held_sweep_interval_seconds: Annotated[float, Field(gt=0)] = 30.0
     # How long one sweep keeps taking batches of expired held events before it yields.
     held_sweep_budget_seconds: Annotated[float, Field(gt=0)] = 5.0
@@ -351,6 +354,7 @@ class Settings(BaseSettings):
             self.topic_asset_lifecycle,
             self.topic_asset_performance,
             self.topic_suggestion_feedback,
+            self.topic_library_updated,
         ]
 
     @property

@@ -1,9 +1,10 @@
 """Synthetic but realistic traffic, so that a newcomer sees the service work within a minute.
 
-Several libraries register assets (some sharing content across libraries), the
-assets go through their lifecycle (some lifecycle events arrive before their
-registration) and earn impressions and clicks on their channels, and a few broken
-messages show the dead-letter topic at work.
+Several libraries are named (all but the last: a library known only from its assets)
+and register assets (some sharing content within and across libraries, some variants
+of earlier assets), the assets go through their lifecycle (some lifecycle events arrive
+before their registration) and earn impressions and clicks on their channels, and a few
+broken messages show the dead-letter topic at work.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from service.domain.enums import FORMATS_BY_MEDIA_TYPE, Channel, MediaType
 from service.streaming.kafka_client import client_options
 
 LIBRARY_NAMES = ["brand", "social", "email", "web", "retail", "events"]
+VARIANT_LABELS = ["short copy", "blue CTA", "square crop", "no text overlay", "warm palette"]
 SUBJECTS = ["hero", "product", "team", "launch", "holiday", "webinar", "logo", "promo"]
 TAGS = ["summer", "winter", "sale", "brand", "product", "people", "outdoor", "studio"]
 CATEGORIES = ["campaign", "evergreen", "seasonal", "social-proof", "announcement"]
@@ -48,8 +50,9 @@ class DemoPlan:
     seed: int = 7
     duplicate_share: float = 0.1
     early_lifecycle_share: float = 0.05
-    invalid_messages: int = 6
+    invalid_messages: int = 7
     performance_per_asset: int = 8
+    variant_share: float = 0.15
 
 
 @dataclass(frozen=True)
@@ -88,24 +91,46 @@ def records(settings: Settings, plan: DemoPlan) -> Iterator[Record]:
             body["campaign_id"] = campaign
         return _record(settings.topic_asset_lifecycle, asset_id, body)
 
-    contents: list[str] = []
+    for number, library_id in enumerate(libraries[:-1]):  # the last one stays unnamed
+        kind = library_id.split("-")[1]
+        facts = {
+            "event_id": event_id(),
+            "occurred_at": ts(-60 + number),
+            "schema_version": 1,
+            "library_id": library_id,
+            "name": f"{kind.capitalize()} library",
+            "description": f"Approved {kind} creatives",
+            "owner": f"{kind}@example.com",
+        }
+        yield _record(settings.topic_library_updated, library_id, facts)
+
+    contents: list[tuple[str, str]] = []  # (content, the library it was first uploaded to)
+    registered: list[tuple[str, str]] = []  # (asset, library) of the assets so far
     for n in range(plan.assets):
         asset_id = f"asset-{run}-{n:05d}"
         media_type = rng.choice(list(MediaType))
         width, height, low, high = SIZES[media_type]
+        library_id = rng.choice(libraries)
         if contents and rng.random() < plan.duplicate_share:
-            content = rng.choice(contents)  # the same file uploaded to another library
+            # the same file uploaded again: to its own library (storage wasted) or another
+            content, first_library = rng.choice(contents)
+            if rng.random() < 0.5:
+                library_id = first_library
         else:
             content = hashlib.sha256(f"{run}-{n}".encode()).hexdigest()
-            contents.append(content)
+            contents.append((content, library_id))
         file_format = _format(rng, media_type)
         channels = rng.sample(CHANNELS_BY_MEDIA_TYPE[media_type], 2)
+        variant_of = None
+        if registered and rng.random() < plan.variant_share:
+            variant_of, library_id = rng.choice(registered)  # another take, same library
+        registered.append((asset_id, library_id))
         registration = {
             "event_id": event_id(),
             "occurred_at": ts(n),
             "schema_version": 1,
             "asset_id": asset_id,
-            "library_id": rng.choice(libraries),
+            "library_id": library_id,
             "name": f"{rng.choice(SUBJECTS)}-{n}.{file_format}",
             "media_type": media_type.value,
             "format": file_format,
@@ -120,6 +145,9 @@ def records(settings: Settings, plan: DemoPlan) -> Iterator[Record]:
         }
         if media_type in (MediaType.VIDEO, MediaType.GIF):
             registration["duration_seconds"] = round(rng.uniform(2, 60), 1)
+        if variant_of is not None:
+            registration["variant_of"] = variant_of
+            registration["variant_label"] = rng.choice(VARIANT_LABELS)
         campaign = f"campaign-{rng.randint(1, 12)}"
         early = rng.random() < plan.early_lifecycle_share
         if early:  # the lifecycle topic is ahead of the registration topic
@@ -202,6 +230,18 @@ def _broken(settings: Settings, run: str, count: int) -> Iterator[Record]:
         ),
         Record(settings.topic_asset_lifecycle, b"asset-bad-5", b"[1, 2, 3]"),
         Record(
+            settings.topic_library_updated,
+            b"lib-brand-0",
+            json.dumps(
+                {
+                    "event_id": f"demo-{run}-bad-7",
+                    "occurred_at": "2026-01-01T00:00:00+00:00",
+                    "library_id": "lib-brand-0",
+                    "name": "Brand library",
+                }
+            ).encode(),
+        ),
+        Record(
             settings.topic_asset_lifecycle,
             b"some-other-key",
             json.dumps(
@@ -272,9 +312,26 @@ async def run_demo(settings: Settings, plan: DemoPlan) -> int:
     print(f"produced {sum(sent.values())} messages in {time.monotonic() - started:.1f}s:")
     for topic, count in sorted(sent.items()):
         print(f"  {topic}: {count}")
-    print("Read them back:")
-    print(f"  curl {base}/v1/libraries/lib-brand-0/stats")
-    print(f"  curl '{base}/v1/libraries/lib-brand-0/assets?limit=5'")
-    print(f"  curl '{base}/v1/libraries/lib-brand-0/top?metric=ctr&window=7d'")
-    print(f"  curl {base}/v1/dead-letters/stats")
+    print("Read them back (README lists every route):")
+    for path in DEMO_PATHS:
+        print(f"  curl '{base}{path}'")
     return 0
+
+
+# One request per kind of answer, on what the demo produced (asset ids differ per run:
+# take one from the library listing).
+DEMO_PATHS = [
+    "/v1/libraries",
+    "/v1/libraries/lib-brand-0",
+    "/v1/libraries/lib-brand-0/stats",
+    "/v1/libraries/lib-brand-0/assets?limit=5&q=hero",
+    "/v1/libraries/lib-brand-0/top?metric=ctr&window=7d",
+    "/v1/libraries/lib-brand-0/top?metric=usage",
+    "/v1/libraries/lib-brand-0/metrics?window=7d",
+    "/v1/libraries/lib-brand-0/duplicates",
+    "/v1/libraries/lib-brand-0/suggestions?limit=5",
+    "/v1/campaigns/campaign-1/metrics?window=7d",
+    "/v1/campaigns/campaign-1/top?window=7d&min_impressions=0",
+    "/v1/dead-letters/stats",
+    "/v1/performance/stats",
+]

@@ -17,6 +17,7 @@ from service.domain.rules_config import RulesConfig, parse_rules
 from service.domain.windows import Window
 from service.handlers.emit import DeadLetters, Producer
 from service.handlers.leaderboards import LeaderboardRefresher
+from service.handlers.libraries import LibraryHandler
 from service.handlers.performance import PerformanceHandler
 from service.handlers.ports import utc_now
 from service.handlers.registry import RegistryHandler
@@ -26,6 +27,7 @@ from service.store.client import connect
 from service.store.dead_letters import DeadLetterCounters
 from service.store.keys import Keys
 from service.store.leaderboards import LeaderboardStore
+from service.store.libraries import LibraryStore
 from service.store.metrics import MetricsStore
 from service.store.positions import PositionStore
 from service.store.registry import RegistryStore
@@ -56,6 +58,8 @@ class Runtime:
     suggestion_store: SuggestionStore
     suggestions: SuggestionEngine
     positions: PositionStore
+    library_store: LibraryStore
+    libraries: LibraryHandler
 
     @classmethod
     def build(cls, settings: Settings, producer: Producer) -> Runtime:
@@ -63,7 +67,13 @@ class Runtime:
         instruments = Instruments.create()
         keys = Keys(settings.redis_key_prefix)
         scripts = Scripts.register(redis)
-        store = RegistryStore(redis, keys, scripts, settings.seen_event_ttl_seconds)
+        store = RegistryStore(
+            redis,
+            keys,
+            scripts,
+            settings.seen_event_ttl_seconds,
+            history_max=settings.history_max_per_asset,
+        )
         counters = DeadLetterCounters(redis, keys, scripts, settings.seen_event_ttl_seconds)
         dead_letters = DeadLetters(
             producer,
@@ -84,6 +94,7 @@ class Runtime:
             return [day.by_channel for day in await metrics.daily(asset_id, now)]
 
         suggestion_store = SuggestionStore(redis, keys)
+        library_store = LibraryStore(redis, keys, scripts)
         suggestions = SuggestionEngine(
             suggestion_store,
             producer,
@@ -132,6 +143,8 @@ class Runtime:
             suggestion_store=suggestion_store,
             suggestions=suggestions,
             positions=PositionStore(redis, keys, scripts),
+            library_store=library_store,
+            libraries=LibraryHandler(library_store),
         )
 
     async def close(self) -> None:

@@ -26,10 +26,25 @@ from typing import Any
 from service.domain import leaderboard as lb
 from service.domain.enums import Channel, DeadLetterReason, SuggestionType
 from service.domain.events import MAX_METRIC_DELTA
-from service.domain.library import LibraryEntry, LibraryStats
+from service.domain.history import DEFAULT_HISTORY_MAX_PER_ASSET, HistoryEntry, newest_first
+from service.domain.libraries import LibraryInfo, wins
+from service.domain.library import (
+    MAX_PREFIX,
+    LibraryEntry,
+    LibraryStats,
+    TextQuery,
+    most_used,
+    wasted_bytes,
+)
 from service.domain.metrics import ZERO, Totals, WindowTotals
 from service.domain.registry import AssetState, Outcome
-from service.domain.windows import LONGEST_WINDOW_SECONDS, RESOLUTIONS, Window, window_buckets
+from service.domain.windows import (
+    LONGEST_WINDOW_SECONDS,
+    RESOLUTIONS,
+    Resolution,
+    Window,
+    window_buckets,
+)
 from service.store.codecs import library_stats, window_totals
 from service.store.leaderboards import Placement
 from service.store.metrics import Applied, ApplyStatus, PerfRow
@@ -65,12 +80,18 @@ class _HashIndex:
 class FakeRegistryStore:
     """RegistryStore in memory: documents kept as JSON, as Redis keeps them."""
 
-    def __init__(self) -> None:
+    def __init__(self, history_max: int = DEFAULT_HISTORY_MAX_PER_ASSET) -> None:
+        self.history_max = history_max
+        self.histories: dict[str, list[HistoryEntry]] = defaultdict(list)
         self.states: dict[str, tuple[int, str]] = {}  # asset -> (rev, AssetState JSON)
         self.seen: dict[str, dict[str, str]] = defaultdict(dict)  # asset -> event -> Outcome
         self.members: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
         self.stats: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
         self.indexes: dict[str, set[str]] = defaultdict(set)  # "<library>/<index>" -> assets
+        self.usage: dict[str, dict[str, int]] = defaultdict(dict)  # library -> asset -> count
+        self.variant_sets: dict[str, set[str]] = defaultdict(set)  # original -> variants
+        # library -> content -> [copies, their bytes]
+        self.contents: dict[str, dict[str, list[int]]] = defaultdict(dict)
         self.hashes: dict[str, _HashIndex] = defaultdict(_HashIndex)
         self.schedule: dict[str, int] = {}  # asset -> deadline, epoch milliseconds
 
@@ -90,20 +111,64 @@ class FakeRegistryStore:
         expected_rev: int,
         state: AssetState | None,
         settled: Mapping[str, Outcome],
+        history: Sequence[HistoryEntry] = (),
     ) -> bool:
         if state is not None and state.rev < expected_rev:
             raise ScriptError("ERR bad input: ARGV[2] new rev must be at least ARGV[1]")
+        if history and state is None:
+            raise ScriptError("ERR bad input: ARGV[6] history entries need a new state")
         current = self.states[asset_id][0] if asset_id in self.states else 0
         if current != expected_rev:
             return False
         if state is not None:
             self.states[asset_id] = (state.rev, state.model_dump_json())
+        if history:
+            kept = sorted([*self.histories[asset_id], *history], key=lambda e: e.seq)
+            self.histories[asset_id] = kept[-self.history_max :]
         for event_id, outcome in settled.items():
             self.seen[asset_id][event_id] = outcome.model_dump_json()
         return True
 
     async def replace(self, state: AssetState) -> bool:
         return await self.commit(state.asset_id, state.rev, state, {})
+
+    async def most_used(self, library_id: str, limit: int) -> list[tuple[str, int]]:
+        return most_used(self.usage.get(library_id, {}), limit)
+
+    async def redundant(
+        self, library_id: str, offset: int, limit: int
+    ) -> list[tuple[str, int, int]]:
+        held = [
+            (sha, n, wasted_bytes(n, b))
+            for sha, (n, b) in self.contents.get(library_id, {}).items()
+            if n > 1
+        ]
+        held.sort(key=lambda h: (h[2], h[0]), reverse=True)  # ZREVRANGE: ties by member
+        return held[offset : offset + limit]
+
+    async def library_page(
+        self,
+        library_id: str,
+        *,
+        tags: list[str],
+        categories: list[str],
+        status: str | None,
+        cursor: str | None,
+        limit: int,
+        text: TextQuery | None = None,
+    ) -> list[str]:
+        names = ["assets", *(f"tag:{t}" for t in tags), *(f"category:{c}" for c in categories)]
+        if status is not None:
+            names.append(f"status:{status}")
+        if text is not None:
+            names += [f"word:{w}" for w in text.whole]
+            if text.prefix is not None:
+                names.append(f"prefix:{text.prefix}")
+        found = set.intersection(*(self.indexes.get(f"{library_id}/{n}", set()) for n in names))
+        return sorted(a for a in found if cursor is None or a > cursor)[:limit]
+
+    async def history(self, asset_id: str, *, before: int | None, limit: int) -> list[HistoryEntry]:
+        return newest_first(self.histories.get(asset_id, []), before, limit)
 
     async def forget(self, asset_id: str, expected_rev: int) -> bool:
         if expected_rev < 1:
@@ -144,15 +209,41 @@ class FakeRegistryStore:
         stats["bytes"] += sign * entry["file_size_bytes"]
         stats[f"media_type:{entry['media_type']}"] += sign
         stats[f"status:{entry['status']}"] += sign
+        sha = entry.get("content_sha256")
+        if sha is not None:
+            counts = self.contents[library_id].setdefault(sha, [0, 0])
+            counts[0] += sign
+            counts[1] += sign * entry["file_size_bytes"]
+            if counts[0] <= 0:
+                del self.contents[library_id][sha]
+        usage = self.usage[library_id]
+        usage.pop(asset_id, None)
+        if sign > 0 and entry.get("usage_count", 0) > 0:
+            usage[asset_id] = entry["usage_count"]
         names = ["assets", f"status:{entry['status']}"]
         names += [f"tag:{t}" for t in entry["tags"]]
         names += [f"category:{c}" for c in entry["categories"]]
+        for word in entry.get("words", []):
+            names.append(f"word:{word}")
+            names += [f"prefix:{word[:n]}" for n in range(1, min(len(word), MAX_PREFIX) + 1)]
         for name in names:
             index = self.indexes[f"{library_id}/{name}"]
             if sign > 0:
                 index.add(asset_id)
             else:
                 index.discard(asset_id)
+
+    async def project_variant(self, original_id: str, asset_id: str, present: bool) -> None:
+        if present:
+            self.variant_sets[original_id].add(asset_id)
+        else:
+            self.variant_sets[original_id].discard(asset_id)
+
+    async def variants(self, original_id: str) -> list[str]:
+        return sorted(self.variant_sets.get(original_id, set()))
+
+    async def variant_count(self, original_id: str) -> int:
+        return len(self.variant_sets.get(original_id, set()))
 
     async def project_hash(
         self, content_sha256: str, asset_id: str, rev: int, library_id: str | None
@@ -361,6 +452,18 @@ class FakeMetricsStore:
             return totals.campaign(campaign)
         return totals.total if channel is None else totals.channel(channel)
 
+    async def series(
+        self, asset_id: str, resolution: Resolution, starts: Sequence[int]
+    ) -> list[WindowTotals] | None:
+        partition = self.pointers.get(asset_id)
+        if partition is None:
+            return None
+        empty: dict[str, int] = {}
+        return [
+            window_totals([self.buckets.get((partition, asset_id, resolution.name, s), empty)])
+            for s in starts
+        ]
+
     def lifetime_of(self, asset_id: str, field_name: str) -> int:
         """One lifetime counter of an asset (e.g. "ch:web:impressions"), 0 when absent."""
         partition = self.pointers.get(asset_id)
@@ -463,6 +566,9 @@ class FakeLeaderboardStore:
     def __init__(self, metrics: FakeMetricsStore | None = None) -> None:
         self.boards: dict[tuple[str, Window, Channel | None], dict[str, Totals]] = defaultdict(dict)
         self.library_of: dict[str, str] = {}  # asset -> library whose boards hold it
+        # (campaign, window) -> asset -> its totals in the campaign; asset -> its campaigns
+        self.campaign_boards: dict[tuple[str, Window], dict[str, Totals]] = defaultdict(dict)
+        self.campaigns_of: dict[str, set[str]] = defaultdict(set)
         self.libraries: set[str] = set()  # every library that ever had a board
         self.registry_dirty: set[str] = set()
         self.perf_dirty: dict[int, set[str]] = (
@@ -495,6 +601,16 @@ class FakeLeaderboardStore:
     async def place(
         self, asset_id: str, library_id: str | None, previous: str | None, boards: Placement
     ) -> None:
+        campaigns = {} if library_id is None else lb.campaign_entries(boards)
+        for campaign in self.campaigns_of[asset_id] | set(campaigns):
+            for window in lb.LEADERBOARD_WINDOWS:
+                totals = campaigns.get(campaign, {}).get(window)
+                board = self.campaign_boards[(campaign, window)]
+                if totals is None:
+                    board.pop(asset_id, None)
+                else:
+                    board[asset_id] = totals
+        self.campaigns_of[asset_id] = set(campaigns)
         if previous is not None and previous != library_id:
             for window in lb.LEADERBOARD_WINDOWS:
                 for channel in lb.BOARD_CHANNELS:
@@ -520,6 +636,10 @@ class FakeLeaderboardStore:
         board = self.boards.get((library_id, window, channel), {})
         return [lb.Entry(asset_id, totals) for asset_id, totals in board.items()]
 
+    async def campaign_entries(self, campaign_id: str, window: Window) -> list[lb.Entry]:
+        board = self.campaign_boards.get((campaign_id, window), {})
+        return [lb.Entry(asset_id, totals) for asset_id, totals in board.items()]
+
     async def ranked_assets(self, window: Window) -> set[str]:
         assets: set[str] = set()
         for library_id in self.libraries:
@@ -541,6 +661,7 @@ class FakeSuggestionStore:
         # library -> suggestion id -> (index member, its facets)
         self.by_library: dict[str, dict[str, tuple[str, list[tuple[str, str]]]]] = defaultdict(dict)
         self.variants: dict[str, str] = {}  # new asset -> suggestion id
+        self.originals: dict[str, str] = {}  # new asset -> the original it is listed under
         self.realised_by_type: dict[str, dict[str, float]] = defaultdict(dict)
         self.closed: dict[str, str] = {}  # suggestion id -> JSON of a retired record
 
@@ -567,8 +688,12 @@ class FakeSuggestionStore:
         self.closed[record.suggestion.suggestion_id] = record.model_dump_json()
         self._index(record)
 
-    async def link_variant(self, new_asset_id: str, suggestion_id: str) -> None:
+    async def link_variant(
+        self, new_asset_id: str, suggestion_id: str, original_id: str | None = None
+    ) -> None:
         self.variants[new_asset_id] = suggestion_id
+        if original_id is not None:
+            self.originals[new_asset_id] = original_id
 
     async def variant_of(self, asset_id: str) -> str | None:
         return self.variants.get(asset_id)
@@ -616,3 +741,42 @@ class FakeSuggestionStore:
         records = [await self.by_id(m.split(":", 1)[1]) for m in members]
         next_cursor = members[-1] if len(members) == limit else None
         return [r for r in records if r is not None], next_cursor
+
+
+# --- libraries ---------------------------------------------------------------------------
+
+
+class FakeLibraryStore:
+    """LibraryStore in memory: the later version of a library's facts wins; the list holds
+    every library with facts or, through the registry fake, with a projected asset."""
+
+    def __init__(self, registry: FakeRegistryStore | None = None) -> None:
+        self.registry = registry or FakeRegistryStore()
+        self.infos: dict[str, str] = {}  # library -> LibraryInfo JSON
+        self.listed: set[str] = set()
+
+    async def update(self, info: LibraryInfo) -> bool:
+        stored = self.infos.get(info.library_id)
+        if not wins(info, None if stored is None else LibraryInfo.model_validate_json(stored)):
+            return False
+        self.infos[info.library_id] = info.model_dump_json()
+        return True
+
+    async def remember(self, library_id: str) -> None:
+        self.listed.add(library_id)
+
+    def _known(self) -> list[str]:
+        return sorted(self.listed | set(self.registry.members))
+
+    async def page(self, cursor: str | None, limit: int) -> list[str]:
+        return [i for i in self._known() if cursor is None or i > cursor][:limit]
+
+    async def details(
+        self, library_ids: Sequence[str]
+    ) -> list[tuple[LibraryInfo | None, LibraryStats | None]]:
+        result: list[tuple[LibraryInfo | None, LibraryStats | None]] = []
+        for library_id in library_ids:
+            doc = self.infos.get(library_id)
+            info = None if doc is None else LibraryInfo.model_validate_json(doc)
+            result.append((info, await self.registry.library_stats(library_id)))
+        return result

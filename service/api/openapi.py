@@ -17,12 +17,13 @@ import service
 from service.api import problems, schemas
 from service.domain.enums import Channel, Priority, SuggestionType
 from service.domain.events import ManualSuggestionRequest
-from service.domain.leaderboard import LEADERBOARD_WINDOWS, RankMetric
+from service.domain.leaderboard import LEADERBOARD_WINDOWS, RankMetric, TopMetric
 from service.domain.library import COUNTED_STATUSES
 from service.domain.suggestion_state import Status
-from service.domain.windows import Window
+from service.domain.windows import SERIES_WINDOWS, SeriesResolution, Window, servable_series
 
 JSON = "application/json"
+CSV = "text/csv"
 _CHANNELS = [c.value for c in Channel]
 _BOARD_WINDOWS = [w.value for w in LEADERBOARD_WINDOWS]
 MAX_MIN_IMPRESSIONS = 10**12
@@ -61,6 +62,7 @@ class Operation:
     method: str = "get"
     status: int = 200
     body: type[BaseModel] | None = None  # the JSON request body, for a write
+    csv: bool = False  # a list route: also text/csv, when Accept prefers it
 
 
 def _path(name: str, description: str, **schema: Any) -> Param:
@@ -73,6 +75,7 @@ def _enum(name: str, values: list[str], description: str) -> Param:
 
 ASSET = _path("asset_id", "the asset's id")
 LIBRARY = _path("library_id", "the library's id")
+CAMPAIGN = _path("campaign_id", "the campaign's id")
 CHANNEL = _enum("channel", _CHANNELS, "only this channel")
 
 OPERATIONS: tuple[Operation, ...] = (
@@ -101,6 +104,76 @@ OPERATIONS: tuple[Operation, ...] = (
         (problems.BAD_REQUEST, problems.NOT_FOUND),
     ),
     Operation(
+        "/v1/assets/{asset_id}/series",
+        "An asset's sums and rates per bucket over a window, zero-filled, for a chart",
+        schemas.SeriesOut,
+        (
+            ASSET,
+            _enum(
+                "resolution",
+                [r.value for r in SeriesResolution],
+                "the bucket size (default 1h); "
+                + "; ".join(
+                    f"{r} serves window {', '.join(w.value for w in ws)}"
+                    for r, ws in servable_series().items()
+                )
+                + " (400 otherwise)",
+            ),
+            _enum("window", [w.value for w in SERIES_WINDOWS], "the window (default 24h)"),
+            CHANNEL,
+            Param(
+                "campaign",
+                "query",
+                {"type": "string", "minLength": 1},
+                "only this campaign; 400 together with channel (not kept per both)",
+            ),
+        ),
+        (problems.BAD_REQUEST, problems.NOT_FOUND),
+        csv=True,
+    ),
+    Operation(
+        "/v1/assets/{asset_id}/variants",
+        "The asset's variant family, each variant's CTR against the original's per channel",
+        schemas.VariantsOut,
+        (ASSET,),
+        (problems.NOT_FOUND,),
+    ),
+    Operation(
+        "/v1/assets/{asset_id}/history",
+        "A page of an asset's applied registrations and lifecycle transitions, newest first",
+        schemas.HistoryOut,
+        (
+            ASSET,
+            Param("limit", "query", {"type": "integer", "minimum": 1}, "page size (default 50)"),
+            Param(
+                "cursor",
+                "query",
+                {"type": "string", "pattern": "^[0-9]{1,16}$"},
+                "the previous page's next_cursor",
+            ),
+        ),
+        (problems.BAD_REQUEST, problems.NOT_FOUND),
+        csv=True,
+    ),
+    Operation(
+        "/v1/libraries",
+        "A page of every library in id order: its name, description, owner and size",
+        schemas.LibrariesOut,
+        (
+            Param("limit", "query", {"type": "integer", "minimum": 1}, "page size (default 50)"),
+            Param("cursor", "query", {"type": "string"}, "the previous page's next_cursor"),
+        ),
+        (problems.BAD_REQUEST,),
+        csv=True,
+    ),
+    Operation(
+        "/v1/libraries/{library_id}",
+        "A library: its name, description, owner, and the statistics of /stats",
+        schemas.LibraryOut,
+        (LIBRARY,),
+        (problems.NOT_FOUND,),
+    ),
+    Operation(
         "/v1/libraries/{library_id}/stats",
         "A library's asset count, bytes, and counts by media type and status",
         schemas.LibraryStatsOut,
@@ -115,21 +188,73 @@ OPERATIONS: tuple[Operation, ...] = (
             LIBRARY,
             Param("tag", "query", {"type": "string"}, "has every tag given", many=True),
             Param("category", "query", {"type": "string"}, "has every category given", many=True),
+            Param(
+                "q",
+                "query",
+                {"type": "string", "maxLength": 256},
+                "text search: every word of q is a word of the name, tags or description "
+                "(case-insensitive), the last one as a prefix; no word: no text filter",
+            ),
             _enum("status", [s.value for s in COUNTED_STATUSES], "in this status"),
             Param("limit", "query", {"type": "integer", "minimum": 1}, "page size (default 50)"),
             Param("cursor", "query", {"type": "string"}, "the previous page's next_cursor"),
         ),
         (problems.BAD_REQUEST, problems.NOT_FOUND),
+        csv=True,
     ),
     Operation(
         "/v1/libraries/{library_id}/top",
-        "A library's leading assets by a rate, with a minimum of impressions",
+        "A library's leading assets by a rate (with a minimum of impressions) or by usage",
         schemas.TopOut,
         (
             LIBRARY,
-            _enum("metric", [m.value for m in RankMetric], "the rate to rank by (default ctr)"),
+            _enum(
+                "metric",
+                [m.value for m in TopMetric],
+                "the rate to rank by (default ctr), or usage: the usage_count of each asset "
+                "(publications and uses), the window's totals shown beside it",
+            ),
             _enum("window", _BOARD_WINDOWS, "the window (default 24h)"),
             CHANNEL,
+            Param(
+                "limit",
+                "query",
+                {"type": "integer", "minimum": 1, "maximum": 100},
+                "how many (default 10)",
+            ),
+            Param(
+                "min_impressions",
+                "query",
+                {"type": "integer", "minimum": 0, "maximum": MAX_MIN_IMPRESSIONS},
+                "fewer impressions do not rank (default MEDIA_LEADERBOARD_MIN_IMPRESSIONS); "
+                "not applied to metric=usage",
+            ),
+        ),
+        (problems.BAD_REQUEST, problems.NOT_FOUND),
+        csv=True,
+    ),
+    Operation(
+        "/v1/libraries/{library_id}/metrics",
+        "A library's sums and rates over a window (as of the last board refresh)",
+        schemas.LibraryMetricsOut,
+        (LIBRARY, _enum("window", _BOARD_WINDOWS, "the window (default 24h)"), CHANNEL),
+        (problems.BAD_REQUEST, problems.NOT_FOUND),
+    ),
+    Operation(
+        "/v1/campaigns/{campaign_id}/metrics",
+        "A campaign's sums and rates over every asset, any library (as of the last refresh)",
+        schemas.CampaignMetricsOut,
+        (CAMPAIGN, _enum("window", _BOARD_WINDOWS, "the window (default 24h)")),
+        (problems.BAD_REQUEST, problems.NOT_FOUND),
+    ),
+    Operation(
+        "/v1/campaigns/{campaign_id}/top",
+        "A campaign's leading assets by a rate, with a minimum of impressions",
+        schemas.CampaignTopOut,
+        (
+            CAMPAIGN,
+            _enum("metric", [m.value for m in RankMetric], "the rate to rank by (default ctr)"),
+            _enum("window", _BOARD_WINDOWS, "the window (default 24h)"),
             Param(
                 "limit",
                 "query",
@@ -144,13 +269,29 @@ OPERATIONS: tuple[Operation, ...] = (
             ),
         ),
         (problems.BAD_REQUEST, problems.NOT_FOUND),
+        csv=True,
     ),
     Operation(
-        "/v1/libraries/{library_id}/metrics",
-        "A library's sums and rates over a window (as of the last board refresh)",
-        schemas.LibraryMetricsOut,
-        (LIBRARY, _enum("window", _BOARD_WINDOWS, "the window (default 24h)"), CHANNEL),
+        "/v1/libraries/{library_id}/duplicates",
+        "A library's redundant copies (contents it holds more than once), most wasted first",
+        schemas.RedundantCopiesOut,
+        (
+            LIBRARY,
+            Param(
+                "limit",
+                "query",
+                {"type": "integer", "minimum": 1, "maximum": 100},
+                "page size (default 50)",
+            ),
+            Param(
+                "cursor",
+                "query",
+                {"type": "string", "pattern": "^[0-9]{1,9}$"},
+                "the previous page's next_cursor",
+            ),
+        ),
         (problems.BAD_REQUEST, problems.NOT_FOUND),
+        csv=True,
     ),
     Operation(
         "/v1/duplicates/{content_sha256}",
@@ -165,6 +306,7 @@ OPERATIONS: tuple[Operation, ...] = (
         schemas.SuggestionsOut,
         (ASSET, _enum("status", [s.value for s in Status], "only in this status")),
         (problems.BAD_REQUEST, problems.NOT_FOUND),
+        csv=True,
     ),
     Operation(
         "/v1/assets/{asset_id}/suggestions",
@@ -189,6 +331,7 @@ OPERATIONS: tuple[Operation, ...] = (
             Param("cursor", "query", {"type": "string"}, "the previous page's next_cursor"),
         ),
         (problems.BAD_REQUEST, problems.NOT_FOUND),
+        csv=True,
     ),
     Operation(
         "/v1/suggestions/{suggestion_id}",
@@ -253,7 +396,9 @@ def document(*, api_page_size_max: int, token_required: bool) -> dict[str, Any]:
         "info": {
             "title": "Media intelligence API",
             "version": service.__version__,
-            "description": "Asset registry, duplicates, rolling metrics and library boards.",
+            "description": "Asset registry (libraries, variants, history, text search), "
+            "duplicates and storage waste, rolling metrics and time series, library and "
+            "campaign boards, performance labels.",
         },
         "paths": paths,
         "components": {"schemas": definitions.get("$defs", {})},
@@ -268,7 +413,8 @@ def _operation(
 ) -> dict[str, Any]:
     params = [p.spec() for p in op.params]
     for spec in params:
-        if op.path.endswith(("/assets", "/suggestions")) and spec["name"] == "limit":
+        paged = ("/assets", "/suggestions", "/history", "/v1/libraries")
+        if op.path.endswith(paged) and spec["name"] == "limit":
             spec["schema"]["maximum"] = page_max
     problem_ref = refs[(schemas.Problem, "serialization")]
     # Every route answers 400 to a query parameter it does not know (a typo is not ignored).
@@ -285,6 +431,14 @@ def _operation(
             "content": {JSON: {"schema": refs[(op.response, "serialization")]}},
         }
     }
+    if op.csv:
+        responses[str(op.status)]["content"][CSV] = {
+            "schema": {
+                "type": "string",
+                "description": "the list's items as CSV rows (when Accept prefers text/csv); "
+                "the page's next_cursor in the Next-Cursor header",
+            }
+        }
     for kind in kinds:
         responses[str(kind.status)] = {
             "description": kind.title,

@@ -166,3 +166,10 @@ class DeadLetterReason(StrEnum):
     TOO_MANY_HELD_EVENTS = "too_many_held_events"
     UNKNOWN_SUGGESTION = "unknown_suggestion"
     SUGGESTION_ASSET_MISMATCH = "suggestion_asset_mismatch"
+
+
+class DuplicateKind(StrEnum):
+    """What a repeated content means for storage."""
+
+    REDUNDANT_COPY = "redundant_copy"
+    REUSE = "reuse"

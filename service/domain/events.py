@@ -26,6 +26,7 @@ from service.domain.enums import (
     FORMATS_BY_MEDIA_TYPE,
     Channel,
     DeadLetterReason,
+    DuplicateKind,
     FeedbackOutcome,
     LifecycleAction,
     MediaFormat,
@@ -134,6 +135,12 @@ class AssetRegistered(Event):
     ) = None
     color_count: Annotated[int, Field(strict=True, ge=1, le=MAX_COLOR_COUNT)] | None = None
     intended_channels: list[Channel] = []
+    variant_of: Identifier | None = Field(
+        default=None, description="the asset this one is a variant of (its original's family)"
+    )
+    variant_label: Label | None = Field(
+        default=None, description="what sets this variant apart, e.g. 'blue CTA' (needs variant_of)"
+    )
 
     @field_validator("tags", "categories")
     @classmethod
@@ -144,6 +151,17 @@ class AssetRegistered(Event):
     @classmethod
     def _unique_channels(cls, values: list[Channel]) -> list[Channel]:
         return list(dict.fromkeys(values))
+
+    @model_validator(mode="after")
+    def _variant_of_another(self) -> AssetRegistered:
+        if self.variant_of == self.asset_id:
+            raise ValueError(
+                f"variant_of names the asset itself ('{self.asset_id}'): an asset cannot be its "
+                "own variant; name its original, or leave variant_of out"
+            )
+        if self.variant_label is not None and self.variant_of is None:
+            raise ValueError("variant_label is given without variant_of: name the original too")
+        return self
 
     @model_validator(mode="after")
     def _format_fits_media_type(self) -> AssetRegistered:
@@ -171,6 +189,16 @@ class AssetLifecycle(Event):
         if needs_campaign and not self.campaign_id:
             raise ValueError(f"campaign_id is required when action is '{self.action}'")
         return self
+
+
+class LibraryUpdated(Event):
+    """`media.library-updated`, keyed by library_id: a library's name, description and
+    owner, as of `occurred_at` (the newest occurred_at wins)."""
+
+    library_id: Identifier
+    name: Annotated[str, StringConstraints(min_length=1, max_length=512)]
+    description: Annotated[str, StringConstraints(max_length=4096)] | None = None
+    owner: Annotated[str, StringConstraints(min_length=1, max_length=256)]
 
 
 class AssetPerformance(Event):
@@ -260,6 +288,9 @@ class DuplicateRef(BaseModel):
 
     asset_id: Identifier
     library_id: Identifier
+    same_library: bool = Field(
+        description="the earlier copy is in the new asset's library (a redundant copy)"
+    )
 
 
 class DuplicatesDetected(Event):
@@ -270,6 +301,10 @@ class DuplicatesDetected(Event):
     library_id: Identifier
     registration_event_id: EventId
     duplicates: Annotated[list[DuplicateRef], Field(min_length=1)]
+    kind: DuplicateKind = Field(
+        description="redundant_copy: an earlier copy is in the same library (storage that "
+        "could be saved); reuse: every earlier copy is in another library"
+    )
 
 
 MAX_DEAD_LETTER_REASON_CHARS = 2000
@@ -320,6 +355,7 @@ TOPIC_CONTRACTS: dict[str, type[Event]] = {
     "asset-lifecycle": AssetLifecycle,
     "asset-performance": AssetPerformance,
     "suggestion-feedback": SuggestionFeedback,
+    "library-updated": LibraryUpdated,
     "optimization-suggestions": OptimizationSuggestion,
     "duplicates-detected": DuplicatesDetected,
     "dead-letter": DeadLetter,

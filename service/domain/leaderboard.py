@@ -6,12 +6,12 @@ not a 50 % CTR), so entries below a minimum of impressions never rank.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
 from service.domain.enums import Channel
-from service.domain.metrics import Totals, WindowTotals
+from service.domain.metrics import ZERO, Totals, WindowTotals
 from service.domain.windows import Window
 
 LEADERBOARD_WINDOWS = (Window.DAY, Window.WEEK, Window.LIFETIME)
@@ -23,6 +23,16 @@ class RankMetric(StrEnum):
     CTR = "ctr"
     ENGAGEMENT_RATE = "engagement_rate"
     CONVERSION_RATE = "conversion_rate"
+
+
+class TopMetric(StrEnum):
+    """What a library's top list ranks by: a rate of the boards, or how often each asset
+    was published or used (its usage_count, kept by the registry)."""
+
+    CTR = RankMetric.CTR.value
+    ENGAGEMENT_RATE = RankMetric.ENGAGEMENT_RATE.value
+    CONVERSION_RATE = RankMetric.CONVERSION_RATE.value
+    USAGE = "usage"
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +51,20 @@ def rank(
     eligible = [e for e in entries if e.totals.impressions >= min_impressions]
     eligible.sort(key=lambda e: (-e.value(metric), -e.totals.impressions, e.asset_id))
     return eligible[:limit]
+
+
+def campaign_entries(windows: Mapping[Window, WindowTotals]) -> dict[str, dict[Window, Totals]]:
+    """What an asset contributes to each campaign's boards: per campaign, its totals in
+    each board window where they are not all 0 (campaigns without any are left out)."""
+    result: dict[str, dict[Window, Totals]] = {}
+    for window in LEADERBOARD_WINDOWS:
+        totals = windows.get(window)
+        if totals is None:
+            continue
+        for campaign, sums in totals.by_campaign.items():
+            if sums != ZERO:
+                result.setdefault(campaign, {})[window] = sums
+    return result
 
 
 def board_totals(totals: WindowTotals, channel: Channel | None) -> Totals:

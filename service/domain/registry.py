@@ -23,6 +23,7 @@ from service.domain.enums import (
     MediaType,
 )
 from service.domain.events import AssetLifecycle, AssetRegistered
+from service.domain.history import HistoryAction, HistoryEntry
 
 # Which statuses each lifecycle action may be applied from. `used` and a repeated
 # `published` record usage without changing the status.
@@ -99,6 +100,8 @@ class Asset(_Stored):
     usage_count: int = 0
     campaigns_used_in: list[str] = []
     last_used_at: AwareDatetime | None = None
+    variant_of: str | None = None  # the original of its family (never a variant itself)
+    variant_label: str | None = None
 
     @property
     def is_deleted(self) -> bool:
@@ -134,8 +137,12 @@ class AssetState(_Stored):
     # the projector removes it there, then clears these lists.
     departed_libraries: list[str] = []
     departed_hashes: list[str] = []
+    # Originals whose variant lists may still name the asset (its variant_of changed).
+    departed_originals: list[str] = []
     # Dead letters decided by the held-event sweep but not yet acknowledged by Kafka.
     undelivered: list[Rejection] = []
+    # How many history entries the asset has had: the last entry's seq.
+    history_seq: int = 0
 
 
 class Outcome(_Stored):
@@ -154,14 +161,22 @@ class Decision:
     outcome: Outcome
     settled: dict[str, Outcome] = field(default_factory=dict)
     changed: bool = True
+    # The history entries of the changes this decision applied, oldest first.
+    history: list[HistoryEntry] = field(default_factory=list)
 
 
 def register(
     state: AssetState | None,
     event: AssetRegistered,
     source: SourceRef,
+    *,
+    original: str | None = None,
 ) -> Decision:
-    """Create or update an asset from a registration, then release the events held for it."""
+    """Create or update an asset from a registration, then release the events held for it.
+
+    `original` is the original of the family `event.variant_of` belongs to, as the caller
+    resolved it (`variants.original_of`); by default the asset `variant_of` names.
+    """
     state = state or AssetState(asset_id=event.asset_id)
     current = state.asset
     if current is not None and current.is_deleted:
@@ -179,11 +194,26 @@ def register(
         )
 
     asset = _asset_from_registration(current, event)
+    if event.variant_of is not None and original is not None:
+        asset = asset.model_copy(update={"variant_of": original})
+    previous_original = None if current is None else current.variant_of
+    departed_originals = _departed(state.departed_originals, previous_original, asset.variant_of)
     previous_library = None if current is None else current.library_id
     previous_hash = None if current is None else current.content_sha256
     departed_libraries = _departed(state.departed_libraries, previous_library, asset.library_id)
     departed_hashes = _departed(state.departed_hashes, previous_hash, asset.content_sha256)
 
+    history = [
+        HistoryEntry(
+            seq=state.history_seq + 1,
+            event_id=event.event_id,
+            occurred_at=event.occurred_at,
+            action=HistoryAction.REGISTERED if current is None else HistoryAction.UPDATED,
+            from_status=None if current is None else current.status,
+            to_status=asset.status,
+            library_id=asset.library_id,
+        )
+    ]
     settled: dict[str, Outcome] = {}
     rejections: list[Rejection] = []
     for held in state.held:
@@ -194,6 +224,9 @@ def register(
                 result="rejected", source=held.source, rejections=[result]
             )
         else:
+            history.append(
+                _transition(state.history_seq + len(history) + 1, asset, result, held.event)
+            )
             asset = result
             settled[held.event.event_id] = Outcome(result="applied", source=held.source)
 
@@ -206,9 +239,11 @@ def register(
             "held": [],
             "departed_libraries": departed_libraries,
             "departed_hashes": departed_hashes,
+            "departed_originals": departed_originals,
+            "history_seq": state.history_seq + len(history),
         }
     )
-    return Decision(state=new_state, outcome=outcome, settled=settled)
+    return Decision(state=new_state, outcome=outcome, settled=settled, history=history)
 
 
 def lifecycle(
@@ -254,8 +289,13 @@ def lifecycle(
             state=state, outcome=outcome, settled={event.event_id: outcome}, changed=False
         )
     outcome = Outcome(result="applied", source=source)
-    new_state = state.model_copy(update={"rev": state.rev + 1, "asset": result})
-    return Decision(state=new_state, outcome=outcome, settled={event.event_id: outcome})
+    entry = _transition(state.history_seq + 1, state.asset, result, event)
+    new_state = state.model_copy(
+        update={"rev": state.rev + 1, "asset": result, "history_seq": entry.seq}
+    )
+    return Decision(
+        state=new_state, outcome=outcome, settled={event.event_id: outcome}, history=[entry]
+    )
 
 
 def apply_lifecycle(asset: Asset, event: AssetLifecycle, source: SourceRef) -> Asset | Rejection:
@@ -294,6 +334,20 @@ def apply_lifecycle(asset: Asset, event: AssetLifecycle, source: SourceRef) -> A
         if asset.last_used_at is None or event.occurred_at > asset.last_used_at:
             update["last_used_at"] = event.occurred_at
     return asset.model_copy(update=update)
+
+
+def _transition(seq: int, before: Asset, after: Asset, event: AssetLifecycle) -> HistoryEntry:
+    """The history entry of a lifecycle event applied to `before`, giving `after`."""
+    return HistoryEntry(
+        seq=seq,
+        event_id=event.event_id,
+        occurred_at=event.occurred_at,
+        action=HistoryAction(event.action.value),
+        from_status=before.status,
+        to_status=after.status,
+        campaign_id=event.campaign_id,
+        actor=event.actor,
+    )
 
 
 def expire_held(
@@ -360,7 +414,7 @@ def _asset_from_registration(current: Asset | None, event: AssetRegistered) -> A
     )
 
 
-def _departed(already: Iterable[str], previous: str | None, current: str) -> list[str]:
+def _departed(already: Iterable[str], previous: str | None, current: str | None) -> list[str]:
     """Places left so far plus the previous one, never the current one."""
     result = [place for place in already if place != current]
     if previous is not None and previous != current and previous not in result:

@@ -82,3 +82,61 @@ def is_late(event_time: float, now: float) -> bool:
 
 def is_future(event_time: float, now: float, tolerance_seconds: float) -> bool:
     return event_time > now + tolerance_seconds
+
+
+# --- time series: one point per bucket of a resolution, over a rolling window ----------
+
+
+class SeriesResolution(StrEnum):
+    """The API's names of the bucket resolutions."""
+
+    FIVE_MINUTES = "5m"
+    HOUR = "1h"
+    DAY = "1d"
+
+
+SERIES_RESOLUTIONS: dict[SeriesResolution, Resolution] = {
+    SeriesResolution.FIVE_MINUTES: FIVE_MINUTES,
+    SeriesResolution.HOUR: ONE_HOUR,
+    SeriesResolution.DAY: ONE_DAY,
+}
+SERIES_WINDOWS = (Window.HOUR, Window.DAY, Window.WEEK, Window.MONTH)
+
+WINDOW_SECONDS: dict[Window, int] = {
+    Window.HOUR: HOUR,
+    Window.DAY: DAY,
+    Window.WEEK: 7 * DAY,
+    Window.MONTH: 30 * DAY,
+}
+
+
+def series_points(resolution: Resolution, window: Window) -> int | None:
+    """How many buckets of `resolution` make up `window`, or None when the store cannot
+    serve that series: the window is not a whole number of buckets (lifetime is none),
+    or its oldest bucket expires before the window has moved past it."""
+    seconds = WINDOW_SECONDS.get(window)
+    if seconds is None or seconds < resolution.seconds or seconds % resolution.seconds:
+        return None
+    points = seconds // resolution.seconds
+    # The oldest bucket ends (points - 1) buckets before the one holding "now" ends, and
+    # must still be kept then: its retention covers that.
+    if (points - 1) * resolution.seconds > resolution.retention:
+        return None
+    return points
+
+
+def servable_series() -> dict[SeriesResolution, list[Window]]:
+    """Each resolution and the windows it can serve (for error messages and docs)."""
+    return {
+        name: [w for w in SERIES_WINDOWS if series_points(resolution, w) is not None]
+        for name, resolution in SERIES_RESOLUTIONS.items()
+    }
+
+
+def series_starts(resolution: Resolution, window: Window, now: float) -> list[int]:
+    """The bucket starts of a servable series at `now`, oldest first (the last holds now)."""
+    points = series_points(resolution, window)
+    if points is None:
+        raise ValueError(f"{resolution.name} buckets cannot serve the {window} window")
+    newest = resolution.start(now)
+    return [newest - i * resolution.seconds for i in range(points - 1, -1, -1)]

@@ -14,6 +14,8 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from service.domain.enums import Channel, DeadLetterReason, SuggestionType
+from service.domain.history import HistoryEntry
+from service.domain.libraries import LibraryInfo
 from service.domain.library import LibraryEntry
 from service.domain.metrics import Totals, WindowTotals
 from service.domain.registry import Asset, AssetState, Outcome
@@ -47,6 +49,17 @@ async def ignore_registered(asset: Asset) -> None:
     """An OnRegistered for a handler whose registrations nobody follows."""
 
 
+class LibraryWrites(Protocol):
+    """The libraries' facts as LibraryHandler uses them (service/store/libraries.py)."""
+
+    async def update(self, info: LibraryInfo) -> bool:
+        """Store `info` if it is later than the stored version (newest updated_at, then
+        event_id); True when it was."""
+
+    async def remember(self, library_id: str) -> None:
+        """List the library (idempotent)."""
+
+
 class RegistryWrites(Protocol):
     """The asset registry as RegistryHandler uses it (service/store/registry.py)."""
 
@@ -59,9 +72,11 @@ class RegistryWrites(Protocol):
         expected_rev: int,
         state: AssetState | None,
         settled: Mapping[str, Outcome],
+        history: Sequence[HistoryEntry] = (),
     ) -> bool:
-        """Compare-and-set: write `state` (None: keep it) and the outcomes if the stored rev
-        (0 when unknown) is still `expected_rev`; False, writing nothing, otherwise."""
+        """Compare-and-set: write `state` (None: keep it), its new history entries (kept
+        newest first, bounded per asset) and the outcomes if the stored rev (0 when unknown)
+        is still `expected_rev`; False, writing nothing, otherwise."""
 
     async def replace(self, state: AssetState) -> bool:
         """Rewrite the state at its own rev (compare-and-set at `state.rev`)."""
@@ -76,6 +91,10 @@ class RegistryWrites(Protocol):
     ) -> bool:
         """Move the asset's entry (None: out of the library); ignored (False) unless `rev`
         is newer than the stored one."""
+
+    async def project_variant(self, original_id: str, asset_id: str, present: bool) -> None:
+        """List the asset among the original's variants (present) or take it off;
+        idempotent."""
 
     async def project_hash(
         self, content_sha256: str, asset_id: str, rev: int, library_id: str | None
@@ -160,8 +179,11 @@ class SuggestionRecords(Protocol):
     async def retire(self, record: SuggestionRecord) -> None:
         """Keep a record its slot no longer holds, found by id."""
 
-    async def link_variant(self, new_asset_id: str, suggestion_id: str) -> None:
-        """Remember that the new asset is the variant an applied suggestion asked for."""
+    async def link_variant(
+        self, new_asset_id: str, suggestion_id: str, original_id: str | None = None
+    ) -> None:
+        """Remember that the new asset is the variant an applied suggestion asked for
+        (and list it among `original_id`'s variants when given)."""
 
     async def variant_of(self, asset_id: str) -> str | None:
         """The suggestion id the asset is a variant of, or None."""

@@ -41,9 +41,11 @@ from datetime import datetime, timedelta
 from prometheus_client import Counter
 
 from service.domain import registry as rules
+from service.domain.enums import DuplicateKind
 from service.domain.events import AssetLifecycle, AssetRegistered, DuplicateRef, DuplicatesDetected
 from service.domain.library import library_entry
 from service.domain.registry import AssetState, Decision, Outcome, SourceRef
+from service.domain.variants import original_of
 from service.errors import ConcurrentUpdateError
 from service.handlers.emit import DeadLetters, Producer, encode
 from service.handlers.ports import Clock, OnChange, OnRegistered, RegistryWrites
@@ -89,11 +91,12 @@ class RegistryHandler:
         self._clock = clock  # monotonic seconds, for the sweep's time budget
 
     async def registration(self, event: AssetRegistered, source: SourceRef) -> Outcome:
+        original = await self._original(event)
         outcome, state = await self._settle(
             event.asset_id,
             event.event_id,
             source,
-            lambda state: rules.register(state, event, source),
+            lambda state: rules.register(state, event, source, original=original),
         )
         placement = await self._project(state)
         await self._emit_rejections(outcome, source)
@@ -102,6 +105,17 @@ class RegistryHandler:
             if state.asset is not None:
                 await self._on_registered(state.asset)  # file rules; quiet on a replay
         return outcome
+
+    async def _original(self, event: AssetRegistered) -> str | None:
+        """The original of the family `variant_of` names: that asset's own original when
+        it is a variant (read now; an asset not registered yet counts as an original)."""
+        if event.variant_of is None:
+            return None
+        referenced = (await self._store.load(event.variant_of)).state
+        asset = None if referenced is None else referenced.asset
+        return original_of(
+            event.asset_id, event.variant_of, None if asset is None else asset.variant_of
+        )
 
     async def lifecycle(self, event: AssetLifecycle, source: SourceRef) -> Outcome:
         received_at = self._now()
@@ -209,6 +223,7 @@ class RegistryHandler:
                 loaded.rev,
                 decision.state if decision.changed else None,
                 decision.settled,
+                decision.history,
             )
             if written:
                 return decision.outcome, decision.state
@@ -221,6 +236,8 @@ class RegistryHandler:
             await store.project_library(library_id, state.asset_id, state.rev, None)
         for content_sha256 in state.departed_hashes:
             await store.project_hash(content_sha256, state.asset_id, state.rev, None)
+        for original_id in state.departed_originals:
+            await store.project_variant(original_id, state.asset_id, False)
         placement = None
         asset = state.asset
         if asset is not None:
@@ -234,10 +251,18 @@ class RegistryHandler:
             )
             if entry is None:
                 placement = None
-        if state.departed_libraries or state.departed_hashes:
+            if asset.variant_of is not None:
+                await store.project_variant(asset.variant_of, asset.asset_id, entry is not None)
+        if state.departed_libraries or state.departed_hashes or state.departed_originals:
             # If the asset changed meanwhile, its next event repeats this cleanup.
             await store.replace(
-                state.model_copy(update={"departed_libraries": [], "departed_hashes": []})
+                state.model_copy(
+                    update={
+                        "departed_libraries": [],
+                        "departed_hashes": [],
+                        "departed_originals": [],
+                    }
+                )
             )
         await self._reschedule(state, self._now())
         if asset is not None:
@@ -274,6 +299,14 @@ class RegistryHandler:
             return
         if asset.content_sha256 != event.content_sha256:
             return  # a later registration changed the content; its own message announces
+        duplicates = [
+            DuplicateRef(
+                asset_id=e.asset_id,
+                library_id=e.library_id,
+                same_library=e.library_id == asset.library_id,
+            )
+            for e in placement.earlier
+        ]
         detected = DuplicatesDetected(
             event_id=_duplicate_event_id(asset.asset_id, asset.content_sha256),
             occurred_at=event.occurred_at,
@@ -281,10 +314,10 @@ class RegistryHandler:
             asset_id=asset.asset_id,
             library_id=asset.library_id,
             registration_event_id=event.event_id,
-            duplicates=[
-                DuplicateRef(asset_id=e.asset_id, library_id=e.library_id)
-                for e in placement.earlier
-            ],
+            duplicates=duplicates,
+            kind=DuplicateKind.REDUNDANT_COPY
+            if any(d.same_library for d in duplicates)
+            else DuplicateKind.REUSE,
         )
         await self._producer.send(
             self._duplicates_topic, asset.content_sha256.encode(), encode(detected)

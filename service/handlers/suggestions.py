@@ -230,7 +230,9 @@ class SuggestionEngine:
             return False
         applied = event.outcome is FeedbackOutcome.APPLIED
         if applied and event.new_asset_id is not None:
-            await self._store.link_variant(event.new_asset_id, event.suggestion_id)
+            await self._store.link_variant(
+                event.new_asset_id, event.suggestion_id, original_id=event.asset_id
+            )
         await self._close(
             record,
             Status.APPLIED if applied else Status.DISMISSED,

@@ -20,6 +20,9 @@ class LibraryKeys:
     members: str
     assets: str
     index_prefix: str
+    usage: str
+    contents: str
+    waste: str
 
     def tag(self, tag: str) -> str:
         return f"{self.index_prefix}tag:{tag}"
@@ -29,6 +32,14 @@ class LibraryKeys:
 
     def status(self, status: str) -> str:
         return f"{self.index_prefix}status:{status}"
+
+    def word(self, word: str) -> str:
+        """The library's assets with this word in their name, tags or description."""
+        return f"{self.index_prefix}word:{word}"
+
+    def prefix(self, prefix: str) -> str:
+        """... with a word that starts with this prefix (of at most 32 characters)."""
+        return f"{self.index_prefix}prefix:{prefix}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +52,14 @@ class Keys:
     def asset_seen(self, asset_id: str) -> str:
         return f"{self.prefix}:{{a:{asset_id}}}:seen"
 
+    def asset_history(self, asset_id: str) -> str:
+        """The asset's applied changes, scored by their seq (the newest few kept)."""
+        return f"{self.prefix}:{{a:{asset_id}}}:history"
+
+    def asset_variants(self, original_id: str) -> str:
+        """The variants of an original (members: asset ids, scores 0)."""
+        return f"{self.prefix}:{{a:{original_id}}}:variants"
+
     def library(self, library_id: str) -> LibraryKeys:
         base = f"{self.prefix}:{{l:{library_id}}}:"
         return LibraryKeys(
@@ -48,7 +67,19 @@ class Keys:
             members=f"{base}members",
             assets=f"{base}assets",
             index_prefix=f"{base}ix:",
+            usage=f"{base}usage",
+            contents=f"{base}contents",
+            waste=f"{base}waste",
         )
+
+    def library_info(self, library_id: str) -> str:
+        """A library's name, description and owner (from the library-updated topic)."""
+        return f"{self.prefix}:{{l:{library_id}}}:info"
+
+    @property
+    def libraries(self) -> str:
+        """Every library known from an asset or a library-updated event, by id."""
+        return f"{self.prefix}:libraries"
 
     def hash_assets(self, content_sha256: str) -> str:
         return f"{self.prefix}:{{h:{content_sha256}}}:assets"
@@ -87,6 +118,14 @@ class Keys:
         """A library's board of one window, for one channel or (None) all channels."""
         dimension = "all" if channel is None else f"ch:{channel}"
         return f"{self.prefix}:{{l:{library_id}}}:lb:{window}:{dimension}"
+
+    def campaign_board(self, campaign_id: str, window: str) -> str:
+        """A campaign's board of one window: its assets' totals in that campaign."""
+        return f"{self.prefix}:{{c:{campaign_id}}}:lb:{window}"
+
+    def board_campaigns(self, asset_id: str) -> str:
+        """The campaigns whose boards hold the asset's entries."""
+        return f"{self.prefix}:{{a:{asset_id}}}:lb-campaigns"
 
     def board_library(self, asset_id: str) -> str:
         """The library whose boards hold the asset's entries."""

@@ -68,8 +68,28 @@ class LeaderboardStore:
     async def place(
         self, asset_id: str, library_id: str | None, previous: str | None, boards: Placement
     ) -> None:
-        """Write the asset's entries into its library and remove them everywhere else."""
+        """Write the asset's entries into its library and its campaigns' boards, and
+        remove them everywhere else (from every board when `library_id` is None)."""
+        campaigns = {} if library_id is None else lb.campaign_entries(boards)
+        before: set[str] = await self._redis.smembers(self._keys.board_campaigns(asset_id))
+        departed = before - set(campaigns)
         async with self._redis.pipeline(transaction=False) as pipe:
+            # The asset's campaign set names every board holding it at any moment: grown
+            # before the boards are written, shrunk after (a crash between leaves a name
+            # that the asset's next refresh cleans).
+            if campaigns:
+                pipe.sadd(self._keys.board_campaigns(asset_id), *campaigns)
+            for campaign in sorted(before | set(campaigns)):
+                entries = campaigns.get(campaign, {})
+                for window in lb.LEADERBOARD_WINDOWS:
+                    key = self._keys.campaign_board(campaign, window.value)
+                    totals = entries.get(window)
+                    if totals is None:
+                        pipe.hdel(key, asset_id)
+                    else:
+                        pipe.hset(key, asset_id, encode_board_entry(totals))
+            if departed:
+                pipe.srem(self._keys.board_campaigns(asset_id), *departed)
             if previous is not None and previous != library_id:
                 for window in lb.LEADERBOARD_WINDOWS:
                     for channel in lb.BOARD_CHANNELS:
@@ -95,6 +115,11 @@ class LeaderboardStore:
     ) -> list[lb.Entry]:
         """The board of one channel (None: all channels)."""
         raw = await self._redis.hgetall(self._board(library_id, window, channel))
+        return [lb.Entry(asset_id, decode_board_entry(value)) for asset_id, value in raw.items()]
+
+    async def campaign_entries(self, campaign_id: str, window: Window) -> list[lb.Entry]:
+        """A campaign's board: each asset's totals in that campaign over the window."""
+        raw = await self._redis.hgetall(self._keys.campaign_board(campaign_id, window.value))
         return [lb.Entry(asset_id, decode_board_entry(value)) for asset_id, value in raw.items()]
 
     async def ranked_assets(self, window: Window) -> set[str]:

@@ -20,6 +20,7 @@ from service.domain.metrics import Totals, WindowTotals
 from service.domain.windows import (
     LONGEST_WINDOW_SECONDS,
     RESOLUTIONS,
+    Resolution,
     Window,
     window_buckets,
 )
@@ -197,6 +198,21 @@ class MetricsStore:
         if partition is None:
             return []
         resolution, starts = window_buckets(Window.MONTH, now)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for start in starts:
+                pipe.hgetall(self._keys.perf_bucket(partition, asset_id, resolution.name, start))
+            replies = await pipe.execute()
+        return [window_totals([reply]) for reply in replies]
+
+    async def series(
+        self, asset_id: str, resolution: Resolution, starts: Sequence[int]
+    ) -> list[WindowTotals] | None:
+        """The asset's sums in each bucket of `resolution` starting at `starts` (in that
+        order; an expired or empty bucket sums to 0), or None when no event of it was ever
+        applied."""
+        partition = await self.partition_of(asset_id)
+        if partition is None:
+            return None
         async with self._redis.pipeline(transaction=False) as pipe:
             for start in starts:
                 pipe.hgetall(self._keys.perf_bucket(partition, asset_id, resolution.name, start))

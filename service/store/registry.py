@@ -9,12 +9,13 @@ projection can be repeated any number of times without counting twice.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from service.domain.library import LibraryEntry, LibraryStats
+from service.domain.history import DEFAULT_HISTORY_MAX_PER_ASSET, HistoryEntry
+from service.domain.library import LibraryEntry, LibraryStats, TextQuery
 from service.domain.registry import AssetState, Outcome
 from service.store.codecs import library_stats
 from service.store.keys import Keys
@@ -52,11 +53,20 @@ class HashPlacement:
 
 
 class RegistryStore:
-    def __init__(self, redis: Any, keys: Keys, scripts: Scripts, seen_ttl_seconds: int) -> None:
+    def __init__(
+        self,
+        redis: Any,
+        keys: Keys,
+        scripts: Scripts,
+        seen_ttl_seconds: int,
+        *,
+        history_max: int = DEFAULT_HISTORY_MAX_PER_ASSET,
+    ) -> None:
         self._redis = redis
         self._keys = keys
         self._scripts = scripts
         self._seen_ttl = seen_ttl_seconds
+        self._history_max = history_max
 
     # --- asset state -----------------------------------------------------------------
 
@@ -79,19 +89,30 @@ class RegistryStore:
         expected_rev: int,
         state: AssetState | None,
         settled: Mapping[str, Outcome],
+        history: Sequence[HistoryEntry] = (),
     ) -> bool:
-        """Write `state` (None: keep the stored one) and the settled outcomes, atomically,
-        if the asset is still at `expected_rev`."""
+        """Write `state` (None: keep the stored one), its new history entries and the
+        settled outcomes, atomically, if the asset is still at `expected_rev`."""
+        entries: list[str | int] = []
+        for entry in history:
+            entries += [entry.seq, entry.model_dump_json()]
         pairs: list[str] = []
         for event_id, outcome in settled.items():
             pairs += [event_id, outcome.model_dump_json()]
         written = await self._scripts.asset_commit(
-            keys=[self._keys.asset_state(asset_id), self._keys.asset_seen(asset_id)],
+            keys=[
+                self._keys.asset_state(asset_id),
+                self._keys.asset_seen(asset_id),
+                self._keys.asset_history(asset_id),
+            ],
             args=[
                 expected_rev,
                 expected_rev if state is None else state.rev,
                 "" if state is None else state.model_dump_json(),
                 self._seen_ttl,
+                self._history_max,
+                len(history),
+                *entries,
                 *pairs,
             ],
         )
@@ -118,12 +139,30 @@ class RegistryStore:
         keys = self._keys.library(library_id)
         member: dict[str, Any] = {"rev": rev}
         if entry is not None:
-            member["entry"] = entry.model_dump(mode="json")
+            member["entry"] = entry.model_dump(mode="json", exclude_none=True)
         applied = await self._scripts.library_project(
-            keys=[keys.stats, keys.members, keys.assets],
+            keys=[keys.stats, keys.members, keys.assets, keys.usage, keys.contents, keys.waste],
             args=[keys.index_prefix, asset_id, rev, json.dumps(member, separators=(",", ":"))],
         )
+        # Known from now on (idempotent, and repeated with the projection after a crash).
+        await self._redis.zadd(self._keys.libraries, {library_id: 0})
         return bool(applied)
+
+    async def project_variant(self, original_id: str, asset_id: str, present: bool) -> None:
+        """List the asset among the original's variants, or take it off (idempotent)."""
+        key = self._keys.asset_variants(original_id)
+        if present:
+            await self._redis.zadd(key, {asset_id: 0})
+        else:
+            await self._redis.zrem(key, asset_id)
+
+    async def variants(self, original_id: str) -> list[str]:
+        """The original's variants, by asset id."""
+        members: list[str] = await self._redis.zrange(self._keys.asset_variants(original_id), 0, -1)
+        return members
+
+    async def variant_count(self, original_id: str) -> int:
+        return int(await self._redis.zcard(self._keys.asset_variants(original_id)))
 
     async def project_hash(
         self, content_sha256: str, asset_id: str, rev: int, library_id: str | None
@@ -178,16 +217,58 @@ class RegistryStore:
         status: str | None,
         cursor: str | None,
         limit: int,
+        text: TextQuery | None = None,
     ) -> list[str]:
         """Asset ids of a library after `cursor`, in id order, matching every filter."""
         keys = self._keys.library(library_id)
         indexes = [keys.assets]
         indexes += [keys.tag(t) for t in tags]
         indexes += [keys.category(c) for c in categories]
+        if text is not None:
+            indexes += [keys.word(w) for w in text.whole]
+            if text.prefix is not None:
+                indexes.append(keys.prefix(text.prefix))
         if status is not None:
             indexes.append(keys.status(status))
         page: list[str] = await self._scripts.index_page(keys=indexes, args=[cursor or "", limit])
         return page
+
+    async def redundant(
+        self, library_id: str, offset: int, limit: int
+    ) -> list[tuple[str, int, int]]:
+        """The library's contents held more than once: (content_sha256, copies, wasted
+        bytes), most wasted bytes first, from `offset`."""
+        keys = self._keys.library(library_id)
+        pairs = await self._redis.zrevrange(keys.waste, offset, offset + limit - 1, withscores=True)
+        if not pairs:
+            return []
+        counts = await self._redis.hmget(keys.contents, [f"n:{sha}" for sha, _ in pairs])
+        return [
+            (sha, int(n or 0), int(score)) for (sha, score), n in zip(pairs, counts, strict=True)
+        ]
+
+    async def most_used(self, library_id: str, limit: int) -> list[tuple[str, int]]:
+        """The library's most used assets with their usage_count: highest first, then asset
+        id (the set is scored by minus the count); never used ones are not in it."""
+        pairs = await self._redis.zrange(
+            self._keys.library(library_id).usage, 0, limit - 1, withscores=True
+        )
+        return [(asset_id, -int(score)) for asset_id, score in pairs]
+
+    async def history(self, asset_id: str, *, before: int | None, limit: int) -> list[HistoryEntry]:
+        """The asset's history entries newest first, those with a seq below `before` when
+        given."""
+        top = "+inf" if before is None else f"({before}"
+        docs: list[str] = await self._redis.zrange(
+            self._keys.asset_history(asset_id),
+            top,
+            "-inf",
+            desc=True,
+            byscore=True,
+            offset=0,
+            num=limit,
+        )
+        return [HistoryEntry.model_validate_json(doc) for doc in docs]
 
     async def assets(self, asset_ids: list[str]) -> list[AssetState]:
         if not asset_ids:

@@ -20,6 +20,7 @@ class Scripts:
     asset_commit: AsyncScript
     asset_forget: AsyncScript
     library_project: AsyncScript
+    library_info: AsyncScript
     hash_project: AsyncScript
     index_page: AsyncScript
     count_once: AsyncScript

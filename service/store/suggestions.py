@@ -126,8 +126,12 @@ class SuggestionStore:
         )
         await self._index(record)
 
-    async def link_variant(self, new_asset_id: str, suggestion_id: str) -> None:
+    async def link_variant(
+        self, new_asset_id: str, suggestion_id: str, original_id: str | None = None
+    ) -> None:
         await self._redis.set(self._keys.variant_of(new_asset_id), suggestion_id)
+        if original_id is not None:  # listed among the original's variants
+            await self._redis.zadd(self._keys.asset_variants(original_id), {new_asset_id: 0})
 
     async def variant_of(self, asset_id: str) -> str | None:
         value: str | None = await self._redis.get(self._keys.variant_of(asset_id))

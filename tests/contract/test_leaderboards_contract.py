@@ -96,3 +96,33 @@ async def test_entries_follow_the_asset_between_libraries(backend: Backend) -> N
     assert await board("L2", Window.DAY, None) == {}
     assert await boards.ranked_assets(Window.DAY) == set()
     assert await boards.ranked_assets(Window.WEEK) == {"a2"}
+
+
+async def test_an_assets_campaign_entries_follow_its_totals(backend: Backend) -> None:
+    boards = backend.boards
+    spring, summer = Totals(100, 5), Totals(7, 1)
+
+    def placement(**campaigns: Totals) -> dict[Window, WindowTotals]:
+        total = Totals()
+        for sums in campaigns.values():
+            total = total + sums
+        return {
+            window: WindowTotals({Channel.WEB: total}, dict(campaigns))
+            for window in (Window.DAY, Window.LIFETIME)
+        }
+
+    async def board(campaign: str, window: Window = Window.DAY) -> dict[str, Totals]:
+        return {e.asset_id: e.totals for e in await boards.campaign_entries(campaign, window)}
+
+    await boards.place("a1", "L1", None, placement(**{"spring:2026": spring, "summer": summer}))
+    await boards.place("a2", "L2", None, placement(**{"spring:2026": summer}))
+    assert await board("spring:2026") == {"a1": spring, "a2": summer}
+    assert await board("summer", Window.LIFETIME) == {"a1": summer}
+    assert await board("summer", Window.WEEK) == {}  # a window without totals: no entry
+
+    await boards.place("a1", "L1", "L1", placement(summer=summer))  # spring's totals went
+    assert await board("spring:2026") == {"a2": summer}
+    assert await board("summer") == {"a1": summer}
+    await boards.place("a1", None, "L1", placement(summer=summer))  # deleted
+    assert await board("summer") == {} and await board("summer", Window.LIFETIME) == {}
+    assert await board("nothing") == {}

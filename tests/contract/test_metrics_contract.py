@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from service.domain.windows import DAY
+from service.domain.windows import DAY, ONE_DAY, ONE_HOUR
 from service.store.metrics import Applied, ApplyStatus, PerfRow
 from tests.contract.conftest import Backend
 
@@ -96,3 +96,19 @@ async def test_bad_input_is_refused_before_any_write(backend: Backend, bad: Perf
         await backend.metrics.apply(0, 0, 1, [row(1), bad], NOW)
     assert await backend.metrics.position(0) == -1
     assert (await backend.metrics.apply(0, 0, 0, [row(1)], NOW)).applied == 1
+
+
+async def test_series_reads_each_bucket_zero_filled(backend: Backend) -> None:
+    metrics = backend.metrics
+    assert await metrics.series("a1", ONE_HOUR, [0, 3600]) is None  # never applied
+    hour = int(NOW) - int(NOW) % 3600
+    rows = [row(1, t=hour + 1), row(2, t=hour - 3600 + 5, impressions=7), row(3, t=hour + 2)]
+    await metrics.point(0, ["a1"])
+    await metrics.apply(0, 0, 2, rows, NOW)
+    starts = [hour - 7200, hour - 3600, hour]
+    series = await metrics.series("a1", ONE_HOUR, starts)
+    assert series is not None
+    assert [s.total.impressions for s in series] == [0, 7, 200]
+    assert [s.campaign("c1").clicks for s in series] == [0, 3, 6]
+    days = await metrics.series("a1", ONE_DAY, [int(NOW) - int(NOW) % DAY])
+    assert days is not None and days[0].total.impressions >= 200  # the hour before: maybe

@@ -8,6 +8,7 @@ import pytest
 
 from service.domain import registry as rules
 from service.domain.enums import AssetStatus, MediaType
+from service.domain.history import HistoryAction, HistoryEntry
 from service.domain.library import LibraryEntry
 from service.domain.registry import AssetState, Outcome
 from tests.contract.conftest import Backend
@@ -157,3 +158,79 @@ async def test_the_held_schedule(backend: Backend) -> None:
     await store.unschedule_held("b")  # registered: removed whatever its deadline
     await store.unschedule_held("never-scheduled")
     assert await store.due_held(T0 + timedelta(hours=3), 10) == ["late"]
+
+
+def history_entry(seq: int) -> HistoryEntry:
+    return HistoryEntry(
+        seq=seq,
+        event_id=f"e{seq}",
+        occurred_at=T0 + timedelta(minutes=seq),
+        action=HistoryAction.USED,
+        from_status=AssetStatus.PUBLISHED,
+        to_status=AssetStatus.PUBLISHED,
+        campaign_id="spring:2026",
+        actor="ana",
+    )
+
+
+async def test_history_is_written_with_the_state_newest_first_and_bounded(
+    backend: Backend,
+) -> None:
+    store = backend.registry
+    state = AssetState(asset_id="a1", rev=1, history_seq=3)
+    first = [history_entry(n) for n in (1, 2, 3)]
+    assert await store.commit("a1", 0, state, {"e1": outcome()}, first)
+    assert not await store.commit("a1", 0, state, {}, [history_entry(4)])  # the rev moved on
+    assert await store.history("a1", before=None, limit=10) == first[::-1]
+    assert await store.history("a1", before=3, limit=1) == [first[1]]
+    assert await store.history("a1", before=1, limit=10) == []
+    assert await store.history("nobody", before=None, limit=10) == []
+
+    # One commit past the bound (200 by default): the oldest entries go.
+    many = [history_entry(n) for n in range(4, 206)]
+    assert await store.commit("a1", 1, state.model_copy(update={"rev": 2}), {}, many)
+    kept = await store.history("a1", before=None, limit=1000)
+    assert [e.seq for e in kept] == list(range(205, 5, -1))
+
+
+async def test_the_library_projection_keeps_the_most_used_assets(backend: Backend) -> None:
+    store = backend.registry
+
+    def used(count: int) -> LibraryEntry:
+        return entry().model_copy(update={"usage_count": count})
+
+    assert await store.project_library("L", "a1", 1, used(2))
+    assert await store.project_library("L", "a2", 1, used(5))
+    assert await store.project_library("L", "a3", 1, used(2))
+    assert await store.project_library("L", "a4", 1, used(0))
+    assert await store.project_library("L", "a5", 1, entry())  # written before usage counted
+    assert await store.most_used("L", 10) == [("a2", 5), ("a1", 2), ("a3", 2)]
+    assert not await store.project_library("L", "a1", 1, used(9))  # a replay: ignored
+    assert await store.project_library("L", "a1", 2, used(9))
+    assert await store.most_used("L", 2) == [("a1", 9), ("a2", 5)]
+    assert await store.project_library("L", "a1", 3, None)  # deleted, or moved away
+    assert await store.most_used("L", 10) == [("a2", 5), ("a3", 2)]
+    assert await store.most_used("elsewhere", 10) == []
+
+
+async def test_the_library_projection_counts_redundant_copies(backend: Backend) -> None:
+    store = backend.registry
+
+    def holding(content: str, size: int) -> LibraryEntry:
+        return entry(size=size).model_copy(update={"content_sha256": content})
+
+    h1, h2 = sha(1), sha(2)
+    assert await store.project_library("L", "a1", 1, holding(h1, 100))
+    assert await store.redundant("L", 0, 10) == []  # one copy wastes nothing
+    assert await store.project_library("L", "a2", 1, holding(h1, 100))
+    assert await store.project_library("L", "a3", 1, holding(h1, 100))
+    assert await store.project_library("L", "b1", 1, holding(h2, 500))
+    assert await store.project_library("L", "b2", 1, holding(h2, 500))
+    assert await store.project_library("M", "c1", 1, holding(h2, 500))  # reuse elsewhere
+    assert await store.redundant("L", 0, 10) == [(h2, 2, 500), (h1, 3, 200)]
+    assert await store.redundant("L", 1, 10) == [(h1, 3, 200)]
+    assert not await store.project_library("L", "b2", 1, holding(h2, 500))  # replayed
+    assert await store.project_library("L", "b2", 2, None)  # deleted
+    assert await store.project_library("L", "a3", 2, holding(h2, 100))  # new content
+    assert await store.redundant("L", 0, 10) == [(h2, 2, 300), (h1, 2, 100)]
+    assert await store.redundant("M", 0, 10) == []

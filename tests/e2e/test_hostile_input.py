@@ -44,9 +44,11 @@ def _dumps(body: dict[str, Any]) -> bytes:
     return json.dumps(body).encode("utf-8", "surrogatepass")
 
 
-def hostile(valid: dict[str, Any], counts: list[str]) -> st.SearchStrategy[Case]:
-    """Malformed variants of one valid event (whose key is its asset_id)."""
-    key = str(valid["asset_id"]).encode()
+def hostile(
+    valid: dict[str, Any], counts: list[str], key_field: str = "asset_id"
+) -> st.SearchStrategy[Case]:
+    """Malformed variants of one valid event (whose key is its `key_field`)."""
+    key = str(valid[key_field]).encode()
     text = json.dumps(valid)
 
     def mutate(field: str, pool: list[Any]) -> st.SearchStrategy[Case]:
@@ -71,7 +73,7 @@ def hostile(valid: dict[str, Any], counts: list[str]) -> st.SearchStrategy[Case]
         st.integers(200, 5_000).map(lambda n: (key, b"[" * n + b"]" * n)),
         st.integers(200, 5_000).map(lambda n: (key, b'{"a":' * n + b"1" + b"}" * n)),
         st.just((key, b"\xff" + text.encode())),
-        st.just((key, text.replace('"asset_id": "', '"asset_id": "\\ud800').encode())),
+        st.just((key, text.replace(f'"{key_field}": "', f'"{key_field}": "\\ud800').encode())),
         st.just((key, text.encode() + b" " * MAX_BYTES)),
         st.just((key, None)),
         st.just((key, b"")),
@@ -83,7 +85,7 @@ def hostile(valid: dict[str, Any], counts: list[str]) -> st.SearchStrategy[Case]
         st.just((b"\xff\xfe", text.encode())),
         mutate("event_id", ["", "x" * 200, 5, None, []]),
         mutate("occurred_at", NOT_A_TIME),
-        mutate("asset_id", NOT_AN_ID),
+        mutate(key_field, NOT_AN_ID),
         *count_cases,
     )
 
@@ -118,6 +120,16 @@ def lifecycle(asset: str, n: int) -> dict[str, Any]:
     }
 
 
+def library(n: int) -> dict[str, Any]:
+    return {
+        "event_id": f"lib-{n}",
+        "occurred_at": "2026-03-01T13:00:00+00:00",
+        "library_id": f"lib-{n}",
+        "name": "Brand",
+        "owner": "brand@example.com",
+    }
+
+
 def feedback(asset: str, n: int) -> dict[str, Any]:
     return {
         "event_id": f"fb-{n}",
@@ -137,15 +149,24 @@ async def test_every_malformed_message_is_dead_lettered_and_the_good_ones_count(
     assets = list(good.sizes)
     perf_sample = json.loads(next(v for role, _, v in good.records if role == "perf"))
     reg_sample = registration_body(assets[0], library_id=good.library)
-    shapes: dict[str, tuple[dict[str, Any], list[str]]] = {
-        config.topic_asset_registered: (reg_sample, ["file_size_bytes", "width", "height"]),
-        config.topic_asset_performance: (perf_sample, ["impressions", "clicks", "conversions"]),
-        config.topic_asset_lifecycle: (lifecycle(assets[0], 0), []),
-        config.topic_suggestion_feedback: (feedback(assets[0], 0), []),
+    shapes: dict[str, tuple[dict[str, Any], list[str], str]] = {
+        config.topic_asset_registered: (
+            reg_sample,
+            ["file_size_bytes", "width", "height"],
+            "asset_id",
+        ),
+        config.topic_asset_performance: (
+            perf_sample,
+            ["impressions", "clicks", "conversions"],
+            "asset_id",
+        ),
+        config.topic_asset_lifecycle: (lifecycle(assets[0], 0), [], "asset_id"),
+        config.topic_suggestion_feedback: (feedback(assets[0], 0), [], "asset_id"),
+        config.topic_library_updated: (library(0), [], "library_id"),
     }
     bad = {
-        topic: corpus(hostile(valid, counts), BAD_PER_TOPIC)
-        for topic, (valid, counts) in shapes.items()
+        topic: corpus(hostile(valid, counts, key_field), BAD_PER_TOPIC)
+        for topic, (valid, counts, key_field) in shapes.items()
     }
 
     # Good records of every topic, in the order a real producer would send them, and the
@@ -158,6 +179,10 @@ async def test_every_malformed_message_is_dead_lettered_and_the_good_ones_count(
     for n, asset in enumerate(approved):
         records.append(
             (config.topic_asset_lifecycle, asset.encode(), _dumps(lifecycle(asset, n)), False)
+        )
+    for n in range(5):  # valid library facts: applied, no dead letter
+        records.append(
+            (config.topic_library_updated, f"lib-{n}".encode(), _dumps(library(n)), False)
         )
     for n, asset in enumerate(assets[:10]):  # valid, but naming no suggestion: dead letters
         records.append(
@@ -211,6 +236,8 @@ async def test_every_malformed_message_is_dead_lettered_and_the_good_ones_count(
         assert stats is not None and stats.by_status.get("approved") == len(approved)  # type: ignore[call-overload]
         assert worker.process is not None and worker.process.poll() is None, worker.log()
         assert (await worker.get("/healthz"))[0] == 200
+        status, facts = await worker.get("/v1/libraries/lib-4")
+        assert status == 200 and facts["name"] == "Brand", facts
         assert "fetch loop died" not in worker.log()
     finally:
         await redis.aclose()

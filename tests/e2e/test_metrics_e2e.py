@@ -44,8 +44,11 @@ async def test_metrics_and_boards_through_the_api(stack: dict[str, str], spawn: 
     producer = AIOKafkaProducer(**client_options(settings), acks="all")
     await producer.start()
     try:
-        for asset in ("hero", "promo"):
-            body = registration_body(asset, library_id="libM", content_sha256=sha(len(asset)))
+        for asset in ("hero", "promo", "hero-b", "hero-copy"):
+            content = sha(4) if asset == "hero-copy" else sha(len(asset))  # hero's bytes again
+            body = registration_body(asset, library_id="libM", content_sha256=content)
+            if asset == "hero-b":  # a variant, with no events yet
+                body.update(variant_of="hero", variant_label="short copy")
             await producer.send(
                 settings.topic_asset_registered, json.dumps(body).encode(), key=asset.encode()
             )
@@ -84,12 +87,74 @@ async def test_metrics_and_boards_through_the_api(stack: dict[str, str], spawn: 
     _, asset = await worker.get("/v1/assets/hero")
     assert asset["lifetime"]["impressions"] == 1000
 
+    # Variants: hero-b has no events, so no verdict on any of hero's channels
+    async def variants() -> Any:
+        status, body = await worker.get("/v1/assets/hero-b/variants")
+        return status == 200 and body
+
+    family = await eventually(variants)
+    assert family["original"]["asset_id"] == "hero"
+    assert family["original"]["channels"]["email"]["impressions"] == 800
+    [variant] = family["variants"]
+    assert (variant["asset_id"], variant["variant_label"]) == ("hero-b", "short copy")
+    assert [(c["channel"], c["verdict"]) for c in variant["comparisons"]] == [
+        ("email", "inconclusive"),
+        ("web", "inconclusive"),
+    ]
+    _, hero = await worker.get("/v1/assets/hero")
+    assert hero["variant_count"] == 1
+
+    # Storage waste: hero-copy repeats hero's content in the same library
+    async def waste() -> Any:
+        status, body = await worker.get("/v1/libraries/libM/duplicates")
+        return status == 200 and body["items"] and body
+
+    redundant = await eventually(waste)
+    [item] = redundant["items"]  # (assets on other partitions register in either order)
+    assert (item["content_sha256"], item["copies"], item["wasted_bytes"]) == (sha(4), 2, 250_000)
+    assert sorted(item["asset_ids"]) == ["hero", "hero-copy"]
+
+    # Time series: zero-filled points of the same buckets
+    status, days = await worker.get("/v1/assets/hero/series?resolution=1d&window=7d")
+    assert status == 200 and len(days["points"]) == 7
+    assert sorted(p["impressions"] for p in days["points"] if p["impressions"]) == [200, 800]
+    assert days["points"][-1]["impressions"] + days["points"][-2]["impressions"] >= 800
+    _, hours = await worker.get("/v1/assets/hero/series?resolution=1h&window=24h&channel=web")
+    assert len(hours["points"]) == 24 and sum(p["impressions"] for p in hours["points"]) == 0
+    _, hours = await worker.get("/v1/assets/hero/series")
+    assert sum(p["impressions"] for p in hours["points"]) == 800
+    _, fives = await worker.get("/v1/assets/promo/series?resolution=5m&window=1h&campaign=spring")
+    assert len(fives["points"]) == 12 and sum(p["clicks"] for p in fives["points"]) == 20
+
     async def board() -> Any:
         status, body = await worker.get("/v1/libraries/libM/top?metric=ctr&window=7d")
         return status == 200 and len(body["items"]) == 2 and body
 
     top = await eventually(board)
     assert [(i["asset_id"], i["value"]) for i in top["items"]] == [("hero", 0.042), ("promo", 0.02)]
+
+    # Campaign boards, kept by the same refresh: "later" is not registered, so not in them
+    async def campaign() -> Any:
+        status, body = await worker.get("/v1/campaigns/spring/metrics?window=lifetime")
+        return status == 200 and body["assets_with_activity"] == 2 and body
+
+    spring_all = await eventually(campaign)
+    assert (spring_all["impressions"], spring_all["clicks"]) == (2000, 62)
+    _, spring_top = await worker.get("/v1/campaigns/spring/top?window=7d")
+    assert [(i["asset_id"], i["library_id"]) for i in spring_top["items"]] == [
+        ("hero", "libM"),
+        ("promo", "libM"),
+    ]
+    # Labels against the boards: on email hero (5 %) beats promo (2 %) and promo trails
+    _, hero_7d = await worker.get("/v1/assets/hero/metrics?window=7d")
+    assert {x["channel"]: x["label"] for x in hero_7d["labels"]} == {
+        "email": "best",
+        "web": "learning",  # no other asset of libM on web
+    }
+    _, promo_7d = await worker.get("/v1/assets/promo/metrics?window=7d")
+    assert [(x["channel"], x["label"], x["library_ctr"]) for x in promo_7d["labels"]] == [
+        ("email", "low", 0.05)
+    ]
     _, rollup = await worker.get("/v1/libraries/libM/metrics?window=lifetime")
     assert (rollup["impressions"], rollup["assets_with_activity"]) == (2000, 2)
     _, stats = await worker.get("/v1/performance/stats")
@@ -102,7 +167,7 @@ async def test_metrics_and_boards_through_the_api(stack: dict[str, str], spawn: 
     assert f'media_events_consumed_total{{topic="{perf_topic}"}} 5.0' in metrics
     assert f'media_consumer_lag{{partition="0",topic="{perf_topic}"}}' in metrics
     assert "media_redis_batch_seconds_count" in metrics
-    assert f'media_event_age_seconds_count{{topic="{settings.topic_asset_registered}"}} 2.0' in (
+    assert f'media_event_age_seconds_count{{topic="{settings.topic_asset_registered}"}} 4.0' in (
         metrics
     )
     status, ready = await worker.get("/readyz")
@@ -113,6 +178,10 @@ async def test_metrics_and_boards_through_the_api(stack: dict[str, str], spawn: 
         ("/v1/assets/hero/metrics?channel=fax", 400),
         ("/v1/assets/hero/metrics?channel=web&campaign=spring", 400),
         ("/v1/assets/nobody/metrics", 404),
+        ("/v1/assets/hero/series?resolution=5m&window=24h", 400),
+        ("/v1/assets/nobody/series", 404),
+        ("/v1/campaigns/winter/metrics", 404),
+        ("/v1/campaigns/spring/top?window=1h", 400),
         ("/v1/libraries/libM/top?metric=likes", 400),
         ("/v1/libraries/libM/top?window=1h", 400),
         ("/v1/libraries/libM/top?limit=0", 400),

@@ -53,7 +53,13 @@ def registered(asset_id: str, library_id: str, content: str, size: int, **extra:
     return json.dumps(body).encode()
 
 
-def life(asset_id: str, action: str, event_id: str, campaign: str | None = None) -> bytes:
+def life(
+    asset_id: str,
+    action: str,
+    event_id: str,
+    campaign: str | None = None,
+    actor: str | None = None,
+) -> bytes:
     body: dict[str, Any] = {
         "event_id": event_id,
         "occurred_at": "2026-03-01T13:00:00Z",
@@ -63,6 +69,19 @@ def life(asset_id: str, action: str, event_id: str, campaign: str | None = None)
     }
     if campaign:
         body["campaign_id"] = campaign
+    if actor:
+        body["actor"] = actor
+    return json.dumps(body).encode()
+
+
+def library(library_id: str, event_id: str, hour: str, name: str) -> bytes:
+    body = {
+        "event_id": event_id,
+        "occurred_at": f"2026-03-01T{hour}:00Z",
+        "library_id": library_id,
+        "name": name,
+        "owner": "brand-team",
+    }
     return json.dumps(body).encode()
 
 
@@ -93,7 +112,7 @@ async def test_registry_end_to_end(
     await send(
         "a4", reg, b"a4", registered("a4", "libB", H3, 4_000, media_type="video", format="mp4")
     )
-    await send("a1-approve", lc, b"a1", life("a1", "approved", "e-a1-approve"))
+    await send("a1-approve", lc, b"a1", life("a1", "approved", "e-a1-approve", actor="ana"))
     await send("a1-publish", lc, b"a1", life("a1", "published", "e-a1-publish", "c1"))
     await send("a1-use", lc, b"a1", life("a1", "used", "e-a1-use", "c2"))
     await send("a3-archive", lc, b"a3", life("a3", "archived", "e-a3-archive"))
@@ -108,6 +127,13 @@ async def test_registry_end_to_end(
     )
     await send("oversize", reg, b"a1", b'{"pad": "' + b"x" * 3000 + b'"}')
     await send("bad-key", reg, b"not-a5", registered("a5", "libA", H2, 10))
+    await send("self-variant", reg, b"a7", registered("a7", "libA", H2, 10, variant_of="a7"))
+    # libraries: the newer facts arrive first; a library with facts and no asset; bad input
+    libs = settings.topic_library_updated
+    await send("libA-new", libs, b"libA", library("libA", "lib-2", "12:00", "Brand"))
+    await send("libA-old", libs, b"libA", library("libA", "lib-1", "11:00", "Old name"))
+    await send("libC", libs, b"libC", library("libC", "lib-3", "11:00", "Empty"))
+    await send("bad-library", libs, b"libC", b'{"event_id": "lib-4", "library_id": "libC"}')
     await kafka.flush()
 
     # --- the API reflects every applied event --------------------------------------
@@ -128,6 +154,55 @@ async def test_registry_end_to_end(
         return bool(b) and b["by_status"]["approved"] == 1
 
     await eventually(libraries_settled)
+    # --- history: every applied change, newest first; re-sent and rejected ones absent --
+    status, history = await worker.get("/v1/assets/a1/history?limit=3")
+    assert status == 200
+    assert [
+        (i["action"], i["from_status"], i["to_status"], i["campaign_id"], i["actor"])
+        for i in history["items"]
+    ] == [
+        ("used", "published", "published", "c2", None),
+        ("published", "approved", "published", "c1", None),
+        ("approved", "draft", "approved", None, "ana"),
+    ]
+    assert history["items"][2]["event_id"] == "e-a1-approve"
+    status, rest = await worker.get(f"/v1/assets/a1/history?cursor={history['next_cursor']}")
+    assert [(i["action"], i["library_id"]) for i in rest["items"]] == [("registered", "libA")]
+    assert rest["next_cursor"] is None
+
+    # --- libraries: newest facts win; libraries known only from assets listed too -----
+    async def libraries() -> Any:
+        status, body = await worker.get("/v1/libraries")
+        names = {i["library_id"]: i["name"] for i in body.get("items", [])}
+        return status == 200 and names.get("libC") == "Empty" and names.get("libA") and body
+
+    listed = await eventually(libraries)
+    assert [(i["library_id"], i["name"], i["asset_count"]) for i in listed["items"]] == [
+        ("libA", "Brand", 2),
+        ("libB", None, 2),
+        ("libC", "Empty", 0),
+    ]
+    status, lib_c = await worker.get("/v1/libraries/libC")
+    assert status == 200 and lib_c["owner"] == "brand-team" and lib_c["total_bytes"] == 0
+    status, page = await worker.get("/v1/libraries?limit=1&cursor=libA")
+    assert [i["library_id"] for i in page["items"]] == ["libB"] and page["next_cursor"] == "libB"
+
+    # --- most used: a1 was published and used, the others never -----------------------
+    # (the projection follows the state the asset route shows: wait for it)
+    async def most_used() -> Any:
+        status, top = await worker.get("/v1/libraries/libA/top?metric=usage")
+        ranked = [(i["rank"], i["asset_id"], i["usage_count"]) for i in top.get("items", [])]
+        return status == 200 and ranked == [(1, "a1", 2)] and top
+
+    top = await eventually(most_used)
+    assert top["metric"] == "usage" and top["min_impressions"] == 0
+    for asset_id, actions in [
+        ("a4", ["approved", "registered"]),  # held, then applied after its registration
+        ("a3", ["registered"]),  # its archive was an invalid transition
+        ("a2", ["registered"]),  # sent twice, applied once
+    ]:
+        status, body = await worker.get(f"/v1/assets/{asset_id}/history")
+        assert [i["action"] for i in body["items"]] == actions, (asset_id, body)
     lib_a, lib_b = await stats("libA"), await stats("libB")
     assert (lib_a["asset_count"], lib_a["total_bytes"]) == (2, 4_000)
     assert lib_a["by_status"] == {"draft": 1, "approved": 0, "published": 1, "archived": 0}
@@ -142,6 +217,13 @@ async def test_registry_end_to_end(
     assert [a["asset_id"] for a in page1["items"]] == ["a1"] and page1["next_cursor"] == "a1"
     status, page2 = await worker.get("/v1/libraries/libA/assets?limit=1&cursor=a1")
     assert [a["asset_id"] for a in page2["items"]] == ["a3"]
+    table = await worker.get_text("/v1/libraries/libA/assets", headers={"Accept": "text/csv"})
+    header, *rows = [line.split(",") for line in table.strip().splitlines()]
+    assert header[0] == "asset_id" and [r[0] for r in rows] == ["a1", "a3"]
+    status, body = await worker.get("/v1/libraries/libA/assets?q=HERO%20sa")
+    assert status == 200 and [a["asset_id"] for a in body["items"]] == ["a1"]
+    status, body = await worker.get("/v1/libraries/libA/assets?q=summ&status=draft")
+    assert [a["asset_id"] for a in body["items"]] == ["a3"]
 
     status, dup = await worker.get(f"/v1/duplicates/{H1}")
     assert status == 200
@@ -153,7 +235,10 @@ async def test_registry_end_to_end(
     for path, expected in [
         ("/v1/assets/nope", 404),
         ("/v1/assets/ghost", 404),
+        ("/v1/assets/nope/history", 404),
+        ("/v1/assets/a1/history?cursor=x", 400),
         ("/v1/libraries/nope/stats", 404),
+        ("/v1/libraries/nope", 404),
         ("/v1/libraries/nope/assets", 404),
         (f"/v1/duplicates/{sha(999)}", 404),
         ("/v1/duplicates/XYZ", 400),
@@ -176,7 +261,8 @@ async def test_registry_end_to_end(
             "asset_id": "a2",
             "library_id": "libB",
             "registration_event_id": json.loads(a2)["event_id"],
-            "duplicates": [{"asset_id": "a1", "library_id": "libA"}],
+            "duplicates": [{"asset_id": "a1", "library_id": "libA", "same_library": False}],
+            "kind": "reuse",
         }
     ]
 
@@ -188,6 +274,8 @@ async def test_registry_end_to_end(
         "bad-version": "unsupported_schema_version",
         "oversize": "oversize",
         "bad-key": "key_mismatch",
+        "bad-library": "schema_violation",
+        "self-variant": "schema_violation",
         "a3-archive": "invalid_transition",
         "ghost": "registration_timeout",
     }

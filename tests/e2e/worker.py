@@ -55,11 +55,13 @@ class Worker(WorkerProcess):
 
         return await asyncio.to_thread(fetch)
 
-    async def get_text(self, path: str) -> str:
-        url = f"http://127.0.0.1:{self.port}{path}"
+    async def get_text(self, path: str, headers: dict[str, str] | None = None) -> str:
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.port}{path}", headers=headers or {}
+        )
 
         def fetch() -> str:
-            with urllib.request.urlopen(url, timeout=5) as response:
+            with urllib.request.urlopen(request, timeout=5) as response:
                 return str(response.read().decode())
 
         return await asyncio.to_thread(fetch)

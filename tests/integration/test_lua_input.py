@@ -71,12 +71,18 @@ async def seeded(redis: Any, keys: Keys, scripts: Scripts, settings: Settings) -
 
 
 def _commit(keys: Keys, *args: Any) -> tuple[list[str], list[Any]]:
-    return [keys.asset_state("a1"), keys.asset_seen("a1")], list(args)
+    """Revs, state and ttl, then the outcome pairs; keeping 50 history entries, adding none."""
+    return _commit_history(keys, *args[:4], 50, 0, *args[4:])
+
+
+def _commit_history(keys: Keys, *args: Any) -> tuple[list[str], list[Any]]:
+    return [keys.asset_state("a1"), keys.asset_seen("a1"), keys.asset_history("a1")], list(args)
 
 
 def _library(keys: Keys, *args: Any) -> tuple[list[str], list[Any]]:
     lib = keys.library("L")
-    return [lib.stats, lib.members, lib.assets], [lib.index_prefix, *args]
+    keys = [lib.stats, lib.members, lib.assets, lib.usage, lib.contents, lib.waste]
+    return keys, [lib.index_prefix, *args]
 
 
 def member(size: Any = 10, **entry: Any) -> str:
@@ -93,6 +99,7 @@ def member(size: Any = 10, **entry: Any) -> str:
 
 STATE = json.dumps({"asset_id": "a1"})
 OUTCOME = json.dumps({"kind": "applied"})
+ENTRY = json.dumps({"seq": 2})
 
 CASES: list[tuple[str, str, Any, str]] = [
     # script, case id, (keys, args) builder, what the error names
@@ -114,12 +121,42 @@ CASES: list[tuple[str, str, Any, str]] = [
         "asset_commit",
         "empty event id",
         lambda k: _commit(k, 1, 2, STATE, 60, "", OUTCOME),
-        "ARGV[5]",
+        "ARGV[7]",
     ),
     (
         "asset_commit",
         "outcome not JSON",
         lambda k: _commit(k, 1, 2, STATE, 60, "e1", OUTCOME, "e2", "nope"),
+        "ARGV[10]",
+    ),
+    (
+        "asset_commit",
+        "history size zero",
+        lambda k: _commit_history(k, 1, 2, STATE, 60, 0, 0),
+        "ARGV[5]",
+    ),
+    (
+        "asset_commit",
+        "more history entries than arguments",
+        lambda k: _commit_history(k, 1, 2, STATE, 60, 50, 2, 1, ENTRY),
+        "ARGV[6]",
+    ),
+    (
+        "asset_commit",
+        "history without a new state",
+        lambda k: _commit_history(k, 1, 1, "", 60, 50, 1, 2, ENTRY),
+        "ARGV[6]",
+    ),
+    (
+        "asset_commit",
+        "history seq not a number",
+        lambda k: _commit_history(k, 1, 2, STATE, 60, 50, 1, "x", ENTRY),
+        "ARGV[7]",
+    ),
+    (
+        "asset_commit",
+        "history entry not an object",
+        lambda k: _commit_history(k, 1, 2, STATE, 60, 50, 1, 2, "[]"),
         "ARGV[8]",
     ),
     (
@@ -232,6 +269,24 @@ CASES: list[tuple[str, str, Any, str]] = [
     ),
     (
         "library_project",
+        "an empty content hash",
+        lambda k: _library(k, "a1", 2, member(content_sha256="")),
+        "entry.content_sha256",
+    ),
+    (
+        "library_project",
+        "an empty word",
+        lambda k: _library(k, "a1", 2, member(words=["hero", ""])),
+        "entry.words",
+    ),
+    (
+        "library_project",
+        "usage count negative",
+        lambda k: _library(k, "a1", 2, member(usage_count=-1)),
+        "usage_count",
+    ),
+    (
+        "library_project",
         "status missing",
         lambda k: _library(k, "a1", 2, member(status=None)),
         "status",
@@ -278,7 +333,8 @@ async def test_a_corrupt_stored_member_is_refused_before_any_write(
     before = await snapshot(redis, settings.redis_key_prefix)
     with pytest.raises(ResponseError, match="stored member of a1"):
         await scripts.library_project(
-            keys=[lib.stats, lib.members, lib.assets], args=[lib.index_prefix, "a1", 2, member()]
+            keys=[lib.stats, lib.members, lib.assets, lib.usage, lib.contents, lib.waste],
+            args=[lib.index_prefix, "a1", 2, member()],
         )
     assert await snapshot(redis, settings.redis_key_prefix) == before
 

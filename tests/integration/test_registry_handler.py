@@ -132,7 +132,8 @@ async def test_redelivered_registration_is_applied_and_announced_once(rig: Rig) 
     detected = json.loads(records[0].value)
     assert records[0].key == sha(7).encode()
     assert detected["asset_id"] == "a2" and detected["library_id"] == "L2"
-    assert detected["duplicates"] == [{"asset_id": "a1", "library_id": "L1"}]
+    assert detected["duplicates"] == [{"asset_id": "a1", "library_id": "L1", "same_library": False}]
+    assert detected["kind"] == "reuse"
 
 
 async def test_crash_between_commit_and_projection_is_repaired_by_the_replay(rig: Rig) -> None:

@@ -144,3 +144,52 @@ async def test_scripts_survive_a_script_cache_flush(redis: Any, store: RegistryS
     """After a Redis restart the script cache is empty: EVALSHA falls back to EVAL."""
     await redis.script_flush()
     assert await store.project_library("L", "a1", 1, entry())
+
+
+async def test_a_suggestions_variant_joins_the_originals_variants(
+    redis: Any, settings: Settings, store: RegistryStore
+) -> None:
+    from service.store.suggestions import SuggestionStore
+
+    suggestions = SuggestionStore(redis, Keys(settings.redis_key_prefix))
+    await store.project_variant("a1", "a3", True)
+    await suggestions.link_variant("a2", "sug-1", original_id="a1")
+    await suggestions.link_variant("a2", "sug-1", original_id="a1")  # a repeated message
+    assert await store.variants("a1") == ["a2", "a3"] and await store.variant_count("a1") == 2
+    await store.project_variant("a1", "a3", False)
+    await store.project_variant("a1", "a3", False)
+    assert await store.variants("a1") == ["a2"]
+
+
+async def test_text_search_follows_the_projected_words(store: RegistryStore) -> None:
+    from service.domain.library import TextQuery, search_words
+
+    def worded(*texts: str) -> LibraryEntry:
+        return entry().model_copy(update={"words": search_words(*texts)})
+
+    long = "super" + "x" * 40  # longer than the 32 characters of the prefix index
+    assert await store.project_library("L", "a1", 1, worded("Crème brûlée hero", long))
+    assert await store.project_library("L", "a2", 1, worded("Hero banner"))
+    assert await store.project_library("L", "a3", 1, worded("Brûlée banner"))
+
+    async def search(whole: tuple[str, ...], prefix: str | None) -> list[str]:
+        return await store.library_page(
+            "L",
+            tags=[],
+            categories=[],
+            status=None,
+            cursor=None,
+            limit=10,
+            text=TextQuery(whole, prefix),
+        )
+
+    assert await search((), "brû") == ["a1", "a3"]
+    assert await search(("hero",), "ban") == ["a2"]
+    assert await search(("brûlée",), None) == ["a1", "a3"]
+    assert await search((), "super" + "x" * 27) == ["a1"]  # 32 characters
+    assert await search((long,), None) == ["a1"]
+    assert await search((), "super" + "x" * 28) == []  # 33: only whole words that long
+    assert await store.project_library("L", "a1", 2, worded("Plain"))  # renamed
+    assert await search((), "brû") == ["a3"] and await search((), "pla") == ["a1"]
+    assert await store.project_library("L", "a3", 2, None)  # deleted
+    assert await search((), "b") == ["a2"]

@@ -37,6 +37,8 @@ PUBLIC = [
     "usage_count",
     "campaigns_used_in",
     "last_used_at",
+    "variant_of",
+    "variant_label",
 ]
 
 
@@ -56,8 +58,8 @@ def test_asset_bodies_show_the_public_fields_as_stored() -> None:
     assert item == {name: stored[name] for name in PUBLIC}
     lifetime = TotalsOut.of(Totals(impressions=10, clicks=1))
     body = AssetOut.with_lifetime(asset, lifetime).model_dump(mode="json")
-    assert body == {**item, "lifetime": lifetime.model_dump(mode="json")}
-    assert list(body) == [*PUBLIC, "lifetime"]
+    assert body == {**item, "lifetime": lifetime.model_dump(mode="json"), "variant_count": 0}
+    assert list(body) == [*PUBLIC, "lifetime", "variant_count"]
 
 
 def test_a_field_the_entity_gains_stays_out_of_the_body() -> None:

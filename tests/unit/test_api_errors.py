@@ -143,7 +143,7 @@ async def test_what_does_not_exist_is_404(
         ),
         (
             "/v1/libraries/l1/top?metric=likes",
-            "metric must be one of: ctr, engagement_rate, conversion_rate",
+            "metric must be one of: ctr, engagement_rate, conversion_rate, usage",
         ),
         ("/v1/libraries/l1/top?window=1h", "window must be one of: 24h, 7d, lifetime"),
         ("/v1/libraries/l1/top?limit=0", "limit must be between 1 and 100"),

@@ -36,7 +36,10 @@ def test_document_is_valid_and_complete() -> None:
             names = {p["name"] for p in operation["parameters"] if p["in"] == "path"}
             assert names == set(re.findall(r"{(\w+)}", path)), path
             for response in operation["responses"].values():
-                for content in response["content"].values():
+                for media, content in response["content"].items():
+                    if media == "text/csv":  # a list route's rows, as text
+                        assert content["schema"]["type"] == "string", path
+                        continue
                     ref = content["schema"]["$ref"].rsplit("/", 1)[-1]
                     assert ref in components, (path, ref)
             protected = path.startswith("/v1/")

@@ -181,13 +181,19 @@ async def test_duplicates_are_announced_once(rig: Rig) -> None:
     await rig.register(rig.again(second))
     [detected] = rig.producer.on(DUPLICATES)
     assert detected["asset_id"] == "a2" and detected["library_id"] == "L2"
-    assert detected["duplicates"] == [{"asset_id": "a1", "library_id": "L1"}]
+    assert detected["duplicates"] == [{"asset_id": "a1", "library_id": "L1", "same_library": False}]
+    assert detected["kind"] == "reuse"  # the earlier copy is in another library
     assert rig.producer.sent[0][1] == sha(7).encode()
     assert rig.duplicates_sent() == 1
 
     # A third asset with the content names both earlier ones; a1 itself never is announced.
     await rig.register(rig.reg("a3", library_id="L1", content_sha256=sha(7)))
-    assert [d["asset_id"] for d in rig.producer.on(DUPLICATES)[1]["duplicates"]] == ["a1", "a2"]
+    third = rig.producer.on(DUPLICATES)[1]
+    assert [(d["asset_id"], d["same_library"]) for d in third["duplicates"]] == [
+        ("a1", True),
+        ("a2", False),
+    ]
+    assert third["kind"] == "redundant_copy"  # a1 holds the same content in L1
     assert rig.duplicates_sent() == 2
 
 

@@ -232,6 +232,7 @@ async def test_feedback_closes_an_open_suggestion_once(rig: Rig) -> None:
     assert record is not None and record.status is Status.APPLIED
     assert (record.closed_at, record.new_asset_id) == (rig.clock.now, "a2")
     assert await rig.store.variant_of("a2") == suggestion_id
+    assert rig.store.originals["a2"] == a.asset_id  # listed among the original's variants
     closing = rig.sent()[-1]
     assert closing["event_id"] == f"{suggestion_id}:2"
     assert (closing["state"], closing["revision"], closing["new_asset_id"]) == ("applied", 2, "a2")

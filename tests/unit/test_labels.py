@@ -1,0 +1,81 @@
+"""Performance labels: the statistical rule, and the labels on
+GET /v1/assets/{asset_id}/metrics through the app's web stack on the in-memory stores."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from service.app import create_app
+from service.config import Settings
+from service.domain.enums import Channel
+from service.domain.labels import Label, judge
+from service.domain.metrics import Totals
+from service.domain.windows import Window
+from service.store.metrics import PerfRow
+from tests.fakes import FakeLeaderboardStore, FakeMetricsStore
+from tests.unit.test_registry_handler import Rig, make_rig
+
+LIBRARY = [Totals(1000, 20), Totals(2000, 40), Totals(50, 40)]  # the last: too few to count
+
+
+def test_clear_differences_get_a_verdict_close_ones_do_not() -> None:
+    best = judge(Totals(1000, 50), LIBRARY, 100)
+    assert (best.label, best.library_ctr) == (Label.BEST, 0.02)  # the tiny asset is left out
+    assert judge(Totals(1000, 5), LIBRARY, 100).label is Label.LOW
+    assert judge(Totals(1000, 25), LIBRARY, 100).label is Label.GOOD  # 2.5 %: not shown apart
+    assert judge(Totals(100_000, 2500), LIBRARY, 100).label is Label.BEST  # now it is
+
+
+def test_too_little_evidence_is_learning() -> None:
+    assert judge(Totals(99, 50), LIBRARY, 100) == judge(Totals(99, 50), [], 100)
+    assert judge(Totals(99, 50), LIBRARY, 100).label is Label.LEARNING
+    assert judge(Totals(1000, 50), [Totals(50, 1)], 100).label is Label.LEARNING
+    assert judge(Totals(0, 0), [], 0).label is Label.LEARNING
+    assert judge(Totals(10, 30), [Totals(1000, 20)], 10).label is Label.BEST  # clicks capped
+
+
+@pytest.fixture
+async def client(tmp_path: Any) -> AsyncIterator[tuple[TestClient[Any, Any], Rig, Any]]:
+    rig = make_rig()
+    metrics = FakeMetricsStore()
+    boards = FakeLeaderboardStore(metrics)
+    settings = Settings(data_dir=str(tmp_path))
+    app = create_app(settings)
+    app.runtime = SimpleNamespace(  # type: ignore[assignment]
+        settings=settings, registry_store=rig.store, metrics_store=metrics, leaderboard_store=boards
+    )
+    async with TestClient(TestServer(app.web.web_app)) as test_client:
+        yield test_client, rig, SimpleNamespace(metrics=metrics, boards=boards)
+
+
+async def test_the_metrics_route_labels_each_channel(client: Any) -> None:
+    http, rig, stores = client
+    await rig.register(rig.reg("a1", library_id="L1"))
+    now = int(time.time())
+    rows = [
+        PerfRow("e1", "a1", "email", "c1", now - 60, 1000, 50, 0, 0, 0, 0),
+        PerfRow("e2", "a1", "web", "c1", now - 60, 30, 1, 0, 0, 0, 0),
+    ]
+    await stores.metrics.point(0, ["a1"])
+    await stores.metrics.apply(0, 0, 1, rows, now)
+    for window in (Window.DAY, Window.WEEK):
+        board = stores.boards.boards[("L1", window, Channel.EMAIL)]
+        board.update({"a1": Totals(1000, 50), "a2": Totals(3000, 60)})
+
+    body = await (await http.get("/v1/assets/a1/metrics?window=1h")).json()
+    assert body["label_window"] == "7d"
+    assert [(x["channel"], x["label"], x["library_ctr"]) for x in body["labels"]] == [
+        ("email", "best", 0.02),
+        ("web", "learning", None),
+    ]
+    body = await (await http.get("/v1/assets/a1/metrics?window=24h&channel=web")).json()
+    assert body["label_window"] == "24h" and body["impressions"] == 30
+    assert [x["label"] for x in body["labels"]] == ["best", "learning"]
+    body = await (await http.get("/v1/assets/a1/metrics?window=lifetime")).json()
+    assert [x["label"] for x in body["labels"]] == ["learning", "learning"]  # empty boards

@@ -73,6 +73,26 @@ def _enum(name: str, values: list[str], description: str) -> Param:
     return Param(name, "query", {"type": "string", "enum": values}, description)
 
 
+def _paging(cursor_pattern: str | None = None, maximum: int | None = None) -> tuple[Param, Param]:
+    """`limit` and `cursor` of a paged list; `limit`'s maximum is MEDIA_API_PAGE_SIZE_MAX
+    (set by `document`) unless the route has its own."""
+    limit: dict[str, Any] = {"type": "integer", "minimum": 1}
+    if maximum is not None:
+        limit["maximum"] = maximum
+    cursor: dict[str, Any] = {"type": "string"}
+    if cursor_pattern is not None:
+        cursor["pattern"] = cursor_pattern
+    return (
+        Param("limit", "query", limit, "page size (default 50)"),
+        Param("cursor", "query", cursor, "the previous page's next_cursor"),
+    )
+
+
+# How many entries of a board a route returns.
+TOP_LIMIT = Param(
+    "limit", "query", {"type": "integer", "minimum": 1, "maximum": 100}, "how many (default 10)"
+)
+
 ASSET = _path("asset_id", "the asset's id")
 LIBRARY = _path("library_id", "the library's id")
 CAMPAIGN = _path("campaign_id", "the campaign's id")
@@ -144,13 +164,7 @@ OPERATIONS: tuple[Operation, ...] = (
         schemas.HistoryOut,
         (
             ASSET,
-            Param("limit", "query", {"type": "integer", "minimum": 1}, "page size (default 50)"),
-            Param(
-                "cursor",
-                "query",
-                {"type": "string", "pattern": "^[0-9]{1,16}$"},
-                "the previous page's next_cursor",
-            ),
+            *_paging("^[0-9]{1,16}$"),
         ),
         (problems.BAD_REQUEST, problems.NOT_FOUND),
         csv=True,
@@ -159,10 +173,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "/v1/libraries",
         "A page of every library in id order: its name, description, owner and size",
         schemas.LibrariesOut,
-        (
-            Param("limit", "query", {"type": "integer", "minimum": 1}, "page size (default 50)"),
-            Param("cursor", "query", {"type": "string"}, "the previous page's next_cursor"),
-        ),
+        (*_paging(),),
         (problems.BAD_REQUEST,),
         csv=True,
     ),
@@ -196,8 +207,7 @@ OPERATIONS: tuple[Operation, ...] = (
                 "(case-insensitive), the last one as a prefix; no word: no text filter",
             ),
             _enum("status", [s.value for s in COUNTED_STATUSES], "in this status"),
-            Param("limit", "query", {"type": "integer", "minimum": 1}, "page size (default 50)"),
-            Param("cursor", "query", {"type": "string"}, "the previous page's next_cursor"),
+            *_paging(),
         ),
         (problems.BAD_REQUEST, problems.NOT_FOUND),
         csv=True,
@@ -216,12 +226,7 @@ OPERATIONS: tuple[Operation, ...] = (
             ),
             _enum("window", _BOARD_WINDOWS, "the window (default 24h)"),
             CHANNEL,
-            Param(
-                "limit",
-                "query",
-                {"type": "integer", "minimum": 1, "maximum": 100},
-                "how many (default 10)",
-            ),
+            TOP_LIMIT,
             Param(
                 "min_impressions",
                 "query",
@@ -255,12 +260,7 @@ OPERATIONS: tuple[Operation, ...] = (
             CAMPAIGN,
             _enum("metric", [m.value for m in RankMetric], "the rate to rank by (default ctr)"),
             _enum("window", _BOARD_WINDOWS, "the window (default 24h)"),
-            Param(
-                "limit",
-                "query",
-                {"type": "integer", "minimum": 1, "maximum": 100},
-                "how many (default 10)",
-            ),
+            TOP_LIMIT,
             Param(
                 "min_impressions",
                 "query",
@@ -277,18 +277,7 @@ OPERATIONS: tuple[Operation, ...] = (
         schemas.RedundantCopiesOut,
         (
             LIBRARY,
-            Param(
-                "limit",
-                "query",
-                {"type": "integer", "minimum": 1, "maximum": 100},
-                "page size (default 50)",
-            ),
-            Param(
-                "cursor",
-                "query",
-                {"type": "string", "pattern": "^[0-9]{1,9}$"},
-                "the previous page's next_cursor",
-            ),
+            *_paging("^[0-9]{1,9}$", maximum=100),
         ),
         (problems.BAD_REQUEST, problems.NOT_FOUND),
         csv=True,
@@ -327,8 +316,7 @@ OPERATIONS: tuple[Operation, ...] = (
             _enum("type", [t.value for t in SuggestionType], "only of this type"),
             _enum("priority", [p.value for p in Priority], "only of this priority"),
             _enum("status", [s.value for s in Status], "only in this status"),
-            Param("limit", "query", {"type": "integer", "minimum": 1}, "page size (default 50)"),
-            Param("cursor", "query", {"type": "string"}, "the previous page's next_cursor"),
+            *_paging(),
         ),
         (problems.BAD_REQUEST, problems.NOT_FOUND),
         csv=True,

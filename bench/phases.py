@@ -18,6 +18,7 @@ from typing import Any
 from bench import cleanup, kafka, report
 from bench.ceiling import run_ceiling
 from bench.events import EventFactory, check_contract
+from bench.floor import run_floor
 from bench.latency import Latency, measure_latency
 from bench.plan import Plan, RunNames, settings_env
 from bench.profile import find_py_spy, record
@@ -123,6 +124,19 @@ async def measure_ceiling(ctx: Context) -> report.Consumption:
     server = (await server_snapshot(ctx.redis, ctx.kafka_pid)).minus(before)
     # Its keys are not needed any more: free Redis before the worker runs.
     await cleanup.delete_keys(ctx.redis, f"{ctx.ceiling.redis_key_prefix}:*")
+    return consumption(progress, ctx.plan.events, cpu, server)
+
+
+async def measure_floor(ctx: Context) -> report.Consumption:
+    """(c): reading and parsing only, in this process, on the same topic."""
+    before, cpu_before = await server_snapshot(ctx.redis, ctx.kafka_pid), cpu_seconds(os.getpid())
+    progress = await within(
+        "(c) the floor",
+        ctx.plan.phase_timeout_seconds,
+        run_floor(ctx.ceiling, events=ctx.plan.events, max_records=ctx.plan.max_records),
+    )
+    cpu = cpu_seconds(os.getpid()) - cpu_before
+    server = (await server_snapshot(ctx.redis, ctx.kafka_pid)).minus(before)
     return consumption(progress, ctx.plan.events, cpu, server)
 
 
@@ -291,6 +305,8 @@ async def measure(ctx: Context, command: str) -> report.Result:
     await ensure_topics(ctx.worker)
     production = await produce_events(ctx, ctx.plan.events)
     print(f"produced {production.events:,} events in {production.seconds:.1f} s", flush=True)
+    floor = await measure_floor(ctx)
+    print(f"(c) floor: {floor.steady_rate:,.0f} events/s", flush=True)
     ceiling = await measure_ceiling(ctx)
     print(f"(a) ceiling: {ceiling.steady_rate:,.0f} events/s", flush=True)
     figures = await measure_worker(ctx)
@@ -313,6 +329,7 @@ async def measure(ctx: Context, command: str) -> report.Result:
         latency=figures.latency,
         profile=figures.profile,
         notes=ctx.notes,
+        floor=floor,
     )
 
 

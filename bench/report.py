@@ -171,6 +171,13 @@ class Result:
     latency: Latency
     profile: ProfileSummary | None
     notes: list[str]
+    floor: Consumption | None = None  # reading and parsing only (bench/floor.py)
+
+    @property
+    def floor_share(self) -> float | None:
+        """Worker over floor, without start-up: the share of a bare Python consumer's
+        rate that the worker keeps while doing its work."""
+        return None if self.floor is None else self.worker.steady_rate / self.floor.steady_rate
 
     @property
     def ratio(self) -> float:
@@ -251,6 +258,7 @@ def write_json(result: Result, path: Path) -> None:
     data = dataclasses.asdict(result)
     data["ratio"] = result.ratio
     data["ratio_from_start"] = result.ratio_from_start
+    data["floor_share"] = result.floor_share
     memory = result.memory
     data["memory"].update(peak_mib=memory.peak_mib, growth=memory.growth, verdict=memory.verdict)
     path.write_text(json.dumps(data, indent=2, default=str) + "\n")
@@ -270,8 +278,11 @@ def _pct(value: float) -> str:
 def consumption_rows(result: Result) -> list[list[str]]:
     """One row per measured consumer, the same columns in the text and in the docs."""
     rows = []
-    for name, c in (("(a) ceiling: aiokafka + handler", result.ceiling),
-                    ("(b) service worker (Faust)", result.worker)):  # fmt: skip
+    consumers = [("(a) ceiling: aiokafka + handler", result.ceiling),
+                 ("(b) service worker (Faust)", result.worker)]  # fmt: skip
+    if result.floor is not None:
+        consumers.append(("(c) floor: aiokafka + parse only", result.floor))
+    for name, c in consumers:
         rows.append(
             [
                 name,
@@ -353,6 +364,7 @@ def text(result: Result) -> str:
         "",
         f">>> worker / ceiling = {result.ratio:.2f} (excluding start-up; "
         f"{result.ratio_from_start:.2f} from process start) <<<",
+        *floor_lines(result),
         "",
         f"late events (lifetime only): {_n(w.late)}; duplicates: {_n(w.duplicates)}",
         f"worker memory: {memory_line(result.memory, w.events)}",
@@ -382,7 +394,8 @@ def markdown(result: Result) -> str:
         markdown_table(CONSUMPTION_HEADER, consumption_rows(result)),
         "",
         f"**Worker / ceiling: {result.ratio:.2f}** (excluding start-up; "
-        f"{result.ratio_from_start:.2f} from process start).",
+        f"{result.ratio_from_start:.2f} from process start)."
+        + "".join(f" {line}" for line in floor_lines(result)),
         "",
         f"- Worker memory: {memory_line(result.memory, result.worker.events)}.",
         f"- Latency (send to visible in Redis) {latency_line(result.latency)}.",
@@ -391,6 +404,13 @@ def markdown(result: Result) -> str:
     if result.profile:
         parts += ["", profile_markdown(result.profile)]
     return "\n".join(parts)
+
+
+def floor_lines(result: Result) -> list[str]:
+    """The worker's share of the floor, when the run measured one."""
+    if result.floor_share is None:
+        return []
+    return [f"Worker / floor (reading and parsing only) = {result.floor_share:.2f}."]
 
 
 def threads_busy(prof: ProfileSummary) -> str:

@@ -310,14 +310,14 @@ class Settings(BaseSettings):
     @classmethod
     def _usable_tokens(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
         if value is not None:
-            variable = f"{ENV_PREFIX}{str(info.field_name).upper()}"
+            name = variable(str(info.field_name))
             tokens = value.get_secret_value().split(",")
             for position, token in enumerate(tokens, start=1):
                 problem = token_problem(token.strip())
                 if problem is not None:
                     which = f"token {position} of {len(tokens)}" if len(tokens) > 1 else "the token"
                     raise ValueError(
-                        f"{variable}: {which} {problem}; generate one with "
+                        f"{name}: {which} {problem}; generate one with "
                         f"python3 -c 'import secrets; print(secrets.token_urlsafe(32))' "
                         "(or unset the variable)"
                     )

@@ -14,7 +14,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from pydantic import SecretStr, ValidationError
 
-from service.config import ENV_PREFIX, Settings
+from service.config import Settings, variable
 from service.domain.events import MAX_DEAD_LETTER_KEY_BYTES, DeadLetter
 from service.handlers.emit import fit_reason
 from service.observability import redact
@@ -40,7 +40,7 @@ def effective_configuration(settings: Settings) -> list[str]:
         shown = "********" if isinstance(value, SecretStr) else redact(str(value))
         if value is None:
             shown = "(unset)"
-        lines.append(f"{ENV_PREFIX}{name.upper()}={shown}")
+        lines.append(f"{variable(name)}={shown}")
     return lines
 
 

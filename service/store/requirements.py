@@ -25,10 +25,10 @@ from typing import Any, Literal
 from redis.asyncio import RedisCluster
 from redis.exceptions import ResponseError
 
-from service.config import ENV_PREFIX, Settings
+from service.config import Settings, variable
 from service.errors import RedisRequirementError
 
-ALLOW_EVICTION_VARIABLE = f"{ENV_PREFIX}REDIS_ALLOW_EVICTION"
+ALLOW_EVICTION_VARIABLE = variable("redis_allow_eviction")
 REQUIRED_POLICY = "noeviction"
 PARAMETERS = ("maxmemory-policy", "appendonly", "appendfsync", "save")
 NOT_VERIFIED = (

@@ -149,8 +149,6 @@ def _worker(settings: Settings) -> int:
             problems = [
                 p for p in await check_partitions(settings) if settings.topic_asset_performance in p
             ]
-        except ConfigurationError:
-            raise
         except Exception as exc:
             reason = await diagnose(settings)
             if reason == "connected":
@@ -181,9 +179,6 @@ def _worker(settings: Settings) -> int:
     except _CannotStart as exc:
         print(exc.message, file=sys.stderr)
         return 1
-    except ConfigurationError as exc:
-        print(f"invalid settings: {exc}", file=sys.stderr)
-        return 2
     if problems:
         print("\n".join(problems), file=sys.stderr)
         return 2

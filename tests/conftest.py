@@ -60,8 +60,8 @@ CONNECTION_VARIABLES = (
 )
 
 
-def _stack_env() -> dict[str, str]:
-    """Connection settings from the environment, else from the stack's env file."""
+def _env_file() -> dict[str, str]:
+    """The `export NAME=value` lines of the stack's env file (none when it is missing)."""
     values: dict[str, str] = {}
     if STACK_ENV.exists():
         for line in STACK_ENV.read_text().splitlines():
@@ -69,6 +69,12 @@ def _stack_env() -> dict[str, str]:
             if line.startswith("export "):
                 name, _, value = line[len("export ") :].partition("=")
                 values[name] = value.strip().strip("'\"")
+    return values
+
+
+def _stack_env() -> dict[str, str]:
+    """Connection settings from the environment, else from the stack's env file."""
+    values = _env_file()
     for name in CONNECTION_VARIABLES:
         if name in os.environ:
             values[name] = os.environ[name]
@@ -190,23 +196,13 @@ async def delete_keys(settings: Settings) -> None:
 
 def admin_settings(settings: Settings) -> Settings:
     """The same Redis as the stack's admin user (on the plain stack: unchanged)."""
-    password = os.environ.get("MEDIA_STACK_REDIS_ADMIN_PASSWORD") or _file_value(
-        "MEDIA_STACK_REDIS_ADMIN_PASSWORD"
-    )
+    name = "MEDIA_STACK_REDIS_ADMIN_PASSWORD"
+    password = os.environ.get(name) or _env_file().get(name)
     if not password:
         return settings
     return settings.model_copy(
         update={"redis_username": "admin", "redis_password": SecretStr(password)}
     )
-
-
-def _file_value(name: str) -> str | None:
-    if not STACK_ENV.exists():
-        return None
-    for line in STACK_ENV.read_text().splitlines():
-        if line.startswith(f"export {name}="):
-            return line.partition("=")[2].strip().strip("'\"")
-    return None
 
 
 class KafkaPort:

@@ -8,14 +8,12 @@ with the characters that break naive URL handling and log masking.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import subprocess
 import sys
 import urllib.parse
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaProducer
@@ -81,6 +79,10 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     "asking": (),
     "command": (),
 }
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
 
 
 def rule_commands() -> list[str]:
@@ -168,13 +170,13 @@ async def test_no_credential_leaks_anywhere(
     await kafka.send_and_wait(settings.topic_asset_registered, b'{"event_id": ', b"x")
 
     async def known() -> bool:
-        status, _ = await get(worker, "/v1/assets/a1", API_TOKEN)
+        status, _ = await worker.get("/v1/assets/a1", bearer(API_TOKEN))
         return status == 200
 
     await eventually(known)
     letters = await read_topic(settings, settings.topic_dead_letter, 1, 30)
     assert letters, "the broken message was not dead-lettered"
-    metrics = await get_text(worker, "/metrics", METRICS_TOKEN)
+    metrics = await worker.get_text("/metrics", bearer(METRICS_TOKEN))
     check = await asyncio.to_thread(
         subprocess.run,
         [sys.executable, "-m", "service", "check-config"],
@@ -198,36 +200,6 @@ async def test_no_credential_leaks_anywhere(
     for where, text in outputs.items():
         for secret in secrets:
             assert secret not in text, f"a password appears in the {where}"
-
-
-async def get(worker: Worker, path: str, token: str) -> tuple[int, Any]:
-    def fetch() -> tuple[int, Any]:
-        import urllib.error
-        import urllib.request
-
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{worker.port}{path}", headers={"Authorization": f"Bearer {token}"}
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=5) as response:
-                return response.status, json.loads(response.read())
-        except urllib.error.HTTPError as error:
-            return error.code, None
-
-    return await asyncio.to_thread(fetch)
-
-
-async def get_text(worker: Worker, path: str, token: str) -> str:
-    def fetch() -> str:
-        import urllib.request
-
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{worker.port}{path}", headers={"Authorization": f"Bearer {token}"}
-        )
-        with urllib.request.urlopen(request, timeout=5) as response:
-            return str(response.read().decode())
-
-    return await asyncio.to_thread(fetch)
 
 
 @pytest.mark.parametrize(

@@ -43,12 +43,14 @@ class Worker(WorkerProcess):
             await asyncio.sleep(0.3)
         raise AssertionError(f"worker did not answer /healthz within {seconds}s:\n{self.log()}")
 
-    async def get(self, path: str) -> tuple[int, Any]:
-        url = f"http://127.0.0.1:{self.port}{path}"
+    async def get(self, path: str, headers: dict[str, str] | None = None) -> tuple[int, Any]:
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.port}{path}", headers=headers or {}
+        )
 
         def fetch() -> tuple[int, Any]:
             try:
-                with urllib.request.urlopen(url, timeout=5) as response:
+                with urllib.request.urlopen(request, timeout=5) as response:
                     return response.status, json.loads(response.read())
             except urllib.error.HTTPError as error:
                 return error.code, json.loads(error.read())

@@ -5,20 +5,18 @@ and /top through the app's web stack on the in-memory stores."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
-from service.app import create_app
-from service.config import Settings
 from service.domain import leaderboard as lb
 from service.domain.enums import Channel
 from service.domain.metrics import Totals, WindowTotals
 from service.domain.windows import DAY, Window
 from service.store.metrics import ApplyStatus, PerfRow
 from tests.unit.test_leaderboard_refresher import NOW, Rig
+from tests.unit.web import serve_views
 
 
 def test_an_asset_enters_each_campaign_where_it_has_totals() -> None:
@@ -96,12 +94,9 @@ async def test_moved_windows_and_deletions_leave_the_boards(rig: Rig) -> None:
 
 @pytest.fixture
 async def client(rig: Rig, tmp_path: Any) -> AsyncIterator[TestClient[Any, Any]]:
-    settings = Settings(data_dir=str(tmp_path))
-    app = create_app(settings)
-    app.runtime = SimpleNamespace(  # type: ignore[assignment]
-        settings=settings, registry_store=rig.registry, leaderboard_store=rig.boards
-    )
-    async with TestClient(TestServer(app.web.web_app)) as test_client:
+    async with serve_views(
+        tmp_path, registry_store=rig.registry, leaderboard_store=rig.boards
+    ) as test_client:
         yield test_client
 
 

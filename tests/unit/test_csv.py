@@ -6,18 +6,16 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import AsyncIterator
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 from pydantic import BaseModel
 
 from service.api.csv_body import render, wants_csv
 from service.api.openapi import document
-from service.app import create_app
-from service.config import Settings
 from tests.unit.test_registry_handler import Rig, make_rig
+from tests.unit.web import serve_views
 
 
 @pytest.mark.parametrize(
@@ -92,12 +90,7 @@ def test_the_document_offers_csv_on_the_list_routes() -> None:
 @pytest.fixture
 async def client(tmp_path: Any) -> AsyncIterator[tuple[TestClient[Any, Any], Rig]]:
     rig = make_rig()
-    settings = Settings(data_dir=str(tmp_path))
-    app = create_app(settings)
-    app.runtime = SimpleNamespace(  # type: ignore[assignment]
-        settings=settings, registry_store=rig.store
-    )
-    async with TestClient(TestServer(app.web.web_app)) as test_client:
+    async with serve_views(tmp_path, registry_store=rig.store) as test_client:
         yield test_client, rig
 
 

@@ -6,14 +6,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import timedelta
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
-from service.app import create_app
-from service.config import Settings
 from service.domain import registry as rules
 from service.domain.enums import AssetStatus, LifecycleAction
 from service.domain.events import AssetLifecycle
@@ -22,6 +19,7 @@ from service.domain.registry import AssetState
 from tests.fakes import FakeRegistryStore
 from tests.unit.factories import T0, lifecycle, registration, source
 from tests.unit.test_registry_handler import Rig, make_rig
+from tests.unit.web import serve_views
 
 MAX_HELD = 100
 
@@ -163,12 +161,7 @@ async def test_the_store_keeps_the_newest_entries_only() -> None:
 @pytest.fixture
 async def client(tmp_path: Any) -> AsyncIterator[tuple[TestClient[Any, Any], Rig]]:
     rig = make_rig()
-    settings = Settings(data_dir=str(tmp_path))
-    app = create_app(settings)
-    app.runtime = SimpleNamespace(  # type: ignore[assignment]
-        settings=settings, registry_store=rig.store
-    )
-    async with TestClient(TestServer(app.web.web_app)) as test_client:
+    async with serve_views(tmp_path, registry_store=rig.store) as test_client:
         yield test_client, rig
 
 

@@ -9,10 +9,8 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
-from service.app import create_app
-from service.config import Settings
 from service.domain.enums import Channel
 from service.domain.labels import Label, judge
 from service.domain.metrics import Totals
@@ -20,6 +18,7 @@ from service.domain.windows import Window
 from service.store.metrics import PerfRow
 from tests.fakes import FakeLeaderboardStore, FakeMetricsStore
 from tests.unit.test_registry_handler import Rig, make_rig
+from tests.unit.web import serve_views
 
 LIBRARY = [Totals(1000, 20), Totals(2000, 40), Totals(50, 40)]  # the last: too few to count
 
@@ -45,12 +44,9 @@ async def client(tmp_path: Any) -> AsyncIterator[tuple[TestClient[Any, Any], Rig
     rig = make_rig()
     metrics = FakeMetricsStore()
     boards = FakeLeaderboardStore(metrics)
-    settings = Settings(data_dir=str(tmp_path))
-    app = create_app(settings)
-    app.runtime = SimpleNamespace(  # type: ignore[assignment]
-        settings=settings, registry_store=rig.store, metrics_store=metrics, leaderboard_store=boards
-    )
-    async with TestClient(TestServer(app.web.web_app)) as test_client:
+    async with serve_views(
+        tmp_path, registry_store=rig.store, metrics_store=metrics, leaderboard_store=boards
+    ) as test_client:
         yield test_client, rig, SimpleNamespace(metrics=metrics, boards=boards)
 
 

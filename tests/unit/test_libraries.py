@@ -11,10 +11,8 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
-from service.app import create_app
-from service.config import Settings
 from service.domain.decoding import RawMessage, decode
 from service.domain.enums import DeadLetterReason
 from service.domain.events import LibraryUpdated
@@ -24,6 +22,7 @@ from service.handlers.libraries import LibraryHandler
 from tests.fakes import FakeLibraryStore
 from tests.unit.factories import T0
 from tests.unit.test_registry_handler import make_rig
+from tests.unit.web import serve_views
 
 
 def event(
@@ -98,12 +97,9 @@ async def test_the_handler_keeps_the_newest_facts_and_lists_the_library() -> Non
 async def client(tmp_path: Any) -> AsyncIterator[tuple[TestClient[Any, Any], Any]]:
     rig = make_rig()
     libraries = FakeLibraryStore(rig.store)
-    settings = Settings(data_dir=str(tmp_path))
-    app = create_app(settings)
-    app.runtime = SimpleNamespace(  # type: ignore[assignment]
-        settings=settings, registry_store=rig.store, library_store=libraries
-    )
-    async with TestClient(TestServer(app.web.web_app)) as test_client:
+    async with serve_views(
+        tmp_path, registry_store=rig.store, library_store=libraries
+    ) as test_client:
         yield test_client, SimpleNamespace(rig=rig, handler=LibraryHandler(libraries))
 
 

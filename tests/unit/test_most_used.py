@@ -4,14 +4,11 @@ registry's library projection, through the app's web stack on the in-memory stor
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
-from service.app import create_app
-from service.config import Settings
 from service.domain import leaderboard as lb
 from service.domain import registry as rules
 from service.domain.library import library_entry, most_used
@@ -20,6 +17,7 @@ from service.domain.windows import Window
 from tests.fakes import FakeLeaderboardStore, FakeMetricsStore
 from tests.unit.factories import T0, lifecycle, registration, source
 from tests.unit.test_registry_handler import Rig, make_rig
+from tests.unit.web import serve_views
 
 
 def test_most_used_ranks_by_count_then_id_and_skips_the_unused() -> None:
@@ -41,12 +39,9 @@ def test_the_library_entry_carries_the_usage_count() -> None:
 async def client(tmp_path: Any) -> AsyncIterator[tuple[TestClient[Any, Any], Rig, Any]]:
     rig = make_rig()
     boards = FakeLeaderboardStore(FakeMetricsStore())
-    settings = Settings(data_dir=str(tmp_path))
-    app = create_app(settings)
-    app.runtime = SimpleNamespace(  # type: ignore[assignment]
-        settings=settings, registry_store=rig.store, leaderboard_store=boards
-    )
-    async with TestClient(TestServer(app.web.web_app)) as test_client:
+    async with serve_views(
+        tmp_path, registry_store=rig.store, leaderboard_store=boards
+    ) as test_client:
         yield test_client, rig, boards
 
 

@@ -5,14 +5,11 @@ registry (indexes moved with the asset, as library_project.lua moves them)."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
-from service.app import create_app
-from service.config import Settings
 from service.domain.library import (
     MAX_PREFIX,
     MAX_SEARCH_WORDS,
@@ -22,6 +19,7 @@ from service.domain.library import (
     words_of,
 )
 from tests.unit.test_registry_handler import Rig, make_rig
+from tests.unit.web import serve_views
 
 
 def test_words_are_case_folded_runs_of_letters_and_digits() -> None:
@@ -54,12 +52,7 @@ def test_every_word_must_match_the_last_as_a_prefix() -> None:
 @pytest.fixture
 async def client(tmp_path: Any) -> AsyncIterator[tuple[TestClient[Any, Any], Rig]]:
     rig = make_rig()
-    settings = Settings(data_dir=str(tmp_path))
-    app = create_app(settings)
-    app.runtime = SimpleNamespace(  # type: ignore[assignment]
-        settings=settings, registry_store=rig.store
-    )
-    async with TestClient(TestServer(app.web.web_app)) as test_client:
+    async with serve_views(tmp_path, registry_store=rig.store) as test_client:
         yield test_client, rig
 
 

@@ -10,10 +10,8 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
-from service.app import create_app
-from service.config import Settings
 from service.domain import registry as rules
 from service.domain.windows import (
     DAY,
@@ -33,6 +31,7 @@ from service.domain.windows import (
 from service.store.metrics import PerfRow
 from tests.fakes import FakeMetricsStore
 from tests.unit.factories import registration, source
+from tests.unit.web import serve_views
 
 
 def test_only_the_pairs_whose_buckets_are_kept_are_served() -> None:
@@ -90,12 +89,9 @@ class Registry:
 @pytest.fixture
 async def client(tmp_path: Any) -> AsyncIterator[tuple[TestClient[Any, Any], FakeMetricsStore]]:
     metrics = FakeMetricsStore()
-    settings = Settings(data_dir=str(tmp_path))
-    app = create_app(settings)
-    app.runtime = SimpleNamespace(  # type: ignore[assignment]
-        settings=settings, registry_store=Registry(), metrics_store=metrics
-    )
-    async with TestClient(TestServer(app.web.web_app)) as test_client:
+    async with serve_views(
+        tmp_path, registry_store=Registry(), metrics_store=metrics
+    ) as test_client:
         yield test_client, metrics
 
 

@@ -5,17 +5,15 @@ registry (kept by the library projection)."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
-from service.app import create_app
-from service.config import Settings
 from service.domain.library import wasted_bytes
 from tests.unit.factories import sha
 from tests.unit.test_registry_handler import Rig, make_rig
+from tests.unit.web import serve_views
 
 
 def test_all_copies_but_one_are_waste() -> None:
@@ -28,12 +26,7 @@ def test_all_copies_but_one_are_waste() -> None:
 @pytest.fixture
 async def client(tmp_path: Any) -> AsyncIterator[tuple[TestClient[Any, Any], Rig]]:
     rig = make_rig()
-    settings = Settings(data_dir=str(tmp_path))
-    app = create_app(settings)
-    app.runtime = SimpleNamespace(  # type: ignore[assignment]
-        settings=settings, registry_store=rig.store
-    )
-    async with TestClient(TestServer(app.web.web_app)) as test_client:
+    async with serve_views(tmp_path, registry_store=rig.store) as test_client:
         yield test_client, rig
 
 

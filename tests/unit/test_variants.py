@@ -7,15 +7,12 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import AsyncIterator
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 from pydantic import ValidationError
 
-from service.app import create_app
-from service.config import Settings
 from service.domain import registry as rules
 from service.domain.metrics import Totals
 from service.domain.variants import NO_EVIDENCE, Verdict, compare_ctr, original_of
@@ -23,6 +20,7 @@ from service.store.metrics import PerfRow
 from tests.fakes import FakeMetricsStore, FakeSuggestionStore
 from tests.unit.factories import registration, source
 from tests.unit.test_registry_handler import Rig, make_rig
+from tests.unit.web import serve_views
 
 
 def test_an_asset_cannot_be_its_own_variant() -> None:
@@ -94,15 +92,12 @@ async def test_the_registry_keeps_each_originals_variants() -> None:
 async def client(tmp_path: Any) -> AsyncIterator[tuple[TestClient[Any, Any], Rig, Any]]:
     rig = make_rig()
     metrics = FakeMetricsStore()
-    settings = Settings(data_dir=str(tmp_path))
-    app = create_app(settings)
-    app.runtime = SimpleNamespace(  # type: ignore[assignment]
-        settings=settings,
+    async with serve_views(
+        tmp_path,
         registry_store=rig.store,
         metrics_store=metrics,
         suggestion_store=FakeSuggestionStore(),
-    )
-    async with TestClient(TestServer(app.web.web_app)) as test_client:
+    ) as test_client:
         yield test_client, rig, metrics
 
 

@@ -31,9 +31,10 @@ DRAIN_SECONDS = 60.0
 
 @dataclass
 class Probes:
-    """Outstanding probes (lifetime key -> send time) and the latencies seen so far."""
+    """Outstanding probes ((lifetime hash, asset) -> send time) and the latencies seen so
+    far."""
 
-    pending: dict[str, float] = field(default_factory=dict)
+    pending: dict[tuple[str, str], float] = field(default_factory=dict)
     latencies: list[float] = field(default_factory=list)
     sent: int = 0
 
@@ -74,13 +75,13 @@ async def send_paced(
     sent = 0
     while (elapsed := time.monotonic() - started) < seconds:
         due = int(elapsed * rate) - sent
-        tick_probes: list[str] = []
+        tick_probes: list[tuple[str, str]] = []
         for record in factory.events(max(due, 0), time.time()):
             sent += 1
             if sent % probe_every == 0:
                 asset = f"probe-{probes.sent + len(tick_probes)}"
                 record = factory.probe(asset, time.time())
-                tick_probes.append(keys.perf_lifetime(record[0], asset))
+                tick_probes.append((keys.perf_lifetime(record[0]), asset))
             await sender.add(record)
         handed_over = time.monotonic()
         await sender.flush()
@@ -93,7 +94,8 @@ async def send_paced(
 
 
 async def poll_probes(redis: Any, probes: Probes, sending: asyncio.Task[int]) -> None:
-    """Record each probe's latency when its key first exists; ends when all are seen."""
+    """Record each probe's latency when its lifetime entry first exists; ends when all are
+    seen."""
     deadline: float | None = None
     while not sending.done() or probes.pending:
         if sending.done() and deadline is None:
@@ -103,13 +105,13 @@ async def poll_probes(redis: Any, probes: Probes, sending: asyncio.Task[int]) ->
         keys = list(probes.pending)
         if keys:
             async with redis.pipeline(transaction=False) as pipe:
-                for key in keys:
-                    pipe.exists(key)
+                for hash_key, asset in keys:
+                    pipe.hexists(hash_key, asset)
                 found = await pipe.execute()
             seen_at = time.monotonic()
-            for key, exists in zip(keys, found, strict=True):
+            for probe, exists in zip(keys, found, strict=True):
                 if exists:
-                    probes.latencies.append(seen_at - probes.pending.pop(key))
+                    probes.latencies.append(seen_at - probes.pending.pop(probe))
         await asyncio.sleep(POLL_SECONDS)
 
 

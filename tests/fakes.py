@@ -52,8 +52,9 @@ from service.store.positions import Advance, Advanced
 from service.store.registry import DuplicateEntry, HashPlacement, Loaded
 from service.store.suggestions import SuggestionRecord, index_facets, index_member, slot
 
-OVERFLOW_LIMIT = 9.0e18  # perf_apply.lua's LIMIT
-SEEN_SECONDS = 24 * 3600
+COUNTER_LIMIT = 2**53 - 1  # perf_apply.lua's MAX
+SEEN_SECONDS = 24 * 3600  # an id is remembered 24 to 30 hours (generations of 6)
+ID_GENERATION_SECONDS = 6 * 3600
 METRICS = ("impressions", "clicks", "engagements", "conversions", "shares", "comments")
 
 
@@ -311,16 +312,15 @@ class FakeRegistryStore:
 
 
 class FakeMetricsStore:
-    """The write side of MetricsStore in memory: perf_apply.lua's steps, in its order."""
+    """The write side of MetricsStore in memory: perf_apply.lua's steps, in its order,
+    event by event (the store adds a batch up first; the sums are the same)."""
 
     def __init__(self) -> None:
         self.positions: dict[int, int] = {}
         self.counters: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-        self.seen: dict[tuple[int, int], dict[str, int]] = defaultdict(dict)  # expiry, seconds
-        self.lifetime: dict[tuple[int, str], dict[str, int]] = defaultdict(lambda: defaultdict(int))
-        self.buckets: dict[tuple[int, str, str, int], dict[str, int]] = defaultdict(
-            lambda: defaultdict(int)
-        )
+        self.seen: dict[int, dict[str, int]] = defaultdict(dict)  # id -> forgotten at, s
+        self.lifetime: dict[tuple[int, str], dict[str, list[int]]] = defaultdict(dict)
+        self.buckets: dict[tuple[int, str, str, int], dict[str, list[int]]] = defaultdict(dict)
         self.dirty: dict[int, set[str]] = defaultdict(set)
         self.pointers: dict[str, int] = {}
         self.calls: list[tuple[int, int, int, int]] = []  # (partition, first, last, events)
@@ -344,7 +344,7 @@ class FakeMetricsStore:
     ) -> Applied:
         self.calls.append((partition, first, last, len(rows)))
         now_s = int(now)
-        batch_volume = _validate(first, last, rows, expected)
+        _validate(first, last, rows, expected)
         # 2. Position.
         position = self.positions.get(partition, -1)
         if position < expected:
@@ -353,33 +353,22 @@ class FakeMetricsStore:
             return Applied(ApplyStatus.COVERED, position)
         if first <= position:
             return Applied(ApplyStatus.STRADDLES, position)
-        # 3. Overflow guard.
-        counters = self.counters[partition]
-        guarded = counters["volume"] + batch_volume <= OVERFLOW_LIMIT
-        if not guarded:
-            sums: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-            for row in rows:
-                for name, delta in zip(METRICS, row[5:], strict=True):
-                    if delta > 0:
-                        sums[row[1]][f"ch:{row[2]}:{name}"] += delta
-                        sums[row[1]][f"cp:{row[3]}:{name}"] += delta
-            for asset_id, fields in sums.items():
-                life = self.lifetime[(partition, asset_id)]
-                if any(life.get(f, 0) + d > OVERFLOW_LIMIT for f, d in fields.items()):
-                    return Applied(ApplyStatus.OVERFLOW, asset_id=asset_id)
-        # 4. Write.
-        applied = duplicates = late = 0
-        late_before = now_s - LONGEST_WINDOW_SECONDS
+        # 3. Ids, and copies within the batch.
+        seen = self.seen[partition]
+        fresh, duplicates, batch_ids = [], 0, set()
         for row in rows:
-            event_id, asset_id, channel, campaign, t = row[:5]
-            hour = t - t % 3600
-            seen = self.seen[(partition, hour)]
-            if event_id in seen:
+            event_id = row[0]
+            if event_id in batch_ids or seen.get(event_id, 0) > now_s:
                 duplicates += 1
-                continue
-            seen[event_id] = max(hour + 3600, now_s) + SEEN_SECONDS
-            applied += 1
-            self.dirty[partition].add(asset_id)
+            else:
+                batch_ids.add(event_id)
+                fresh.append(row)
+        # 4. Add, and refuse a sum past the limit before any write.
+        late_before = now_s - LONGEST_WINDOW_SECONDS
+        adds: list[tuple[dict[str, list[int]], str, str, Sequence[int]]] = []
+        late = 0
+        for row in fresh:
+            asset_id, channel, campaign, t = row[1:5]
             targets = [self.lifetime[(partition, asset_id)]]
             if t < late_before:
                 late += 1
@@ -388,20 +377,38 @@ class FakeMetricsStore:
                     start = t - t % r.seconds
                     if start + r.seconds + r.retention > now_s:
                         targets.append(self.buckets[(partition, asset_id, r.name, start)])
-            for name, delta in zip(METRICS, row[5:], strict=True):
-                if delta > 0:
-                    for target in targets:
-                        target[f"ch:{channel}:{name}"] += delta
-                        target[f"cp:{campaign}:{name}"] += delta
+            if any(row[5:]):
+                for target in targets:
+                    adds.append((target, asset_id, f"ch:{channel}", row[5:]))
+                    adds.append((target, asset_id, f"cp:{campaign}", row[5:]))
+        sums: dict[tuple[int, str, int], int] = defaultdict(int)
+        for target, asset_id, dimension, deltas in adds:
+            for m, delta in enumerate(deltas):
+                sums[(id(target), dimension, m)] += delta
+                stored = target.get(dimension, [0] * 6)[m]
+                if stored + sums[(id(target), dimension, m)] > COUNTER_LIMIT:
+                    return Applied(ApplyStatus.OVERFLOW, asset_id=asset_id)
+        # 5. Write.
+        for target, _, dimension, deltas in adds:
+            counts = target.setdefault(dimension, [0] * 6)
+            for m, delta in enumerate(deltas):
+                counts[m] += delta
+        generation = now_s - now_s % ID_GENERATION_SECONDS
+        for row in fresh:
+            seen[row[0]] = generation + ID_GENERATION_SECONDS + SEEN_SECONDS
+            self.dirty[partition].add(row[1])
         self.positions[partition] = last
-        counters["applied"] += applied
+        counters = self.counters[partition]
+        counters["applied"] += len(fresh)
         counters["duplicates"] += duplicates
         counters["late"] += late
-        if guarded:
-            counters["volume"] += batch_volume
-        return Applied(ApplyStatus.APPLIED, last, applied, duplicates, late)
+        return Applied(ApplyStatus.APPLIED, last, len(fresh), duplicates, late)
 
     # reads, as MetricsStore offers them
+
+    async def forget(self, asset_id: str, partition: int) -> None:
+        self.lifetime.pop((partition, asset_id), None)
+        self.pointers.pop(asset_id, None)
 
     async def partition_of(self, asset_id: str) -> int | None:
         return self.pointers.get(asset_id)
@@ -412,7 +419,7 @@ class FakeMetricsStore:
     async def totals_by_window(
         self, placed: Sequence[tuple[str, int]], windows: Sequence[Window], now: float
     ) -> list[dict[Window, WindowTotals]]:
-        empty: dict[str, int] = {}
+        empty: dict[str, list[int]] = {}
         result: list[dict[Window, WindowTotals]] = []
         for asset_id, partition in placed:
             sums: dict[Window, WindowTotals] = {}
@@ -458,7 +465,7 @@ class FakeMetricsStore:
         partition = self.pointers.get(asset_id)
         if partition is None:
             return None
-        empty: dict[str, int] = {}
+        empty: dict[str, list[int]] = {}
         return [
             window_totals([self.buckets.get((partition, asset_id, resolution.name, s), empty)])
             for s in starts
@@ -469,10 +476,12 @@ class FakeMetricsStore:
         partition = self.pointers.get(asset_id)
         if partition is None:
             return 0
-        return self.lifetime.get((partition, asset_id), {}).get(field_name, 0)
+        dimension, _, metric = field_name.rpartition(":")
+        counts = self.lifetime.get((partition, asset_id), {}).get(dimension)
+        return 0 if counts is None else counts[METRICS.index(metric)]
 
 
-def _validate(first: int, last: int, rows: Sequence[PerfRow], expected: int) -> int:
+def _validate(first: int, last: int, rows: Sequence[PerfRow], expected: int) -> None:
     """perf_apply.lua's step 1: bad input is an error, before anything is written."""
 
     def integer(value: object) -> bool:
@@ -482,7 +491,6 @@ def _validate(first: int, last: int, rows: Sequence[PerfRow], expected: int) -> 
         raise ScriptError(f"ERR bad input: offsets {first!r}..{last!r}")
     if not (integer(expected) and expected >= -1):
         raise ScriptError(f"ERR bad input: expected position {expected!r}")
-    volume = 0
     for i, row in enumerate(rows, 1):
         if len(row) != 11:
             raise ScriptError(f"ERR bad input: event {i} must be an array of 11 values")
@@ -493,8 +501,6 @@ def _validate(first: int, last: int, rows: Sequence[PerfRow], expected: int) -> 
         for delta in row[5:]:
             if not (integer(delta) and 0 <= delta <= MAX_METRIC_DELTA):
                 raise ScriptError(f"ERR bad input: event {i} delta {delta!r} out of range")
-            volume += delta
-    return volume
 
 
 # --- positions, dead-letter counters, the producer --------------------------------------

@@ -79,12 +79,15 @@ class LeaderboardRefresher:
         placed = [(a, p) for a, p in zip(asset_ids, partitions, strict=True) if p is not None]
         totals = await self._metrics.totals_by_window(placed, lb.LEADERBOARD_WINDOWS, now)
         by_asset = {a: t for (a, _), t in zip(placed, totals, strict=True)}
-        for asset_id, before in zip(asset_ids, previous, strict=True):
+        for asset_id, before, partition in zip(asset_ids, previous, partitions, strict=True):
             state = states.get(asset_id)
             asset = None if state is None else state.asset
             library = None if asset is None or asset.is_deleted else asset.library_id
             windows = by_asset.get(asset_id, {})
             await self._boards.place(asset_id, library, before, windows)
+            if asset is not None and asset.is_deleted and partition is not None:
+                # Off the boards above; its counters that never expire go too.
+                await self._metrics.forget(asset_id, partition)
             if asset is not None:  # performance rules; a deleted asset's suggestions expire
                 by_channel = (
                     {} if library is None else {w: t.by_channel for w, t in windows.items()}

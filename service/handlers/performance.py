@@ -159,7 +159,7 @@ class PerformanceHandler:
                 continue
             error = DecodeError(
                 DeadLetterReason.COUNTER_OVERFLOW,
-                f"a lifetime counter of asset {asset_id!r} would pass 2^63 - 1 with this "
+                f"a lifetime counter of asset {asset_id!r} would pass 2^53 - 1 with this "
                 "event; its deltas are far beyond what one asset can earn: check the producer",
                 row.event_id,
             )

@@ -236,7 +236,8 @@ class BoardWrites(Protocol):
 
 
 class MetricsReads(Protocol):
-    """The metrics read side as LeaderboardRefresher uses it (service/store/metrics.py)."""
+    """The metrics as LeaderboardRefresher uses them (service/store/metrics.py): the reads,
+    and forgetting a deleted asset's counters that never expire."""
 
     async def partitions_of(self, asset_ids: Sequence[str]) -> list[int | None]:
         """The partition holding each asset's metrics (None: no event of it applied)."""
@@ -245,6 +246,10 @@ class MetricsReads(Protocol):
         self, placed: Sequence[tuple[str, int]], windows: Sequence[Window], now: float
     ) -> list[dict[Window, WindowTotals]]:
         """For each (asset, its partition), its sums over each window at `now`."""
+
+    async def forget(self, asset_id: str, partition: int) -> None:
+        """Remove the asset's lifetime counters and its pointer (idempotent); its buckets
+        expire on their own."""
 
 
 class AssetReads(Protocol):

@@ -5,9 +5,8 @@ metric and library counters, Python writes the board entries. Only the store
 modules use this: the rest of the service sees `Totals`, `WindowTotals` and
 board entries, never a field name.
 
-- Metric buckets (`perf_apply.lua`): `ch:<channel>:<metric>` and
-  `cp:<campaign>:<metric>` -> integer. A campaign id may itself hold colons; a metric
-  name never does.
+- Metric hashes (`perf_apply.lua`): asset_id -> `{"ch:<channel>": [six counts],
+  "cp:<campaign>": [six counts]}`, the counts in the order of `METRICS`.
 - Board entries: asset_id -> `impressions,clicks,engagements,conversions,shares,comments`.
 - Library counters (`library_project.lua`): `assets`, `bytes`, `media_type:<type>`,
   `status:<status>` -> integer.
@@ -15,61 +14,52 @@ board entries, never a field name.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import json
+from collections.abc import Iterable, Mapping, Sequence
 
 from service.domain.enums import Channel, MediaType
 from service.domain.library import COUNTED_STATUSES, LibraryStats
 from service.domain.metrics import METRICS, Totals, WindowTotals
 
-_METRIC_INDEX = {metric: index for index, metric in enumerate(METRICS)}
 _CHANNELS = {channel.value: channel for channel in Channel}
+_SIX = len(METRICS)
 
-# What a bucket field stands for: (CHANNEL or CAMPAIGN, the channel or campaign, the
-# metric's index in METRICS), or IGNORED. Field names repeat across buckets and assets,
-# so each is parsed once; campaign ids are unbounded, so the memo is.
-CHANNEL, CAMPAIGN = 0, 1
-_Field = tuple[int, str, int]
-IGNORED: _Field = (-1, "", -1)
-_MEMO: dict[str, _Field] = {}
-_MEMO_SIZE = 100_000
+Counters = Mapping[str, Sequence[int]]
 
 
-def _field(name: str) -> _Field:
-    parsed = _MEMO.get(name)
-    if parsed is not None:
-        return parsed
-    kind, _, rest = name.partition(":")
-    subject, _, metric = rest.rpartition(":")
-    index = _METRIC_INDEX.get(metric)
-    parsed = IGNORED
-    if index is not None and subject:
-        if kind == "ch" and subject in _CHANNELS:
-            parsed = (CHANNEL, _CHANNELS[subject], index)
-        elif kind == "cp":
-            parsed = (CAMPAIGN, subject, index)
-    if len(_MEMO) >= _MEMO_SIZE:
-        _MEMO.clear()
-    _MEMO[name] = parsed
-    return parsed
+def decode_counters(text: str | None) -> Counters:
+    """An asset's entry in a metric hash (None when it has none): `{"ch:<channel>": [six
+    counts], "cp:<campaign>": [six counts]}`."""
+    if not text:
+        return {}
+    value = json.loads(text)
+    return value if isinstance(value, dict) else {}
 
 
-def window_totals(buckets: Iterable[Mapping[str, str | int]]) -> WindowTotals:
-    """The sums of a window's buckets, per channel and per campaign.
+def window_totals(entries: Iterable[Counters]) -> WindowTotals:
+    """The sums of a window's entries, per channel and per campaign.
 
-    Fields of another shape, or of a channel this version does not know, are ignored.
+    Dimensions of another shape, or of a channel this version does not know, are ignored.
     """
-    sums: tuple[dict[str, list[int]], dict[str, list[int]]] = ({}, {})
-    for bucket in buckets:
-        for name, value in bucket.items():
-            kind, subject, index = _field(name)
-            if kind < 0:
+    channels: dict[str, list[int]] = {}
+    campaigns: dict[str, list[int]] = {}
+    for entry in entries:
+        for dimension, counts in entry.items():
+            kind, _, subject = dimension.partition(":")
+            if kind == "ch" and subject in _CHANNELS:
+                sums = channels
+            elif kind == "cp" and subject:
+                sums = campaigns
+            else:
                 continue
-            per_subject = sums[kind]
-            counts = per_subject.get(subject)
-            if counts is None:
-                counts = per_subject[subject] = [0] * len(METRICS)
-            counts[index] += int(value)
-    channels, campaigns = sums
+            if not isinstance(counts, list | tuple) or len(counts) != _SIX:
+                continue
+            total = sums.get(subject)
+            if total is None:
+                sums[subject] = [int(c) for c in counts]
+            else:
+                for m, count in enumerate(counts):
+                    total[m] += int(count)
     return WindowTotals(
         by_channel={Channel(c): Totals(*v) for c, v in channels.items()},
         by_campaign={c: Totals(*v) for c, v in campaigns.items()},

@@ -3,8 +3,9 @@
 Every key starts with the configured prefix. Keys that one atomic step (a Lua
 script) touches together share a hash tag in braces, so the design holds on
 Redis Cluster: `{a:<asset_id>}` for one asset, `{l:<library_id>}` for one
-library, `{h:<sha256>}` for one content hash, `{pm:<partition>}` for the
-performance metrics one Kafka partition writes, `{in:<topic>:<partition>}` for
+library, `{h:<sha256>}` for one content hash, `{pm:<partition>.<salt>}` for the
+performance metrics one Kafka partition writes (salted so that partitions spread
+evenly over a cluster's slots), `{in:<topic>:<partition>}` for
 the position of a per-message input partition, `{dl}` for dead-letter counters.
 docs/redis-keys.md describes each key.
 """
@@ -12,6 +13,8 @@ docs/redis-keys.md describes each key.
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from service.store.slots import spread_tag
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,10 +90,11 @@ class Keys:
     def hash_meta(self, content_sha256: str) -> str:
         return f"{self.prefix}:{{h:{content_sha256}}}:meta"
 
-    # --- performance metrics: everything one partition writes shares `{pm:<partition>}`
+    # --- performance metrics: everything one partition writes shares one hash tag,
+    # spread over the cluster's slots (service/store/slots.py)
 
     def perf_prefix(self, partition: int) -> str:
-        return f"{self.prefix}:{{pm:{partition}}}:"
+        return f"{self.prefix}:{{{spread_tag('pm', partition)}}}:"
 
     def perf_position(self, partition: int, topic: str) -> str:
         return f"{self.perf_prefix(partition)}position:{topic}"
@@ -98,11 +102,18 @@ class Keys:
     def perf_counters(self, partition: int) -> str:
         return f"{self.perf_prefix(partition)}counters"
 
-    def perf_bucket(self, partition: int, asset_id: str, resolution: str, start: int) -> str:
-        return f"{self.perf_prefix(partition)}a:{asset_id}:{resolution}:{start}"
+    def perf_ids(self, partition: int, generation_start: int) -> str:
+        """Fingerprints of the event ids the partition applied in one generation of
+        processing time (perf_apply.lua checks the last few)."""
+        return f"{self.perf_prefix(partition)}ids:{generation_start}"
 
-    def perf_lifetime(self, partition: int, asset_id: str) -> str:
-        return f"{self.perf_prefix(partition)}a:{asset_id}:life"
+    def perf_bucket(self, partition: int, resolution: str, start: int) -> str:
+        """One bucket of event time for every asset of the partition: asset_id -> counters."""
+        return f"{self.perf_prefix(partition)}b:{resolution}:{start}"
+
+    def perf_lifetime(self, partition: int) -> str:
+        """Lifetime counters of every asset of the partition: asset_id -> counters."""
+        return f"{self.perf_prefix(partition)}life"
 
     def perf_partition_of(self, asset_id: str) -> str:
         """Which partition's keys hold an asset's metrics (written before its first batch)."""

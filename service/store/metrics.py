@@ -1,9 +1,10 @@
 """Redis store of the rolling performance metrics.
 
-Writes: one `perf_apply.lua` call per batch of one partition, which checks and
-moves the partition's position in the same atomic step as the increments (see
-the script's header). Reads: an asset's pointer gives the partition whose keys
-hold its buckets; a window is the sum of its buckets.
+Writes: one `perf_apply.lua` call per batch of one partition, with the batch added up
+per key and asset by the worker (`perf_batch.merge`); the script checks and moves the
+partition's position in the same atomic step as the sums (see its header). Reads: an
+asset's pointer gives the partition whose hashes hold its entries; a window is the sum
+of its buckets' entries for the asset.
 """
 
 from __future__ import annotations
@@ -12,45 +13,26 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, NamedTuple
+from typing import Any
 
 from service.domain.enums import Channel
 from service.domain.events import MAX_METRIC_DELTA
 from service.domain.metrics import Totals, WindowTotals
-from service.domain.windows import (
-    LONGEST_WINDOW_SECONDS,
-    RESOLUTIONS,
-    Resolution,
-    Window,
-    window_buckets,
-)
-from service.store.codecs import window_totals
+from service.domain.windows import Resolution, Window, window_buckets
+from service.store.codecs import decode_counters, window_totals
 from service.store.keys import Keys
+from service.store.perf_batch import (
+    FINGERPRINT_BYTES,
+    GENERATION_SECONDS,
+    SEEN_SECONDS,
+    MergedBatch,
+    PerfRow,
+    generations,
+    merge,
+)
 from service.store.scripts import Scripts
 
-
-class PerfRow(NamedTuple):
-    """One performance event as `perf_apply.lua` takes it.
-
-    A tuple, so `json.dumps` writes it as the script's positional array
-    `[event_id, asset_id, channel, campaign, epoch seconds, six deltas]`.
-    """
-
-    event_id: str
-    asset_id: str
-    channel: str
-    campaign_id: str
-    occurred_at: int  # epoch seconds
-    impressions: int
-    clicks: int
-    engagements: int
-    conversions: int
-    shares: int
-    comments: int
-
-
-SEEN_SECONDS = 24 * 3600
-_RESOLUTIONS_JSON = json.dumps([[r.name, r.seconds, r.retention] for r in RESOLUTIONS])
+__all__ = ["SEEN_SECONDS", "Applied", "ApplyStatus", "EventCounts", "MetricsStore", "PerfRow"]
 
 
 class ApplyStatus(Enum):
@@ -60,7 +42,8 @@ class ApplyStatus(Enum):
     COVERED = 0  # applied before, as a whole
     STRADDLES = -1  # the position lies inside the batch
     BEHIND = -2  # Redis holds a position below the one this worker expects: it lost writes
-    OVERFLOW = -3  # a lifetime counter of `asset_id` would pass 2^63 - 1
+    OVERFLOW = -3  # a lifetime counter of `asset_id` would pass 2^53 - 1
+    KNOWN_IDS = -4  # some ids were applied before: `apply` merges again without them
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +66,25 @@ class Applied:
     duplicates: int = 0
     late: int = 0
     asset_id: str | None = None
+
+
+def check_rows(rows: Sequence[PerfRow]) -> None:
+    """Bad rows are an error before anything is written (`perf_apply.lua` checks what it
+    adds again; this names the event)."""
+    for i, row in enumerate(rows, 1):
+        if len(row) != 11:
+            raise ValueError(f"bad input: event {i} must have 11 values, got {len(row)}")
+        for f in range(4):
+            value = row[f]
+            if type(value) is not str or not value:
+                raise ValueError(f"bad input: event {i} field {f + 1} must be a non-empty string")
+        deltas = row[5:]
+        if type(row[4]) is not int or any(type(d) is not int for d in deltas):
+            raise ValueError(f"bad input: event {i} time and counts must be integers")
+        if min(deltas) < 0 or max(deltas) > MAX_METRIC_DELTA:
+            raise ValueError(
+                f"bad input: event {i} counts must be in [0, {MAX_METRIC_DELTA}], got {deltas}"
+            )
 
 
 class MetricsStore:
@@ -109,30 +111,53 @@ class MetricsStore:
     ) -> Applied:
         """Apply a batch (offsets `first`..`last`) if the position is still `expected` or
         beyond; see perf_apply.lua for every outcome."""
-        reply = await self._scripts.perf_apply(
+        check_rows(rows)
+        now_s = int(now)
+        known: set[str] = set()
+        while True:
+            batch = merge(rows, now_s, known)
+            reply = await self._call(partition, first, last, expected, batch, now_s)
+            status = ApplyStatus(int(reply[0]))
+            if status is ApplyStatus.KNOWN_IDS:
+                known.update(batch.event_ids[int(i) - 1] for i in reply[1:])
+                continue
+            if status is ApplyStatus.APPLIED:
+                return Applied(status, last, int(reply[1]), int(reply[2]), int(reply[3]))
+            if status is ApplyStatus.OVERFLOW:
+                return Applied(status, asset_id=str(reply[1]))
+            return Applied(status, int(reply[1]))
+
+    async def _call(
+        self, partition: int, first: int, last: int, expected: int, batch: MergedBatch, now: int
+    ) -> Any:
+        keys = self._keys
+        starts = generations(now)
+        hashes = [keys.perf_lifetime(partition)]
+        updates: list[list[Any]] = [[0, _flat(batch.lifetime)]]
+        for (resolution, start), (expires, entries) in batch.buckets.items():
+            hashes.append(keys.perf_bucket(partition, resolution, start))
+            updates.append([expires, _flat(entries)])
+        return await self._scripts.perf_apply(
             keys=[
-                self._keys.perf_position(partition, self._topic),
-                self._keys.perf_counters(partition),
+                keys.perf_position(partition, self._topic),
+                keys.perf_counters(partition),
+                keys.perf_dirty(partition),
+                *(keys.perf_ids(partition, s) for s in starts),
+                *hashes,
             ],
             args=[
-                self._keys.perf_prefix(partition),
                 first,
                 last,
-                int(now),
-                SEEN_SECONDS,
-                int(now) - LONGEST_WINDOW_SECONDS,
-                _RESOLUTIONS_JSON,
-                json.dumps(rows, separators=(",", ":")),
                 expected,
-                MAX_METRIC_DELTA,
+                len(starts),
+                starts[-1] + GENERATION_SECONDS + SEEN_SECONDS,
+                b"".join(batch.fingerprints),
+                FINGERPRINT_BYTES,
+                batch.copies,
+                batch.late,
+                json.dumps(updates, separators=(",", ":")),
             ],
         )
-        status = ApplyStatus(int(reply[0]))
-        if status is ApplyStatus.APPLIED:
-            return Applied(status, last, int(reply[1]), int(reply[2]), int(reply[3]))
-        if status is ApplyStatus.OVERFLOW:
-            return Applied(status, asset_id=str(reply[1]))
-        return Applied(status, int(reply[1]))
 
     async def point(self, partition: int, asset_ids: Sequence[str]) -> None:
         """Record which partition holds each asset's metrics (idempotent)."""
@@ -140,6 +165,12 @@ class MetricsStore:
             for asset_id in asset_ids:
                 pipe.set(self._keys.perf_partition_of(asset_id), partition)
             await pipe.execute()
+
+    async def forget(self, asset_id: str, partition: int) -> None:
+        """Remove a deleted asset's lifetime entry, then its pointer (each idempotent: a
+        crash between leaves the pointer, and the next refresh of the asset finishes)."""
+        await self._redis.hdel(self._keys.perf_lifetime(partition), asset_id)
+        await self._redis.delete(self._keys.perf_partition_of(asset_id))
 
     async def partition_of(self, asset_id: str) -> int | None:
         value = await self._redis.get(self._keys.perf_partition_of(asset_id))
@@ -181,14 +212,16 @@ class MetricsStore:
         async with self._redis.pipeline(transaction=False) as pipe:
             for index, (asset_id, partition) in enumerate(placed):
                 for window in windows:
-                    keys = self._window_keys(partition, asset_id, window, now)
+                    keys = self._window_keys(partition, window, now)
                     for key in keys:
-                        pipe.hgetall(key)
+                        pipe.hget(key, asset_id)
                     plan.append((index, window, len(keys)))
             replies = iter(await pipe.execute())
         result: list[dict[Window, WindowTotals]] = [{} for _ in placed]
         for index, window, count in plan:
-            result[index][window] = window_totals([next(replies) for _ in range(count)])
+            result[index][window] = window_totals(
+                [decode_counters(next(replies)) for _ in range(count)]
+            )
         return result
 
     async def daily(self, asset_id: str, now: float) -> list[WindowTotals]:
@@ -200,9 +233,9 @@ class MetricsStore:
         resolution, starts = window_buckets(Window.MONTH, now)
         async with self._redis.pipeline(transaction=False) as pipe:
             for start in starts:
-                pipe.hgetall(self._keys.perf_bucket(partition, asset_id, resolution.name, start))
+                pipe.hget(self._keys.perf_bucket(partition, resolution.name, start), asset_id)
             replies = await pipe.execute()
-        return [window_totals([reply]) for reply in replies]
+        return [window_totals([decode_counters(reply)]) for reply in replies]
 
     async def series(
         self, asset_id: str, resolution: Resolution, starts: Sequence[int]
@@ -215,16 +248,16 @@ class MetricsStore:
             return None
         async with self._redis.pipeline(transaction=False) as pipe:
             for start in starts:
-                pipe.hgetall(self._keys.perf_bucket(partition, asset_id, resolution.name, start))
+                pipe.hget(self._keys.perf_bucket(partition, resolution.name, start), asset_id)
             replies = await pipe.execute()
-        return [window_totals([reply]) for reply in replies]
+        return [window_totals([decode_counters(reply)]) for reply in replies]
 
-    def _window_keys(self, partition: int, asset_id: str, window: Window, now: float) -> list[str]:
-        """The keys whose counters make up the window at `now`."""
+    def _window_keys(self, partition: int, window: Window, now: float) -> list[str]:
+        """The hashes whose entries make up the window at `now`."""
         if window is Window.LIFETIME:
-            return [self._keys.perf_lifetime(partition, asset_id)]
+            return [self._keys.perf_lifetime(partition)]
         resolution, starts = window_buckets(window, now)
-        return [self._keys.perf_bucket(partition, asset_id, resolution.name, s) for s in starts]
+        return [self._keys.perf_bucket(partition, resolution.name, s) for s in starts]
 
     async def partitions_of(self, asset_ids: Sequence[str]) -> list[int | None]:
         async with self._redis.pipeline(transaction=False) as pipe:
@@ -244,3 +277,12 @@ class MetricsStore:
             duplicates=sum(int(r.get("duplicates", 0)) for r in replies),
             late=sum(int(r.get("late", 0)) for r in replies),
         )
+
+
+def _flat(entries: dict[str, dict[str, list[int]]]) -> list[Any]:
+    """[asset_id, counters, asset_id, counters, ...], as perf_apply.lua reads a hash's entries."""
+    flat: list[Any] = []
+    for asset_id, counters in entries.items():
+        flat.append(asset_id)
+        flat.append(counters)
+    return flat

@@ -15,10 +15,10 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 from service.domain.history import DEFAULT_HISTORY_MAX_PER_ASSET, HistoryEntry
-from service.domain.library import LibraryEntry, LibraryStats, TextQuery
+from service.domain.library import MAX_PREFIX, LibraryEntry, LibraryStats, TextQuery
 from service.domain.registry import AssetState, Outcome
 from service.store.codecs import library_stats
-from service.store.keys import Keys
+from service.store.keys import Keys, LibraryKeys
 from service.store.scripts import Scripts
 
 
@@ -140,10 +140,23 @@ class RegistryStore:
         member: dict[str, Any] = {"rev": rev}
         if entry is not None:
             member["entry"] = entry.model_dump(mode="json", exclude_none=True)
-        applied = await self._scripts.library_project(
-            keys=[keys.stats, keys.members, keys.assets, keys.usage, keys.contents, keys.waste],
-            args=[keys.index_prefix, asset_id, rev, json.dumps(member, separators=(",", ":"))],
-        )
+        fixed = [keys.stats, keys.members, keys.assets, keys.usage, keys.contents, keys.waste]
+        for _ in range(_PROJECTION_TRIES):
+            stored = await self._redis.hget(keys.members, asset_id)
+            indexes = _index_keys(keys, _stored_entry(stored)) | _index_keys(
+                keys, member.get("entry")
+            )
+            applied = await self._scripts.library_project(
+                keys=[*fixed, *sorted(indexes)],
+                args=[keys.index_prefix, asset_id, rev, json.dumps(member, separators=(",", ":"))],
+            )
+            if int(applied) != -1:
+                break
+        else:
+            raise RuntimeError(
+                f"the library member of asset {asset_id!r} in {library_id!r} changed under "
+                f"{_PROJECTION_TRIES} projections in a row; another writer is projecting it"
+            )
         # Known from now on (idempotent, and repeated with the projection after a crash).
         await self._redis.zadd(self._keys.libraries, {library_id: 0})
         return bool(applied)
@@ -296,3 +309,37 @@ class RegistryStore:
 
 def _millis(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
+
+
+_PROJECTION_TRIES = 5
+
+
+def _stored_entry(stored: str | None) -> dict[str, Any] | None:
+    """The entry of a stored library member, or None (none, removed, or unreadable: the
+    script refuses an unreadable one itself)."""
+    if not stored:
+        return None
+    try:
+        member = json.loads(stored)
+    except ValueError:
+        return None
+    entry = member.get("entry") if isinstance(member, dict) else None
+    return entry if isinstance(entry, dict) else None
+
+
+def _index_keys(keys: LibraryKeys, entry: dict[str, Any] | None) -> set[str]:
+    """The index keys listing an entry's asset, as library_project.lua derives them."""
+    if entry is None:
+        return set()
+    found = {keys.status(str(entry.get("status")))}
+
+    def names(field: str) -> list[str]:
+        values = entry.get(field) or []
+        return [v for v in values if isinstance(v, str)] if isinstance(values, list) else []
+
+    found.update(keys.tag(tag) for tag in names("tags"))
+    found.update(keys.category(category) for category in names("categories"))
+    for word in names("words"):
+        found.add(keys.word(word))
+        found.update(keys.prefix(word[:n]) for n in range(1, min(len(word), MAX_PREFIX) + 1))
+    return found

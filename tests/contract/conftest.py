@@ -6,12 +6,14 @@ Every test of tests/contract/ takes `backend` and runs twice: against tests/fake
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
+from service.domain.metrics import METRICS
 from service.handlers.ports import DeadLetterCounts, Positions
 from service.store.dead_letters import DeadLetterCounters
 from service.store.keys import Keys
@@ -45,9 +47,8 @@ class Backend:
     # Redis that lost writes: a position set back by hand.
     set_input_position: Callable[[str, int, int], Awaitable[None]]
     set_perf_position: Callable[[int, int], Awaitable[None]]
-    # A partition near the overflow guard: (partition, asset, lifetime field, value).
+    # A counter near the limit: (partition, asset, "ch:<channel>:<metric>", value).
     set_lifetime: Callable[[int, str, str, int], Awaitable[None]]
-    set_volume: Callable[[int, int], Awaitable[None]]
 
 
 def _fake() -> Backend:
@@ -60,10 +61,9 @@ def _fake() -> Backend:
         metrics.positions[partition] = value
 
     async def set_lifetime(partition: int, asset_id: str, name: str, value: int) -> None:
-        metrics.lifetime[(partition, asset_id)][name] = value
-
-    async def set_volume(partition: int, value: int) -> None:
-        metrics.counters[partition]["volume"] = value
+        dimension, _, metric = name.rpartition(":")
+        counts = metrics.lifetime[(partition, asset_id)].setdefault(dimension, [0] * 6)
+        counts[METRICS.index(metric)] = value
 
     return Backend(
         "fake",
@@ -76,7 +76,6 @@ def _fake() -> Backend:
         set_input_position,
         set_perf_position,
         set_lifetime,
-        set_volume,
     )
 
 
@@ -91,10 +90,12 @@ def _redis(redis: Any, prefix: str, seen_ttl: int) -> Backend:
         await redis.set(keys.perf_position(partition, PERF_TOPIC), value)
 
     async def set_lifetime(partition: int, asset_id: str, name: str, value: int) -> None:
-        await redis.hset(keys.perf_lifetime(partition, asset_id), name, value)
-
-    async def set_volume(partition: int, value: int) -> None:
-        await redis.hset(keys.perf_counters(partition), "volume", value)
+        dimension, _, metric = name.rpartition(":")
+        life = keys.perf_lifetime(partition)
+        counters = json.loads(await redis.hget(life, asset_id) or "{}")
+        counts = counters.setdefault(dimension, [0] * 6)
+        counts[METRICS.index(metric)] = value
+        await redis.hset(life, asset_id, json.dumps(counters))
 
     return Backend(
         "redis",
@@ -107,7 +108,6 @@ def _redis(redis: Any, prefix: str, seen_ttl: int) -> Backend:
         set_input_position,
         set_perf_position,
         set_lifetime,
-        set_volume,
     )
 
 

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from service.domain.windows import DAY, ONE_DAY, ONE_HOUR
+from service.domain.windows import DAY, ONE_DAY, ONE_HOUR, Window
 from service.store.metrics import Applied, ApplyStatus, PerfRow
 from tests.contract.conftest import Backend
 
@@ -72,9 +72,8 @@ async def test_a_batch_that_would_overflow_a_lifetime_counter_is_refused(
 ) -> None:
     metrics = backend.metrics
     await metrics.apply(0, 0, 0, [row(1, "a1"), row(2, "a2")], NOW)
-    near = 2**63 - 1 - 10**9
+    near = 2**53 - 1 - 10**9
     await backend.set_lifetime(0, "a1", "ch:web:impressions", near)
-    await backend.set_volume(0, near)
     fine, big = row(3, "a2"), row(4, "a1", impressions=10**10)
     refused = await metrics.apply(0, 1, 2, [fine, big], NOW, expected=0)
     assert refused == Applied(ApplyStatus.OVERFLOW, asset_id="a1")
@@ -112,3 +111,15 @@ async def test_series_reads_each_bucket_zero_filled(backend: Backend) -> None:
     assert [s.campaign("c1").clicks for s in series] == [0, 3, 6]
     days = await metrics.series("a1", ONE_DAY, [int(NOW) - int(NOW) % DAY])
     assert days is not None and days[0].total.impressions >= 200  # the hour before: maybe
+
+
+async def test_a_forgotten_asset_loses_its_lifetime_and_pointer_only(backend: Backend) -> None:
+    metrics = backend.metrics
+    await metrics.point(0, ["a1", "a2"])
+    await metrics.apply(0, 0, 1, [row(1, "a1"), row(2, "a2")], NOW)
+    await metrics.forget("a1", 0)
+    await metrics.forget("a1", 0)  # idempotent
+    assert await metrics.partitions_of(["a1", "a2"]) == [None, 0]
+    assert await metrics.totals("a1", Window.LIFETIME, NOW) is None
+    kept = await metrics.totals("a2", Window.LIFETIME, NOW)
+    assert kept is not None and kept.impressions == 100

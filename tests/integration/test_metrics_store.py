@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 import time
 from collections import defaultdict
@@ -142,9 +143,9 @@ async def test_buckets_expire_on_their_own(
     keys = Keys(settings.redis_key_prefix)
     for name, seconds, retention in (("m5", 300, HOUR), ("h1", HOUR, DAY), ("d1", DAY, 30 * DAY)):
         start = int(NOW - 10) - int(NOW - 10) % seconds
-        expire_at = await redis.expiretime(keys.perf_bucket(0, "a1", name, start))
+        expire_at = await redis.expiretime(keys.perf_bucket(0, name, start))
         assert expire_at == start + seconds + retention
-    assert await redis.ttl(keys.perf_lifetime(0, "a1")) == -1
+    assert await redis.ttl(keys.perf_lifetime(0)) == -1
 
 
 async def test_copies_within_one_batch_count_once(store: MetricsStore) -> None:
@@ -194,10 +195,11 @@ async def test_a_batch_that_would_overflow_a_counter_is_refused_whole(
     keys = Keys(settings.redis_key_prefix)
     await store.point(0, ["a1", "a2"])
     await store.apply(0, 0, 0, [row(1, "a1", NOW - 10), row(2, "a2", NOW - 10)], NOW)
-    # Both counters close to 2^63 - 1, and the partition's volume past the guard.
-    near = 2**63 - 1 - 10**9
-    await redis.hset(keys.perf_lifetime(0, "a1"), "ch:email:impressions", near)
-    await redis.hset(keys.perf_counters(0), "volume", near)
+    # A lifetime counter close to 2^53 - 1, the largest Lua adds exactly.
+    near = 2**53 - 1 - 10**9
+    life = json.loads(await redis.hget(keys.perf_lifetime(0), "a1"))
+    life["ch:email"][0] = near
+    await redis.hset(keys.perf_lifetime(0), "a1", json.dumps(life))
     big = row(3, "a1", NOW - 10, impressions=10**10)
     fine = row(4, "a2", NOW - 10)
     refused = await store.apply(0, 1, 2, [fine, big], NOW)

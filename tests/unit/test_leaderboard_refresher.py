@@ -198,6 +198,10 @@ async def test_an_asset_that_left_a_library_leaves_its_boards(rig: Rig) -> None:
     # the engine is told (its open suggestions expire), with no totals to judge
     assert [asset_id for asset_id, _ in rig.rules.told[told:]] == ["a2"]
     assert await rig.boards.ranked_assets(Window.DAY) == {"a1"}
+    # Its counters that never expire are gone too; the other asset's stay.
+    assert await rig.metrics.partitions_of(["a1", "a2"]) == [0, None]
+    assert (0, "a2") not in rig.metrics.lifetime
+    assert rig.metrics.lifetime_of("a1", "ch:email:impressions") == 1000
 
 
 async def test_the_hourly_sweep_moves_the_windows_without_new_events(rig: Rig) -> None:

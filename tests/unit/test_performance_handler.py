@@ -188,9 +188,8 @@ async def test_a_transient_failure_leaves_the_batch_to_the_consumer() -> None:
 
 async def test_the_records_of_an_asset_that_would_overflow_are_dead_lettered(rig: Rig) -> None:
     assert await rig.handler(0, [message(0, "a1"), message(1, "a2")]) is None
-    near = 2**63 - 1 - 5
-    rig.store.lifetime[(0, "a1")][IMPRESSIONS] = near
-    rig.store.counters[0]["volume"] = near
+    near = 2**53 - 1 - 5
+    rig.store.lifetime[(0, "a1")]["ch:web"] = [near, 0, 0, 0, 0, 0]
     assert await rig.handler(0, [message(2, "a2"), message(3, "a1"), message(4, "a2")]) is None
     assert rig.reasons() == [(3, "counter_overflow")]
     assert rig.impressions("a1") == near and rig.impressions("a2") == 30

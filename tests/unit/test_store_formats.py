@@ -1,35 +1,33 @@
-"""What the stores write in Redis and read back: key names, bucket fields, board entries,
-the metrics script's rows. Data written by an earlier version must still read the same,
-so the formats are spelt out here literally."""
+"""What the stores write in Redis and read back: key names, metric entries, board entries.
+Data written by an earlier version must still read the same, so the formats are spelt out
+here literally."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-import pytest
-
 from service.domain.enums import Channel
-from service.domain.metrics import METRICS, Totals
+from service.domain.metrics import Totals
 from service.store import codecs
-from service.store.codecs import decode_board_entry, encode_board_entry, window_totals
+from service.store.codecs import (
+    decode_board_entry,
+    decode_counters,
+    encode_board_entry,
+    window_totals,
+)
 from service.store.keys import Keys
-from service.store.metrics import PerfRow
+from service.store.slots import spread_tag
 
 SERVICE = Path(__file__).resolve().parents[2] / "service"
 
 
-def test_bucket_fields_give_totals_per_channel_and_per_campaign() -> None:
-    buckets = [
-        {
-            "ch:email:impressions": "10",
-            "ch:email:clicks": "1",
-            "cp:c1:impressions": "10",
-            "cp:c1:clicks": "1",
-        },
-        {"ch:web:impressions": "5", "cp:c2:impressions": "5"},
+def test_entries_give_totals_per_channel_and_per_campaign() -> None:
+    entries = [
+        decode_counters('{"ch:email":[10,1,0,0,0,0],"cp:c1":[10,1,0,0,0,0]}'),
+        decode_counters('{"ch:web":[5,0,0,0,0,0],"cp:c2":[5,0,0,0,0,0]}'),
+        decode_counters(None),  # an asset without an entry in that bucket
     ]
-    totals = window_totals(buckets)
+    totals = window_totals(entries)
     assert totals.total == Totals(impressions=15, clicks=1)
     assert totals.by_channel == {
         Channel.EMAIL: Totals(impressions=10, clicks=1),
@@ -45,35 +43,24 @@ def test_bucket_fields_give_totals_per_channel_and_per_campaign() -> None:
 
 
 def test_every_metric_and_campaign_ids_with_colons() -> None:
-    bucket = {f"ch:social:{m}": n for n, m in enumerate(METRICS, start=1)}
-    bucket |= {f"cp:spring:2026:{m}": 7 for m in METRICS}
-    totals = window_totals([bucket, bucket])
+    entry = decode_counters('{"ch:social":[1,2,3,4,5,6],"cp:spring:2026":[7,7,7,7,7,7]}')
+    totals = window_totals([entry, entry])
     assert totals.channel(Channel.SOCIAL) == Totals(2, 4, 6, 8, 10, 12)
     assert totals.by_campaign == {"spring:2026": Totals(14, 14, 14, 14, 14, 14)}
 
 
-def test_fields_of_another_shape_are_ignored() -> None:
-    bucket = {
-        "ch:email:clicks": "2",
-        "ch:fax:clicks": "5",  # a channel this version does not know
-        "ch:email:likes": "5",  # not a metric
-        "cp::clicks": "5",  # no campaign
-        "ch:clicks": "5",
-        "volume": "5",
+def test_dimensions_of_another_shape_are_ignored() -> None:
+    entry = {
+        "ch:email": [0, 2, 0, 0, 0, 0],
+        "ch:fax": [0, 5, 0, 0, 0, 0],  # a channel this version does not know
+        "cp:": [0, 5, 0, 0, 0, 0],  # no campaign
+        "xx:email": [0, 5, 0, 0, 0, 0],
+        "cp:short": [1, 2],  # not six counts
     }
-    totals = window_totals([bucket])
+    totals = window_totals([entry])
     assert totals.by_channel == {Channel.EMAIL: Totals(clicks=2)}
     assert totals.by_campaign == {}
-
-
-def test_the_field_memo_forgets_when_full(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(codecs, "_MEMO_SIZE", 3)
-    monkeypatch.setattr(codecs, "_MEMO", {})
-    for n in range(10):
-        totals = window_totals([{f"cp:c{n}:clicks": n, "ch:web:clicks": 1}])
-        assert totals.by_campaign == {f"c{n}": Totals(clicks=n)}
-        assert totals.total == Totals(clicks=1)
-    assert len(codecs._MEMO) <= 3
+    assert decode_counters("[1, 2]") == {}, "not an object: no counters"
 
 
 def test_board_entries() -> None:
@@ -81,14 +68,6 @@ def test_board_entries() -> None:
     assert encode_board_entry(totals) == "100,5,7,1,2,3"
     assert decode_board_entry("100,5,7,1,2,3") == totals
     assert decode_board_entry(encode_board_entry(Totals())) == Totals()
-
-
-def test_perf_rows_reach_the_script_as_positional_arrays() -> None:
-    row = PerfRow("e1", "a1", "web", "c:1", 1_780_000_000, 1, 2, 3, 4, 5, 6)
-    assert json.dumps([row], separators=(",", ":")) == (
-        '[["e1","a1","web","c:1",1780000000,1,2,3,4,5,6]]'
-    )
-    assert row.asset_id == "a1" and row.occurred_at == 1_780_000_000 and row.comments == 6
 
 
 def test_key_names() -> None:
@@ -99,7 +78,9 @@ def test_key_names() -> None:
     assert k.boards_dirty == "media:lb-dirty"
     assert k.board_libraries == "media:lb-libraries"
     assert k.boards_swept_hour == "media:lb-swept-hour"
-    assert k.perf_dirty(3) == "media:{pm:3}:dirty"
+    tag = spread_tag("pm", 3)
+    assert tag.startswith("pm:3.")
+    assert k.perf_dirty(3) == f"media:{{{tag}}}:dirty"
     assert k.asset_suggestions("A") == "media:{a:A}:suggestions"
     assert k.suggestion("S") == "media:suggestion:S"
     assert k.library_suggestion_index("L") == "media:{l:L}:suggestion-index"
@@ -109,8 +90,9 @@ def test_key_names() -> None:
     assert k.library_suggestion_members("L") == "media:{l:L}:suggestion-members"
     assert k.variant_of("A") == "media:{a:A}:variant-of"
     assert k.suggestions_realised("resize") == "media:suggestions-realised:resize"
-    assert k.perf_bucket(3, "A", "h1", 3600) == "media:{pm:3}:a:A:h1:3600"
-    assert k.perf_lifetime(3, "A") == "media:{pm:3}:a:A:life"
+    assert k.perf_bucket(3, "h1", 3600) == f"media:{{{tag}}}:b:h1:3600"
+    assert k.perf_lifetime(3) == f"media:{{{tag}}}:life"
+    assert k.perf_ids(3, 21600) == f"media:{{{tag}}}:ids:21600"
     assert k.perf_partition_of("A") == "media:{a:A}:perf-partition"
 
 

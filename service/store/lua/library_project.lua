@@ -1,5 +1,8 @@
 -- Moves one asset's entry in a library's statistics and indexes, idempotently.
--- Every key shares the library's hash tag; index keys are built from ARGV[1].
+-- Every key shares the library's hash tag and is declared: the caller reads the stored
+-- member first and declares the index keys of both entries (KEYS[7..]); when an index
+-- key this script derives is not among them (the member changed in between), it returns
+-- -1 before any write and the caller reads again.
 --
 -- KEYS[1]  stats hash: assets, bytes, media_type:<t>, status:<s>
 -- KEYS[2]  members hash: asset_id -> {"rev": n, "entry": {...}} (no "entry" once removed)
@@ -20,6 +23,7 @@
 --          (an array of non-empty strings: the entry is indexed under <prefix>word:<w>
 --          and, for each of its first 1..32 characters, <prefix>prefix:<p>) and
 --          content_sha256 (a non-empty string: counted in KEYS[5] and KEYS[6])
+-- KEYS[7..] the index keys of the stored entry and of the new one
 --
 -- Everything is checked before anything is written: the arguments, the stored member
 -- the entry replaces, and that the library's `bytes` stays below 2^62 (HINCRBY fails
@@ -29,7 +33,8 @@
 -- Lua double below 2^53, and the sum is kept by Redis as a 64-bit integer.
 --
 -- An entry from an older or equal rev than the stored one is ignored, so replays and
--- reordered projections never count twice. Returns 1 when applied, 0 when ignored.
+-- reordered projections never count twice. Returns 1 when applied, 0 when ignored, -1
+-- when an index key is not declared.
 local MAX_INT = 9007199254740991 -- 2^53 - 1: larger numbers are not exact in Lua
 local MAX_PREFIX = 32 -- characters: MAX_PREFIX of service/domain/library.py
 local MAX_BYTES = 2 ^ 62 -- far below 2^63 - 1, beyond the rounding of a double near it
@@ -155,10 +160,6 @@ if total + size(new) - size(old) > MAX_BYTES then
     ' more bytes')
 end
 
-local function count(field, delta)
-  redis.call('HINCRBY', KEYS[1], field, string.format('%d', delta))
-end
-
 -- The index keys that list an entry's asset (a set: key -> true).
 local function indexes(entry)
   local keys = {}
@@ -186,6 +187,10 @@ local function indexes(entry)
     end
   end
   return keys
+end
+
+local function count(field, delta)
+  redis.call('HINCRBY', KEYS[1], field, string.format('%d', delta))
 end
 
 -- The counters, contents and usage of an entry, added (sign 1) or taken away (-1).
@@ -217,6 +222,19 @@ local function move(entry, sign)
 end
 
 local before_entry = old and old.entry or nil
+local before, after = indexes(before_entry), indexes(new.entry)
+local declared = {}
+for i = 3, #KEYS do
+  declared[KEYS[i]] = true
+end
+for _, keys in ipairs({ before, after }) do
+  for key in pairs(keys) do
+    if not declared[key] then
+      return -1
+    end
+  end
+end
+
 if before_entry then
   move(before_entry, -1)
 end
@@ -225,7 +243,6 @@ if new.entry then
 end
 -- Indexes: only the keys that differ (a lifecycle event moves one status index, not
 -- every word and prefix of the asset).
-local before, after = indexes(before_entry), indexes(new.entry)
 for key in pairs(before) do
   if not after[key] then
     redis.call('ZREM', key, asset)

@@ -1,107 +1,95 @@
 -- Applies one batch of performance events of ONE Kafka partition, exactly once.
--- Every key carries the partition's hash tag, so the step is atomic on a cluster too.
+-- The worker has already added the batch up per key and asset (service/store/perf_batch.py);
+-- this script checks the event ids and adds one merged entry per key and asset. Every key
+-- it touches is declared and carries the partition's hash tag, so the step is atomic on a
+-- cluster too, and safe while the partition's slot migrates.
 --
--- KEYS[1]  position: the offset of the last event of this partition already applied
--- KEYS[2]  counters hash of the partition: applied, duplicates, late, volume
--- ARGV[1]  key prefix of the partition, e.g. "media:{pm:3}:"
--- ARGV[2]  offset of the batch's first event;  ARGV[3]  offset of its last event
--- ARGV[4]  now (epoch seconds)
--- ARGV[5]  seconds an event_id is remembered after its event-time hour (or after now)
--- ARGV[6]  epoch seconds before which an event is late (counts in lifetime only)
--- ARGV[7]  JSON [[resolution name, bucket seconds, retention seconds], ...]
--- ARGV[8]  JSON [[event_id, asset_id, channel, campaign, epoch seconds,
---                 impressions, clicks, engagements, conversions, shares, comments], ...]
--- ARGV[9]  expected position: the position this worker last read or wrote (-1: none)
--- ARGV[10] the largest delta one event may carry
+-- KEYS[1]          position: the offset of the last event of this partition already applied
+-- KEYS[2]          counters hash of the partition: applied, duplicates, late
+-- KEYS[3]          dirty set: assets whose counters changed since the last board refresh
+-- KEYS[4 .. 3+G]   id sets of the last G generations of processing time, oldest first;
+--                  the newest (KEYS[3+G]) receives the batch's ids
+-- KEYS[4+G]        lifetime hash: asset_id -> counters
+-- KEYS[5+G ..]     bucket hashes: asset_id -> counters
+-- ARGV[1] offset of the batch's first event;  ARGV[2] offset of its last event
+-- ARGV[3] expected position: the position this worker last read or wrote (-1: none)
+-- ARGV[4] G, the number of id sets;  ARGV[5] EXPIREAT of the newest id set
+-- ARGV[6] the fingerprints of the batch's event ids, concatenated, ARGV[7] bytes each
+-- ARGV[8] copies the worker dropped (an id twice in the batch, or named by step 3 before)
+-- ARGV[9] late events (older than the longest window: in the lifetime entries only)
+-- ARGV[10] JSON, one item per hash from KEYS[4+G] on: [EXPIREAT or 0, [asset_id, counters,
+--          asset_id, counters, ...]], counters being {"ch:<channel>": [six counts],
+--          "cp:<campaign>": [six counts]} to add
 --
--- Steps, in order; nothing is written before step 4:
--- 1. Validate every argument and event; bad input is an error reply.
--- 2. Position: {-2, position} when it is below ARGV[9] (Redis lost writes: the worker
+-- Steps, in order; nothing is written before step 5:
+-- 1. Validate the arguments; bad input is an error reply.
+-- 2. Position: {-2, position} when it is below ARGV[3] (Redis lost writes: the worker
 --    seeks back); {0, position} when the whole batch was applied before; {-1, position}
 --    when the batch straddles it (the caller drops the events at or below it and calls
 --    again).
--- 3. Overflow guard: `volume` (the sum of every delta this partition ever applied)
---    bounds every counter of the partition. While volume plus this batch stays below
---    LIMIT no counter can overflow; past it, each lifetime counter the batch touches is
---    read, and {-3, asset_id} refuses a batch that would take one above LIMIT (HINCRBY
---    would fail halfway through the writes, which Redis does not roll back).
--- 4. De-duplicate event ids (per event-time hour; a copy within the batch too), add the
---    deltas to the buckets and lifetime counters, mark the touched assets dirty for the
---    leaderboards, move the counters and the position. Returns {1, applied, duplicates,
---    late}.
-local LIMIT = 9.0e18 -- below 2^63 - 1 by more than any batch can add
+-- 3. Ids: {-4, i, ...} names (1-based) the fingerprints already in an id set; the caller
+--    counts those events as copies, merges the batch again without them and calls again.
+-- 4. Add: read each hash's entries for the batch's assets, add the counts; a count that is
+--    not a whole number >= 0 is an error, and {-3, asset_id} refuses a batch that would
+--    take a counter above 2^53 - 1 (Lua adds in doubles, exact up to there).
+-- 5. Write the sums, the expiries, the ids, the dirty assets, the counters and the
+--    position. Returns {1, applied, duplicates, late}.
+local MAX = 9007199254740991 -- 2^53 - 1
+local CHUNK = 2000 -- arguments per command: Lua's unpack() takes at most ~8000
+local floor, format, sub, concat = math.floor, string.format, string.sub, table.concat
+local encode, decode = cjson.encode, cjson.decode
 
 local function integer(value, low, high, what)
   local n = tonumber(value)
-  if n == nil or n ~= math.floor(n) or n < low or n > high then
+  if n == nil or n ~= floor(n) or n < low or n > high then
     error({ err = 'ERR bad input: ' .. what .. ' must be an integer in [' ..
-      string.format('%d', low) .. ', ' .. string.format('%.0f', high) .. '], got ' ..
-      tostring(value) })
+      format('%d', low) .. ', ' .. format('%d', high) .. '], got ' .. tostring(value) })
   end
   return n
 end
 
-local function nonempty(value, what)
-  if type(value) ~= 'string' or value == '' then
-    error({ err = 'ERR bad input: ' .. what .. ' must be a non-empty string' })
-  end
-  return value
+local function bad(what)
+  error({ err = 'ERR bad input: ' .. what })
 end
 
-local function decode(text, what)
-  local ok, value = pcall(cjson.decode, text)
-  if not ok or type(value) ~= 'table' then
-    error({ err = 'ERR bad input: ' .. what .. ' is not a JSON array' })
+-- Runs `command key args...` in chunks of CHUNK arguments; returns the replies joined.
+local function chunked(command, key, args)
+  local replies = {}
+  for from = 1, #args, CHUNK do
+    local upto = math.min(from + CHUNK - 1, #args)
+    local reply = redis.call(command, key, unpack(args, from, upto))
+    if type(reply) == 'table' then
+      for _, r in ipairs(reply) do replies[#replies + 1] = r end
+    end
   end
-  return value
+  return replies
 end
 
 -- 1. Validate.
-local MAX_INT = 9007199254740991 -- 2^53 - 1: larger numbers are not exact in Lua
-local prefix = nonempty(ARGV[1], 'ARGV[1] prefix')
-local first = integer(ARGV[2], 0, MAX_INT, 'first offset')
-local last = integer(ARGV[3], first, MAX_INT, 'last offset')
-local now = integer(ARGV[4], 0, MAX_INT, 'now')
-local seen_ttl = integer(ARGV[5], 1, MAX_INT, 'seen ttl')
-local late_before = integer(ARGV[6], -MAX_INT, MAX_INT, 'late_before')
-local resolutions = decode(ARGV[7], 'resolutions')
-local events = decode(ARGV[8], 'events')
-local expected = integer(ARGV[9], -1, MAX_INT, 'expected position')
-local max_delta = integer(ARGV[10], 0, 1e12, 'max delta')
-for i, r in ipairs(resolutions) do
-  nonempty(r[1], 'resolution name')
-  integer(r[2], 1, MAX_INT, 'resolution seconds')
-  integer(r[3], 0, MAX_INT, 'resolution retention')
+local first = integer(ARGV[1], 0, MAX, 'first offset')
+local last = integer(ARGV[2], first, MAX, 'last offset')
+local expected = integer(ARGV[3], -1, MAX, 'expected position')
+local G = integer(ARGV[4], 1, 64, 'number of id sets')
+local ids_expire = integer(ARGV[5], 1, MAX, 'id set expiry')
+local blob = ARGV[6]
+local width = integer(ARGV[7], 8, 64, 'fingerprint bytes')
+local copies = integer(ARGV[8], 0, MAX, 'copies')
+local late = integer(ARGV[9], 0, MAX, 'late')
+if #blob % width ~= 0 then
+  bad('ARGV[6] is not a whole number of ' .. width .. '-byte fingerprints')
 end
--- The events are checked inline (no string is built unless one is bad): this loop runs
--- for every event of every batch.
-local floor = math.floor
-local function bad_event(i, what)
-  error({ err = 'ERR bad input: event ' .. i .. ' ' .. what })
+local ok, updates = pcall(decode, ARGV[10])
+if not ok or type(updates) ~= 'table' then
+  bad('ARGV[10] is not a JSON array')
 end
-local batch_volume = 0
-for i, ev in ipairs(events) do
-  if type(ev) ~= 'table' or #ev ~= 11 then
-    bad_event(i, 'must be an array of 11 values')
+if #KEYS ~= 3 + G + #updates then
+  bad(#KEYS .. ' keys for ' .. G .. ' id sets and ' .. #updates .. ' hashes')
+end
+for i, u in ipairs(updates) do
+  if type(u) ~= 'table' or type(u[2]) ~= 'table' or #u[2] % 2 ~= 0 then
+    bad('hash ' .. i .. ' must be [expiry, [asset_id, counters, ...]]')
   end
-  for f = 1, 4 do
-    local v = ev[f]
-    if type(v) ~= 'string' or v == '' then
-      bad_event(i, 'field ' .. f .. ' must be a non-empty string')
-    end
-  end
-  local t = ev[5]
-  if type(t) ~= 'number' or t ~= floor(t) or t < -MAX_INT or t > MAX_INT then
-    bad_event(i, 'time must be an integer in [-2^53, 2^53], got ' .. tostring(t))
-  end
-  for m = 6, 11 do
-    local d = ev[m]
-    if type(d) ~= 'number' or d ~= floor(d) or d < 0 or d > max_delta then
-      bad_event(i, 'delta ' .. (m - 5) .. ' must be an integer in [0, ' ..
-        string.format('%.0f', max_delta) .. '], got ' .. tostring(d))
-    end
-    batch_volume = batch_volume + d
-  end
+  integer(u[1], 0, MAX, 'expiry of hash ' .. i)
 end
 
 -- 2. Position.
@@ -116,109 +104,94 @@ if first <= position then
   return { -1, position }
 end
 
-local metrics = { 'impressions', 'clicks', 'engagements', 'conversions', 'shares', 'comments' }
-
--- 3. Overflow guard, before the first write, over every event of the batch (copies
--- included: the guard may only be stricter than needed, never looser).
-local volume = tonumber(redis.call('HGET', KEYS[2], 'volume') or '0')
-local guarded = volume + batch_volume <= LIMIT
-if not guarded then
-  local sums = {} -- asset -> field -> the batch's delta to its lifetime counter
-  for _, ev in ipairs(events) do
-    local fields = sums[ev[2]]
-    if not fields then
-      fields = {}
-      sums[ev[2]] = fields
+-- 3. Ids.
+local fingerprints = {}
+for i = 1, #blob / width do
+  fingerprints[i] = sub(blob, (i - 1) * width + 1, i * width)
+end
+if #fingerprints > 0 then
+  local known = {}
+  for g = 1, G do
+    for i, hit in ipairs(chunked('SMISMEMBER', KEYS[3 + g], fingerprints)) do
+      if hit == 1 then known[#known + 1] = i end
     end
-    for m = 1, 6 do
-      local delta = ev[5 + m]
-      if delta > 0 then
-        for _, f in ipairs({ 'ch:' .. ev[3] .. ':' .. metrics[m], 'cp:' .. ev[4] .. ':' .. metrics[m] }) do
-          fields[f] = (fields[f] or 0) + delta
+  end
+  if #known > 0 then
+    return { -4, unpack(known) }
+  end
+end
+
+-- 4. Add, before any write.
+local writes = {} -- hash index -> {asset_id, encoded counters, ...}
+for i, u in ipairs(updates) do
+  local entries = u[2]
+  if #entries > 0 then
+    local assets = {}
+    for j = 1, #entries, 2 do
+      local asset = entries[j]
+      if type(asset) ~= 'string' or asset == '' or type(entries[j + 1]) ~= 'table' then
+        bad('hash ' .. i .. ' entry ' .. j .. ' must be a non-empty asset_id and its counters')
+      end
+      assets[#assets + 1] = asset
+    end
+    local current = chunked('HMGET', KEYS[3 + G + i], assets)
+    local args = {}
+    for j, asset in ipairs(assets) do
+      local stored = current[j]
+      local counters = stored and decode(stored) or {}
+      for dimension, add in pairs(entries[2 * j]) do
+        local sums = counters[dimension]
+        if sums == nil then
+          sums = { 0, 0, 0, 0, 0, 0 }
+          counters[dimension] = sums
+        end
+        if type(add) ~= 'table' or #add ~= 6 then
+          bad('counters of ' .. asset .. ' ' .. tostring(dimension) .. ' must be six counts')
+        end
+        for m = 1, 6 do
+          local delta = add[m]
+          if type(delta) ~= 'number' or delta < 0 or delta ~= floor(delta) then
+            bad('count ' .. m .. ' of ' .. asset .. ' ' .. dimension ..
+              ' must be a whole number >= 0, got ' .. tostring(delta))
+          end
+          local sum = sums[m] + delta
+          if sum > MAX then
+            return { -3, asset }
+          end
+          sums[m] = sum
         end
       end
-    end
-  end
-  for asset, fields in pairs(sums) do
-    local life = prefix .. 'a:' .. asset .. ':life'
-    for field, delta in pairs(fields) do
-      if tonumber(redis.call('HGET', life, field) or '0') + delta > LIMIT then
-        return { -3, asset }
+      local parts = {}
+      for dimension, sums in pairs(counters) do
+        parts[#parts + 1] = format('%s:[%d,%d,%d,%d,%d,%d]', encode(dimension),
+          sums[1], sums[2], sums[3], sums[4], sums[5], sums[6])
       end
+      args[#args + 1] = asset
+      args[#args + 1] = '{' .. concat(parts, ',') .. '}'
     end
+    writes[i] = args
   end
 end
 
--- 4. Write: de-duplicate (HSETNX also catches a copy within the batch), add up the
--- deltas per key and field, then apply them.
-local deltas = {}   -- key -> field -> delta
-local expiry = {}   -- key -> EXPIREAT
-local touched = {}  -- asset_id -> true: their leaderboard entries need a refresh
-local applied, duplicates, late = 0, 0, 0
-
-local function add(key, field, delta)
-  local fields = deltas[key]
-  if not fields then
-    fields = {}
-    deltas[key] = fields
-  end
-  fields[field] = (fields[field] or 0) + delta
-end
-
-for _, ev in ipairs(events) do
-  local t = ev[5]
-  local hour = t - t % 3600
-  local seen_key = prefix .. 'seen:' .. string.format('%d', hour)
-  if redis.call('HSETNX', seen_key, ev[1], 1) == 1 then
-    expiry[seen_key] = math.max(hour + 3600, now) + seen_ttl
-    applied = applied + 1
-    touched[ev[2]] = true
-    local keys = { prefix .. 'a:' .. ev[2] .. ':life' }
-    if t < late_before then
-      late = late + 1
-    else
-      for _, r in ipairs(resolutions) do
-        local start = t - t % r[2]
-        local expires = start + r[2] + r[3]
-        if expires > now then
-          local bucket = prefix .. 'a:' .. ev[2] .. ':' .. r[1] .. ':' .. string.format('%d', start)
-          keys[#keys + 1] = bucket
-          expiry[bucket] = expires
-        end
-      end
-    end
-    local channel = 'ch:' .. ev[3] .. ':'
-    local campaign = 'cp:' .. ev[4] .. ':'
-    for m = 1, 6 do
-      local delta = ev[5 + m]
-      if delta > 0 then
-        for _, k in ipairs(keys) do
-          add(k, channel .. metrics[m], delta)
-          add(k, campaign .. metrics[m], delta)
-        end
-      end
-    end
-  else
-    duplicates = duplicates + 1
+-- 5. Write.
+for i, args in pairs(writes) do
+  local key = KEYS[3 + G + i]
+  chunked('HSET', key, args)
+  if updates[i][1] > 0 then
+    redis.call('EXPIREAT', key, format('%d', updates[i][1]))
   end
 end
-
-for key, fields in pairs(deltas) do
-  for field, delta in pairs(fields) do
-    redis.call('HINCRBY', key, field, string.format('%d', delta))
-  end
+if #fingerprints > 0 then
+  chunked('SADD', KEYS[3 + G], fingerprints)
+  redis.call('EXPIREAT', KEYS[3 + G], format('%d', ids_expire))
 end
-for key, at in pairs(expiry) do
-  redis.call('EXPIREAT', key, string.format('%d', at))
+if writes[1] then
+  local dirty = {}
+  for j = 1, #writes[1], 2 do dirty[#dirty + 1] = writes[1][j] end
+  chunked('SADD', KEYS[3], dirty)
 end
-for asset in pairs(touched) do
-  redis.call('SADD', prefix .. 'dirty', asset)
-end
-redis.call('SET', KEYS[1], ARGV[3])
-redis.call('HINCRBY', KEYS[2], 'applied', applied)
-redis.call('HINCRBY', KEYS[2], 'duplicates', duplicates)
+redis.call('SET', KEYS[1], ARGV[2])
+redis.call('HINCRBY', KEYS[2], 'applied', #fingerprints)
+redis.call('HINCRBY', KEYS[2], 'duplicates', copies)
 redis.call('HINCRBY', KEYS[2], 'late', late)
-if guarded then
-  redis.call('HINCRBY', KEYS[2], 'volume', string.format('%d', batch_volume))
-end
-return { 1, applied, duplicates, late }
+return { 1, #fingerprints, copies, late }

@@ -1,0 +1,134 @@
+"""A batch of performance events as `perf_apply.lua` takes it: one entry per key and asset.
+
+The worker does the arithmetic, so that Redis does not: the events of a batch are
+added up per counter set (the asset's lifetime, and its bucket at each resolution
+that still holds the event), per channel and per campaign. Redis then checks the
+event ids and adds one merged entry per key and asset, whatever the number of events
+behind it. Copies of an event id within the batch are dropped here; copies of an id
+applied in an earlier batch are found by the script, which names them, and the batch
+is merged again without them.
+
+A counter set is written as JSON, `{"ch:<channel>": [six counts], "cp:<campaign>":
+[six counts]}`, in the order of `METRICS`; `codecs.window_totals` reads it back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
+from hashlib import blake2b
+from typing import NamedTuple
+
+from service.domain.windows import HOUR, LONGEST_WINDOW_SECONDS, RESOLUTIONS
+
+# An event id is remembered as a 12-byte BLAKE2b fingerprint: two ids of one partition
+# share one with a probability of about n / 2^96 for n ids remembered, never in practice.
+FINGERPRINT_BYTES = 12
+# Ids are remembered per generation of processing time, and the script checks the
+# generations of the last SEEN_SECONDS: an id is remembered for 24 to 30 hours.
+SEEN_SECONDS = 24 * HOUR
+GENERATION_SECONDS = 6 * HOUR
+GENERATIONS = SEEN_SECONDS // GENERATION_SECONDS + 1
+# perf_apply.lua adds in Lua numbers (doubles), exact up to 2^53 - 1.
+MAX_COUNTER = 2**53 - 1
+
+
+class PerfRow(NamedTuple):
+    """One performance event, as the handler hands it to `MetricsStore.apply`."""
+
+    event_id: str
+    asset_id: str
+    channel: str
+    campaign_id: str
+    occurred_at: int  # epoch seconds
+    impressions: int
+    clicks: int
+    engagements: int
+    conversions: int
+    shares: int
+    comments: int
+
+
+Counters = dict[str, list[int]]  # "ch:<channel>" or "cp:<campaign>" -> six counts
+Entries = dict[str, Counters]  # asset_id -> its counters in one key
+
+
+@dataclass(slots=True)
+class MergedBatch:
+    """What one `perf_apply.lua` call writes, and what it counts."""
+
+    fingerprints: list[bytes] = field(default_factory=list)  # of the ids applied, in order
+    event_ids: list[str] = field(default_factory=list)  # the same ids, readable
+    lifetime: Entries = field(default_factory=dict)
+    # (resolution name, bucket start) -> (when the bucket expires, its entries)
+    buckets: dict[tuple[str, int], tuple[int, Entries]] = field(default_factory=dict)
+    copies: int = 0  # copies of an id within the batch, or of an id named in `known`
+    late: int = 0
+
+
+def fingerprint(event_id: str) -> bytes:
+    return blake2b(event_id.encode(), digest_size=FINGERPRINT_BYTES).digest()
+
+
+def generations(now: int) -> list[int]:
+    """The starts of the generations whose ids are checked at `now`, oldest first; new
+    ids go to the last."""
+    current = now - now % GENERATION_SECONDS
+    return [current - i * GENERATION_SECONDS for i in range(GENERATIONS - 1, -1, -1)]
+
+
+def merge(rows: Sequence[PerfRow], now: int, known: Collection[str] = ()) -> MergedBatch:
+    """Add up the batch's events per key, asset, channel and campaign.
+
+    An id seen earlier in the batch, or in `known` (applied by an earlier batch), is a
+    copy. An event older than the longest window (late) counts in lifetime only; a
+    bucket that has expired by `now` is not written.
+    """
+    batch = MergedBatch()
+    late_before = now - LONGEST_WINDOW_SECONDS
+    lifetime = batch.lifetime
+    buckets = batch.buckets
+    resolutions = [(r.name, r.seconds, r.seconds + r.retention) for r in RESOLUTIONS]
+    seen: set[str] = set()
+    for row in rows:
+        event_id = row[0]
+        if event_id in seen or event_id in known:
+            batch.copies += 1
+            continue
+        seen.add(event_id)
+        batch.event_ids.append(event_id)
+        batch.fingerprints.append(fingerprint(event_id))
+        asset = row[1]
+        t = row[4]
+        targets = [lifetime]
+        if t < late_before:
+            batch.late += 1
+        else:
+            for name, seconds, lives in resolutions:
+                start = t - t % seconds
+                expires = start + lives
+                if expires > now:
+                    slot = buckets.get((name, start))
+                    if slot is None:
+                        slot = buckets[(name, start)] = (expires, {})
+                    targets.append(slot[1])
+        deltas = row[5:]
+        if not any(deltas):  # applied, and marks the asset dirty, but adds nothing
+            for entries in targets:
+                entries.setdefault(asset, {})
+            continue
+        channel = "ch:" + row[2]
+        campaign = "cp:" + row[3]
+        for entries in targets:
+            counters = entries.get(asset)
+            if counters is None:
+                entries[asset] = {channel: list(deltas), campaign: list(deltas)}
+                continue
+            for dimension in (channel, campaign):
+                sums = counters.get(dimension)
+                if sums is None:
+                    counters[dimension] = list(deltas)
+                else:
+                    for m, delta in enumerate(deltas):
+                        sums[m] += delta
+    return batch

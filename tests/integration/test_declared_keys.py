@@ -1,0 +1,159 @@
+"""The metrics and library scripts touch only the keys they declare.
+
+On Redis Cluster only declared keys are checked against a migrating slot: a key a script
+builds itself can be written on the node its slot is leaving, splitting it in two. Here
+each call runs as a Redis ACL user allowed exactly the call's declared keys, so any other
+key the script reads or writes is refused with NOPERM and fails the test.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+
+from service.config import Settings
+from service.domain.enums import AssetStatus, MediaType
+from service.domain.library import LibraryEntry
+from service.domain.windows import DAY, HOUR, Window
+from service.store.keys import Keys
+from service.store.metrics import ApplyStatus, MetricsStore, PerfRow
+from service.store.registry import RegistryStore
+from service.store.scripts import Scripts
+
+pytestmark = pytest.mark.integration
+
+NOW = float(int(time.time()))
+
+
+def glob_escape(key: str) -> str:
+    return re.sub(r"([*?\[\]\\])", r"\\\1", key)
+
+
+class DeclaredOnly:
+    """A script runner: each call as a fresh ACL user whose key patterns are the call's
+    declared keys, and nothing else."""
+
+    def __init__(self, redis: Any, source: str) -> None:
+        self._redis = redis
+        self._script = redis.register_script(source)
+        self.calls = 0
+
+    async def __call__(self, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        name, password = f"declared-{secrets.token_hex(4)}", secrets.token_hex(16)
+        patterns = [f"~{glob_escape(k)}" for k in keys]
+        await self._redis.execute_command(
+            "ACL", "SETUSER", name, "on", f">{password}", "resetkeys", *patterns, "+@all"
+        )
+        pool = self._redis.connection_pool.connection_kwargs
+        user = aioredis.Redis(
+            host=pool.get("host", "localhost"),
+            port=pool.get("port", 6379),
+            username=name,
+            password=password,
+            decode_responses=True,
+        )
+        try:
+            await self._redis.script_load(self._script.script)
+            self.calls += 1
+            return await user.evalsha(self._script.sha, len(keys), *keys, *args)
+        finally:
+            await user.aclose()
+            await self._redis.execute_command("ACL", "DELUSER", name)
+
+
+def row(n: int, asset: str, t: float, impressions: int = 10) -> PerfRow:
+    return PerfRow(f"e{n}", asset, "web", "c1", int(t), impressions, 1, 0, 0, 0, 0)
+
+
+async def test_perf_apply_touches_only_its_declared_keys(redis: Any, settings: Settings) -> None:
+    scripts = Scripts.register(redis)
+    checked = DeclaredOnly(redis, scripts.perf_apply.script)
+    store = MetricsStore(
+        redis,
+        Keys(settings.redis_key_prefix),
+        scripts.__class__(**{**scripts.__dict__, "perf_apply": checked}),
+        settings.topic_asset_performance,
+    )
+    await store.point(0, ["a1", "a2"])
+    # Every resolution, a late event, and a copy within the batch.
+    rows = [row(1, "a1", NOW - 60), row(2, "a2", NOW - 3 * HOUR), row(3, "a1", NOW - 40 * DAY)]
+    first = await store.apply(0, 0, 3, [*rows, rows[0]], NOW)
+    assert (first.status, first.applied, first.duplicates, first.late) == (
+        ApplyStatus.APPLIED,
+        3,
+        1,
+        1,
+    )
+    # Ids applied before: named by the script, merged again without them.
+    again = await store.apply(0, 4, 5, [row(1, "a1", NOW - 60), row(4, "a2", NOW)], NOW)
+    assert (again.applied, again.duplicates) == (1, 1)
+    assert checked.calls == 3
+    # Covered, straddling and behind answer without touching anything else either.
+    assert (await store.apply(0, 0, 5, rows, NOW)).status is ApplyStatus.COVERED
+    assert (await store.apply(0, 5, 6, rows, NOW)).status is ApplyStatus.STRADDLES
+    assert (await store.apply(0, 6, 6, rows, NOW, expected=9)).status is ApplyStatus.BEHIND
+    lifetime = await store.totals("a1", Window.LIFETIME, NOW)
+    assert lifetime is not None and lifetime.impressions == 20
+
+
+def entry(words: list[str], status: AssetStatus = AssetStatus.DRAFT) -> LibraryEntry:
+    return LibraryEntry(
+        file_size_bytes=100,
+        media_type=MediaType.IMAGE,
+        status=status,
+        tags=["spring", "hero"],
+        categories=["banners"],
+        words=words,
+        content_sha256="ab" * 32,
+    )
+
+
+async def test_library_project_touches_only_its_declared_keys(
+    redis: Any, settings: Settings
+) -> None:
+    scripts = Scripts.register(redis)
+    checked = DeclaredOnly(redis, scripts.library_project.script)
+    keys = Keys(settings.redis_key_prefix)
+    store = RegistryStore(
+        redis,
+        keys,
+        scripts.__class__(**{**scripts.__dict__, "library_project": checked}),
+        settings.seen_event_ttl_seconds,
+    )
+    long_word = "x" * 40  # indexed under its first 32 characters' prefixes only
+    assert await store.project_library("L", "a1", 1, entry(["été", long_word]))
+    # New words and status: the stored entry's indexes are declared too, to leave them.
+    assert await store.project_library("L", "a1", 2, entry(["winter"], AssetStatus.APPROVED))
+    assert await store.project_library("L", "a1", 3, None)  # left the library
+    assert checked.calls == 3
+    assert await redis.zrange(keys.library("L").prefix("ét"), 0, -1) == []
+    assert await redis.exists(keys.library("L").word("winter")) == 0
+
+
+async def test_library_project_refuses_an_undeclared_index_key_before_writing(
+    redis: Any, settings: Settings
+) -> None:
+    """What a projection racing another gets: -1, nothing written, and the store reads the
+    member again."""
+    scripts = Scripts.register(redis)
+    library = Keys(settings.redis_key_prefix).library("L")
+    fixed = [library.stats, library.members, library.assets, library.usage]
+    fixed += [library.contents, library.waste]
+    member = '{"rev":1,"entry":{"file_size_bytes":1,"media_type":"image","status":"draft",'
+    member += '"tags":["t"],"categories":[]}}'
+    declared = [library.status("draft")]  # the tag's index is missing
+    reply = await scripts.library_project(
+        keys=[*fixed, *declared], args=[library.index_prefix, "a1", 1, member]
+    )
+    assert reply == -1
+    assert [k async for k in redis.scan_iter(match=f"{settings.redis_key_prefix}:*")] == []
+    reply = await scripts.library_project(
+        keys=[*fixed, *declared, library.tag("t")], args=[library.index_prefix, "a1", 1, member]
+    )
+    assert reply == 1

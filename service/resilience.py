@@ -63,6 +63,10 @@ _TRANSIENT_REPLIES = (
 )
 
 
+# What Redis 7 answers when the ACL refuses a command or key that a script runs: no NOPERM
+# code, but the same operator's fix and the same wait.
+_SCRIPT_ACL_REFUSAL = "The user executing the script can't"
+
 _TRANSIENT_REPLY_CLASSES = (
     OutOfMemoryError,
     ReadOnlyError,
@@ -96,7 +100,7 @@ def is_transient(exc: BaseException) -> bool:
         return True  # redis-py turns these codes into classes and drops the code from the text
     if isinstance(exc, ResponseError):
         text = str(exc).lstrip()
-        if text.split(" ", 1)[0] in _TRANSIENT_REPLIES:
+        if text.split(" ", 1)[0] in _TRANSIENT_REPLIES or _SCRIPT_ACL_REFUSAL in text:
             return True
         # Older servers wrap a script's error: "ERR Error running script ... -OOM ...".
         return any(f"-{code} " in text for code in _TRANSIENT_REPLIES)

@@ -43,6 +43,15 @@ from service.resilience import Backoff, is_transient
         ResponseError("ERR Error running script (call to f_1): @user_script:3: -OOM command ..."),
         NoPermissionError("this user has no permissions to run the 'hkeys' command"),
         ResponseError("ERR Error running script (call to f_2): @user_script:9: -NOPERM ..."),
+        # Redis 7 words an ACL refusal inside a script without the NOPERM code.
+        ResponseError(
+            "The user executing the script can't run this command or subcommand script: "
+            "fc54ffff11e8196f49731bec965aab4c8c3a6051, on @user_script:60."
+        ),
+        ResponseError(
+            "The user executing the script can't access at least one of the keys mentioned "
+            "in the command arguments script: 8b8b68, on @user_script:193."
+        ),
         AuthenticationError("WRONGPASS invalid username-password pair or user is disabled."),
         KafkaConnectionError("broker gone"),
         KafkaTimeoutError(),

@@ -209,3 +209,20 @@ async def test_a_batch_that_would_overflow_a_counter_is_refused_whole(
     assert applied.status is ApplyStatus.APPLIED
     a2 = await store.totals("a2", Window.LIFETIME, NOW)
     assert a2 is not None and a2.impressions == 200
+
+
+async def test_counters_stay_exact_up_to_the_largest_lua_adds_exactly(
+    redis: Any, store: MetricsStore, settings: Settings
+) -> None:
+    keys = Keys(settings.redis_key_prefix)
+    await store.point(0, ["a1"])
+    await store.apply(0, 0, 0, [row(1, "a1", NOW - 10)], NOW)
+    life = json.loads(await redis.hget(keys.perf_lifetime(0), "a1"))
+    life["ch:email"][0] = 2**53 - 1 - 150
+    await redis.hset(keys.perf_lifetime(0), "a1", json.dumps(life))
+    near = [row(2, "a1", NOW - 10, impressions=49), row(3, "a1", NOW, impressions=100)]
+    assert (await store.apply(0, 1, 2, near, NOW)).status is ApplyStatus.APPLIED
+    totals = await store.totals("a1", Window.LIFETIME, NOW, channel=Channel.EMAIL)
+    assert totals is not None and totals.impressions == 2**53 - 2
+    over = await store.apply(0, 3, 3, [row(4, "a1", NOW, impressions=2)], NOW)
+    assert (over.status, over.asset_id) == (ApplyStatus.OVERFLOW, "a1")

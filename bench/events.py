@@ -78,6 +78,19 @@ class EventFactory:
         self._channels = [c.value for c in CHANNEL_WEIGHTS]
         self._cum_channels = list(itertools.accumulate(CHANNEL_WEIGHTS.values()))
 
+    @property
+    def run_id(self) -> str:
+        return self._run_id
+
+    @property
+    def asset_ids(self) -> list[str]:
+        """The catalogue, most popular first."""
+        return self._asset_ids
+
+    def campaigns_of(self, index: int) -> list[str]:
+        """The campaigns the catalogue's asset number `index` runs in."""
+        return self._asset_campaigns[index]
+
     def events(self, count: int, now: float) -> Iterator[Encoded]:
         """`count` events of the catalogue's assets, event times before `now`."""
         rng = self._rng

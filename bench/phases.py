@@ -23,7 +23,17 @@ from bench.latency import Latency, measure_latency
 from bench.plan import Plan, RunNames, settings_env
 from bench.profile import find_py_spy, record
 from bench.progress import Progress, wait_applied, within
-from bench.resources import RssSampler, ServerSnapshot, cpu_seconds, server_snapshot
+from bench.reader import Reads, read_until, registrations, routes
+from bench.resources import (
+    Footprint,
+    RssSampler,
+    ScriptHolds,
+    ServerSnapshot,
+    SlowScripts,
+    cpu_seconds,
+    footprint,
+    server_snapshot,
+)
 from bench.worker import WorkerIgnoredStop, WorkerProcess
 from service.config import Settings
 from service.store.keys import Keys
@@ -71,6 +81,9 @@ class WorkerFigures:
     memory: report.Memory
     latency: Latency
     profile: report.ProfileSummary | None
+    reads: Reads
+    holds: ScriptHolds
+    footprint: Footprint
 
 
 # --- the phases ------------------------------------------------------------------------------
@@ -141,29 +154,42 @@ async def measure_floor(ctx: Context) -> report.Consumption:
 
 
 async def measure_worker(ctx: Context) -> WorkerFigures:
-    """(b), then memory over a second pass (profiled), then latency, on one worker."""
+    """(b) with a reader of the API, then memory over a second pass (profiled), then
+    latency, on one worker."""
+    await register_assets(ctx)
     worker = WorkerProcess(settings_env(ctx.worker), ctx.artifact("-worker.log"))
     store = ctx.store(ctx.worker)
+    slow = SlowScripts(ctx.redis)
+    await slow.start()
     before = await server_snapshot(ctx.redis, ctx.kafka_pid)
     started = time.monotonic()
     worker.start()
     sampler = RssSampler(worker.pid)
     sampling = asyncio.create_task(sampler.run())
+    stop_reading = asyncio.Event()
+    base_url = f"http://127.0.0.1:{ctx.worker.web_port}"
+    reading = asyncio.create_task(read_until(base_url, routes(ctx.factory), stop_reading))
     try:
-        progress = await within(
-            "(b) the worker's first pass",
-            ctx.plan.phase_timeout_seconds,
-            wait_applied(
-                store,
-                partitions=ctx.plan.partitions,
-                target=ctx.plan.events,
-                started=started,
-                check=worker.check_alive,
-            ),
-        )
+        try:
+            progress = await within(
+                "(b) the worker's first pass",
+                ctx.plan.phase_timeout_seconds,
+                wait_applied(
+                    store,
+                    partitions=ctx.plan.partitions,
+                    target=ctx.plan.events,
+                    started=started,
+                    check=worker.check_alive,
+                ),
+            )
+        finally:
+            stop_reading.set()
+            holds = await slow.stop()
+        reads = await reading
         sampler.now()
         server = (await server_snapshot(ctx.redis, ctx.kafka_pid)).minus(before)
         first = consumption(progress, ctx.plan.events, worker.cpu_seconds(), server)
+        held = await footprint(ctx.redis, ctx.worker.redis_key_prefix)
         second_done, profile = await second_pass(ctx, worker, store, first.steady_rate)
         sampler.now()
         memory = report.Memory(
@@ -175,11 +201,25 @@ async def measure_worker(ctx: Context) -> WorkerFigures:
             series=sampler.series(),
         )
         latency = await latency_phase(ctx, worker, store, first.steady_rate / 2)
-        return WorkerFigures(first, memory, latency, profile)
+        return WorkerFigures(first, memory, latency, profile, reads, holds, held)
     finally:
         sampling.cancel()
+        reading.cancel()
         with contextlib.suppress(WorkerIgnoredStop):  # killed: the figures are taken
             await asyncio.to_thread(worker.stop)
+
+
+async def register_assets(ctx: Context) -> None:
+    """Register the most popular assets in one library, so that boards fill (bench/reader.py)."""
+    await within(
+        "registering the read assets",
+        ctx.plan.phase_timeout_seconds,
+        kafka.produce(
+            ctx.worker,
+            ctx.worker.topic_asset_registered,
+            registrations(ctx.factory, ctx.plan.partitions, time.time()),
+        ),
+    )
 
 
 async def second_pass(
@@ -330,6 +370,9 @@ async def measure(ctx: Context, command: str) -> report.Result:
         profile=figures.profile,
         notes=ctx.notes,
         floor=floor,
+        reads=figures.reads,
+        holds=figures.holds,
+        footprint=figures.footprint,
     )
 
 

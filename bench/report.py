@@ -21,6 +21,8 @@ from typing import Any
 
 from bench.latency import Latency
 from bench.profile import Profile
+from bench.reader import Reads
+from bench.resources import Footprint, ScriptHolds
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs" / "benchmarks.md"
@@ -172,6 +174,9 @@ class Result:
     profile: ProfileSummary | None
     notes: list[str]
     floor: Consumption | None = None  # reading and parsing only (bench/floor.py)
+    reads: Reads | None = None  # the API reader during the worker's first pass
+    holds: ScriptHolds | None = None  # script calls over 1 ms during that pass
+    footprint: Footprint | None = None  # Redis memory of the metrics after that pass
 
     @property
     def floor_share(self) -> float | None:
@@ -261,6 +266,11 @@ def write_json(result: Result, path: Path) -> None:
     data["floor_share"] = result.floor_share
     memory = result.memory
     data["memory"].update(peak_mib=memory.peak_mib, growth=memory.growth, verdict=memory.verdict)
+    if result.footprint is not None:
+        data["footprint"].update(
+            bytes_per_asset=result.footprint.bytes_per_asset,
+            bytes_per_id=result.footprint.bytes_per_id,
+        )
     path.write_text(json.dumps(data, indent=2, default=str) + "\n")
 
 
@@ -369,6 +379,7 @@ def text(result: Result) -> str:
         f"late events (lifetime only): {_n(w.late)}; duplicates: {_n(w.duplicates)}",
         f"worker memory: {memory_line(result.memory, w.events)}",
         f"latency {latency_line(result.latency)}",
+        *redis_lines(result),
     ]
     if result.profile:
         prof = result.profile
@@ -399,11 +410,38 @@ def markdown(result: Result) -> str:
         "",
         f"- Worker memory: {memory_line(result.memory, result.worker.events)}.",
         f"- Latency (send to visible in Redis) {latency_line(result.latency)}.",
+        *(f"- {line}." for line in redis_lines(result)),
     ]
     parts += [f"- Note: {note}" for note in result.notes]
     if result.profile:
         parts += ["", profile_markdown(result.profile)]
     return "\n".join(parts)
+
+
+def redis_lines(result: Result) -> list[str]:
+    """API reads, long script calls and Redis memory, when the run measured them."""
+    lines = []
+    if result.reads is not None:
+        r = result.reads
+        lines.append(
+            f"API reads during the worker's first pass: {_n(r.count)} "
+            f"({len(r.routes)} routes in turn), p50 {r.p50_ms:.1f} ms, p99 {r.p99_ms:.1f} ms, "
+            f"max {r.max_ms:.0f} ms, {r.errors} errors"
+        )
+    if result.holds is not None:
+        h = result.holds
+        lines.append(
+            f"Script calls over 1 ms during that pass: {_n(h.slow_calls)}, over 5 ms: "
+            f"{_n(h.over_5ms)}, longest {h.longest_ms:.1f} ms"
+        )
+    if result.footprint is not None:
+        f = result.footprint
+        lines.append(
+            f"Redis memory of the metrics after that pass: {f.bytes_per_asset:,.0f} bytes per "
+            f"asset ({_n(f.assets)} assets: buckets, lifetime, pointer), "
+            f"{f.bytes_per_id:.1f} bytes per remembered event id ({_n(f.remembered_ids)} ids)"
+        )
+    return lines
 
 
 def floor_lines(result: Result) -> list[str]:

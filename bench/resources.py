@@ -143,3 +143,88 @@ async def server_snapshot(redis: Any, kafka_pid: int | None) -> ServerSnapshot:
             if name.startswith("cmdstat_") and isinstance(stats, dict)
         },
     )
+
+
+# --- what the metrics take in Redis, and how long a script holds it --------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Footprint:
+    """Redis memory of one process's metrics (MEMORY USAGE, every key measured exactly)."""
+
+    assets: int  # assets with a lifetime entry
+    metric_bytes: int  # lifetime and bucket hashes, and the assets' pointers
+    remembered_ids: int  # event ids in the id sets
+    id_bytes: int  # the id sets
+
+    @property
+    def bytes_per_asset(self) -> float:
+        return self.metric_bytes / self.assets if self.assets else 0.0
+
+    @property
+    def bytes_per_id(self) -> float:
+        return self.id_bytes / self.remembered_ids if self.remembered_ids else 0.0
+
+
+async def footprint(redis: Any, prefix: str) -> Footprint:
+    """Every metrics key under `prefix`: bucket and lifetime hashes, pointers, id sets."""
+    assets = metric_bytes = ids = id_bytes = 0
+    async for key in redis.scan_iter(match=f"{prefix}:*", count=1000):
+        kind = key.rsplit("}:", 1)[-1]
+        if kind.startswith("ids:"):
+            ids += await redis.scard(key)
+            id_bytes += await redis.memory_usage(key, samples=0) or 0
+        elif kind == "life":
+            assets += await redis.hlen(key)
+            metric_bytes += await redis.memory_usage(key, samples=0) or 0
+        elif kind.startswith("b:") or kind == "perf-partition":
+            metric_bytes += await redis.memory_usage(key, samples=0) or 0
+    return Footprint(assets, metric_bytes, ids, id_bytes)
+
+
+SLOW_MICROSECONDS = 1000  # scripts slower than this are logged during a phase
+
+
+@dataclass(frozen=True, slots=True)
+class ScriptHolds:
+    """Script calls that held Redis for longer than SLOW_MICROSECONDS during a phase."""
+
+    slow_calls: int
+    over_5ms: int
+    longest_ms: float
+
+
+class SlowScripts:
+    """Redis's slow log, set to keep every script call over SLOW_MICROSECONDS for one
+    phase, and put back as it was afterwards."""
+
+    def __init__(self, redis: Any) -> None:
+        self._redis = redis
+        self._saved: dict[str, str] = {}
+
+    async def start(self) -> None:
+        for name in ("slowlog-log-slower-than", "slowlog-max-len"):
+            self._saved.update(await self._redis.config_get(name))
+        await self._redis.config_set("slowlog-log-slower-than", SLOW_MICROSECONDS)
+        await self._redis.config_set("slowlog-max-len", 100_000)
+        await self._redis.slowlog_reset()
+
+    async def stop(self) -> ScriptHolds:
+        entries = await self._redis.slowlog_get(100_000)
+        for name, value in self._saved.items():
+            await self._redis.config_set(name, value)
+        durations = [
+            int(e["duration"])
+            for e in entries
+            if str(_command(e)).lower().startswith(("evalsha", "eval", "fcall"))
+        ]
+        return ScriptHolds(
+            slow_calls=len(durations),
+            over_5ms=sum(1 for d in durations if d > 5000),
+            longest_ms=max(durations, default=0) / 1000,
+        )
+
+
+def _command(entry: dict[str, Any]) -> str:
+    command = entry.get("command", "")
+    return command.decode(errors="replace") if isinstance(command, bytes) else str(command)

@@ -1,0 +1,122 @@
+"""A reader of the HTTP API while the worker runs at full rate: how long reads wait.
+
+Before the worker starts, the most popular `REGISTERED` assets of the catalogue are
+registered in one library, so that the library's and the campaigns' boards fill as their
+events are applied. During the worker's first pass the reader asks, one request at a
+time and in turn, for an asset's metrics over 24 h (a bucket per hour of that asset),
+its lifetime metrics, the library's top assets over 24 h and a campaign's top assets
+over 24 h; every read waits behind whatever Redis is doing, the metrics script included.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import aiohttp
+
+from bench.events import Encoded, EventFactory, partition_for
+from service.domain.enums import MediaFormat, MediaType
+from service.domain.events import AssetRegistered
+
+REGISTERED = 500
+LIBRARY = "bench-library"
+PAUSE_SECONDS = 0.005  # between two reads: a dashboard polling hard, not a load test
+
+
+@dataclass(frozen=True, slots=True)
+class Reads:
+    """Latencies of the API reads made during the worker's first pass."""
+
+    count: int
+    errors: int
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+    routes: tuple[str, ...]
+
+    @classmethod
+    def of(cls, latencies: list[float], errors: int, routes: tuple[str, ...]) -> Reads:
+        ordered = sorted(latencies)
+
+        def rank(q: float) -> float:
+            if not ordered:
+                return 0.0
+            return 1000 * ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))]
+
+        return cls(
+            count=len(ordered),
+            errors=errors,
+            p50_ms=rank(0.50),
+            p99_ms=rank(0.99),
+            max_ms=1000 * ordered[-1] if ordered else 0.0,
+            routes=routes,
+        )
+
+
+def registrations(factory: EventFactory, partitions: int, now: float) -> Iterator[Encoded]:
+    """Registrations of the catalogue's `REGISTERED` most popular assets in one library."""
+    occurred = datetime.fromtimestamp(now, UTC)
+    for n, asset_id in enumerate(factory.asset_ids[:REGISTERED]):
+        event = AssetRegistered(
+            event_id=f"{factory.run_id}-registration-{n}",
+            occurred_at=occurred,
+            asset_id=asset_id,
+            library_id=LIBRARY,
+            name=f"Bench asset {n}",
+            media_type=MediaType.IMAGE,
+            format=MediaFormat.JPEG,
+            width=1200,
+            height=628,
+            file_size_bytes=120_000 + n,
+            content_sha256=f"{n:064x}",
+            owner="bench",
+        )
+        key = asset_id.encode()
+        yield partition_for(key, partitions), key, event.model_dump_json().encode()
+
+
+def routes(factory: EventFactory) -> tuple[str, ...]:
+    popular = factory.asset_ids[:REGISTERED]
+    campaign = factory.campaigns_of(0)[0]
+    return (
+        f"/v1/assets/{popular[0]}/metrics?window=24h",
+        f"/v1/assets/{popular[1]}/metrics?window=lifetime",
+        f"/v1/libraries/{LIBRARY}/top?window=24h",
+        f"/v1/campaigns/{campaign}/top?window=24h",
+    )
+
+
+async def read_until(base_url: str, paths: tuple[str, ...], stop: asyncio.Event) -> Reads:
+    """Once the worker answers, read the paths in turn until `stop` is set; an answer
+    other than 200 is an error."""
+    latencies: list[float] = []
+    errors = 0
+    timeout = aiohttp.ClientTimeout(total=10)
+    async with aiohttp.ClientSession(base_url, timeout=timeout) as session:
+        while not stop.is_set():  # the worker starts: not a read yet
+            try:
+                async with session.get("/healthz") as response:
+                    if response.status == 200:
+                        break
+            except (aiohttp.ClientError, TimeoutError):
+                pass
+            await asyncio.sleep(0.1)
+        while not stop.is_set():
+            path = paths[(len(latencies) + errors) % len(paths)]
+            started = time.perf_counter()
+            try:
+                async with session.get(path) as response:
+                    await response.read()
+                    ok = response.status == 200
+            except (aiohttp.ClientError, TimeoutError):
+                ok = False
+            if ok:
+                latencies.append(time.perf_counter() - started)
+            else:
+                errors += 1
+            await asyncio.sleep(PAUSE_SECONDS)
+    return Reads.of(latencies, errors, paths)

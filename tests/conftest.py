@@ -90,9 +90,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """Which tests a stack variant runs; the others are deselected (reported as such), not
     skipped: `make test` runs every variant.
 
-    - plain: every test but the `secure_only` ones;
+    - plain: every test but the `secure_only` and `cluster_only` ones;
     - tls: the tests marked `secure` or `secure_only`;
-    - cluster (a Redis Cluster): the tests marked `cluster`;
+    - cluster (a Redis Cluster): the tests marked `cluster` or `cluster_only`;
     - tls-cluster: the tests marked both `secure` and `cluster`.
     """
 
@@ -101,10 +101,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if VARIANT == "tls":
             return bool(marks & {"secure", "secure_only"})
         if VARIANT == "cluster":
-            return "cluster" in marks
+            return bool(marks & {"cluster", "cluster_only"})
         if VARIANT == "tls-cluster":
             return {"secure", "cluster"} <= marks
-        return "secure_only" not in marks
+        return not marks & {"secure_only", "cluster_only"}
 
     selected = [item for item in items if wanted(item)]
     deselected = [item for item in items if not wanted(item)]

@@ -2,16 +2,17 @@
 
 Two workers process a steady mixed stream on the cluster stack; meanwhile
 `redis-cli --cluster reshard` moves, from the primary holding performance partition 0's
-slot, every slot up to and including that one to another primary (slot by slot, keys
-and all, as an operator adding a node would). Every script call whose keys are partly
-moved is refused (TRYAGAIN) or redirected (ASK) and repeated; at the end every sum and
-registration is exact.
+slot, every slot up to and including the last performance partition's slot it holds to
+another primary (slot by slot, keys and all, as an operator adding a node would). Every
+script call whose keys are partly moved is refused (TRYAGAIN) or redirected (ASK) and
+repeated; at the end every sum and registration is exact.
 """
 
 from __future__ import annotations
 
 import asyncio
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -66,13 +67,17 @@ async def test_slots_moved_mid_stream_lose_and_double_count_nothing(
     moved: dict[str, Any] = {}
 
     async def reshard(group: list[Worker], truth: Truth) -> None:
-        slot = key_slot(Keys(truth.settings.redis_key_prefix).perf_prefix(0))
+        keys = Keys(truth.settings.redis_key_prefix)
+        slot = key_slot(keys.perf_prefix(0))
         served = owners(await redis_cli("-u", stack["MEDIA_REDIS_URL"], "cluster", "nodes"))
         source = owner_of(served, slot)
         target = next(n for n in served if n != source)
-        # redis-cli moves the source's lowest slots first: all those up to partition 0's.
-        count = sum(min(high, slot) - low + 1 for low, high in served[source] if low <= slot)
+        slots = [key_slot(keys.perf_prefix(p)) for p in range(truth.settings.topic_partitions)]
+        last = max(s for s in slots if owner_of(served, s) == source)
+        # redis-cli moves the source's lowest slots first: all those up to `last`.
+        count = sum(min(high, last) - low + 1 for low, high in served[source] if low <= last)
         moved["before"] = await truth.applied()
+        started = time.monotonic()
         await redis_cli(
             "--cluster", "reshard", node,
             "--cluster-from", source, "--cluster-to", target,
@@ -82,6 +87,7 @@ async def test_slots_moved_mid_stream_lose_and_double_count_nothing(
         moved["after"] = await truth.applied()
         served = owners(await redis_cli("-u", stack["MEDIA_REDIS_URL"], "cluster", "nodes"))
         moved["owner"], moved["target"] = owner_of(served, slot), target
+        print(f"moved {count} slots (to {last}) in {time.monotonic() - started:.1f} s: {moved}")
 
     _, truth = await run_with_fault(
         stack, tmp_path, workload=workload, rate=4_000, count=2, fault=reshard

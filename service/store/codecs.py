@@ -5,8 +5,10 @@ metric and library counters, Python writes the board entries. Only the store
 modules use this: the rest of the service sees `Totals`, `WindowTotals` and
 board entries, never a field name.
 
-- Metric hashes (`perf_apply.lua`): asset_id -> `{"ch:<channel>": [six counts],
-  "cp:<campaign>": [six counts]}`, the counts in the order of `METRICS`.
+- Metric hashes (`perf_apply.lua`): `<asset_id>|<dimension>|<metric index>` -> count,
+  a dimension being `ch:<channel>` or `cp:<campaign>` and the index that of `METRICS`
+  (counts of 0 are not stored); in the lifetime hash also `<asset_id>` -> the asset's
+  dimensions, `|ch:web|cp:c1|`.
 - Board entries: asset_id -> `impressions,clicks,engagements,conversions,shares,comments`.
 - Library counters (`library_project.lua`): `assets`, `bytes`, `media_type:<type>`,
   `status:<status>` -> integer.
@@ -14,7 +16,6 @@ board entries, never a field name.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping, Sequence
 
 from service.domain.enums import Channel, MediaType
@@ -27,13 +28,31 @@ _SIX = len(METRICS)
 Counters = Mapping[str, Sequence[int]]
 
 
-def decode_counters(text: str | None) -> Counters:
-    """An asset's entry in a metric hash (None when it has none): `{"ch:<channel>": [six
-    counts], "cp:<campaign>": [six counts]}`."""
-    if not text:
-        return {}
-    value = json.loads(text)
-    return value if isinstance(value, dict) else {}
+def counter_name(asset_id: str, dimension: str, metric: int) -> str:
+    """The field of one counter in a metric hash: `<asset_id>|<dimension>|<metric index>`
+    (`|` is in no identifier)."""
+    return f"{asset_id}|{dimension}|{metric}"
+
+
+def counter_names(asset_id: str, dimensions: Sequence[str]) -> list[str]:
+    """The fields of every counter of the asset's dimensions, six per dimension."""
+    return [counter_name(asset_id, d, m) for d in dimensions for m in range(_SIX)]
+
+
+def decode_dimensions(text: str | None) -> list[str]:
+    """An asset's dimension list in the lifetime hash, `|ch:web|cp:c1|`."""
+    return [d for d in text.split("|") if d] if text else []
+
+
+def decode_counters(dimensions: Sequence[str], values: Sequence[str | None]) -> Counters:
+    """The counts of `counter_names(asset, dimensions)`, read in that order (a missing
+    counter is 0; a dimension with no count is left out)."""
+    counters: dict[str, list[int]] = {}
+    for i, dimension in enumerate(dimensions):
+        counts = [int(v) if v else 0 for v in values[i * _SIX : (i + 1) * _SIX]]
+        if any(counts):
+            counters[dimension] = counts
+    return counters
 
 
 def window_totals(entries: Iterable[Counters]) -> WindowTotals:

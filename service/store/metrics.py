@@ -10,7 +10,7 @@ of its buckets' entries for the asset.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
@@ -19,7 +19,14 @@ from service.domain.enums import Channel
 from service.domain.events import MAX_METRIC_DELTA
 from service.domain.metrics import Totals, WindowTotals
 from service.domain.windows import Resolution, Window, window_buckets
-from service.store.codecs import decode_counters, window_totals
+from service.store.codecs import (
+    Counters,
+    counter_name,
+    counter_names,
+    decode_counters,
+    decode_dimensions,
+    window_totals,
+)
 from service.store.keys import Keys
 from service.store.perf_batch import (
     FINGERPRINT_BYTES,
@@ -133,10 +140,14 @@ class MetricsStore:
         keys = self._keys
         starts = generations(now)
         hashes = [keys.perf_lifetime(partition)]
-        updates: list[list[Any]] = [[0, _flat(batch.lifetime)]]
+        updates: list[list[Any]] = [[0, *_flat(batch.lifetime)]]
         for (resolution, start), (expires, entries) in batch.buckets.items():
             hashes.append(keys.perf_bucket(partition, resolution, start))
-            updates.append([expires, _flat(entries)])
+            updates.append([expires, *_flat(entries)])
+        dimensions: list[Any] = []
+        for asset_id, counters in batch.lifetime.items():
+            dimensions.append(asset_id)
+            dimensions.append(list(counters))
         return await self._scripts.perf_apply(
             keys=[
                 keys.perf_position(partition, self._topic),
@@ -156,6 +167,7 @@ class MetricsStore:
                 batch.copies,
                 batch.late,
                 json.dumps(updates, separators=(",", ":")),
+                json.dumps(dimensions, separators=(",", ":")),
             ],
         )
 
@@ -167,9 +179,12 @@ class MetricsStore:
             await pipe.execute()
 
     async def forget(self, asset_id: str, partition: int) -> None:
-        """Remove a deleted asset's lifetime entry, then its pointer (each idempotent: a
-        crash between leaves the pointer, and the next refresh of the asset finishes)."""
-        await self._redis.hdel(self._keys.perf_lifetime(partition), asset_id)
+        """Remove a deleted asset's lifetime counters and dimension list, then its pointer
+        (each idempotent: a crash between leaves the pointer, and the asset's next refresh
+        finishes)."""
+        life = self._keys.perf_lifetime(partition)
+        [dimensions] = await self._dimensions([(asset_id, partition)])
+        await self._redis.hdel(life, *counter_names(asset_id, dimensions), asset_id)
         await self._redis.delete(self._keys.perf_partition_of(asset_id))
 
     async def partition_of(self, asset_id: str) -> int | None:
@@ -207,35 +222,31 @@ class MetricsStore:
         self, placed: Sequence[tuple[str, int]], windows: Sequence[Window], now: float
     ) -> list[dict[Window, WindowTotals]]:
         """For each (asset, partition holding its metrics), its sums over each window, read
-        in one round trip."""
+        in two round trips (the assets' dimensions, then their counters)."""
+        dimensions = await self._dimensions(placed)
         plan: list[tuple[int, Window, int]] = []  # (asset index, window, number of keys)
         async with self._redis.pipeline(transaction=False) as pipe:
             for index, (asset_id, partition) in enumerate(placed):
+                names = counter_names(asset_id, dimensions[index])
                 for window in windows:
-                    keys = self._window_keys(partition, window, now)
+                    keys = self._window_keys(partition, window, now) if names else []
                     for key in keys:
-                        pipe.hget(key, asset_id)
+                        pipe.hmget(key, names)
                     plan.append((index, window, len(keys)))
             replies = iter(await pipe.execute())
         result: list[dict[Window, WindowTotals]] = [{} for _ in placed]
         for index, window, count in plan:
             result[index][window] = window_totals(
-                [decode_counters(next(replies)) for _ in range(count)]
+                [decode_counters(dimensions[index], next(replies)) for _ in range(count)]
             )
         return result
 
     async def daily(self, asset_id: str, now: float) -> list[WindowTotals]:
         """The asset's sums per UTC day over the last 30 days, newest first (index 0: the
         day holding `now`); empty when no event of it was ever applied."""
-        partition = await self.partition_of(asset_id)
-        if partition is None:
-            return []
         resolution, starts = window_buckets(Window.MONTH, now)
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for start in starts:
-                pipe.hget(self._keys.perf_bucket(partition, resolution.name, start), asset_id)
-            replies = await pipe.execute()
-        return [window_totals([decode_counters(reply)]) for reply in replies]
+        buckets = await self.series(asset_id, resolution, starts)
+        return [] if buckets is None else buckets
 
     async def series(
         self, asset_id: str, resolution: Resolution, starts: Sequence[int]
@@ -246,11 +257,23 @@ class MetricsStore:
         partition = await self.partition_of(asset_id)
         if partition is None:
             return None
+        [dimensions] = await self._dimensions([(asset_id, partition)])
+        if not dimensions:
+            return [WindowTotals() for _ in starts]
+        names = counter_names(asset_id, dimensions)
         async with self._redis.pipeline(transaction=False) as pipe:
             for start in starts:
-                pipe.hget(self._keys.perf_bucket(partition, resolution.name, start), asset_id)
+                pipe.hmget(self._keys.perf_bucket(partition, resolution.name, start), names)
             replies = await pipe.execute()
-        return [window_totals([decode_counters(reply)]) for reply in replies]
+        return [window_totals([decode_counters(dimensions, reply)]) for reply in replies]
+
+    async def _dimensions(self, placed: Sequence[tuple[str, int]]) -> list[list[str]]:
+        """Each asset's dimensions (channels and campaigns), from its lifetime hash."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for asset_id, partition in placed:
+                pipe.hget(self._keys.perf_lifetime(partition), asset_id)
+            replies = await pipe.execute()
+        return [decode_dimensions(reply) for reply in replies]
 
     def _window_keys(self, partition: int, window: Window, now: float) -> list[str]:
         """The hashes whose entries make up the window at `now`."""
@@ -279,10 +302,15 @@ class MetricsStore:
         )
 
 
-def _flat(entries: dict[str, dict[str, list[int]]]) -> list[Any]:
-    """[asset_id, counters, asset_id, counters, ...], as perf_apply.lua reads a hash's entries."""
-    flat: list[Any] = []
+def _flat(entries: Mapping[str, Counters]) -> tuple[list[str], list[int]]:
+    """The counters of a hash the batch adds to (counts of 0 left out), and the counts, as
+    perf_apply.lua reads them."""
+    names: list[str] = []
+    counts: list[int] = []
     for asset_id, counters in entries.items():
-        flat.append(asset_id)
-        flat.append(counters)
-    return flat
+        for dimension, sums in counters.items():
+            for metric, count in enumerate(sums):
+                if count:
+                    names.append(counter_name(asset_id, dimension, metric))
+                    counts.append(count)
+    return names, counts

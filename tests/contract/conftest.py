@@ -6,7 +6,6 @@ Every test of tests/contract/ takes `backend` and runs twice: against tests/fake
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -15,6 +14,7 @@ import pytest
 
 from service.domain.metrics import METRICS
 from service.handlers.ports import DeadLetterCounts, Positions
+from service.store.codecs import counter_name
 from service.store.dead_letters import DeadLetterCounters
 from service.store.keys import Keys
 from service.store.leaderboards import LeaderboardStore
@@ -91,11 +91,8 @@ def _redis(redis: Any, prefix: str, seen_ttl: int) -> Backend:
 
     async def set_lifetime(partition: int, asset_id: str, name: str, value: int) -> None:
         dimension, _, metric = name.rpartition(":")
-        life = keys.perf_lifetime(partition)
-        counters = json.loads(await redis.hget(life, asset_id) or "{}")
-        counts = counters.setdefault(dimension, [0] * 6)
-        counts[METRICS.index(metric)] = value
-        await redis.hset(life, asset_id, json.dumps(counters))
+        field = counter_name(asset_id, dimension, METRICS.index(metric))
+        await redis.hset(keys.perf_lifetime(partition), field, value)
 
     return Backend(
         "redis",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import random
 import time
 from collections import defaultdict
@@ -14,6 +13,7 @@ from service.config import Settings
 from service.domain.enums import Channel
 from service.domain.metrics import METRICS, Totals
 from service.domain.windows import DAY, HOUR, Window, live_resolutions, window_buckets
+from service.store.codecs import counter_name
 from service.store.keys import Keys
 from service.store.metrics import ApplyStatus, EventCounts, MetricsStore, PerfRow
 from service.store.scripts import Scripts
@@ -197,9 +197,7 @@ async def test_a_batch_that_would_overflow_a_counter_is_refused_whole(
     await store.apply(0, 0, 0, [row(1, "a1", NOW - 10), row(2, "a2", NOW - 10)], NOW)
     # A lifetime counter close to 2^53 - 1, the largest Lua adds exactly.
     near = 2**53 - 1 - 10**9
-    life = json.loads(await redis.hget(keys.perf_lifetime(0), "a1"))
-    life["ch:email"][0] = near
-    await redis.hset(keys.perf_lifetime(0), "a1", json.dumps(life))
+    await redis.hset(keys.perf_lifetime(0), counter_name("a1", "ch:email", 0), near)
     big = row(3, "a1", NOW - 10, impressions=10**10)
     fine = row(4, "a2", NOW - 10)
     refused = await store.apply(0, 1, 2, [fine, big], NOW)
@@ -217,9 +215,7 @@ async def test_counters_stay_exact_up_to_the_largest_lua_adds_exactly(
     keys = Keys(settings.redis_key_prefix)
     await store.point(0, ["a1"])
     await store.apply(0, 0, 0, [row(1, "a1", NOW - 10)], NOW)
-    life = json.loads(await redis.hget(keys.perf_lifetime(0), "a1"))
-    life["ch:email"][0] = 2**53 - 1 - 150
-    await redis.hset(keys.perf_lifetime(0), "a1", json.dumps(life))
+    await redis.hset(keys.perf_lifetime(0), counter_name("a1", "ch:email", 0), 2**53 - 1 - 150)
     near = [row(2, "a1", NOW - 10, impressions=49), row(3, "a1", NOW, impressions=100)]
     assert (await store.apply(0, 1, 2, near, NOW)).status is ApplyStatus.APPLIED
     totals = await store.totals("a1", Window.LIFETIME, NOW, channel=Channel.EMAIL)

@@ -10,8 +10,10 @@ from service.domain.enums import Channel
 from service.domain.metrics import Totals
 from service.store import codecs
 from service.store.codecs import (
+    counter_names,
     decode_board_entry,
     decode_counters,
+    decode_dimensions,
     encode_board_entry,
     window_totals,
 )
@@ -21,12 +23,22 @@ from service.store.slots import spread_tag
 SERVICE = Path(__file__).resolve().parents[2] / "service"
 
 
-def test_entries_give_totals_per_channel_and_per_campaign() -> None:
-    entries = [
-        decode_counters('{"ch:email":[10,1,0,0,0,0],"cp:c1":[10,1,0,0,0,0]}'),
-        decode_counters('{"ch:web":[5,0,0,0,0,0],"cp:c2":[5,0,0,0,0,0]}'),
-        decode_counters(None),  # an asset without an entry in that bucket
-    ]
+def test_counters_give_totals_per_channel_and_per_campaign() -> None:
+    dimensions = decode_dimensions("|ch:email|cp:c1|ch:web|cp:c2|")
+    assert dimensions == ["ch:email", "cp:c1", "ch:web", "cp:c2"]
+    names = counter_names("a1", dimensions)
+    assert names[:7] == [f"a1|ch:email|{m}" for m in range(6)] + ["a1|cp:c1|0"]
+    values: list[str | None] = [None] * len(names)
+    for name, value in {
+        "a1|ch:email|0": "10",
+        "a1|ch:email|1": "1",
+        "a1|cp:c1|0": "10",
+        "a1|cp:c1|1": "1",
+        "a1|ch:web|0": "5",
+        "a1|cp:c2|0": "5",
+    }.items():
+        values[names.index(name)] = value  # fmt: skip
+    entries = [decode_counters(dimensions, values), decode_counters([], [])]
     totals = window_totals(entries)
     assert totals.total == Totals(impressions=15, clicks=1)
     assert totals.by_channel == {
@@ -43,7 +55,8 @@ def test_entries_give_totals_per_channel_and_per_campaign() -> None:
 
 
 def test_every_metric_and_campaign_ids_with_colons() -> None:
-    entry = decode_counters('{"ch:social":[1,2,3,4,5,6],"cp:spring:2026":[7,7,7,7,7,7]}')
+    dimensions = ["ch:social", "cp:spring:2026"]
+    entry = decode_counters(dimensions, ["1", "2", "3", "4", "5", "6", *["7"] * 6])
     totals = window_totals([entry, entry])
     assert totals.channel(Channel.SOCIAL) == Totals(2, 4, 6, 8, 10, 12)
     assert totals.by_campaign == {"spring:2026": Totals(14, 14, 14, 14, 14, 14)}
@@ -60,7 +73,7 @@ def test_dimensions_of_another_shape_are_ignored() -> None:
     totals = window_totals([entry])
     assert totals.by_channel == {Channel.EMAIL: Totals(clicks=2)}
     assert totals.by_campaign == {}
-    assert decode_counters("[1, 2]") == {}, "not an object: no counters"
+    assert decode_counters(["ch:web"], [None] * 6) == {}, "no count: no dimension"
 
 
 def test_board_entries() -> None:

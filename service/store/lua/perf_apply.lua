@@ -1,25 +1,28 @@
 -- Applies one batch of performance events of ONE Kafka partition, exactly once.
--- The worker has already added the batch up per key and asset (service/store/perf_batch.py);
--- this script checks the event ids and adds one merged entry per key and asset. Every key
--- it touches is declared and carries the partition's hash tag, so the step is atomic on a
--- cluster too, and safe while the partition's slot migrates.
+-- The worker has already added the batch up per key, asset, channel or campaign, and
+-- metric (service/store/perf_batch.py); this script checks the event ids and adds one
+-- merged count per counter. Every key it touches is declared and carries the partition's
+-- hash tag, so the step is atomic on a cluster too, and safe while the partition's slot
+-- migrates.
 --
 -- KEYS[1]          position: the offset of the last event of this partition already applied
 -- KEYS[2]          counters hash of the partition: applied, duplicates, late
 -- KEYS[3]          dirty set: assets whose counters changed since the last board refresh
 -- KEYS[4 .. 3+G]   id sets of the last G generations of processing time, oldest first;
 --                  the newest (KEYS[3+G]) receives the batch's ids
--- KEYS[4+G]        lifetime hash: asset_id -> counters
--- KEYS[5+G ..]     bucket hashes: asset_id -> counters
+-- KEYS[4+G]        lifetime hash: `<asset_id>|<dimension>|<metric index>` -> count, and
+--                  `<asset_id>` -> the asset's dimensions, `|ch:web|cp:c1|...|`
+-- KEYS[5+G ..]     bucket hashes: `<asset_id>|<dimension>|<metric index>` -> count
 -- ARGV[1] offset of the batch's first event;  ARGV[2] offset of its last event
 -- ARGV[3] expected position: the position this worker last read or wrote (-1: none)
 -- ARGV[4] G, the number of id sets;  ARGV[5] EXPIREAT of the newest id set
 -- ARGV[6] the fingerprints of the batch's event ids, concatenated, ARGV[7] bytes each
 -- ARGV[8] copies the worker dropped (an id twice in the batch, or named by step 3 before)
 -- ARGV[9] late events (older than the longest window: in the lifetime entries only)
--- ARGV[10] JSON, one item per hash from KEYS[4+G] on: [EXPIREAT or 0, [asset_id, counters,
---          asset_id, counters, ...]], counters being {"ch:<channel>": [six counts],
---          "cp:<campaign>": [six counts]} to add
+-- ARGV[10] JSON, one item per hash from KEYS[4+G] on: [EXPIREAT or 0, [counter, ...],
+--          [count to add, ...]]
+-- ARGV[11] JSON [asset_id, [dimension, ...], ...]: every asset of the batch and the
+--          dimensions its events name (an asset of events that add nothing has none)
 --
 -- Steps, in order; nothing is written before step 5:
 -- 1. Validate the arguments; bad input is an error reply.
@@ -29,15 +32,16 @@
 --    again).
 -- 3. Ids: {-4, i, ...} names (1-based) the fingerprints already in an id set; the caller
 --    counts those events as copies, merges the batch again without them and calls again.
--- 4. Add: read each hash's entries for the batch's assets, add the counts; a count that is
---    not a whole number >= 0 is an error, and {-3, asset_id} refuses a batch that would
---    take a counter above 2^53 - 1 (Lua adds in doubles, exact up to there).
--- 5. Write the sums, the expiries, the ids, the dirty assets, the counters and the
---    position. Returns {1, applied, duplicates, late}.
+-- 4. Add: read each hash's counters the batch names, add the counts; a count that is not a
+--    whole number >= 0 is an error, and {-3, asset_id} refuses a batch that would take a
+--    counter above 2^53 - 1 (Lua adds in doubles, exact up to there). Read the assets'
+--    dimension lists and add the dimensions they lack.
+-- 5. Write the sums, the expiries, the dimension lists, the ids, the dirty assets, the
+--    counters and the position. Returns {1, applied, duplicates, late}.
 local MAX = 9007199254740991 -- 2^53 - 1
 local CHUNK = 2000 -- arguments per command: Lua's unpack() takes at most ~8000
 local floor, format, sub, concat = math.floor, string.format, string.sub, table.concat
-local encode, decode = cjson.encode, cjson.decode
+local decode = cjson.decode
 
 local function integer(value, low, high, what)
   local n = tonumber(value)
@@ -86,8 +90,9 @@ if #KEYS ~= 3 + G + #updates then
   bad(#KEYS .. ' keys for ' .. G .. ' id sets and ' .. #updates .. ' hashes')
 end
 for i, u in ipairs(updates) do
-  if type(u) ~= 'table' or type(u[2]) ~= 'table' or #u[2] % 2 ~= 0 then
-    bad('hash ' .. i .. ' must be [expiry, [asset_id, counters, ...]]')
+  if type(u) ~= 'table' or type(u[2]) ~= 'table' or type(u[3]) ~= 'table' or
+      #u[2] ~= #u[3] then
+    bad('hash ' .. i .. ' must be [expiry, [counter, ...], [count to add, ...]]')
   end
   integer(u[1], 0, MAX, 'expiry of hash ' .. i)
 end
@@ -122,54 +127,56 @@ if #fingerprints > 0 then
 end
 
 -- 4. Add, before any write.
-local writes = {} -- hash index -> {asset_id, encoded counters, ...}
+local writes = {} -- hash index -> {counter, sum, ...}
 for i, u in ipairs(updates) do
-  local entries = u[2]
-  if #entries > 0 then
-    local assets = {}
-    for j = 1, #entries, 2 do
-      local asset = entries[j]
-      if type(asset) ~= 'string' or asset == '' or type(entries[j + 1]) ~= 'table' then
-        bad('hash ' .. i .. ' entry ' .. j .. ' must be a non-empty asset_id and its counters')
-      end
-      assets[#assets + 1] = asset
-    end
-    local current = chunked('HMGET', KEYS[3 + G + i], assets)
+  local counters, deltas = u[2], u[3]
+  if #counters > 0 then
+    local current = chunked('HMGET', KEYS[3 + G + i], counters)
     local args = {}
-    for j, asset in ipairs(assets) do
-      local stored = current[j]
-      local counters = stored and decode(stored) or {}
-      for dimension, add in pairs(entries[2 * j]) do
-        local sums = counters[dimension]
-        if sums == nil then
-          sums = { 0, 0, 0, 0, 0, 0 }
-          counters[dimension] = sums
-        end
-        if type(add) ~= 'table' or #add ~= 6 then
-          bad('counters of ' .. asset .. ' ' .. tostring(dimension) .. ' must be six counts')
-        end
-        for m = 1, 6 do
-          local delta = add[m]
-          if type(delta) ~= 'number' or delta < 0 or delta ~= floor(delta) then
-            bad('count ' .. m .. ' of ' .. asset .. ' ' .. dimension ..
-              ' must be a whole number >= 0, got ' .. tostring(delta))
-          end
-          local sum = sums[m] + delta
-          if sum > MAX then
-            return { -3, asset }
-          end
-          sums[m] = sum
-        end
+    for j, counter in ipairs(counters) do
+      local delta = deltas[j]
+      if type(counter) ~= 'string' or type(delta) ~= 'number' or delta < 0 or
+          delta ~= floor(delta) then
+        bad('hash ' .. i .. ' counter ' .. tostring(counter) ..
+          ' must be a name and a whole number >= 0, got ' .. tostring(delta))
       end
-      local parts = {}
-      for dimension, sums in pairs(counters) do
-        parts[#parts + 1] = format('%s:[%d,%d,%d,%d,%d,%d]', encode(dimension),
-          sums[1], sums[2], sums[3], sums[4], sums[5], sums[6])
+      local sum = (tonumber(current[j]) or 0) + delta
+      if sum >= 1e14 then -- below, Redis writes the number exactly itself (%.14g)
+        if sum > MAX then
+          return { -3, string.match(counter, '^[^|]*') }
+        end
+        sum = format('%d', sum)
       end
-      args[#args + 1] = asset
-      args[#args + 1] = '{' .. concat(parts, ',') .. '}'
+      args[2 * j - 1] = counter
+      args[2 * j] = sum
     end
     writes[i] = args
+  end
+end
+local ok_dims, dims = pcall(decode, ARGV[11])
+if not ok_dims or type(dims) ~= 'table' or #dims % 2 ~= 0 then
+  bad('ARGV[11] is not a JSON array of asset ids and their dimensions')
+end
+local assets, lists = {}, {}
+for j = 1, #dims, 2 do
+  if type(dims[j]) ~= 'string' or dims[j] == '' or type(dims[j + 1]) ~= 'table' then
+    bad('ARGV[11] item ' .. j .. ' must be a non-empty asset_id and its dimensions')
+  end
+  assets[#assets + 1] = dims[j]
+end
+local stored = #assets > 0 and chunked('HMGET', KEYS[4 + G], assets) or {}
+for j, asset in ipairs(assets) do
+  local list = stored[j] or '|'
+  local grown = false
+  for _, dimension in ipairs(dims[2 * j]) do
+    if not string.find(list, '|' .. dimension .. '|', 1, true) then
+      list = list .. dimension .. '|'
+      grown = true
+    end
+  end
+  if grown then
+    lists[#lists + 1] = asset
+    lists[#lists + 1] = list
   end
 end
 
@@ -185,10 +192,11 @@ if #fingerprints > 0 then
   chunked('SADD', KEYS[3 + G], fingerprints)
   redis.call('EXPIREAT', KEYS[3 + G], format('%d', ids_expire))
 end
-if writes[1] then
-  local dirty = {}
-  for j = 1, #writes[1], 2 do dirty[#dirty + 1] = writes[1][j] end
-  chunked('SADD', KEYS[3], dirty)
+if #lists > 0 then
+  chunked('HSET', KEYS[4 + G], lists)
+end
+if #assets > 0 then
+  chunked('SADD', KEYS[3], assets)
 end
 redis.call('SET', KEYS[1], ARGV[2])
 redis.call('HINCRBY', KEYS[2], 'applied', #fingerprints)

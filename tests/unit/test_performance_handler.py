@@ -11,7 +11,7 @@ import pytest
 
 from service.domain.decoding import RawMessage
 from service.handlers.emit import DeadLetters
-from service.handlers.performance import PerformanceHandler
+from service.handlers.performance import MAX_EVENTS_PER_STEP, PerformanceHandler
 from service.observability import Instruments
 from service.store.metrics import Applied, PerfRow
 from tests.fakes import FakeDeadLetterCounters, FakeMetricsStore, FakeProducer
@@ -194,3 +194,17 @@ async def test_the_records_of_an_asset_that_would_overflow_are_dead_lettered(rig
     assert rig.reasons() == [(3, "counter_overflow")]
     assert rig.impressions("a1") == near and rig.impressions("a2") == 30
     assert await rig.store.position(0) == 4
+
+
+async def test_a_large_batch_is_applied_in_bounded_steps(rig: Rig) -> None:
+    """One script call holds Redis: a batch of two steps and a half takes three steps of
+    at most MAX_EVENTS_PER_STEP records, each moving the position."""
+    step = MAX_EVENTS_PER_STEP
+    last = 2 * step + step // 4 - 1
+    assert await rig.handler(0, messages(0, last)) is None
+    assert [(first, end, n) for _, first, end, n in rig.store.calls] == [
+        (0, step - 1, step),
+        (step, 2 * step - 1, step),
+        (2 * step, last, step // 4),
+    ]
+    assert rig.impressions() == 10 * (last + 1) and await rig.store.position(0) == last

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -37,9 +38,16 @@ class Reads:
     p99_ms: float
     max_ms: float
     routes: tuple[str, ...]
+    failures: dict[str, int]  # "<status> <route>" (status 0: no answer) -> how many
 
     @classmethod
-    def of(cls, latencies: list[float], errors: int, routes: tuple[str, ...]) -> Reads:
+    def of(
+        cls,
+        latencies: list[float],
+        errors: int,
+        routes: tuple[str, ...],
+        failures: dict[str, int] | None = None,
+    ) -> Reads:
         ordered = sorted(latencies)
 
         def rank(q: float) -> float:
@@ -54,6 +62,7 @@ class Reads:
             p99_ms=rank(0.99),
             max_ms=1000 * ordered[-1] if ordered else 0.0,
             routes=routes,
+            failures=dict(failures or {}),
         )
 
 
@@ -95,6 +104,7 @@ async def read_until(base_url: str, paths: tuple[str, ...], stop: asyncio.Event)
     other than 200 is an error."""
     latencies: list[float] = []
     errors = 0
+    failures: Counter[str] = Counter()
     timeout = aiohttp.ClientTimeout(total=10)
     async with aiohttp.ClientSession(base_url, timeout=timeout) as session:
         while not stop.is_set():  # the worker starts: not a read yet
@@ -111,12 +121,13 @@ async def read_until(base_url: str, paths: tuple[str, ...], stop: asyncio.Event)
             try:
                 async with session.get(path) as response:
                     await response.read()
-                    ok = response.status == 200
+                    status = response.status
             except (aiohttp.ClientError, TimeoutError):
-                ok = False
-            if ok:
+                status = 0
+            if status == 200:
                 latencies.append(time.perf_counter() - started)
             else:
                 errors += 1
+                failures[f"{status} {path}"] += 1
             await asyncio.sleep(PAUSE_SECONDS)
-    return Reads.of(latencies, errors, paths)
+    return Reads.of(latencies, errors, paths, failures)

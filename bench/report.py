@@ -427,6 +427,7 @@ def redis_lines(result: Result) -> list[str]:
             f"API reads during the worker's first pass: {_n(r.count)} "
             f"({len(r.routes)} routes in turn), p50 {r.p50_ms:.1f} ms, p99 {r.p99_ms:.1f} ms, "
             f"max {r.max_ms:.0f} ms, {r.errors} errors"
+            + "".join(f"; {n} x {failure}" for failure, n in r.failures.items())
         )
     if result.holds is not None:
         h = result.holds

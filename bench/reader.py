@@ -100,21 +100,25 @@ def routes(factory: EventFactory) -> tuple[str, ...]:
 
 
 async def read_until(base_url: str, paths: tuple[str, ...], stop: asyncio.Event) -> Reads:
-    """Once the worker answers, read the paths in turn until `stop` is set; an answer
-    other than 200 is an error."""
+    """Once every path has answered 200, read them in turn until `stop` is set; an
+    answer other than 200 is then an error."""
     latencies: list[float] = []
     errors = 0
     failures: Counter[str] = Counter()
     timeout = aiohttp.ClientTimeout(total=10)
     async with aiohttp.ClientSession(base_url, timeout=timeout) as session:
-        while not stop.is_set():  # the worker starts: not a read yet
-            try:
-                async with session.get("/healthz") as response:
-                    if response.status == 200:
-                        break
-            except (aiohttp.ClientError, TimeoutError):
-                pass
-            await asyncio.sleep(0.1)
+        # Warming up: the worker starts, registers the assets and applies their first
+        # events; a route answers 404 until then. Reads count once each route answered.
+        waiting = set(paths)
+        while waiting and not stop.is_set():
+            for path in sorted(waiting):
+                try:
+                    async with session.get(path) as response:
+                        if response.status == 200:
+                            waiting.discard(path)
+                except (aiohttp.ClientError, TimeoutError):
+                    pass
+            await asyncio.sleep(0.05)
         while not stop.is_set():
             path = paths[(len(latencies) + errors) % len(paths)]
             started = time.perf_counter()

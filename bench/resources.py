@@ -152,7 +152,7 @@ async def server_snapshot(redis: Any, kafka_pid: int | None) -> ServerSnapshot:
 class Footprint:
     """Redis memory of one process's metrics (MEMORY USAGE, every key measured exactly)."""
 
-    assets: int  # assets with a lifetime entry
+    assets: int  # assets with metrics (their pointers)
     metric_bytes: int  # lifetime and bucket hashes, and the assets' pointers
     remembered_ids: int  # event ids in the id sets
     id_bytes: int  # the id sets
@@ -174,10 +174,10 @@ async def footprint(redis: Any, prefix: str) -> Footprint:
         if kind.startswith("ids:"):
             ids += await redis.scard(key)
             id_bytes += await redis.memory_usage(key, samples=0) or 0
-        elif kind == "life":
-            assets += await redis.hlen(key)
+        elif kind == "perf-partition":
+            assets += 1
             metric_bytes += await redis.memory_usage(key, samples=0) or 0
-        elif kind.startswith("b:") or kind == "perf-partition":
+        elif kind == "life" or kind.startswith("b:"):
             metric_bytes += await redis.memory_usage(key, samples=0) or 0
     return Footprint(assets, metric_bytes, ids, id_bytes)
 

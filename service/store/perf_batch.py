@@ -1,15 +1,12 @@
 """A batch of performance events as `perf_apply.lua` takes it: one entry per key and asset.
 
-The worker does the arithmetic, so that Redis does not: the events of a batch are
-added up per counter set (the asset's lifetime, and its bucket at each resolution
-that still holds the event), per channel and per campaign. Redis then checks the
-event ids and adds one merged entry per key and asset, whatever the number of events
-behind it. Copies of an event id within the batch are dropped here; copies of an id
-applied in an earlier batch are found by the script, which names them, and the batch
-is merged again without them.
-
-A counter set is written as JSON, `{"ch:<channel>": [six counts], "cp:<campaign>":
-[six counts]}`, in the order of `METRICS`; `codecs.window_totals` reads it back.
+The worker does the arithmetic, so that Redis does less: the events of a batch are
+added up per hash (the partition's lifetime hash, and its bucket hash at each
+resolution that still holds the event), asset, channel or campaign, and metric. Redis
+then checks the event ids and adds one merged count per counter, whatever the number
+of events behind it. Copies of an event id within the batch are dropped here; copies of
+an id applied in an earlier batch are found by the script, which names them, and the
+batch is merged again without them. The counters' names are `codecs.counter_name`.
 """
 
 from __future__ import annotations

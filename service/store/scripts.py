@@ -26,6 +26,7 @@ class Scripts:
     count_once: AsyncScript
     unschedule_if_due: AsyncScript
     perf_apply: AsyncScript
+    perf_forget: AsyncScript
     position_advance: AsyncScript
 
     @classmethod

@@ -102,6 +102,22 @@ async def test_perf_apply_touches_only_its_declared_keys(redis: Any, settings: S
     assert lifetime is not None and lifetime.impressions == 20
 
 
+async def test_perf_forget_touches_only_its_declared_keys(redis: Any, settings: Settings) -> None:
+    scripts = Scripts.register(redis)
+    checked = DeclaredOnly(redis, scripts.perf_forget.script)
+    store = MetricsStore(
+        redis,
+        Keys(settings.redis_key_prefix),
+        scripts.__class__(**{**scripts.__dict__, "perf_forget": checked}),
+        settings.topic_asset_performance,
+    )
+    await store.point(0, ["a1"])
+    await store.apply(0, 0, 0, [row(1, "a1", NOW - 60)], NOW)
+    await store.forget("a1", 0)
+    assert checked.calls == 1
+    assert await store.totals("a1", Window.LIFETIME, NOW) is None
+
+
 def entry(words: list[str], status: AssetStatus = AssetStatus.DRAFT) -> LibraryEntry:
     return LibraryEntry(
         file_size_bytes=100,

@@ -71,6 +71,7 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     "hincrby": (KEY, "f", "1"),
     "expire": (KEY, "10"),
     "expireat": (KEY, "10"),
+    "smismember": (KEY, "m"),
     "evalsha": (SHA, "1", KEY),
     "script|load": ("return 1",),
     "script|exists": (SHA,),

@@ -9,22 +9,19 @@ The commit protocol, per batch of one partition (records in offset order):
 2. Decode every record. Bad ones (and events more than the tolerance in the future)
    go to the dead-letter topic; Kafka acknowledges them before anything else moves.
 3. Record which partition holds each new asset's metrics (an idempotent pointer).
-4. Add the batch up per counter (`perf_batch.merge`), read the counters it changes and
-   compute their new values (`MetricsStore`), then run `perf_apply.lua`, one atomic
-   step that first validates its input, then:
+4. Add the batch up per counter (`perf_batch.merge`), then run `perf_apply.lua`, one
+   atomic step that first validates its input, then:
    - answers "behind" when the position is below the one this worker last saw
      (Redis lost writes): the consumer seeks back to the stored position + 1;
    - skips the batch if the position already covers it;
    - when the batch straddles the position, the records at or below it are dropped
      and the step repeated;
-   - answers "changed" when a deleted asset's counters were removed since the read:
-     the store reads again and repeats the step;
-   - refuses a batch that would overflow a lifetime counter: that asset's records
-     of the batch are dead-lettered and the step repeated;
    - names the event ids it applied before (24 to 30 h): the store adds the batch up
      again without them and repeats the step;
-   - otherwise writes the new values, records the ids, and moves the position to the
-     batch's last offset.
+   - refuses a batch that would overflow a lifetime counter: that asset's records
+     of the batch are dead-lettered and the step repeated;
+   - otherwise adds the sums to the counters, records the ids, and moves the position
+     to the batch's last offset.
 5. Return; the consumer fetches the next batch and reports the position to Kafka
    as the committed offset, which only serves lag monitoring.
 

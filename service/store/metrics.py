@@ -10,7 +10,7 @@ of its buckets' entries for the asset.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
@@ -29,7 +29,6 @@ from service.store.codecs import (
 from service.store.keys import Keys
 from service.store.perf_batch import (
     GENERATION_SECONDS,
-    MAX_COUNTER,
     SEEN_SECONDS,
     MergedBatch,
     PerfRow,
@@ -50,7 +49,6 @@ class ApplyStatus(Enum):
     BEHIND = -2  # Redis holds a position below the one this worker expects: it lost writes
     OVERFLOW = -3  # a lifetime counter of `asset_id` would pass 2^53 - 1
     KNOWN_IDS = -4  # some ids were applied before: `apply` merges again without them
-    CHANGED = -5  # the partition's epoch moved since the counters were read: read again
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,18 +92,6 @@ def check_rows(rows: Sequence[PerfRow]) -> None:
             )
 
 
-@dataclass(slots=True)
-class _Sums:
-    """The new values of the counters a batch changes, as perf_apply.lua takes them."""
-
-    epoch: int
-    hashes: list[str] = field(default_factory=list)  # the hashes written, in order
-    # (expiry, [counter, new value, ...]) per hash
-    updates: list[tuple[int, list[str | int]]] = field(default_factory=list)
-    dimensions: list[str] = field(default_factory=list)  # asset_id, its grown list, ...
-    overflow: str = ""  # the asset of a counter that would pass MAX_COUNTER
-
-
 class MetricsStore:
     def __init__(self, redis: Any, keys: Keys, scripts: Scripts, topic: str) -> None:
         self._redis = redis
@@ -135,13 +121,10 @@ class MetricsStore:
         known: set[str] = set()
         while True:
             batch = merge(rows, now_s, known)
-            sums = await self._sums(partition, batch)
-            reply = await self._call(partition, first, last, expected, batch, sums, now_s)
+            reply = await self._call(partition, first, last, expected, batch, now_s)
             status = ApplyStatus(int(reply[0]))
             if status is ApplyStatus.KNOWN_IDS:
                 known.update(batch.event_ids[int(i) - 1] for i in reply[1:])
-                continue
-            if status is ApplyStatus.CHANGED:
                 continue
             if status is ApplyStatus.APPLIED:
                 return Applied(status, last, int(reply[1]), int(reply[2]), int(reply[3]))
@@ -149,61 +132,12 @@ class MetricsStore:
                 return Applied(status, asset_id=str(reply[1]))
             return Applied(status, int(reply[1]))
 
-    async def _sums(self, partition: int, batch: MergedBatch) -> _Sums:
-        """Read the counters and dimension lists the batch changes, and add the batch to
-        them. perf_apply.lua writes the results only if nothing changed them meanwhile:
-        the partition's position (every writer of its counters moves it) and its epoch
-        (`forget` moves it) are the ones read here."""
-        keys = self._keys
-        life = keys.perf_lifetime(partition)
-        hashes = [(life, 0, batch.lifetime)]
-        for (resolution, start), (expires, entries) in batch.buckets.items():
-            hashes.append((keys.perf_bucket(partition, resolution, start), expires, entries))
-        planned = [(key, expires, *_flat(entries)) for key, expires, entries in hashes]
-        assets = list(batch.lifetime)
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.hget(keys.perf_counters(partition), "epoch")
-            for key, _, names, _ in planned:
-                if names:
-                    pipe.hmget(key, names)
-            if assets:
-                pipe.hmget(life, assets)
-            replies = iter(await pipe.execute())
-        sums = _Sums(epoch=int(next(replies) or 0))
-        for key, expires, names, deltas in planned:
-            if not names:
-                continue
-            pairs: list[str | int] = []
-            for name, delta, stored in zip(names, deltas, next(replies), strict=True):
-                total = int(stored or 0) + delta
-                if total > MAX_COUNTER and not sums.overflow:
-                    sums.overflow = name.partition("|")[0]
-                pairs += (name, total)
-            sums.hashes.append(key)
-            sums.updates.append((expires, pairs))
-        stored_lists = next(replies) if assets else []
-        for asset_id, stored in zip(assets, stored_lists, strict=True):
-            listed = stored or "|"
-            grown = listed
-            for dimension in batch.lifetime[asset_id]:
-                if f"|{dimension}|" not in grown:
-                    grown += f"{dimension}|"
-            if grown != listed:
-                sums.dimensions += [asset_id, grown]
-        return sums
-
     async def _call(
-        self,
-        partition: int,
-        first: int,
-        last: int,
-        expected: int,
-        batch: MergedBatch,
-        sums: _Sums,
-        now: int,
+        self, partition: int, first: int, last: int, expected: int, batch: MergedBatch, now: int
     ) -> Any:
         keys = self._keys
         starts = generations(now)
+        hashes = [keys.perf_lifetime(partition)]
         args: list[Any] = [
             first,
             last,
@@ -212,22 +146,26 @@ class MetricsStore:
             starts[-1] + GENERATION_SECONDS + SEEN_SECONDS,
             batch.copies,
             batch.late,
-            sums.epoch,
-            sums.overflow,
             len(batch.fingerprints),
             *batch.fingerprints,
+            0,
+            *_flat(batch.lifetime),
         ]
-        for expires, pairs in sums.updates:
-            args += [expires, len(pairs) // 2, *pairs]
-        args += [len(sums.dimensions) // 2, *sums.dimensions]
-        args += [len(batch.lifetime), *batch.lifetime]
+        for (resolution, start), (expires, entries) in batch.buckets.items():
+            hashes.append(keys.perf_bucket(partition, resolution, start))
+            args += (expires, *_flat(entries))
+        args.append(
+            " ".join(
+                "|".join((asset_id, *counters)) for asset_id, counters in batch.lifetime.items()
+            )
+        )
         return await self._scripts.perf_apply(
             keys=[
                 keys.perf_position(partition, self._topic),
                 keys.perf_counters(partition),
                 keys.perf_dirty(partition),
                 *(keys.perf_ids(partition, s) for s in starts),
-                *sums.hashes,
+                *hashes,
             ],
             args=args,
         )
@@ -243,10 +181,7 @@ class MetricsStore:
         """Remove a deleted asset's lifetime counters and dimension list, then its pointer
         (each idempotent: a crash between leaves the pointer, and the asset's next refresh
         finishes)."""
-        await self._scripts.perf_forget(
-            keys=[self._keys.perf_lifetime(partition), self._keys.perf_counters(partition)],
-            args=[asset_id],
-        )
+        await self._scripts.perf_forget(keys=[self._keys.perf_lifetime(partition)], args=[asset_id])
         await self._redis.delete(self._keys.perf_partition_of(asset_id))
 
     async def partition_of(self, asset_id: str) -> int | None:
@@ -364,15 +299,15 @@ class MetricsStore:
         )
 
 
-def _flat(entries: Mapping[str, Counters]) -> tuple[list[str], list[int]]:
-    """The counters of a hash the batch adds to (counts of 0 left out), and the counts, as
-    perf_apply.lua reads them."""
+def _flat(entries: Mapping[str, Counters]) -> tuple[str, str]:
+    """The counters of a hash the batch adds to (counts of 0 left out) and the counts, each
+    joined by spaces, as perf_apply.lua reads them."""
     names: list[str] = []
-    counts: list[int] = []
+    counts: list[str] = []
     for asset_id, counters in entries.items():
         for dimension, sums in counters.items():
             for metric, count in enumerate(sums):
                 if count:
                     names.append(counter_name(asset_id, dimension, metric))
-                    counts.append(count)
-    return names, counts
+                    counts.append(str(count))
+    return " ".join(names), " ".join(counts)

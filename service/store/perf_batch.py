@@ -1,10 +1,10 @@
 """A batch of performance events added up per counter, before Redis sees it.
 
-The worker does the arithmetic, so that Redis does not: the events of a batch are
+The worker adds up, so that Redis adds once per counter: the events of a batch are
 added up per hash (the partition's lifetime hash, and its bucket hash at each
-resolution that still holds the event), asset, channel or campaign, and metric; the
-store reads those counters and computes their new values. Redis then checks the event
-ids and writes one value per counter, whatever the number of events behind it. Copies
+resolution that still holds the event), asset, channel or campaign, and metric. Redis
+then checks the event ids and adds one count per counter, whatever the number of events
+behind it. Copies
 of an event id within the batch are dropped here; copies of an id applied in an earlier
 batch are found by the script, which names them, and the batch is merged again without
 them. The counters' names are `codecs.counter_name`.
@@ -27,9 +27,6 @@ FINGERPRINT_BYTES = 12
 SEEN_SECONDS = 24 * HOUR
 GENERATION_SECONDS = 6 * HOUR
 GENERATIONS = SEEN_SECONDS // GENERATION_SECONDS + 1
-# The largest count: the largest integer every JSON reader (JavaScript's numbers too)
-# keeps exact.
-MAX_COUNTER = 2**53 - 1
 
 
 class PerfRow(NamedTuple):

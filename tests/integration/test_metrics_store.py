@@ -224,39 +224,14 @@ async def test_counters_stay_exact_up_to_the_largest_lua_adds_exactly(
     assert (over.status, over.asset_id) == (ApplyStatus.OVERFLOW, "a1")
 
 
-async def test_counters_removed_between_the_read_and_the_write_are_read_again(
-    redis: Any, store: MetricsStore, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A deleted asset's lifetime counters are removed (the board refresh, in another
-    process) after a step read them and before it writes: the step must not write the
-    old sums back."""
-    await store.point(0, ["a1"])
-    await store.apply(0, 0, 0, [row(1, "a1", NOW - 10)], NOW)
-    read = store._sums
-    calls = 0
-
-    async def forget_meanwhile(partition: int, batch: Any) -> Any:
-        nonlocal calls
-        calls += 1
-        sums = await read(partition, batch)
-        if calls == 1:
-            await store.forget("a1", 0)
-        return sums
-
-    monkeypatch.setattr(store, "_sums", forget_meanwhile)
-    applied = await store.apply(0, 1, 1, [row(2, "a1", NOW - 10)], NOW, expected=0)
-    assert applied.status is ApplyStatus.APPLIED and calls == 2, "read again once"
-    await store.point(0, ["a1"])
-    lifetime = await store.totals("a1", Window.LIFETIME, NOW)
-    assert lifetime == Totals(impressions=100, clicks=3, engagements=1), "the new event only"
-
-
 @pytest.mark.parametrize(
     "tail",
     [
-        ["1"],  # a hash announced, none given
-        ["0", "1", "a1|ch:web|0"],  # a pair cut short
-        ["0", "0", "0", "0", "extra"],  # left over
+        ["0", "a1|ch:web|0", ""],  # the lifetime hash without its assets
+        ["0", "a1|ch:web|0", "", "a1|ch:web"],  # a counter without its count
+        ["0", "a1|ch:web|0", "-1", "a1|ch:web"],  # a count below 0
+        ["0", "a1|ch:web|0", "1.5", "a1|ch:web"],  # not whole
+        ["0", "", "", "a1", "extra"],  # left over
     ],
 )
 async def test_perf_apply_refuses_malformed_sections_before_any_write(
@@ -264,7 +239,7 @@ async def test_perf_apply_refuses_malformed_sections_before_any_write(
 ) -> None:
     keys = Keys(settings.redis_key_prefix)
     scripts = Scripts.register(redis)
-    head = [0, 0, -1, 1, int(NOW) + 3600, 0, 0, 0, "", 0]  # no fingerprints
+    head = [0, 0, -1, 1, int(NOW) + 3600, 0, 0, 0]  # no fingerprints
     with pytest.raises(Exception, match="bad input"):
         await scripts.perf_apply(
             keys=[

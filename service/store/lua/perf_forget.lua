@@ -1,10 +1,7 @@
--- Removes a deleted asset's lifetime counters and its dimension list, and moves the
--- partition's epoch in the same atomic step, so that a metrics step whose counters were
--- read before cannot write them back (perf_apply.lua answers "changed" and reads again).
+-- Removes a deleted asset's lifetime counters and its dimension list, in one atomic step.
 --
 -- KEYS[1]  lifetime hash of the asset's partition: `<asset>|<dimension>|<metric>` -> count,
 --          and `<asset>` -> its dimensions, `|ch:web|cp:c1|`
--- KEYS[2]  counters hash of the partition (field `epoch`)
 -- ARGV[1]  asset_id (non-empty)
 --
 -- Returns the number of fields removed (0 when the asset has none: idempotent).
@@ -22,6 +19,4 @@ for dimension in string.gmatch(listed, '[^|]+') do
     fields[#fields + 1] = asset .. '|' .. dimension .. '|' .. metric
   end
 end
-local removed = redis.call('HDEL', KEYS[1], unpack(fields))
-redis.call('HINCRBY', KEYS[2], 'epoch', 1)
-return removed
+return redis.call('HDEL', KEYS[1], unpack(fields))

@@ -100,27 +100,20 @@ def routes(factory: EventFactory) -> tuple[str, ...]:
 
 
 async def read_until(base_url: str, paths: tuple[str, ...], stop: asyncio.Event) -> Reads:
-    """Once every path has answered 200, read them in turn until `stop` is set; an
-    answer other than 200 is then an error."""
+    """Read the paths in turn until `stop` is set; a path's answer other than 200 is an
+    error once it has answered 200."""
     latencies: list[float] = []
     errors = 0
     failures: Counter[str] = Counter()
     timeout = aiohttp.ClientTimeout(total=10)
     async with aiohttp.ClientSession(base_url, timeout=timeout) as session:
-        # Warming up: the worker starts, registers the assets and applies their first
-        # events; a route answers 404 until then. Reads count once each route answered.
-        waiting = set(paths)
-        while waiting and not stop.is_set():
-            for path in sorted(waiting):
-                try:
-                    async with session.get(path) as response:
-                        if response.status == 200:
-                            waiting.discard(path)
-                except (aiohttp.ClientError, TimeoutError):
-                    pass
-            await asyncio.sleep(0.05)
+        # A route answers 404 until the worker has registered the assets, applied their
+        # first events and refreshed the boards: each route counts from its first 200.
+        answered: set[str] = set()
+        turn = 0
         while not stop.is_set():
-            path = paths[(len(latencies) + errors) % len(paths)]
+            path = paths[turn % len(paths)]
+            turn += 1
             started = time.perf_counter()
             try:
                 async with session.get(path) as response:
@@ -129,8 +122,9 @@ async def read_until(base_url: str, paths: tuple[str, ...], stop: asyncio.Event)
             except (aiohttp.ClientError, TimeoutError):
                 status = 0
             if status == 200:
+                answered.add(path)
                 latencies.append(time.perf_counter() - started)
-            else:
+            elif path in answered:
                 errors += 1
                 failures[f"{status} {path}"] += 1
             await asyncio.sleep(PAUSE_SECONDS)

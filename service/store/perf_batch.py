@@ -4,10 +4,9 @@ The worker adds up, so that Redis adds once per counter: the events of a batch a
 added up per hash (the partition's lifetime hash, and its bucket hash at each
 resolution that still holds the event), asset, channel or campaign, and metric. Redis
 then checks the event ids and adds one count per counter, whatever the number of events
-behind it. Copies
-of an event id within the batch are dropped here; copies of an id applied in an earlier
-batch are found by the script, which names them, and the batch is merged again without
-them. The counters' names are `codecs.counter_name`.
+behind it. Copies of an event id within the batch are dropped here; copies of an id
+applied in an earlier batch are found by the script, which names them, and the batch is
+merged again without them. The counters' names are `codecs.counter_name`.
 """
 
 from __future__ import annotations

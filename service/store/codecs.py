@@ -7,8 +7,8 @@ board entries, never a field name.
 
 - Metric hashes (`perf_apply.lua`): `<asset_id>|<dimension>|<metric index>` -> count,
   a dimension being `ch:<channel>` or `cp:<campaign>` and the index that of `METRICS`
-  (counts of 0 are not stored); in the lifetime hash also `<asset_id>` -> the asset's
-  dimensions, `|ch:web|cp:c1|`.
+  (counts of 0 are not stored), and `<asset_id>` -> the dimensions the asset has counts
+  of in that hash, `|ch:web|cp:c1|`.
 - Board entries: asset_id -> `impressions,clicks,engagements,conversions,shares,comments`.
 - Library counters (`library_project.lua`): `assets`, `bytes`, `media_type:<type>`,
   `status:<status>` -> integer.
@@ -40,7 +40,7 @@ def counter_names(asset_id: str, dimensions: Sequence[str]) -> list[str]:
 
 
 def decode_dimensions(text: str | None) -> list[str]:
-    """An asset's dimension list in the lifetime hash, `|ch:web|cp:c1|`."""
+    """An asset's dimension list in a metric hash, `|ch:web|cp:c1|`."""
     return [d for d in text.split("|") if d] if text else []
 
 

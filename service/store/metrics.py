@@ -154,11 +154,6 @@ class MetricsStore:
         for (resolution, start), (expires, entries) in batch.buckets.items():
             hashes.append(keys.perf_bucket(partition, resolution, start))
             args += (expires, *_flat(entries))
-        args.append(
-            " ".join(
-                "|".join((asset_id, *counters)) for asset_id, counters in batch.lifetime.items()
-            )
-        )
         return await self._scripts.perf_apply(
             keys=[
                 keys.perf_position(partition, self._topic),
@@ -219,23 +214,17 @@ class MetricsStore:
         self, placed: Sequence[tuple[str, int]], windows: Sequence[Window], now: float
     ) -> list[dict[Window, WindowTotals]]:
         """For each (asset, partition holding its metrics), its sums over each window, read
-        in two round trips (the assets' dimensions, then their counters)."""
-        dimensions = await self._dimensions(placed)
-        plan: list[tuple[int, Window, int]] = []  # (asset index, window, number of keys)
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for index, (asset_id, partition) in enumerate(placed):
-                names = counter_names(asset_id, dimensions[index])
-                for window in windows:
-                    keys = self._window_keys(partition, window, now) if names else []
-                    for key in keys:
-                        pipe.hmget(key, names)
-                    plan.append((index, window, len(keys)))
-            replies = iter(await pipe.execute())
+        in two round trips: the asset's dimensions in each hash of the windows, then its
+        counters in the hashes where it has some."""
+        plan = [
+            (index, window, self._window_keys(partition, window, now))
+            for index, (_, partition) in enumerate(placed)
+            for window in windows
+        ]
+        read = await self._read([(placed[i][0], keys) for i, _, keys in plan])
         result: list[dict[Window, WindowTotals]] = [{} for _ in placed]
-        for index, window, count in plan:
-            result[index][window] = window_totals(
-                [decode_counters(dimensions[index], next(replies)) for _ in range(count)]
-            )
+        for (index, window, _), entries in zip(plan, read, strict=True):
+            result[index][window] = window_totals(entries)
         return result
 
     async def daily(self, asset_id: str, now: float) -> list[WindowTotals]:
@@ -254,23 +243,28 @@ class MetricsStore:
         partition = await self.partition_of(asset_id)
         if partition is None:
             return None
-        [dimensions] = await self._dimensions([(asset_id, partition)])
-        if not dimensions:
-            return [WindowTotals() for _ in starts]
-        names = counter_names(asset_id, dimensions)
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for start in starts:
-                pipe.hmget(self._keys.perf_bucket(partition, resolution.name, start), names)
-            replies = await pipe.execute()
-        return [window_totals([decode_counters(dimensions, reply)]) for reply in replies]
+        keys = [self._keys.perf_bucket(partition, resolution.name, s) for s in starts]
+        [entries] = await self._read([(asset_id, keys)])
+        return [window_totals([entry]) for entry in entries]
 
-    async def _dimensions(self, placed: Sequence[tuple[str, int]]) -> list[list[str]]:
-        """Each asset's dimensions (channels and campaigns), from its lifetime hash."""
+    async def _read(self, wanted: Sequence[tuple[str, Sequence[str]]]) -> list[list[Counters]]:
+        """For each (asset, hashes), the asset's counters in each hash."""
         async with self._redis.pipeline(transaction=False) as pipe:
-            for asset_id, partition in placed:
-                pipe.hget(self._keys.perf_lifetime(partition), asset_id)
-            replies = await pipe.execute()
-        return [decode_dimensions(reply) for reply in replies]
+            for asset_id, keys in wanted:
+                for key in keys:
+                    pipe.hget(key, asset_id)
+            lists = iter(await pipe.execute())
+        dimensions = [[decode_dimensions(next(lists)) for _ in keys] for _, keys in wanted]
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for (asset_id, keys), listed in zip(wanted, dimensions, strict=True):
+                for key, dims in zip(keys, listed, strict=True):
+                    if dims:
+                        pipe.hmget(key, counter_names(asset_id, dims))
+            counts = iter(await pipe.execute())
+        return [
+            [decode_counters(dims, next(counts)) if dims else {} for dims in listed]
+            for listed in dimensions
+        ]
 
     def _window_keys(self, partition: int, window: Window, now: float) -> list[str]:
         """The hashes whose entries make up the window at `now`."""
@@ -299,9 +293,9 @@ class MetricsStore:
         )
 
 
-def _flat(entries: Mapping[str, Counters]) -> tuple[str, str]:
-    """The counters of a hash the batch adds to (counts of 0 left out) and the counts, each
-    joined by spaces, as perf_apply.lua reads them."""
+def _flat(entries: Mapping[str, Counters]) -> tuple[str, str, str]:
+    """The counters of a hash the batch adds to (counts of 0 left out), the counts, and
+    each asset with its dimensions, each joined by spaces, as perf_apply.lua reads them."""
     names: list[str] = []
     counts: list[str] = []
     for asset_id, counters in entries.items():
@@ -310,4 +304,5 @@ def _flat(entries: Mapping[str, Counters]) -> tuple[str, str]:
                 if count:
                     names.append(counter_name(asset_id, dimension, metric))
                     counts.append(str(count))
-    return " ".join(names), " ".join(counts)
+    assets = " ".join("|".join((asset_id, *counters)) for asset_id, counters in entries.items())
+    return " ".join(names), " ".join(counts), assets

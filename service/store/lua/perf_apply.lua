@@ -10,19 +10,20 @@
 -- KEYS[3]          dirty set: assets whose counters changed since the last board refresh
 -- KEYS[4 .. 3+G]   id sets of the last G generations of processing time, oldest first;
 --                  the newest (KEYS[3+G]) receives the batch's ids
--- KEYS[4+G]        lifetime hash: `<asset_id>|<dimension>|<metric index>` -> count, and
---                  `<asset_id>` -> the asset's dimensions, `|ch:web|cp:c1|`
--- KEYS[5+G ..]     bucket hashes: `<asset_id>|<dimension>|<metric index>` -> count
+-- KEYS[4+G]        lifetime hash, then KEYS[5+G ..] bucket hashes, each:
+--                  `<asset_id>|<dimension>|<metric index>` -> count, and `<asset_id>` ->
+--                  the dimensions the asset has counts of in that hash, `|ch:web|cp:c1|`
 -- ARGV[1] offset of the batch's first event;  ARGV[2] offset of its last event
 -- ARGV[3] expected position: the position this worker last read or wrote (-1: none)
 -- ARGV[4] G, the number of id sets;  ARGV[5] EXPIREAT of the newest id set
 -- ARGV[6] copies the worker dropped (an id twice in the batch, or named by step 3 before)
 -- ARGV[7] late events (older than the longest window: in the lifetime counters only)
 -- ARGV[8] F, then ARGV[9 .. 8+F] the fingerprints of the batch's event ids (12 bytes)
--- Then, for each hash from KEYS[4+G] on, three arguments: its EXPIREAT (0: none), its
--- counters and the counts to add to them, each separated by single spaces (no
--- identifier holds one); and last, `<asset_id>|<dimension>|...` for every asset of the
--- batch with the dimensions its events name, separated by spaces.
+-- Then, for each hash from KEYS[4+G] on, four arguments: its EXPIREAT (0: none), its
+-- counters, the counts to add to them, and `<asset_id>|<dimension>|...` for every asset
+-- of the batch with counts in the hash and the dimensions they are of (in the lifetime
+-- hash: every asset of the batch), each separated by single spaces (no identifier
+-- holds one). The lifetime hash's assets are marked dirty.
 --
 -- Steps, in order; nothing is written before step 5:
 -- 1. Validate the arguments; bad input is an error reply.
@@ -35,7 +36,7 @@
 -- 4. Add: read the counters and add the counts; a count that is not a whole number >= 0
 --    is an error, and {-3, asset_id} refuses a batch that would take a counter above
 --    2^53 - 1 (Lua adds in doubles, exact up to there). Read the assets' dimension lists
---    and add the dimensions they lack.
+--    in each hash and add the dimensions they lack.
 -- 5. Write the sums, the expiries, the dimension lists, the ids, the dirty assets, the
 --    partition's counters and the position. Returns {1, applied, duplicates, late}.
 local MAX = 9007199254740991 -- 2^53 - 1
@@ -85,27 +86,27 @@ local copies = integer(ARGV[6], 0, MAX, 'copies')
 local late = integer(ARGV[7], 0, MAX, 'late')
 local F = integer(ARGV[8], 0, #ARGV, 'number of fingerprints')
 local H = #KEYS - 3 - G
-if H < 1 or #ARGV ~= 8 + F + 3 * H + 1 then
+if H < 1 or #ARGV ~= 8 + F + 4 * H then
   bad(#ARGV .. ' arguments for ' .. F .. ' fingerprints and ' .. H .. ' hashes')
 end
-local hashes = {} -- {key, expiry, counters, counts}
+local hashes = {} -- {key, expiry, counters, counts, assets, their entries}
 for i = 1, H do
-  local at = 8 + F + 3 * (i - 1)
+  local at = 8 + F + 4 * (i - 1)
   local counters, counts = words(ARGV[at + 2]), words(ARGV[at + 3])
   if #counters ~= #counts then
     bad('hash ' .. i .. ': ' .. #counters .. ' counters and ' .. #counts .. ' counts')
   end
-  hashes[i] = { KEYS[3 + G + i], integer(ARGV[at + 1], 0, MAX, 'expiry of hash ' .. i),
-    counters, counts }
-end
-local assets, named = {}, {}
-for entry in gmatch(ARGV[#ARGV], '%S+') do
-  local asset = match(entry, '^[^|]+')
-  if not asset then
-    bad('asset entry ' .. entry .. ' must start with an asset_id')
+  local assets, named = {}, {}
+  for entry in gmatch(ARGV[at + 4], '%S+') do
+    local asset = match(entry, '^[^|]+')
+    if not asset then
+      bad('hash ' .. i .. ' asset entry ' .. entry .. ' must start with an asset_id')
+    end
+    assets[#assets + 1] = asset
+    named[#named + 1] = entry
   end
-  assets[#assets + 1] = asset
-  named[#named + 1] = entry
+  hashes[i] = { KEYS[3 + G + i], integer(ARGV[at + 1], 0, MAX, 'expiry of hash ' .. i),
+    counters, counts, assets, named }
 end
 
 -- 2. Position.
@@ -156,37 +157,41 @@ for i, h in ipairs(hashes) do
   end
   writes[i] = args
 end
-local lists = {}
-if #assets > 0 then
-  local stored = ranged('HMGET', KEYS[4 + G], assets, 1, #assets, 1)
-  for j, asset in ipairs(assets) do
-    local list = stored[j] or '|'
-    local grown = list
-    for dimension in gmatch(named[j], '|([^|]+)') do
-      if not string.find(grown, '|' .. dimension .. '|', 1, true) then
-        grown = grown .. dimension .. '|'
+local lists = {} -- hash index -> {asset_id, grown list, ...}
+for i, h in ipairs(hashes) do
+  local assets, named, grown_lists = h[5], h[6], {}
+  if #assets > 0 then
+    local stored = ranged('HMGET', h[1], assets, 1, #assets, 1)
+    for j, asset in ipairs(assets) do
+      local list = stored[j] or '|'
+      local grown = list
+      for dimension in gmatch(named[j], '|([^|]+)') do
+        if not string.find(grown, '|' .. dimension .. '|', 1, true) then
+          grown = grown .. dimension .. '|'
+        end
+      end
+      if grown ~= list then
+        grown_lists[#grown_lists + 1] = asset
+        grown_lists[#grown_lists + 1] = grown
       end
     end
-    if grown ~= list then
-      lists[#lists + 1] = asset
-      lists[#lists + 1] = grown
-    end
   end
+  lists[i] = grown_lists
 end
 
 -- 5. Write.
 for i, h in ipairs(hashes) do
   ranged('HSET', h[1], writes[i], 1, #writes[i], 2)
+  ranged('HSET', h[1], lists[i], 1, #lists[i], 2)
   if h[2] > 0 and #writes[i] > 0 then
     redis.call('EXPIREAT', h[1], format('%d', h[2]))
   end
 end
-ranged('HSET', KEYS[4 + G], lists, 1, #lists, 2)
 if F > 0 then
   ranged('SADD', KEYS[3 + G], ARGV, 9, 8 + F, 1)
   redis.call('EXPIREAT', KEYS[3 + G], format('%d', ids_expire))
 end
-ranged('SADD', KEYS[3], assets, 1, #assets, 1)
+ranged('SADD', KEYS[3], hashes[1][5], 1, #hashes[1][5], 1)
 redis.call('SET', KEYS[1], ARGV[2])
 redis.call('HINCRBY', KEYS[2], 'applied', F)
 redis.call('HINCRBY', KEYS[2], 'duplicates', copies)

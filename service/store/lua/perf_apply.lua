@@ -134,11 +134,14 @@ if F > 0 then
   end
 end
 
--- 4. Add, before any write.
-local writes = {} -- hash index -> {counter, sum, ...}
+-- 4. Add, before any write: one HMGET per hash for its counters and its assets' lists.
+local writes = {} -- hash index -> {counter, sum, ..., asset_id, grown list, ...}
 for i, h in ipairs(hashes) do
-  local counters, counts = h[3], h[4]
-  local current = ranged('HMGET', h[1], counters, 1, #counters, 1)
+  local counters, counts, assets, named = h[3], h[4], h[5], h[6]
+  local fields = {}
+  for j, counter in ipairs(counters) do fields[j] = counter end
+  for j, asset in ipairs(assets) do fields[#counters + j] = asset end
+  local current = ranged('HMGET', h[1], fields, 1, #fields, 1)
   local args = {}
   for j, counter in ipairs(counters) do
     local delta = tonumber(counts[j])
@@ -155,35 +158,26 @@ for i, h in ipairs(hashes) do
     args[2 * j - 1] = counter
     args[2 * j] = sum
   end
-  writes[i] = args
-end
-local lists = {} -- hash index -> {asset_id, grown list, ...}
-for i, h in ipairs(hashes) do
-  local assets, named, grown_lists = h[5], h[6], {}
-  if #assets > 0 then
-    local stored = ranged('HMGET', h[1], assets, 1, #assets, 1)
-    for j, asset in ipairs(assets) do
-      local list = stored[j] or '|'
-      local grown = list
-      for dimension in gmatch(named[j], '|([^|]+)') do
-        if not string.find(grown, '|' .. dimension .. '|', 1, true) then
-          grown = grown .. dimension .. '|'
-        end
-      end
-      if grown ~= list then
-        grown_lists[#grown_lists + 1] = asset
-        grown_lists[#grown_lists + 1] = grown
+  for j, asset in ipairs(assets) do
+    local list = current[#counters + j] or '|'
+    local grown = list
+    for dimension in gmatch(named[j], '|([^|]+)') do
+      if not string.find(grown, '|' .. dimension .. '|', 1, true) then
+        grown = grown .. dimension .. '|'
       end
     end
+    if grown ~= list then
+      args[#args + 1] = asset
+      args[#args + 1] = grown
+    end
   end
-  lists[i] = grown_lists
+  writes[i] = args
 end
 
 -- 5. Write.
 for i, h in ipairs(hashes) do
   ranged('HSET', h[1], writes[i], 1, #writes[i], 2)
-  ranged('HSET', h[1], lists[i], 1, #lists[i], 2)
-  if h[2] > 0 and #writes[i] > 0 then
+  if h[2] > 0 and #h[3] > 0 then
     redis.call('EXPIREAT', h[1], format('%d', h[2]))
   end
 end

@@ -59,7 +59,7 @@ log = logging.getLogger(__name__)
 
 POINTER_CACHE_SIZE = 200_000
 # Records per atomic step: one script call holds Redis (every read waits behind it) for
-# about 20 us per event, so a step of 100 holds it for about 2 ms (the bench counts the
+# about 30 us per event, so a step of 100 holds it for a few ms (the bench counts the
 # calls over 5 ms). Smaller steps cost more commands per event (each step touches its
 # hashes again).
 MAX_EVENTS_PER_STEP = 100

@@ -69,6 +69,11 @@ def words_of(text: str) -> list[str]:
     return _WORD.findall(unicodedata.normalize("NFC", text).casefold())
 
 
+def prefixes(word: str) -> list[str]:
+    """The prefixes a word is indexed under: its first 1 to MAX_PREFIX characters."""
+    return [word[:n] for n in range(1, min(len(word), MAX_PREFIX) + 1)]
+
+
 def search_words(*texts: str) -> list[str]:
     """The distinct words an asset is found by, in order of first appearance, bounded."""
     seen: dict[str, None] = {}

@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 from service.domain.history import DEFAULT_HISTORY_MAX_PER_ASSET, HistoryEntry
-from service.domain.library import MAX_PREFIX, LibraryEntry, LibraryStats, TextQuery
+from service.domain.library import LibraryEntry, LibraryStats, TextQuery, prefixes
 from service.domain.registry import AssetState, Outcome
 from service.store.codecs import library_stats
 from service.store.keys import Keys, LibraryKeys
@@ -341,5 +341,5 @@ def _index_keys(keys: LibraryKeys, entry: dict[str, Any] | None) -> set[str]:
     found.update(keys.category(category) for category in names("categories"))
     for word in names("words"):
         found.add(keys.word(word))
-        found.update(keys.prefix(word[:n]) for n in range(1, min(len(word), MAX_PREFIX) + 1))
+        found.update(keys.prefix(prefix) for prefix in prefixes(word))
     return found

@@ -29,11 +29,11 @@ from service.domain.events import MAX_METRIC_DELTA
 from service.domain.history import DEFAULT_HISTORY_MAX_PER_ASSET, HistoryEntry, newest_first
 from service.domain.libraries import LibraryInfo, wins
 from service.domain.library import (
-    MAX_PREFIX,
     LibraryEntry,
     LibraryStats,
     TextQuery,
     most_used,
+    prefixes,
     wasted_bytes,
 )
 from service.domain.metrics import ZERO, Totals, WindowTotals
@@ -48,13 +48,12 @@ from service.domain.windows import (
 from service.store.codecs import library_stats, window_totals
 from service.store.leaderboards import Placement
 from service.store.metrics import Applied, ApplyStatus, PerfRow
+from service.store.perf_batch import GENERATION_SECONDS, SEEN_SECONDS
 from service.store.positions import Advance, Advanced
 from service.store.registry import DuplicateEntry, HashPlacement, Loaded
 from service.store.suggestions import SuggestionRecord, index_facets, index_member, slot
 
 COUNTER_LIMIT = 2**53 - 1  # perf_apply.lua's MAX
-SEEN_SECONDS = 24 * 3600  # an id is remembered 24 to 30 hours (generations of 6)
-ID_GENERATION_SECONDS = 6 * 3600
 METRICS = ("impressions", "clicks", "engagements", "conversions", "shares", "comments")
 
 
@@ -226,7 +225,7 @@ class FakeRegistryStore:
         names += [f"category:{c}" for c in entry["categories"]]
         for word in entry.get("words", []):
             names.append(f"word:{word}")
-            names += [f"prefix:{word[:n]}" for n in range(1, min(len(word), MAX_PREFIX) + 1)]
+            names += [f"prefix:{prefix}" for prefix in prefixes(word)]
         for name in names:
             index = self.indexes[f"{library_id}/{name}"]
             if sign > 0:
@@ -393,9 +392,9 @@ class FakeMetricsStore:
             counts = target.setdefault(dimension, [0] * 6)
             for m, delta in enumerate(deltas):
                 counts[m] += delta
-        generation = now_s - now_s % ID_GENERATION_SECONDS
+        generation = now_s - now_s % GENERATION_SECONDS
         for row in fresh:
-            seen[row[0]] = generation + ID_GENERATION_SECONDS + SEEN_SECONDS
+            seen[row[0]] = generation + GENERATION_SECONDS + SEEN_SECONDS
             self.dirty[partition].add(row[1])
         self.positions[partition] = last
         counters = self.counters[partition]

@@ -8,6 +8,7 @@ key the script reads or writes is refused with NOPERM and fails the test.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import secrets
 import time
@@ -67,17 +68,23 @@ class DeclaredOnly:
             await self._redis.execute_command("ACL", "DELUSER", name)
 
 
+def declared_only(redis: Any, name: str) -> tuple[Scripts, DeclaredOnly]:
+    """The scripts, with `name` run as DeclaredOnly."""
+    scripts = Scripts.register(redis)
+    checked = DeclaredOnly(redis, getattr(scripts, name).script)
+    return dataclasses.replace(scripts, **{name: checked}), checked
+
+
 def row(n: int, asset: str, t: float, impressions: int = 10) -> PerfRow:
     return PerfRow(f"e{n}", asset, "web", "c1", int(t), impressions, 1, 0, 0, 0, 0)
 
 
 async def test_perf_apply_touches_only_its_declared_keys(redis: Any, settings: Settings) -> None:
-    scripts = Scripts.register(redis)
-    checked = DeclaredOnly(redis, scripts.perf_apply.script)
+    scripts, checked = declared_only(redis, "perf_apply")
     store = MetricsStore(
         redis,
         Keys(settings.redis_key_prefix),
-        scripts.__class__(**{**scripts.__dict__, "perf_apply": checked}),
+        scripts,
         settings.topic_asset_performance,
     )
     await store.point(0, ["a1", "a2"])
@@ -103,12 +110,11 @@ async def test_perf_apply_touches_only_its_declared_keys(redis: Any, settings: S
 
 
 async def test_perf_forget_touches_only_its_declared_keys(redis: Any, settings: Settings) -> None:
-    scripts = Scripts.register(redis)
-    checked = DeclaredOnly(redis, scripts.perf_forget.script)
+    scripts, checked = declared_only(redis, "perf_forget")
     store = MetricsStore(
         redis,
         Keys(settings.redis_key_prefix),
-        scripts.__class__(**{**scripts.__dict__, "perf_forget": checked}),
+        scripts,
         settings.topic_asset_performance,
     )
     await store.point(0, ["a1"])
@@ -133,13 +139,12 @@ def entry(words: list[str], status: AssetStatus = AssetStatus.DRAFT) -> LibraryE
 async def test_library_project_touches_only_its_declared_keys(
     redis: Any, settings: Settings
 ) -> None:
-    scripts = Scripts.register(redis)
-    checked = DeclaredOnly(redis, scripts.library_project.script)
+    scripts, checked = declared_only(redis, "library_project")
     keys = Keys(settings.redis_key_prefix)
     store = RegistryStore(
         redis,
         keys,
-        scripts.__class__(**{**scripts.__dict__, "library_project": checked}),
+        scripts,
         settings.seen_event_ttl_seconds,
     )
     long_word = "x" * 40  # indexed under its first 32 characters' prefixes only

@@ -1,10 +1,10 @@
 """Redis store of the rolling performance metrics.
 
-Writes: one `perf_apply.lua` call per batch of one partition, with the batch added up
-per key and asset by the worker (`perf_batch.merge`); the script checks and moves the
-partition's position in the same atomic step as the sums (see its header). Reads: an
-asset's pointer gives the partition whose hashes hold its entries; a window is the sum
-of its buckets' entries for the asset.
+Writes: one `perf_apply.lua` call per step of one partition, with the step added up per
+counter by the worker (`perf_batch.merge`); the script checks and moves the partition's
+position in the same atomic step as the sums (see its header). Reads: an asset's pointer
+gives the partition whose hashes hold its counters; a window is the sum of the asset's
+counters in its buckets.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from service.store.perf_batch import (
 )
 from service.store.scripts import Scripts
 
-__all__ = ["SEEN_SECONDS", "Applied", "ApplyStatus", "EventCounts", "MetricsStore", "PerfRow"]
+__all__ = ["Applied", "ApplyStatus", "EventCounts", "MetricsStore", "PerfRow"]
 
 
 class ApplyStatus(Enum):

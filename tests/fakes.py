@@ -580,9 +580,16 @@ class FakeLeaderboardStore:
             defaultdict(set) if metrics is None else metrics.dirty
         )
         self.swept: int | None = None
+        # claimed, not yet done: per dirty set (None: the registry's)
+        self.claimed: dict[int | None, set[str]] = defaultdict(set)
 
     def _dirty(self, partition: int | None) -> set[str]:
         return self.registry_dirty if partition is None else self.perf_dirty[partition]
+
+    def queued(self) -> set[str]:
+        """Every asset a refresh has yet to do: marked or claimed, in any set."""
+        assets = set(self.registry_dirty).union(*self.perf_dirty.values())
+        return assets.union(*self.claimed.values())
 
     async def swept_hour(self) -> int | None:
         return self.swept
@@ -593,12 +600,19 @@ class FakeLeaderboardStore:
     async def mark_dirty(self, asset_ids: Sequence[str]) -> None:
         self.registry_dirty.update(asset_ids)
 
-    async def pending(self, partition: int | None, count: int) -> list[str]:
-        # SRANDMEMBER with a positive count: distinct members, in no promised order.
-        return sorted(self._dirty(partition))[:count]
+    async def claim(self, partition: int | None, count: int) -> list[str]:
+        # SRANDMEMBER / SPOP with a count: distinct members, in no promised order.
+        unfinished = self.claimed[partition]
+        if unfinished:
+            return sorted(unfinished)[:count]
+        dirty = self._dirty(partition)
+        taken = sorted(dirty)[:count]
+        dirty.difference_update(taken)
+        unfinished.update(taken)
+        return taken
 
     async def done(self, partition: int | None, asset_ids: Sequence[str]) -> None:
-        self._dirty(partition).difference_update(asset_ids)
+        self.claimed[partition].difference_update(asset_ids)
 
     async def placed(self, asset_ids: Sequence[str]) -> list[str | None]:
         return [self.library_of.get(asset_id) for asset_id in asset_ids]

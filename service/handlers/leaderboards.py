@@ -13,8 +13,9 @@ The refresh shares the leader's event loop with the stream, and its cost grows w
 the number of distinct assets changed per interval, not with the event rate: a
 longer interval makes it cheaper (docs/benchmarks.md measured it).
 
-Assets are removed from a dirty set only after their entries are written: a crash
-repeats a refresh, it never skips one.
+A refresh claims the assets it recomputes (they leave their dirty set) and releases
+them only after their entries are written: a crash repeats a refresh, it never skips
+one, and an asset marked again while it is being recomputed is recomputed again.
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ class LeaderboardRefresher:
         done = 0
         for source in sources:
             while done < self._max_assets:
-                assets = await self._boards.pending(source, CHUNK)
+                assets = await self._boards.claim(source, CHUNK)
                 if not assets:
                     break
                 await self.recompute(assets, now)

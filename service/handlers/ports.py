@@ -215,12 +215,13 @@ class BoardWrites(Protocol):
     async def mark_dirty(self, asset_ids: Sequence[str]) -> None:
         """Queue assets in the registry's dirty set."""
 
-    async def pending(self, partition: int | None, count: int) -> list[str]:
-        """Up to `count` distinct members of a metrics partition's dirty set (None: the
-        registry's), without taking them out."""
+    async def claim(self, partition: int | None, count: int) -> list[str]:
+        """Claim up to `count` distinct assets of a metrics partition's dirty set (None:
+        the registry's): they leave the dirty set, so that a mark set while they are being
+        refreshed stays there. A claim not released by `done` is given out again first."""
 
     async def done(self, partition: int | None, asset_ids: Sequence[str]) -> None:
-        """Take refreshed assets out of that dirty set."""
+        """Release refreshed assets from their claim."""
 
     async def placed(self, asset_ids: Sequence[str]) -> list[str | None]:
         """The library whose boards hold each asset's entries (None: none)."""

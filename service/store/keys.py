@@ -123,6 +123,11 @@ class Keys:
         """Assets whose counters the partition changed since the last board refresh."""
         return f"{self.perf_prefix(partition)}dirty"
 
+    def perf_claimed(self, partition: int) -> str:
+        """Assets of the partition's dirty set that a board refresh took and has not
+        finished (board_claim.lua)."""
+        return f"{self.perf_prefix(partition)}claimed"
+
     # --- leaderboards
 
     def board(self, library_id: str, window: str, channel: str | None) -> str:
@@ -146,6 +151,12 @@ class Keys:
     def boards_dirty(self) -> str:
         """Assets the registry changed since the last board refresh."""
         return f"{self.prefix}:lb-dirty"
+
+    @property
+    def boards_claimed(self) -> str:
+        """Assets of `boards_dirty` a board refresh took and has not finished. Its hash tag
+        is the dirty set's whole name, so both keys share a slot (board_claim.lua)."""
+        return f"{self.prefix}:{{{self.boards_dirty}}}:claimed"
 
     @property
     def board_libraries(self) -> str:

@@ -2,8 +2,11 @@
 
 `{l:<library>}:lb:<window>:<all or ch:channel>` hashes map asset_id -> its totals
 (`store/codecs.py` writes and reads them); the refresh writes them, the API ranks them.
-Assets to refresh are kept in sets: one per metrics partition (filled by the
-metrics script) and one for registry changes.
+Assets to refresh are kept in dirty sets: one per metrics partition (filled by the
+metrics script) and one for registry changes. A refresh claims assets by moving them
+into the dirty set's claimed set (board_claim.lua) and removes them from there once
+their entries are written: a mark set meanwhile stays in the dirty set, and a refresh
+cut off midway is finished by the next one.
 """
 
 from __future__ import annotations
@@ -17,14 +20,16 @@ from service.domain.metrics import ZERO, WindowTotals
 from service.domain.windows import Window
 from service.store.codecs import decode_board_entry, encode_board_entry
 from service.store.keys import Keys
+from service.store.scripts import Scripts
 
 Placement = Mapping[Window, WindowTotals]
 
 
 class LeaderboardStore:
-    def __init__(self, redis: Any, keys: Keys) -> None:
+    def __init__(self, redis: Any, keys: Keys, scripts: Scripts) -> None:
         self._redis = redis
         self._keys = keys
+        self._scripts = scripts
 
     def _board(self, library_id: str, window: Window, channel: Channel | None) -> str:
         name = None if channel is None else channel.value
@@ -32,6 +37,10 @@ class LeaderboardStore:
 
     def _dirty(self, partition: int | None) -> str:
         return self._keys.boards_dirty if partition is None else self._keys.perf_dirty(partition)
+
+    def _claimed(self, partition: int | None) -> str:
+        keys = self._keys
+        return keys.boards_claimed if partition is None else keys.perf_claimed(partition)
 
     async def swept_hour(self) -> int | None:
         """The last hour (epoch hours) at which every ranked asset was queued."""
@@ -46,16 +55,17 @@ class LeaderboardStore:
         if asset_ids:
             await self._redis.sadd(self._keys.boards_dirty, *asset_ids)
 
-    async def pending(self, partition: int | None, count: int) -> list[str]:
+    async def claim(self, partition: int | None, count: int) -> list[str]:
         """Up to `count` assets to refresh: those whose counters a metrics partition
-        changed, or (None) those the registry changed."""
-        members: list[str] = await self._redis.srandmember(self._dirty(partition), count)
+        changed, or (None) those the registry changed; an unfinished claim first."""
+        keys = [self._dirty(partition), self._claimed(partition)]
+        members: list[str] = await self._scripts.board_claim(keys=keys, args=[count])
         return members
 
     async def done(self, partition: int | None, asset_ids: Sequence[str]) -> None:
-        """Take refreshed assets out of the set `pending` gave them from."""
+        """Release refreshed assets from their claim."""
         if asset_ids:
-            await self._redis.srem(self._dirty(partition), *asset_ids)
+            await self._redis.srem(self._claimed(partition), *asset_ids)
 
     async def placed(self, asset_ids: Sequence[str]) -> list[str | None]:
         """The library each asset's entries are in now (None: in none)."""

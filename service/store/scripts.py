@@ -28,6 +28,7 @@ class Scripts:
     perf_apply: AsyncScript
     perf_forget: AsyncScript
     position_advance: AsyncScript
+    board_claim: AsyncScript
 
     @classmethod
     def register(cls, redis: Any) -> Scripts:

@@ -100,7 +100,7 @@ def _redis(redis: Any, prefix: str, seen_ttl: int) -> Backend:
         MetricsStore(redis, keys, scripts, PERF_TOPIC),
         PositionStore(redis, keys, scripts),
         DeadLetterCounters(redis, keys, scripts, 3600),
-        LeaderboardStore(redis, keys),
+        LeaderboardStore(redis, keys, scripts),
         SuggestionStore(redis, keys),
         set_input_position,
         set_perf_position,

@@ -72,6 +72,7 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     "expire": (KEY, "10"),
     "expireat": (KEY, "10"),
     "smismember": (KEY, "m"),
+    "spop": (KEY, "1"),
     "evalsha": (SHA, "1", KEY),
     "script|load": ("return 1",),
     "script|exists": (SHA,),

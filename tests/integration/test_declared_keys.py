@@ -23,6 +23,7 @@ from service.domain.enums import AssetStatus, MediaType
 from service.domain.library import LibraryEntry
 from service.domain.windows import DAY, HOUR, Window
 from service.store.keys import Keys
+from service.store.leaderboards import LeaderboardStore
 from service.store.metrics import ApplyStatus, MetricsStore, PerfRow
 from service.store.registry import RegistryStore
 from service.store.scripts import Scripts
@@ -122,6 +123,21 @@ async def test_perf_forget_touches_only_its_declared_keys(redis: Any, settings: 
     await store.forget("a1", 0)
     assert checked.calls == 1
     assert await store.totals("a1", Window.LIFETIME, NOW) is None
+
+
+async def test_board_claim_touches_only_its_declared_keys(redis: Any, settings: Settings) -> None:
+    scripts, checked = declared_only(redis, "board_claim")
+    keys = Keys(settings.redis_key_prefix)
+    boards = LeaderboardStore(redis, keys, scripts)
+    metrics = MetricsStore(redis, keys, scripts, settings.topic_asset_performance)
+    await boards.mark_dirty(["a1", "a2"])
+    await metrics.point(0, ["a3"])
+    await metrics.apply(0, 0, 0, [row(1, "a3", NOW - 60)], NOW)  # marks a3 on partition 0
+    assert sorted(await boards.claim(None, 10)) == ["a1", "a2"]
+    assert len(await boards.claim(None, 1)) == 1, "an unfinished claim comes again"
+    await boards.done(None, ["a1", "a2"])
+    assert await boards.claim(0, 10) == ["a3"]
+    assert checked.calls == 3
 
 
 def entry(words: list[str], status: AssetStatus = AssetStatus.DRAFT) -> LibraryEntry:

@@ -128,10 +128,7 @@ class Rig:
         return {e.asset_id: e.totals for e in entries}
 
     async def dirty(self) -> set[str]:
-        assets = set(await self.boards.pending(None, 10_000))
-        for partition in range(PARTITIONS):
-            assets |= set(await self.boards.pending(partition, 10_000))
-        return assets
+        return self.boards.queued()
 
 
 @pytest.fixture
@@ -174,6 +171,28 @@ async def test_a_failed_write_leaves_the_assets_queued(rig: Rig) -> None:
     assert await rig.refresher.refresh() == 4
     assert await rig.dirty() == set()
     assert await rig.board("L1") == {"a1": Totals(1000, 50), "a2": Totals(100, 1)}
+
+
+async def test_an_asset_counted_again_while_it_is_recomputed_is_recomputed_again(
+    rig: Rig,
+) -> None:
+    await rig.register("a1", "L1")
+    await rig.refresher.refresh()
+    await rig.perform([("a1", "email", 60, 1000, 50)])  # marks a1 in partition 0's set only
+    recomputed = rig.refresher.recompute
+    calls = 0
+
+    async def recompute_while_events_arrive(asset_ids: Any, now: float) -> None:
+        nonlocal calls
+        calls += 1
+        await recomputed(asset_ids, now)  # read and written the totals it saw ...
+        if calls == 1:
+            await rig.perform([("a1", "email", 30, 500, 5)])  # ... which just changed
+
+    rig.refresher.recompute = recompute_while_events_arrive  # type: ignore[method-assign]
+    await rig.refresher.refresh()
+    assert await rig.board("L1") == {"a1": Totals(1500, 55)}
+    assert calls == 2 and await rig.dirty() == set()
 
 
 async def test_an_asset_that_left_a_library_leaves_its_boards(rig: Rig) -> None:

@@ -415,6 +415,14 @@ class FakeMetricsStore:
     async def partitions_of(self, asset_ids: Sequence[str]) -> list[int | None]:
         return [self.pointers.get(asset_id) for asset_id in asset_ids]
 
+    async def counted_assets(self, partition: int, resolution: Resolution, start: int) -> set[str]:
+        # Buckets never expire here: the refresher asks only for those it knows are live.
+        return {
+            asset_id
+            for (p, asset_id, name, s), counts in self.buckets.items()
+            if (p, name, s) == (partition, resolution.name, start) and counts
+        }
+
     async def totals_by_window(
         self, placed: Sequence[tuple[str, int]], windows: Sequence[Window], now: float
     ) -> list[dict[Window, WindowTotals]]:

@@ -84,6 +84,35 @@ def is_future(event_time: float, now: float, tolerance_seconds: float) -> bool:
     return event_time > now + tolerance_seconds
 
 
+def departed_buckets(
+    windows: tuple[Window, ...], after: float, until: float
+) -> set[tuple[Resolution, int]] | None:
+    """Where to find the assets whose sums over `windows` changed between two instants
+    without any event: the buckets that dropped out of a window at each of its boundaries
+    in (after, until]. Each is named at the finest resolution that still holds it at
+    `until` (an hour that expired is found in its day: more assets, never fewer), or the
+    answer is None when none does (then who moved cannot be told)."""
+    found: set[tuple[Resolution, int]] = set()
+    for window in windows:
+        resolution, count = WINDOW_BUCKETS[window]
+        boundary = resolution.start(after) + resolution.seconds
+        while boundary <= until:
+            start = boundary - count * resolution.seconds
+            holder = next(
+                (
+                    r
+                    for r in RESOLUTIONS
+                    if r.seconds >= resolution.seconds and r.expires_at(r.start(start)) > until
+                ),
+                None,
+            )
+            if holder is None:
+                return None
+            found.add((holder, holder.start(start)))
+            boundary += resolution.seconds
+    return found
+
+
 # --- time series: one point per bucket of a resolution, over a rolling window ----------
 
 

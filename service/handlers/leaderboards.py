@@ -5,7 +5,8 @@ Every `MEDIA_LEADERBOARD_REFRESH_SECONDS` the group leader recomputes (at most
 `max_assets_per_run` of) those assets' totals over 24h, 7d and lifetime, per channel
 and for all channels, and writes them into their library's boards, removing them
 from a library they left. Windows also move without new events at every hour
-boundary, so once an hour every ranked asset is recomputed. Boards therefore trail
+boundary: once an hour, the assets counted in the hour (or day) that just left the 24h
+(or 7d) window are recomputed. Boards therefore trail
 the counters by about one refresh interval (longer while more assets change per
 interval than one run takes); the counters themselves are always exact.
 
@@ -26,13 +27,16 @@ import time
 from collections.abc import Callable, Sequence
 
 from service.domain import leaderboard as lb
-from service.domain.windows import HOUR, Window
+from service.domain.windows import HOUR, Window, departed_buckets
 from service.handlers.ports import AssetReads, BoardWrites, MetricsReads, PerformanceRules
 
 log = logging.getLogger(__name__)
 
 # Small chunks: each is a burst of CPU on the event loop the stream shares.
 CHUNK = 50
+# The board windows that move on their own at hour (24h) and day (7d) boundaries.
+SWEPT_WINDOWS = (Window.DAY, Window.WEEK)
+SWEEP_CHUNK = 1_000  # assets per SADD of the hourly sweep
 
 
 class LeaderboardRefresher:
@@ -96,15 +100,28 @@ class LeaderboardRefresher:
                 await self._suggestions.on_totals(asset, by_channel)
 
     async def _hourly_sweep(self, now: float) -> None:
-        """At each new hour, mark every ranked asset: its 24h and 7d windows moved."""
+        """At each new hour, queue the assets whose 24h or 7d sums moved without an event:
+        those with counts in a bucket that left one of these windows since the last sweep.
+        The cost follows the assets counted in that hour (or day), not the library's size.
+        When those buckets are gone (no sweep for over a month, or never), every ranked
+        asset is queued instead."""
         hour = int(now) // HOUR
         swept = await self._boards.swept_hour()
         if swept is not None and swept >= hour:
             return
+        departed = None if swept is None else departed_buckets(SWEPT_WINDOWS, swept * HOUR, now)
         assets: set[str] = set()
-        for window in (Window.DAY, Window.WEEK):
-            assets |= await self._boards.ranked_assets(window)
-        await self._boards.mark_dirty(sorted(assets))
+        if departed is None:
+            for window in SWEPT_WINDOWS:
+                assets |= await self._boards.ranked_assets(window)
+        else:
+            for resolution, start in sorted(departed, key=lambda b: (b[0].seconds, b[1])):
+                for partition in range(self._partitions):
+                    assets |= await self._metrics.counted_assets(partition, resolution, start)
+        queued = sorted(assets)
+        for chunk in range(0, len(queued), SWEEP_CHUNK):
+            await self._boards.mark_dirty(queued[chunk : chunk + SWEEP_CHUNK])
         await self._boards.set_swept_hour(hour)
         if assets:
-            log.info("new hour: %d ranked assets queued for their moved windows", len(assets))
+            how = "every ranked asset" if departed is None else "assets of the departed buckets"
+            log.info("new hour: %d assets queued for their moved windows (%s)", len(assets), how)

@@ -19,7 +19,7 @@ from service.domain.libraries import LibraryInfo
 from service.domain.library import LibraryEntry
 from service.domain.metrics import Totals, WindowTotals
 from service.domain.registry import Asset, AssetState, Outcome
-from service.domain.windows import Window
+from service.domain.windows import Resolution, Window
 from service.store.leaderboards import Placement
 from service.store.metrics import Applied, PerfRow
 from service.store.positions import Advanced
@@ -251,6 +251,9 @@ class MetricsReads(Protocol):
     async def forget(self, asset_id: str, partition: int) -> None:
         """Remove the asset's lifetime counters and its pointer (idempotent); its buckets
         expire on their own."""
+
+    async def counted_assets(self, partition: int, resolution: Resolution, start: int) -> set[str]:
+        """The assets with counts in one bucket of the partition (none once it expired)."""
 
 
 class AssetReads(Protocol):

@@ -273,6 +273,17 @@ class MetricsStore:
         resolution, starts = window_buckets(window, now)
         return [self._keys.perf_bucket(partition, resolution.name, s) for s in starts]
 
+    async def counted_assets(self, partition: int, resolution: Resolution, start: int) -> set[str]:
+        """The assets with counts in one bucket of the partition (none once it expired).
+        Read with HSCAN, a page at a time, so that a large bucket never holds Redis: the
+        fields without a `|` are the assets' dimension lists, named by the asset."""
+        key = self._keys.perf_bucket(partition, resolution.name, start)
+        assets: set[str] = set()
+        async for name, _ in self._redis.hscan_iter(key, count=1_000):
+            if "|" not in name:
+                assets.add(name)
+        return assets
+
     async def partitions_of(self, asset_ids: Sequence[str]) -> list[int | None]:
         async with self._redis.pipeline(transaction=False) as pipe:
             for asset_id in asset_ids:

@@ -123,3 +123,20 @@ async def test_a_forgotten_asset_loses_its_lifetime_and_pointer_only(backend: Ba
     assert await metrics.totals("a1", Window.LIFETIME, NOW) is None
     kept = await metrics.totals("a2", Window.LIFETIME, NOW)
     assert kept is not None and kept.impressions == 100
+
+
+async def test_counted_assets_are_those_with_counts_in_a_bucket(backend: Backend) -> None:
+    metrics = backend.metrics
+    hour = int(NOW) - int(NOW) % 3600
+    # More assets than one HSCAN page holds, so that the pages are joined.
+    many = [f"a{n}" for n in range(1_500)]
+    rows = [row(n, asset, t=hour + 5) for n, asset in enumerate(many)]
+    rows += [row(2_000, "old", t=hour - 3600 + 5), row(2_001, "other", t=hour + 5)]
+    await metrics.point(0, [*many, "old"])
+    await metrics.point(1, ["other"])
+    await metrics.apply(0, 0, len(rows) - 2, rows[:-1], NOW)
+    await metrics.apply(1, 0, 0, rows[-1:], NOW)
+    assert await metrics.counted_assets(0, ONE_HOUR, hour) == set(many)
+    assert await metrics.counted_assets(0, ONE_HOUR, hour - 3600) == {"old"}
+    assert await metrics.counted_assets(1, ONE_HOUR, hour) == {"other"}
+    assert await metrics.counted_assets(0, ONE_HOUR, hour - 7200) == set()

@@ -59,6 +59,7 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     "zcard": (KEY,),
     "smembers": (KEY,),
     "srandmember": (KEY,),
+    "hscan": (KEY, "0"),
     "set": (KEY, "v"),
     "del": (KEY,),
     "hset": (KEY, "f", "v"),

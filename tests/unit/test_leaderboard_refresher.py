@@ -234,8 +234,8 @@ async def test_the_hourly_sweep_moves_the_windows_without_new_events(rig: Rig) -
     rig.clock.now = NOW + 30 * 60  # later in the same hour: no sweep
     assert await rig.refresher.refresh() == 0
 
-    rig.clock.now = NOW + 2 * HOUR  # a new hour: every asset of a 24h or 7d board is queued
-    assert await rig.refresher.refresh() == 1  # a1; a2 ranks in lifetime only
+    rig.clock.now = NOW + 2 * HOUR  # a new hour: a1's hour left the 24h window
+    assert await rig.refresher.refresh() == 1  # a1; a2 counted in no bucket that left
     assert await rig.boards.swept_hour() == int(rig.clock.now) // HOUR
     assert await rig.board("L1") == {}, "the event left the 24h window"
     assert await rig.board("L1", Window.WEEK) == {"a1": Totals(1000, 10)}
@@ -245,6 +245,62 @@ async def test_the_hourly_sweep_moves_the_windows_without_new_events(rig: Rig) -
     }
     assert await rig.dirty() == set()
     assert await rig.refresher.refresh() == 0, "swept once an hour"
+
+
+async def test_the_sweep_queues_only_the_assets_of_the_buckets_that_left(rig: Rig) -> None:
+    for asset_id in ("a1", "a2", "a3"):
+        await rig.register(asset_id, "L1")
+    # At NOW (12:20) the 24h window's oldest hour is yesterday 13:00-14:00.
+    await rig.perform(
+        [
+            ("a1", "email", 23 * HOUR + 5 * 60, 100, 1),  # yesterday 13:15: leaves at 13:00
+            ("a2", "email", HOUR, 200, 2),  # 11:20 today: stays
+            ("a3", "web", 3 * DAY, 300, 3),  # in 7d only
+        ]
+    )
+    await rig.refresher.refresh()
+    assert set(await rig.board("L1")) == {"a1", "a2"}
+    rig.boards.log.clear()
+
+    rig.clock.now = NOW + 50 * 60  # 13:10
+    assert await rig.refresher.refresh() == 1
+    assert [a for kind, a in rig.boards.log if kind == "place"] == ["a1"]
+    assert await rig.board("L1") == {"a2": Totals(200, 2)}
+    assert set(await rig.board("L1", Window.WEEK)) == {"a1", "a2", "a3"}
+
+
+async def test_the_sweep_at_midnight_queues_the_day_that_left_the_7d_window(rig: Rig) -> None:
+    midnight = (int(NOW) // DAY + 1) * DAY
+    for asset_id in ("a1", "a2"):
+        await rig.register(asset_id, "L1")
+    oldest_day = NOW - (midnight - 7 * DAY + HOUR)  # how long ago 01:00 of the 7d's oldest day
+    await rig.perform(
+        [
+            ("a1", "web", oldest_day, 100, 1),
+            ("a2", "web", oldest_day + DAY, 5, 1),
+        ]  # a2: a day older
+    )
+    await rig.perform([("a2", "web", 2 * DAY, 50, 2)])
+    await rig.refresher.refresh()
+    assert await rig.board("L1", Window.WEEK) == {"a1": Totals(100, 1), "a2": Totals(50, 2)}
+    rig.boards.log.clear()
+
+    rig.clock.now = midnight - 30 * 60  # 23:30: the hour that left holds no event
+    assert await rig.refresher.refresh() == 0
+    rig.clock.now = midnight + 10 * 60
+    assert await rig.refresher.refresh() == 1
+    assert [a for kind, a in rig.boards.log if kind == "place"] == ["a1"]
+    assert await rig.board("L1", Window.WEEK) == {"a2": Totals(50, 2)}
+
+
+async def test_after_a_month_without_a_sweep_every_ranked_asset_is_queued(rig: Rig) -> None:
+    for asset_id in ("a1", "a2", "a3"):
+        await rig.register(asset_id, "L1")
+    await rig.perform([("a1", "email", HOUR, 100, 1), ("a2", "web", 3 * DAY, 10, 1)])
+    await rig.perform([("a3", "web", 20 * DAY, 10, 1)])  # lifetime board only
+    await rig.refresher.refresh()
+    rig.boards.swept = int(NOW) // HOUR - 40 * 24  # whose buckets left is no longer known
+    assert await rig.refresher.refresh() == 2  # a1 (24h, 7d) and a2 (7d)
 
 
 async def test_a_run_stops_at_its_cap_and_the_next_one_goes_on() -> None:

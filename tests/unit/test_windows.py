@@ -13,6 +13,7 @@ from service.domain.windows import (
     ONE_DAY,
     ONE_HOUR,
     Window,
+    departed_buckets,
     is_future,
     is_late,
     live_resolutions,
@@ -83,3 +84,37 @@ def test_window_totals_add_up_per_channel_and_campaign() -> None:
     assert totals.channel(Channel.WEB) == web and totals.channel(Channel.VIDEO) == Totals()
     assert totals.campaign("c1") == email and totals.campaign("c9") == Totals()
     assert WindowTotals().total == Totals()
+
+
+# 2026-03-01 12:20 UTC; `H` its hour, `D` its day.
+T = 1_772_366_400 + 20 * 60
+H = T - 20 * 60
+D = H - 12 * HOUR
+
+
+def test_departed_buckets_within_an_hour() -> None:
+    assert departed_buckets((Window.DAY, Window.WEEK), T, T + 30 * 60) == set()
+
+
+def test_departed_buckets_name_the_hour_that_left_the_24h_window() -> None:
+    # At 13:00 the 24h window drops yesterday's 13:00 hour, which lives until 14:00 today.
+    assert departed_buckets((Window.DAY,), T, H + HOUR + 5 * 60) == {(ONE_HOUR, H - 23 * HOUR)}
+    assert departed_buckets((Window.DAY,), T, H + 2 * HOUR - 1) == {(ONE_HOUR, H - 23 * HOUR)}
+
+
+def test_an_hour_that_expired_is_named_by_its_day() -> None:
+    assert departed_buckets((Window.DAY,), T, H + 2 * HOUR) == {
+        (ONE_DAY, D - DAY),  # yesterday 13:00, gone as an hour
+        (ONE_HOUR, H - 22 * HOUR),
+    }
+
+
+def test_departed_buckets_at_midnight_name_the_day_that_left_the_7d_window() -> None:
+    midnight = D + DAY
+    assert departed_buckets((Window.WEEK,), T, midnight - 1) == set()
+    assert departed_buckets((Window.WEEK,), T, midnight) == {(ONE_DAY, midnight - 7 * DAY)}
+
+
+def test_departed_buckets_are_unknown_once_no_resolution_holds_them() -> None:
+    assert departed_buckets((Window.WEEK,), T - 40 * DAY, T) is None
+    assert departed_buckets((Window.DAY,), T - 40 * DAY, T) is None

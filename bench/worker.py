@@ -28,11 +28,13 @@ class WorkerIgnoredStop(RuntimeError):
 
 
 class WorkerProcess:
-    """Starts, watches and stops one `service worker` process."""
+    """Starts, watches and stops one `service worker` process (or another long-running
+    command of the service, such as `refresher`)."""
 
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+    def __init__(self, env: dict[str, str], log_path: Path, command: str = "worker") -> None:
         self.env = {**os.environ, **env}
         self.log_path = log_path
+        self.command = command
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -48,7 +50,7 @@ class WorkerProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "service", "worker"],
+                [sys.executable, "-m", "service", self.command],
                 cwd=ROOT,
                 env=self.env,
                 stdout=log,

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import time
 from collections.abc import Awaitable
 from dataclasses import dataclass
@@ -23,6 +25,7 @@ from service.domain.events import (
     SuggestionFeedback,
 )
 from service.domain.registry import Outcome
+from service.handlers.leaderboards import RefreshTurns, lease_seconds
 from service.handlers.sequential import SequentialHandler
 from service.resilience import is_transient
 from service.runtime import Runtime
@@ -240,9 +243,19 @@ def _timers(app: MediaApp, settings: Settings) -> None:
         sweep_held_lifecycle_events
     )
 
+    if not settings.leaderboard_refresh_in_worker:
+        return
+    turns = RefreshTurns(
+        runtime.leaderboards,
+        runtime.refresh_lease,
+        f"worker:{socket.gethostname()}:{os.getpid()}",
+        lease_seconds=lease_seconds(settings.leaderboard_refresh_seconds),
+        keep=False,
+    )
+
     async def refresh_leaderboards() -> None:
         try:
-            await runtime.leaderboards.refresh()
+            await turns.run()
         except Exception as exc:
             _postponed("leaderboard refresh", exc)
 

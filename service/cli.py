@@ -1,4 +1,5 @@
-"""The `service` command: run a worker, manage topics, generate schemas, produce demo traffic."""
+"""The `service` command: run a worker or a board refresher, manage topics, generate
+schemas, produce demo traffic."""
 
 from __future__ import annotations
 
@@ -20,6 +21,10 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
 
     commands.add_parser("worker", help="run a stream worker (Ctrl-C stops it cleanly)")
+    commands.add_parser(
+        "refresher",
+        help="refresh the leaderboards in a process of their own, off the workers' event loop",
+    )
 
     topics = commands.add_parser("topics", help="create or describe the service's topics")
     topics.add_argument("action", choices=["create", "describe"])
@@ -69,6 +74,10 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.command == "worker":
         return _worker(settings)
+    if args.command == "refresher":
+        from service.refresher import main as refresher
+
+        return refresher(settings)
     if args.command == "topics":
         return asyncio.run(_topics(settings, args.action))
     if args.command == "schemas":

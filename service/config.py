@@ -180,6 +180,9 @@ class Settings(BaseSettings):
     seen_event_ttl_seconds: Annotated[int, Field(ge=3600)] = 7 * 86_400
     api_page_size_max: Annotated[int, Field(ge=1)] = 500
     leaderboard_refresh_seconds: Annotated[float, Field(gt=0)] = 30.0
+    # false: only `service refresher` processes refresh the boards, never a worker (with
+    # true a worker's leader refreshes whenever no refresher process holds the lease).
+    leaderboard_refresh_in_worker: bool = True
     leaderboard_min_impressions: Annotated[int, Field(ge=0)] = 100
     # Suggestions: the rules' thresholds (a TOML file; the shipped defaults when unset)
     # and how long an open one stays quiet (a dismissed one: seven times as long).

@@ -27,6 +27,7 @@ from service.store.client import connect
 from service.store.dead_letters import DeadLetterCounters
 from service.store.keys import Keys
 from service.store.leaderboards import LeaderboardStore
+from service.store.leases import Lease
 from service.store.libraries import LibraryStore
 from service.store.metrics import MetricsStore
 from service.store.positions import PositionStore
@@ -54,6 +55,7 @@ class Runtime:
     performance: PerformanceHandler
     leaderboard_store: LeaderboardStore
     leaderboards: LeaderboardRefresher
+    refresh_lease: Lease
     instruments: Instruments
     suggestion_store: SuggestionStore
     suggestions: SuggestionEngine
@@ -139,6 +141,7 @@ class Runtime:
             performance=performance,
             leaderboard_store=boards,
             leaderboards=refresher,
+            refresh_lease=Lease(keys.boards_refresh_lease, scripts),
             instruments=instruments,
             suggestion_store=suggestion_store,
             suggestions=suggestions,

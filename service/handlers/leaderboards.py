@@ -10,9 +10,11 @@ boundary: once an hour, the assets counted in the hour (or day) that just left t
 the counters by about one refresh interval (longer while more assets change per
 interval than one run takes); the counters themselves are always exact.
 
-The refresh shares the leader's event loop with the stream, and its cost grows with
-the number of distinct assets changed per interval, not with the event rate: a
-longer interval makes it cheaper (docs/benchmarks.md measured it).
+Its cost grows with the number of distinct assets changed per interval, not with the
+event rate: a longer interval makes it cheaper (docs/benchmarks.md measured it). Where
+it runs is decided by a lease (`RefreshTurns`): a `service refresher` process holds it
+for as long as it runs, so that the refresh is off the consumers' event loop; without
+one, the worker group's leader takes it for each of its runs.
 
 A refresh claims the assets it recomputes (they leave their dirty set) and releases
 them only after their entries are written: a crash repeats a refresh, it never skips
@@ -28,7 +30,13 @@ from collections.abc import Callable, Sequence
 
 from service.domain import leaderboard as lb
 from service.domain.windows import HOUR, Window, departed_buckets
-from service.handlers.ports import AssetReads, BoardWrites, MetricsReads, PerformanceRules
+from service.handlers.ports import (
+    AssetReads,
+    BoardWrites,
+    MetricsReads,
+    PerformanceRules,
+    RefreshLease,
+)
 
 log = logging.getLogger(__name__)
 
@@ -125,3 +133,58 @@ class LeaderboardRefresher:
         if assets:
             how = "every ranked asset" if departed is None else "assets of the departed buckets"
             log.info("new hour: %d assets queued for their moved windows (%s)", len(assets), how)
+
+
+def lease_seconds(interval_seconds: float) -> float:
+    """How long the refresh lease lasts: several intervals, at least a minute, so that a
+    slow run keeps it and a dead holder frees it within about a minute."""
+    return max(60.0, 3 * interval_seconds)
+
+
+class RefreshTurns:
+    """Runs the refresh only while holding the refresh lease, so that one process at a
+    time refreshes.
+
+    A `service refresher` process keeps the lease (`keep=True`): each run extends it, and
+    `stop` gives it up. A worker's leader takes it for one run and gives it up after
+    (`keep=False`), so that a refresher process that starts takes over at the next run,
+    and a worker takes over at most `lease_seconds` after that process died.
+    """
+
+    def __init__(
+        self,
+        refresher: LeaderboardRefresher,
+        lease: RefreshLease,
+        token: str,
+        *,
+        lease_seconds: float,
+        keep: bool,
+    ) -> None:
+        self._refresher = refresher
+        self._lease = lease
+        self._token = token
+        self._seconds = lease_seconds
+        self._keep = keep
+        self._elsewhere = False
+
+    async def run(self) -> int | None:
+        """One run when the lease is ours: how many assets it recomputed; None when
+        another process holds the lease."""
+        held = await self._lease.hold(self._token, self._seconds)
+        if held == self._elsewhere:  # it changed hands
+            log.info(
+                "board refresh lease %s",
+                "taken over" if held else "held by another process: its runs are skipped here",
+            )
+        self._elsewhere = not held
+        if not held:
+            return None
+        try:
+            return await self._refresher.refresh()
+        finally:
+            if not self._keep:
+                await self._lease.release(self._token)
+
+    async def stop(self) -> None:
+        """Give the lease up (a kept one included), so that another takes over at once."""
+        await self._lease.release(self._token)

@@ -236,6 +236,17 @@ class BoardWrites(Protocol):
         """Every asset with an entry in a board of the window for all channels."""
 
 
+class RefreshLease(Protocol):
+    """Who refreshes the boards now (service/store/leases.py)."""
+
+    async def hold(self, token: str, seconds: float) -> bool:
+        """Take the lease when free, or extend it when `token` holds it; False when
+        another token holds it."""
+
+    async def release(self, token: str) -> None:
+        """Give the lease up, if `token` holds it."""
+
+
 class MetricsReads(Protocol):
     """The metrics as LeaderboardRefresher uses them (service/store/metrics.py): the reads,
     and forgetting a deleted asset's counters that never expire."""

@@ -159,6 +159,12 @@ class Keys:
         return f"{self.prefix}:{{{self.boards_dirty}}}:claimed"
 
     @property
+    def boards_refresh_lease(self) -> str:
+        """Who refreshes the boards now: a `service refresher` process, or a worker's
+        group leader for one run (service/store/leases.py)."""
+        return f"{self.prefix}:lb-refresh-lease"
+
+    @property
     def board_libraries(self) -> str:
         return f"{self.prefix}:lb-libraries"
 

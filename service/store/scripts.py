@@ -29,6 +29,8 @@ class Scripts:
     perf_forget: AsyncScript
     position_advance: AsyncScript
     board_claim: AsyncScript
+    lease_hold: AsyncScript
+    lease_release: AsyncScript
 
     @classmethod
     def register(cls, redis: Any) -> Scripts:

@@ -23,10 +23,11 @@ def free_port() -> int:
 
 
 class Worker(WorkerProcess):
-    """A `service worker` process (bench/worker.py) and its HTTP API on MEDIA_WEB_PORT."""
+    """A `service worker` process (bench/worker.py) and its HTTP API on MEDIA_WEB_PORT
+    (or another command of the service, which has no API)."""
 
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
-        super().__init__(env, log_path)
+    def __init__(self, env: dict[str, str], log_path: Path, command: str = "worker") -> None:
+        super().__init__(env, log_path, command)
         self.port = int(env["MEDIA_WEB_PORT"])
 
     async def wait_ready(self, seconds: float = 60) -> None:

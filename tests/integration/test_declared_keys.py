@@ -24,6 +24,7 @@ from service.domain.library import LibraryEntry
 from service.domain.windows import DAY, HOUR, Window
 from service.store.keys import Keys
 from service.store.leaderboards import LeaderboardStore
+from service.store.leases import Lease
 from service.store.metrics import ApplyStatus, MetricsStore, PerfRow
 from service.store.registry import RegistryStore
 from service.store.scripts import Scripts
@@ -138,6 +139,19 @@ async def test_board_claim_touches_only_its_declared_keys(redis: Any, settings: 
     await boards.done(None, ["a1", "a2"])
     assert await boards.claim(0, 10) == ["a3"]
     assert checked.calls == 3
+
+
+async def test_the_lease_scripts_touch_only_their_declared_key(
+    redis: Any, settings: Settings
+) -> None:
+    key = Keys(settings.redis_key_prefix).boards_refresh_lease
+    scripts, hold = declared_only(redis, "lease_hold")
+    scripts, release = declared_only(redis, "lease_release")
+    scripts = dataclasses.replace(scripts, lease_hold=hold)
+    lease = Lease(key, scripts)
+    assert await lease.hold("a", 30) and await lease.hold("a", 30)
+    await lease.release("a")
+    assert (hold.calls, release.calls) == (2, 1)
 
 
 def entry(words: list[str], status: AssetStatus = AssetStatus.DRAFT) -> LibraryEntry:

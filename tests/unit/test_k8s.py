@@ -791,3 +791,48 @@ def test_network_policy_lets_out_only_kafka_redis_and_dns(
         assert f"{port}/{protocol}" in readme, (
             f"{K8S_README.name} does not document the egress port {port}/{protocol}"
         )
+
+
+# --- the optional refresher (examples/refresher.yaml) -------------------------------------
+
+REFRESHER_EXAMPLE = K8S_DIR / "examples" / "refresher.yaml"
+
+
+@pytest.fixture(scope="module")
+def refresher() -> dict[str, Manifest]:
+    objects = [obj for obj in yaml.safe_load_all(REFRESHER_EXAMPLE.read_text()) if obj]
+    kinds = [obj["kind"] for obj in objects]
+    assert sorted(kinds) == ["Deployment", "NetworkPolicy"], f"{REFRESHER_EXAMPLE.name}: {kinds}"
+    return {obj["kind"]: obj for obj in objects}
+
+
+def test_the_refresher_runs_the_workers_image_and_settings(
+    refresher: dict[str, Manifest], deployment: Manifest, container: Manifest
+) -> None:
+    spec = refresher["Deployment"]["spec"]["template"]["spec"]
+    [refresh] = spec["containers"]
+    assert refresh["args"] == ["refresher"]
+    assert refresh["image"] == container["image"]
+    assert refresh["envFrom"] == container["envFrom"], "the workers' ConfigMap and Secret"
+    assert refresh["securityContext"] == container["securityContext"]
+    assert spec["securityContext"] == deployment["spec"]["template"]["spec"]["securityContext"]
+    namespace = deployment["metadata"]["namespace"]
+    for kind, obj in refresher.items():
+        assert obj["metadata"]["namespace"] == namespace, f"{kind}: not in {namespace}"
+
+
+def test_the_refreshers_pods_are_not_the_workers(
+    refresher: dict[str, Manifest], deployment: Manifest, network_policy: Manifest
+) -> None:
+    """Neither the worker Deployment, its Service nor its policy may select them."""
+    labels = refresher["Deployment"]["spec"]["template"]["metadata"]["labels"]
+    selector = refresher["Deployment"]["spec"]["selector"]["matchLabels"]
+    assert selector.items() <= labels.items()
+    worker_selector = deployment["spec"]["selector"]["matchLabels"]
+    assert not worker_selector.items() <= labels.items(), "the workers' selector matches them"
+    assert not network_policy["podSelector"]["matchLabels"].items() <= labels.items()
+    policy = refresher["NetworkPolicy"]["spec"]
+    assert policy["podSelector"]["matchLabels"].items() <= labels.items()
+    assert set(policy["policyTypes"]) == {"Ingress", "Egress"} and not policy.get("ingress")
+    ports = _policy_ports(policy["egress"], "egress")
+    assert ports == _policy_ports(network_policy["egress"], "egress"), "Kafka, Redis, DNS"

@@ -37,7 +37,7 @@ ROOMS: dict[str, tuple[str, ...]] = {
     "handlers": ("service.handlers",),
     "streaming": ("service.streaming",),
     "api": ("service.api",),
-    "composition": ("service.app", "service.runtime"),
+    "composition": ("service.app", "service.runtime", "service.refresher"),
     "operations": (
         "service.__main__",
         "service.cli",

@@ -46,7 +46,7 @@ from service.domain.windows import (
     window_buckets,
 )
 from service.store.codecs import library_stats, window_totals
-from service.store.leaderboards import Placement
+from service.store.leaderboards import REGISTRY, WINDOWS, DirtySet, Placement
 from service.store.metrics import Applied, ApplyStatus, PerfRow
 from service.store.perf_batch import GENERATION_SECONDS, SEEN_SECONDS
 from service.store.positions import Advance, Advanced
@@ -587,17 +587,22 @@ class FakeLeaderboardStore:
         self.perf_dirty: dict[int, set[str]] = (
             defaultdict(set) if metrics is None else metrics.dirty
         )
+        self.moved: set[str] = set()
         self.swept: int | None = None
-        # claimed, not yet done: per dirty set (None: the registry's)
-        self.claimed: dict[int | None, set[str]] = defaultdict(set)
+        # claimed, not yet done: per dirty set
+        self.claimed: dict[DirtySet, set[str]] = defaultdict(set)
 
-    def _dirty(self, partition: int | None) -> set[str]:
-        return self.registry_dirty if partition is None else self.perf_dirty[partition]
+    def _dirty(self, which: DirtySet) -> set[str]:
+        if which == REGISTRY:
+            return self.registry_dirty
+        if which == WINDOWS:
+            return self.moved
+        return self.perf_dirty[which]
 
     def queued(self) -> set[str]:
         """Every asset a refresh has yet to do: marked or claimed, in any set."""
-        assets = set(self.registry_dirty).union(*self.perf_dirty.values())
-        return assets.union(*self.claimed.values())
+        assets = self.registry_dirty | self.moved
+        return assets.union(*self.perf_dirty.values(), *self.claimed.values())
 
     async def swept_hour(self) -> int | None:
         return self.swept
@@ -608,19 +613,22 @@ class FakeLeaderboardStore:
     async def mark_dirty(self, asset_ids: Sequence[str]) -> None:
         self.registry_dirty.update(asset_ids)
 
-    async def claim(self, partition: int | None, count: int) -> list[str]:
+    async def mark_moved(self, asset_ids: Sequence[str]) -> None:
+        self.moved.update(asset_ids)
+
+    async def claim(self, which: DirtySet, count: int) -> list[str]:
         # SRANDMEMBER / SPOP with a count: distinct members, in no promised order.
-        unfinished = self.claimed[partition]
+        unfinished = self.claimed[which]
         if unfinished:
             return sorted(unfinished)[:count]
-        dirty = self._dirty(partition)
+        dirty = self._dirty(which)
         taken = sorted(dirty)[:count]
         dirty.difference_update(taken)
         unfinished.update(taken)
         return taken
 
-    async def done(self, partition: int | None, asset_ids: Sequence[str]) -> None:
-        self.claimed[partition].difference_update(asset_ids)
+    async def done(self, which: DirtySet, asset_ids: Sequence[str]) -> None:
+        self.claimed[which].difference_update(asset_ids)
 
     async def placed(self, asset_ids: Sequence[str]) -> list[str | None]:
         return [self.library_of.get(asset_id) for asset_id in asset_ids]

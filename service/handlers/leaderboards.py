@@ -37,6 +37,7 @@ from service.handlers.ports import (
     PerformanceRules,
     RefreshLease,
 )
+from service.store.leaderboards import REGISTRY, WINDOWS, DirtySet
 
 log = logging.getLogger(__name__)
 
@@ -71,8 +72,9 @@ class LeaderboardRefresher:
         """One pass; returns how many assets were recomputed."""
         now = self._clock() if now is None else now
         await self._hourly_sweep(now)
-        # The registry's changes (None), then each metrics partition's.
-        sources: list[int | None] = [None, *range(self._partitions)]
+        # New changes (the registry's, each metrics partition's) before moved windows, so
+        # that a large sweep never holds them back.
+        sources: list[DirtySet] = [REGISTRY, *range(self._partitions), WINDOWS]
         done = 0
         for source in sources:
             while done < self._max_assets:
@@ -128,7 +130,7 @@ class LeaderboardRefresher:
                     assets |= await self._metrics.counted_assets(partition, resolution, start)
         queued = sorted(assets)
         for chunk in range(0, len(queued), SWEEP_CHUNK):
-            await self._boards.mark_dirty(queued[chunk : chunk + SWEEP_CHUNK])
+            await self._boards.mark_moved(queued[chunk : chunk + SWEEP_CHUNK])
         await self._boards.set_swept_hour(hour)
         if assets:
             how = "every ranked asset" if departed is None else "assets of the departed buckets"

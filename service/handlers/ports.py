@@ -20,7 +20,7 @@ from service.domain.library import LibraryEntry
 from service.domain.metrics import Totals, WindowTotals
 from service.domain.registry import Asset, AssetState, Outcome
 from service.domain.windows import Resolution, Window
-from service.store.leaderboards import Placement
+from service.store.leaderboards import DirtySet, Placement
 from service.store.metrics import Applied, PerfRow
 from service.store.positions import Advanced
 from service.store.registry import HashPlacement, Loaded
@@ -215,12 +215,15 @@ class BoardWrites(Protocol):
     async def mark_dirty(self, asset_ids: Sequence[str]) -> None:
         """Queue assets in the registry's dirty set."""
 
-    async def claim(self, partition: int | None, count: int) -> list[str]:
-        """Claim up to `count` distinct assets of a metrics partition's dirty set (None:
-        the registry's): they leave the dirty set, so that a mark set while they are being
-        refreshed stays there. A claim not released by `done` is given out again first."""
+    async def mark_moved(self, asset_ids: Sequence[str]) -> None:
+        """Queue assets in the dirty set of moved windows."""
 
-    async def done(self, partition: int | None, asset_ids: Sequence[str]) -> None:
+    async def claim(self, which: DirtySet, count: int) -> list[str]:
+        """Claim up to `count` distinct assets of one dirty set: they leave it, so that a
+        mark set while they are being refreshed stays there. A claim not released by
+        `done` is given out again first."""
+
+    async def done(self, which: DirtySet, asset_ids: Sequence[str]) -> None:
         """Release refreshed assets from their claim."""
 
     async def placed(self, asset_ids: Sequence[str]) -> list[str | None]:

@@ -159,6 +159,16 @@ class Keys:
         return f"{self.prefix}:{{{self.boards_dirty}}}:claimed"
 
     @property
+    def boards_moved(self) -> str:
+        """Assets whose 24h or 7d sums moved without an event (the hourly sweep's)."""
+        return f"{self.prefix}:lb-moved"
+
+    @property
+    def boards_moved_claimed(self) -> str:
+        """Assets of `boards_moved` a board refresh took and has not finished (same slot)."""
+        return f"{self.prefix}:{{{self.boards_moved}}}:claimed"
+
+    @property
     def boards_refresh_lease(self) -> str:
         """Who refreshes the boards now: a `service refresher` process, or a worker's
         group leader for one run (service/store/leases.py)."""

@@ -3,16 +3,17 @@
 `{l:<library>}:lb:<window>:<all or ch:channel>` hashes map asset_id -> its totals
 (`store/codecs.py` writes and reads them); the refresh writes them, the API ranks them.
 Assets to refresh are kept in dirty sets: one per metrics partition (filled by the
-metrics script) and one for registry changes. A refresh claims assets by moving them
-into the dirty set's claimed set (board_claim.lua) and removes them from there once
-their entries are written: a mark set meanwhile stays in the dirty set, and a refresh
-cut off midway is finished by the next one.
+metrics script), one for registry changes and one for the assets whose windows moved.
+A refresh claims assets by moving them into the dirty set's claimed set
+(board_claim.lua) and removes them from there once their entries are written: a mark
+set meanwhile stays in the dirty set, and a refresh cut off midway is finished by the
+next one.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Final, Literal
 
 from service.domain import leaderboard as lb
 from service.domain.enums import Channel
@@ -23,6 +24,12 @@ from service.store.keys import Keys
 from service.store.scripts import Scripts
 
 Placement = Mapping[Window, WindowTotals]
+
+# The dirty sets a refresh works through: the registry's changes, then each metrics
+# partition's (by its number), then the assets whose windows moved (the hourly sweep's).
+REGISTRY: Final = "registry"
+WINDOWS: Final = "windows"
+DirtySet = int | Literal["registry", "windows"]
 
 
 class LeaderboardStore:
@@ -35,12 +42,19 @@ class LeaderboardStore:
         name = None if channel is None else channel.value
         return self._keys.board(library_id, window.value, name)
 
-    def _dirty(self, partition: int | None) -> str:
-        return self._keys.boards_dirty if partition is None else self._keys.perf_dirty(partition)
+    def _dirty(self, which: DirtySet) -> str:
+        if which == REGISTRY:
+            return self._keys.boards_dirty
+        if which == WINDOWS:
+            return self._keys.boards_moved
+        return self._keys.perf_dirty(which)
 
-    def _claimed(self, partition: int | None) -> str:
-        keys = self._keys
-        return keys.boards_claimed if partition is None else keys.perf_claimed(partition)
+    def _claimed(self, which: DirtySet) -> str:
+        if which == REGISTRY:
+            return self._keys.boards_claimed
+        if which == WINDOWS:
+            return self._keys.boards_moved_claimed
+        return self._keys.perf_claimed(which)
 
     async def swept_hour(self) -> int | None:
         """The last hour (epoch hours) at which every ranked asset was queued."""
@@ -55,17 +69,21 @@ class LeaderboardStore:
         if asset_ids:
             await self._redis.sadd(self._keys.boards_dirty, *asset_ids)
 
-    async def claim(self, partition: int | None, count: int) -> list[str]:
-        """Up to `count` assets to refresh: those whose counters a metrics partition
-        changed, or (None) those the registry changed; an unfinished claim first."""
-        keys = [self._dirty(partition), self._claimed(partition)]
+    async def mark_moved(self, asset_ids: Sequence[str]) -> None:
+        """Queue assets whose windows moved on without an event."""
+        if asset_ids:
+            await self._redis.sadd(self._keys.boards_moved, *asset_ids)
+
+    async def claim(self, which: DirtySet, count: int) -> list[str]:
+        """Up to `count` assets of one dirty set to refresh; an unfinished claim first."""
+        keys = [self._dirty(which), self._claimed(which)]
         members: list[str] = await self._scripts.board_claim(keys=keys, args=[count])
         return members
 
-    async def done(self, partition: int | None, asset_ids: Sequence[str]) -> None:
+    async def done(self, which: DirtySet, asset_ids: Sequence[str]) -> None:
         """Release refreshed assets from their claim."""
         if asset_ids:
-            await self._redis.srem(self._claimed(partition), *asset_ids)
+            await self._redis.srem(self._claimed(which), *asset_ids)
 
     async def placed(self, asset_ids: Sequence[str]) -> list[str | None]:
         """The library each asset's entries are in now (None: in none)."""

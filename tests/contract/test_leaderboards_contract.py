@@ -8,6 +8,7 @@ import time
 from service.domain.enums import Channel
 from service.domain.metrics import Totals, WindowTotals
 from service.domain.windows import Window
+from service.store.leaderboards import REGISTRY
 from service.store.metrics import PerfRow
 from tests.contract.conftest import Backend
 
@@ -16,29 +17,29 @@ NOW = float(int(time.time()))
 
 async def test_a_claim_takes_up_to_count_until_done(backend: Backend) -> None:
     boards = backend.boards
-    assert await boards.claim(None, 10) == []
+    assert await boards.claim(REGISTRY, 10) == []
     await boards.mark_dirty(["a1", "a2", "a3"])
     await boards.mark_dirty(["a2"])
     await boards.mark_dirty([])
-    two = await boards.claim(None, 2)
+    two = await boards.claim(REGISTRY, 2)
     assert len(two) == 2 and set(two) < {"a1", "a2", "a3"}
-    assert sorted(await boards.claim(None, 10)) == sorted(two), "unfinished claims come first"
-    await boards.done(None, two)
-    await boards.done(None, [])
+    assert sorted(await boards.claim(REGISTRY, 10)) == sorted(two), "unfinished claims come first"
+    await boards.done(REGISTRY, two)
+    await boards.done(REGISTRY, [])
     (rest,) = {"a1", "a2", "a3"} - set(two)
-    assert await boards.claim(None, 10) == [rest]
+    assert await boards.claim(REGISTRY, 10) == [rest]
     assert await boards.claim(0, 10) == [], "the registry's set is not a partition's"
-    await boards.done(None, [rest])
-    assert await boards.claim(None, 10) == []
+    await boards.done(REGISTRY, [rest])
+    assert await boards.claim(REGISTRY, 10) == []
 
 
 async def test_a_mark_set_during_a_refresh_is_kept(backend: Backend) -> None:
     boards = backend.boards
     await boards.mark_dirty(["a1", "a2"])
-    claimed = await boards.claim(None, 10)
+    claimed = await boards.claim(REGISTRY, 10)
     await boards.mark_dirty(["a1"])  # changed again while its entries are being computed
-    await boards.done(None, claimed)
-    assert await boards.claim(None, 10) == ["a1"]
+    await boards.done(REGISTRY, claimed)
+    assert await boards.claim(REGISTRY, 10) == ["a1"]
 
 
 async def test_the_metrics_script_marks_the_assets_it_counted(backend: Backend) -> None:
@@ -48,7 +49,9 @@ async def test_the_metrics_script_marks_the_assets_it_counted(backend: Backend) 
     ]
     await backend.metrics.apply(2, 0, 1, rows, NOW)
     assert sorted(await backend.boards.claim(2, 10)) == ["a1", "a2"]
-    assert await backend.boards.claim(1, 10) == [] and await backend.boards.claim(None, 10) == []
+    assert (
+        await backend.boards.claim(1, 10) == [] and await backend.boards.claim(REGISTRY, 10) == []
+    )
     await backend.boards.done(2, ["a1", "a2"])
     await backend.metrics.apply(2, 2, 2, [rows[0]], NOW)  # a copy: nothing counted
     assert await backend.boards.claim(2, 10) == []

@@ -23,7 +23,7 @@ from service.domain.enums import AssetStatus, MediaType
 from service.domain.library import LibraryEntry
 from service.domain.windows import DAY, HOUR, Window
 from service.store.keys import Keys
-from service.store.leaderboards import LeaderboardStore
+from service.store.leaderboards import REGISTRY, LeaderboardStore
 from service.store.leases import Lease
 from service.store.metrics import ApplyStatus, MetricsStore, PerfRow
 from service.store.registry import RegistryStore
@@ -134,9 +134,9 @@ async def test_board_claim_touches_only_its_declared_keys(redis: Any, settings: 
     await boards.mark_dirty(["a1", "a2"])
     await metrics.point(0, ["a3"])
     await metrics.apply(0, 0, 0, [row(1, "a3", NOW - 60)], NOW)  # marks a3 on partition 0
-    assert sorted(await boards.claim(None, 10)) == ["a1", "a2"]
-    assert len(await boards.claim(None, 1)) == 1, "an unfinished claim comes again"
-    await boards.done(None, ["a1", "a2"])
+    assert sorted(await boards.claim(REGISTRY, 10)) == ["a1", "a2"]
+    assert len(await boards.claim(REGISTRY, 1)) == 1, "an unfinished claim comes again"
+    await boards.done(REGISTRY, ["a1", "a2"])
     assert await boards.claim(0, 10) == ["a3"]
     assert checked.calls == 3
 

@@ -17,7 +17,7 @@ from service.domain.metrics import Totals
 from service.domain.registry import Asset
 from service.domain.windows import DAY, HOUR, Window
 from service.handlers.leaderboards import LeaderboardRefresher
-from service.store.leaderboards import Placement
+from service.store.leaderboards import DirtySet, Placement
 from service.store.metrics import ApplyStatus, PerfRow
 from tests.fakes import FakeLeaderboardStore, FakeMetricsStore, FakeRegistryStore
 from tests.unit.factories import T0, lifecycle, registration, source
@@ -43,8 +43,8 @@ class Boards(FakeLeaderboardStore):
         await super().place(asset_id, library_id, previous, boards)
         self.log.append(("place", asset_id))
 
-    async def done(self, partition: int | None, asset_ids: Sequence[str]) -> None:
-        await super().done(partition, asset_ids)
+    async def done(self, which: DirtySet, asset_ids: Sequence[str]) -> None:
+        await super().done(which, asset_ids)
         self.log.append(("done", set(asset_ids)))
 
 
@@ -313,6 +313,15 @@ async def test_a_run_stops_at_its_cap_and_the_next_one_goes_on() -> None:
     assert await rig.refresher.refresh() == 50
     assert await rig.refresher.refresh() == 30  # the registry's last 20, then partition 1
     assert await rig.dirty() == set()
+
+
+async def test_new_changes_go_before_moved_windows() -> None:
+    rig = Rig(max_assets=50)
+    await rig.boards.mark_moved([f"m{n:03}" for n in range(120)])  # a large sweep's backlog
+    await rig.perform([(f"p{n}", "web", 60, 10, 1) for n in range(10)], partition=1)
+    assert await rig.refresher.refresh() == 60  # 10 changed, then a chunk of moved ones
+    assert not {f"p{n}" for n in range(10)} & await rig.dirty()
+    assert len(await rig.dirty()) == 70
 
 
 async def test_a_cap_not_a_multiple_of_the_chunk_finishes_its_chunk() -> None:

@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 WITH_ENV := deploy/with-stack-env.sh
 PYTEST_ARGS ?=
 
-.PHONY: help install run worker demo topics schemas lint unit test bench \
+.PHONY: help install run worker demo topics schemas lint unit test bench bench-boards \
         stack-up stack-down stack-status clean
 
 help:
@@ -96,9 +96,17 @@ test: install lint
 # Throughput, latency and memory of the performance pipeline (docs/benchmarks.md): starts
 # the stack if needed, runs ~3 minutes in its own topics and Redis keys (removed after),
 # updates docs/benchmarks.md and writes .stack/bench-<run>.json. Options: BENCH_ARGS=--help
+# Then the leaderboards at 200,000 assets (bench-boards below).
 bench: install
 	@deploy/stack.sh up
 	@$(WITH_ENV) $(BIN)/python -m bench.throughput $(BENCH_ARGS)
+	@$(WITH_ENV) $(BIN)/python -m bench.boards $(BOARDS_ARGS)
+
+# The leaderboards of one library of 200,000 assets (bench/boards.py): refresh cost per
+# changed asset, change-to-board time, the hourly sweep. Options: BOARDS_ARGS=--help
+bench-boards: install
+	@deploy/stack.sh up
+	@$(WITH_ENV) $(BIN)/python -m bench.boards $(BOARDS_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

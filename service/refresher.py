@@ -55,7 +55,7 @@ class KafkaProducer:
 
 async def run_refresher(settings: Settings, stop: asyncio.Event) -> int:
     """Refresh until `stop` is set; returns the exit status (0 after a clean stop)."""
-    producer = await _started_producer(settings, stop)
+    producer = await started_producer(settings, stop)
     if producer is None:
         return 0
     runtime = Runtime.build(settings, KafkaProducer(producer))
@@ -90,7 +90,7 @@ async def run_refresher(settings: Settings, stop: asyncio.Event) -> int:
     return 0
 
 
-async def _started_producer(settings: Settings, stop: asyncio.Event) -> AIOKafkaProducer | None:
+async def started_producer(settings: Settings, stop: asyncio.Event) -> AIOKafkaProducer | None:
     """A started producer, retrying while Kafka is away; None when stopped first."""
     delay = 1.0
     while not stop.is_set():

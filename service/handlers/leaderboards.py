@@ -71,7 +71,7 @@ class LeaderboardRefresher:
     async def refresh(self, now: float | None = None) -> int:
         """One pass; returns how many assets were recomputed."""
         now = self._clock() if now is None else now
-        await self._hourly_sweep(now)
+        await self.sweep(now)
         # New changes (the registry's, each metrics partition's) before moved windows, so
         # that a large sweep never holds them back.
         sources: list[DirtySet] = [REGISTRY, *range(self._partitions), WINDOWS]
@@ -109,7 +109,7 @@ class LeaderboardRefresher:
                 )
                 await self._suggestions.on_totals(asset, by_channel)
 
-    async def _hourly_sweep(self, now: float) -> None:
+    async def sweep(self, now: float) -> None:
         """At each new hour, queue the assets whose 24h or 7d sums moved without an event:
         those with counts in a bucket that left one of these windows since the last sweep.
         The cost follows the assets counted in that hour (or day), not the library's size.

@@ -8,8 +8,11 @@ This process takes that work off them:
    either is away, wait and try again, saying why.
 2. Every `MEDIA_LEADERBOARD_REFRESH_SECONDS`, hold the refresh lease
    (`P:lb-refresh-lease`, service/store/leases.py) and run one refresh: the claims,
-   writes and releases of docs/processing.md. Several replicas may run; the one holding
-   the lease refreshes, the others wait for it. A failed run is logged and repeated at
+   writes and releases of docs/processing.md. Nothing else waits for this process, so a
+   run has no cap of assets (a worker's leader stops at 2,000): it goes on until the
+   queues are empty or one interval has passed, and then the next run starts at once.
+   Several replicas may run; the one holding the lease refreshes, the others wait for
+   it. A failed run is logged and repeated at
    the next interval (its claims are given out again).
 3. On SIGTERM or SIGINT, finish the run, give the lease up so that a worker's leader or
    another replica takes over at once, and close the clients. A refresher killed
@@ -28,11 +31,13 @@ import logging.config
 import os
 import signal
 import socket
+import sys
+import time
 
 from aiokafka import AIOKafkaProducer
 
 from service.config import Settings
-from service.handlers.leaderboards import RefreshTurns, lease_seconds
+from service.handlers.leaderboards import LeaderboardRefresher, RefreshTurns, lease_seconds
 from service.observability import logging_config, redact
 from service.resilience import is_transient
 from service.runtime import Runtime
@@ -59,16 +64,29 @@ async def run_refresher(settings: Settings, stop: asyncio.Event) -> int:
     if producer is None:
         return 0
     runtime = Runtime.build(settings, KafkaProducer(producer))
+    interval = settings.leaderboard_refresh_seconds
+    # Unlike a worker's leader, nothing else waits for this loop: a run goes on until the
+    # queues are empty or an interval has passed (then the next starts at once).
+    refresher = LeaderboardRefresher(
+        runtime.leaderboard_store,
+        runtime.metrics_store,
+        runtime.registry_store,
+        partitions=settings.topic_partitions,
+        suggestions=runtime.suggestions,
+        max_assets_per_run=sys.maxsize,
+        max_seconds_per_run=interval,
+    )
     turns = RefreshTurns(
-        runtime.leaderboards,
+        refresher,
         runtime.refresh_lease,
         f"refresher:{socket.gethostname()}:{os.getpid()}",
         lease_seconds=lease_seconds(settings.leaderboard_refresh_seconds),
         keep=True,
     )
-    log.info("refreshing the boards every %ss", settings.leaderboard_refresh_seconds)
+    log.info("refreshing the boards every %ss", interval)
     try:
         while not stop.is_set():
+            started = time.monotonic()
             try:
                 done = await turns.run()
                 if done:
@@ -78,7 +96,8 @@ async def run_refresher(settings: Settings, stop: asyncio.Event) -> int:
                     log.warning("board refresh postponed: %s", redact(repr(exc)))
                 else:
                     log.exception("board refresh failed; it runs again at its next interval")
-            await _wait(stop, settings.leaderboard_refresh_seconds)
+            # A run cut off by its interval left work: the next one starts at once.
+            await _wait(stop, max(0.0, interval - (time.monotonic() - started)))
     finally:
         try:
             await turns.stop()

@@ -58,26 +58,38 @@ class LeaderboardRefresher:
         partitions: int,
         suggestions: PerformanceRules,
         max_assets_per_run: int = 2_000,
+        max_seconds_per_run: float | None = None,
         clock: Callable[[], float] = time.time,
+        timer: Callable[[], float] = time.monotonic,
     ) -> None:
         self._boards = boards
         self._metrics = metrics
         self._registry = registry
         self._partitions = partitions
         self._max_assets = max_assets_per_run
+        self._max_seconds = max_seconds_per_run
         self._suggestions = suggestions
         self._clock = clock
+        self._timer = timer
 
     async def refresh(self, now: float | None = None) -> int:
-        """One pass; returns how many assets were recomputed."""
+        """One pass; returns how many assets were recomputed. A pass takes no new chunk
+        once it recomputed `max_assets_per_run` assets or ran `max_seconds_per_run`."""
         now = self._clock() if now is None else now
+        started = self._timer()
         await self.sweep(now)
         # New changes (the registry's, each metrics partition's) before moved windows, so
         # that a large sweep never holds them back.
         sources: list[DirtySet] = [REGISTRY, *range(self._partitions), WINDOWS]
         done = 0
+
+        def more() -> bool:
+            if done >= self._max_assets:
+                return False
+            return self._max_seconds is None or self._timer() - started < self._max_seconds
+
         for source in sources:
-            while done < self._max_assets:
+            while more():
                 assets = await self._boards.claim(source, CHUNK)
                 if not assets:
                     break

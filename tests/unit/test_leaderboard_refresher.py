@@ -324,6 +324,26 @@ async def test_new_changes_go_before_moved_windows() -> None:
     assert len(await rig.dirty()) == 70
 
 
+async def test_a_run_with_a_time_budget_takes_no_chunk_after_it() -> None:
+    rig = Rig()
+    ticks = iter(range(100))  # each look at the timer: one second later
+    rig.refresher = LeaderboardRefresher(
+        rig.boards,
+        rig.metrics,
+        rig.registry,
+        partitions=PARTITIONS,
+        suggestions=rig.rules,
+        max_assets_per_run=10_000,
+        max_seconds_per_run=2.5,
+        clock=rig.clock,
+        timer=lambda: float(next(ticks)),
+    )
+    await rig.boards.mark_dirty([f"r{n:03}" for n in range(500)])
+    # started at 0; chunks begin at 1 and 2; at 3 the budget is spent
+    assert await rig.refresher.refresh() == 100
+    assert len(await rig.dirty()) == 400
+
+
 async def test_a_cap_not_a_multiple_of_the_chunk_finishes_its_chunk() -> None:
     rig = Rig(max_assets=60)
     await rig.boards.mark_dirty([f"r{n:03}" for n in range(130)])

@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 WITH_ENV := deploy/with-stack-env.sh
 PYTEST_ARGS ?=
 
-.PHONY: help install run worker demo topics schemas lint unit test bench bench-boards \
+.PHONY: help install run worker demo topics schemas lint unit test bench bench-boards bench-scale \
         stack-up stack-down stack-status clean
 
 help:
@@ -107,6 +107,12 @@ bench: install
 bench-boards: install
 	@deploy/stack.sh up
 	@$(WITH_ENV) $(BIN)/python -m bench.boards $(BOARDS_ARGS)
+
+# 1 and 2 workers on the stack of MEDIA_STACK_REDIS (single or cluster): events/s and CPU
+# per event of the workers, Redis and Kafka (bench/scale.py). Options: SCALE_ARGS=--help
+bench-scale: install
+	@deploy/stack.sh up
+	@$(WITH_ENV) $(BIN)/python -m bench.scale $(SCALE_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

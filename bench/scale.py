@@ -1,0 +1,270 @@
+"""Scale-out: 1 and 2 workers against one Redis or a Redis Cluster (`make bench-scale`).
+
+What a team sizing a deployment asks: how many events a second do a number of worker
+cores and Redis cores carry? One run measures it on the local stack it finds (one Redis,
+or with `MEDIA_STACK_REDIS=cluster` the three-primary cluster), under a namespace of its
+own:
+
+1. Produce the events once (the workload of `make bench`: `bench/events.py`).
+2. For each number of workers N (`--workers`, 1 and 2 by default): start N
+   `service worker` processes in a consumer group and key prefix of their own; they read
+   the topic from its start. Time them until Redis counts every event, and take the CPU
+   seconds each component spent meanwhile: the workers (summed), every `redis-server` of
+   the stack (summed, and the busiest one), Kafka.
+3. Report, per N, the rate without start-up and the CPU microseconds per event of each
+   component, and rewrite this stack's block of docs/benchmarks.md.
+
+The CPU per event is what sizes a deployment: a component that spends `c` us per event
+carries about 1,000,000 / c events a second per core it is given (docs/benchmarks.md,
+"Scale-out"). On a machine with fewer cores than processes the rates only show the
+contention; the CPU per event still holds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from bench import cleanup, kafka, report
+from bench.events import EventFactory
+from bench.plan import Plan, RunNames, process_settings, settings_env
+from bench.progress import PhaseTimeout, wait_applied, within
+from bench.resources import cpu_seconds, pid_from_file
+from bench.throughput import StackUnavailable, free_port, preflight
+from bench.worker import WorkerExited, WorkerIgnoredStop, WorkerProcess
+from service.config import Settings
+from service.store.client import connect
+from service.store.keys import Keys
+from service.store.metrics import MetricsStore
+from service.store.scripts import Scripts
+from service.topics import ensure_topics
+
+ROOT = Path(__file__).resolve().parents[1]
+MARKERS = {
+    "single": ("<!-- bench:scale:single:start -->", "<!-- bench:scale:single:end -->"),
+    "cluster": ("<!-- bench:scale:cluster:start -->", "<!-- bench:scale:cluster:end -->"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """N workers on the whole topic."""
+
+    workers: int
+    events: int
+    seconds: float
+    steady_rate: float
+    worker_cpu: float
+    redis_cpu: float
+    busiest_redis_cpu: float
+    kafka_cpu: float
+
+    def us_per_event(self, cpu: float) -> float:
+        return cpu * 1e6 / self.events
+
+    def cores(self, cpu: float) -> float:
+        return cpu / self.seconds
+
+
+@dataclass(frozen=True, slots=True)
+class ScaleResult:
+    run: str
+    date: str
+    revision: str
+    stack: str  # single or cluster
+    redis_nodes: int
+    partitions: int
+    steps: list[Step]
+
+
+def stack_dir(settings: Settings) -> Path:
+    """Where `deploy/stack.sh` keeps the pid files of the stack these settings name."""
+    base = ROOT / ".stack"
+    return base / "cluster" if settings.redis_cluster else base
+
+
+def redis_pids(directory: Path) -> list[int]:
+    pids = [pid_from_file(path) for path in sorted(directory.glob("redis*.pid"))]
+    return [pid for pid in pids if pid is not None]
+
+
+async def run_step(plan: Plan, names: RunNames, workers: int, events: int, directory: Path) -> Step:
+    settings = process_settings(names, f"w{workers}", plan, free_port())
+    redis = connect(settings)
+    store = MetricsStore(
+        redis,
+        Keys(settings.redis_key_prefix),
+        Scripts.register(redis),
+        settings.topic_asset_performance,
+    )
+    nodes = redis_pids(directory)
+    kafka_pid = pid_from_file(directory / "kafka.pid")
+    processes = []
+    try:
+        redis_before = {pid: cpu_seconds(pid) for pid in nodes}
+        kafka_before = cpu_seconds(kafka_pid) if kafka_pid else 0.0
+        started = time.monotonic()
+        for n in range(workers):
+            env = settings_env(settings.model_copy(update={"web_port": free_port()}))
+            process = WorkerProcess(env, directory / f"{names.namespace}-w{workers}-{n}.log")
+            process.start()
+            processes.append(process)
+
+        def alive() -> None:
+            for process in processes:
+                process.check_alive()
+
+        progress = await within(
+            f"{workers} worker(s)",
+            plan.phase_timeout_seconds,
+            wait_applied(
+                store, partitions=plan.partitions, target=events, started=started, check=alive
+            ),
+        )
+        worker_cpu = sum(p.cpu_seconds() for p in processes)
+        redis_cpu = {pid: cpu_seconds(pid) - before for pid, before in redis_before.items()}
+        kafka_cpu = (cpu_seconds(kafka_pid) if kafka_pid else 0.0) - kafka_before
+        return Step(
+            workers=workers,
+            events=events,
+            seconds=progress.seconds,
+            steady_rate=progress.steady_rate(),
+            worker_cpu=worker_cpu,
+            redis_cpu=sum(redis_cpu.values()),
+            busiest_redis_cpu=max(redis_cpu.values(), default=0.0),
+            kafka_cpu=kafka_cpu,
+        )
+    finally:
+        for process in processes:
+            with contextlib.suppress(WorkerIgnoredStop):
+                await asyncio.to_thread(process.stop)
+        await cleanup.delete_keys(redis, f"{settings.redis_key_prefix}:*")
+        await redis.aclose()
+
+
+async def measure(plan: Plan, worker_counts: list[int], names: RunNames) -> ScaleResult:
+    settings = process_settings(names, "producer", plan, free_port())
+    directory = stack_dir(settings)
+    nodes = redis_pids(directory)
+    if not nodes:
+        raise StackUnavailable(f"no running redis-server pid file in {directory}")
+    await ensure_topics(settings)
+    factory = EventFactory(
+        run_id=names.run_id, assets=plan.assets, campaigns=plan.campaigns, days=plan.days,
+        partitions=plan.partitions, seed=plan.seed,
+    )  # fmt: skip
+    produced = await within(
+        "producing",
+        plan.phase_timeout_seconds,
+        kafka.produce(
+            settings, settings.topic_asset_performance, factory.events(plan.events, time.time())
+        ),
+    )
+    print(f"produced {produced.events:,} events in {produced.seconds:.1f} s", flush=True)
+    steps = []
+    for workers in worker_counts:
+        step = await run_step(plan, names, workers, plan.events, directory)
+        steps.append(step)
+        print(
+            f"{workers} worker(s): {step.steady_rate:,.0f} events/s; CPU us/event: workers "
+            f"{step.us_per_event(step.worker_cpu):.1f}, Redis "
+            f"{step.us_per_event(step.redis_cpu):.1f}, Kafka "
+            f"{step.us_per_event(step.kafka_cpu):.1f}",
+            flush=True,
+        )
+    return ScaleResult(
+        run=names.run_id,
+        date=f"{names.started_at:%Y-%m-%d %H:%M} UTC",
+        revision=await asyncio.to_thread(report.git_revision),
+        stack="cluster" if settings.redis_cluster else "single",
+        redis_nodes=len(nodes),
+        partitions=plan.partitions,
+        steps=steps,
+    )
+
+
+def markdown(result: ScaleResult) -> str:
+    redis = (
+        "one Redis"
+        if result.stack == "single"
+        else f"a Redis Cluster of {result.redis_nodes} primaries"
+    )
+    rows = []
+    for s in result.steps:
+        rows.append(
+            f"| {s.workers} | {s.steady_rate:,.0f} | {s.us_per_event(s.worker_cpu):.1f} "
+            f"({s.cores(s.worker_cpu):.2f}) | {s.us_per_event(s.redis_cpu):.1f} "
+            f"({s.cores(s.redis_cpu):.2f}) | {s.us_per_event(s.busiest_redis_cpu):.1f} | "
+            f"{s.us_per_event(s.kafka_cpu):.1f} ({s.cores(s.kafka_cpu):.2f}) |"
+        )
+    events = result.steps[0].events if result.steps else 0
+    return "\n".join(
+        [
+            f"Run `{result.run}` ({result.date}, code `{result.revision}`): {redis}, "
+            f"{result.partitions} partitions, {events:,} events.",
+            "",
+            "| workers | events/s | workers: CPU us/event (cores) | Redis: CPU us/event "
+            "(cores) | busiest Redis node: us/event | Kafka: CPU us/event (cores) |",
+            "|---|---|---|---|---|---|",
+            *rows,
+        ]
+    )
+
+
+def update_docs(result: ScaleResult, path: Path = report.DOCS) -> None:
+    start, end = MARKERS[result.stack]
+    text = path.read_text()
+    if start not in text or end not in text:
+        raise RuntimeError(f"{path} lacks the markers {start} and {end}")
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    path.write_text(f"{head}{start}\n{markdown(result)}\n{end}{tail}")
+
+
+async def run(plan: Plan, worker_counts: list[int], write_docs: bool) -> int:
+    names = RunNames.new()
+    settings = process_settings(names, "producer", plan, free_port())
+    redis = connect(settings)
+    print(f"scale-out benchmark {names.namespace}: workers {worker_counts}", flush=True)
+    try:
+        await preflight(settings, redis)
+        try:
+            result = await measure(plan, worker_counts, names)
+        finally:
+            for line in await cleanup.clean_up(settings, redis, names, []):
+                print(f"cleanup: {line}", flush=True)
+    finally:
+        await redis.aclose()
+    print("\n" + markdown(result))
+    path = ROOT / ".stack" / f"{names.namespace}-scale.json"
+    path.write_text(json.dumps(asdict(result), indent=2))
+    print(f"\nresult: {path}")
+    if write_docs:
+        update_docs(result)
+        print(f"updated {report.DOCS.relative_to(ROOT)}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.scale", description=__doc__)
+    parser.add_argument("--events", type=int, default=500_000)
+    parser.add_argument("--workers", default="1,2", help="worker counts, comma-separated")
+    parser.add_argument("--no-docs", action="store_true", help="leave docs/benchmarks.md alone")
+    args = parser.parse_args(argv)
+    counts = [int(n) for n in args.workers.split(",") if n.strip()]
+    plan = Plan(events=args.events)
+    try:
+        return asyncio.run(run(plan, counts, write_docs=not args.no_docs))
+    except (PhaseTimeout, WorkerExited, StackUnavailable) as exc:
+        print(f"benchmark failed: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -26,6 +26,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -84,8 +85,9 @@ class ScaleResult:
 
 
 def stack_dir(settings: Settings) -> Path:
-    """Where `deploy/stack.sh` keeps the pid files of the stack these settings name."""
-    base = ROOT / ".stack"
+    """Where `deploy/stack.sh` keeps the pid files of the stack these settings name
+    (under $STACK_DIR when set, as for `deploy/with-stack-env.sh`)."""
+    base = Path(os.environ.get("STACK_DIR", ROOT / ".stack"))
     return base / "cluster" if settings.redis_cluster else base
 
 

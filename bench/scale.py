@@ -84,11 +84,15 @@ class ScaleResult:
     steps: list[Step]
 
 
+def stack_base() -> Path:
+    """The local stacks' directory: $STACK_DIR when set (as `deploy/with-stack-env.sh`
+    reads it), else .stack of this checkout."""
+    return Path(os.environ.get("STACK_DIR", ROOT / ".stack"))
+
+
 def stack_dir(settings: Settings) -> Path:
-    """Where `deploy/stack.sh` keeps the pid files of the stack these settings name
-    (under $STACK_DIR when set, as for `deploy/with-stack-env.sh`)."""
-    base = Path(os.environ.get("STACK_DIR", ROOT / ".stack"))
-    return base / "cluster" if settings.redis_cluster else base
+    """Where `deploy/stack.sh` keeps the pid files of the stack these settings name."""
+    return stack_base() / "cluster" if settings.redis_cluster else stack_base()
 
 
 def redis_pids(directory: Path) -> list[int]:
@@ -244,7 +248,7 @@ async def run(plan: Plan, worker_counts: list[int], write_docs: bool) -> int:
     finally:
         await redis.aclose()
     print("\n" + markdown(result))
-    path = ROOT / ".stack" / f"{names.namespace}-scale.json"
+    path = stack_base() / f"{names.namespace}-scale.json"
     path.write_text(json.dumps(asdict(result), indent=2))
     print(f"\nresult: {path}")
     if write_docs:

@@ -35,7 +35,7 @@ from pathlib import Path
 from bench import cleanup, kafka, report
 from bench.events import EventFactory
 from bench.plan import Plan, RunNames, process_settings, settings_env
-from bench.progress import PhaseTimeout, wait_applied, within
+from bench.progress import PhaseTimeout, within
 from bench.resources import cpu_seconds, pid_from_file
 from bench.throughput import StackUnavailable, free_port, preflight
 from bench.worker import WorkerExited, WorkerIgnoredStop, WorkerProcess
@@ -47,6 +47,7 @@ from service.store.scripts import Scripts
 from service.topics import ensure_topics
 
 ROOT = Path(__file__).resolve().parents[1]
+POLL_SECONDS = 0.1
 MARKERS = {
     "single": ("<!-- bench:scale:single:start -->", "<!-- bench:scale:single:end -->"),
     "cluster": ("<!-- bench:scale:cluster:start -->", "<!-- bench:scale:cluster:end -->"),
@@ -55,22 +56,35 @@ MARKERS = {
 
 @dataclass(frozen=True, slots=True)
 class Step:
-    """N workers on the whole topic."""
+    """N workers on the whole topic, measured from the moment Redis counted a tenth of the
+    events (start-up left out: imports, group join) until it counted all of them."""
 
     workers: int
-    events: int
+    events: int  # counted while measured
     seconds: float
-    steady_rate: float
     worker_cpu: float
     redis_cpu: float
     busiest_redis_cpu: float
     kafka_cpu: float
+
+    @property
+    def rate(self) -> float:
+        return self.events / self.seconds
 
     def us_per_event(self, cpu: float) -> float:
         return cpu * 1e6 / self.events
 
     def cores(self, cpu: float) -> float:
         return cpu / self.seconds
+
+
+@dataclass(frozen=True, slots=True)
+class CpuSnapshot:
+    at: float
+    applied: int
+    workers: float
+    redis: dict[int, float]
+    kafka: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +95,7 @@ class ScaleResult:
     stack: str  # single or cluster
     redis_nodes: int
     partitions: int
+    events: int
     steps: list[Step]
 
 
@@ -111,40 +126,44 @@ async def run_step(plan: Plan, names: RunNames, workers: int, events: int, direc
     )
     nodes = redis_pids(directory)
     kafka_pid = pid_from_file(directory / "kafka.pid")
-    processes = []
+    processes: list[WorkerProcess] = []
+
+    def snapshot(applied: int) -> CpuSnapshot:
+        return CpuSnapshot(
+            at=time.monotonic(),
+            applied=applied,
+            workers=sum(p.cpu_seconds() for p in processes),
+            redis={pid: cpu_seconds(pid) for pid in nodes},
+            kafka=cpu_seconds(kafka_pid) if kafka_pid else 0.0,
+        )
+
+    async def counted(target: int) -> int:
+        while True:
+            applied = (await store.counters(plan.partitions)).applied
+            if applied >= target:
+                return applied
+            for process in processes:
+                process.check_alive()
+            await asyncio.sleep(POLL_SECONDS)
+
     try:
-        redis_before = {pid: cpu_seconds(pid) for pid in nodes}
-        kafka_before = cpu_seconds(kafka_pid) if kafka_pid else 0.0
-        started = time.monotonic()
         for n in range(workers):
             env = settings_env(settings.model_copy(update={"web_port": free_port()}))
             process = WorkerProcess(env, directory / f"{names.namespace}-w{workers}-{n}.log")
             process.start()
             processes.append(process)
-
-        def alive() -> None:
-            for process in processes:
-                process.check_alive()
-
-        progress = await within(
-            f"{workers} worker(s)",
-            plan.phase_timeout_seconds,
-            wait_applied(
-                store, partitions=plan.partitions, target=events, started=started, check=alive
-            ),
-        )
-        worker_cpu = sum(p.cpu_seconds() for p in processes)
-        redis_cpu = {pid: cpu_seconds(pid) - before for pid, before in redis_before.items()}
-        kafka_cpu = (cpu_seconds(kafka_pid) if kafka_pid else 0.0) - kafka_before
+        phase = f"{workers} worker(s)"
+        begin = snapshot(await within(phase, plan.phase_timeout_seconds, counted(events // 10)))
+        end = snapshot(await within(phase, plan.phase_timeout_seconds, counted(events)))
+        redis_cpu = [end.redis[pid] - begin.redis[pid] for pid in nodes]
         return Step(
             workers=workers,
-            events=events,
-            seconds=progress.seconds,
-            steady_rate=progress.steady_rate(),
-            worker_cpu=worker_cpu,
-            redis_cpu=sum(redis_cpu.values()),
-            busiest_redis_cpu=max(redis_cpu.values(), default=0.0),
-            kafka_cpu=kafka_cpu,
+            events=end.applied - begin.applied,
+            seconds=end.at - begin.at,
+            worker_cpu=end.workers - begin.workers,
+            redis_cpu=sum(redis_cpu),
+            busiest_redis_cpu=max(redis_cpu, default=0.0),
+            kafka_cpu=end.kafka - begin.kafka,
         )
     finally:
         for process in processes:
@@ -178,7 +197,7 @@ async def measure(plan: Plan, worker_counts: list[int], names: RunNames) -> Scal
         step = await run_step(plan, names, workers, plan.events, directory)
         steps.append(step)
         print(
-            f"{workers} worker(s): {step.steady_rate:,.0f} events/s; CPU us/event: workers "
+            f"{workers} worker(s): {step.rate:,.0f} events/s; CPU us/event: workers "
             f"{step.us_per_event(step.worker_cpu):.1f}, Redis "
             f"{step.us_per_event(step.redis_cpu):.1f}, Kafka "
             f"{step.us_per_event(step.kafka_cpu):.1f}",
@@ -191,6 +210,7 @@ async def measure(plan: Plan, worker_counts: list[int], names: RunNames) -> Scal
         stack="cluster" if settings.redis_cluster else "single",
         redis_nodes=len(nodes),
         partitions=plan.partitions,
+        events=plan.events,
         steps=steps,
     )
 
@@ -204,16 +224,16 @@ def markdown(result: ScaleResult) -> str:
     rows = []
     for s in result.steps:
         rows.append(
-            f"| {s.workers} | {s.steady_rate:,.0f} | {s.us_per_event(s.worker_cpu):.1f} "
+            f"| {s.workers} | {s.rate:,.0f} | {s.us_per_event(s.worker_cpu):.1f} "
             f"({s.cores(s.worker_cpu):.2f}) | {s.us_per_event(s.redis_cpu):.1f} "
             f"({s.cores(s.redis_cpu):.2f}) | {s.us_per_event(s.busiest_redis_cpu):.1f} | "
             f"{s.us_per_event(s.kafka_cpu):.1f} ({s.cores(s.kafka_cpu):.2f}) |"
         )
-    events = result.steps[0].events if result.steps else 0
     return "\n".join(
         [
             f"Run `{result.run}` ({result.date}, code `{result.revision}`): {redis}, "
-            f"{result.partitions} partitions, {events:,} events.",
+            f"{result.partitions} partitions, {result.events:,} events; each row from the "
+            "moment Redis counted a tenth of them to the last (start-up left out).",
             "",
             "| workers | events/s | workers: CPU us/event (cores) | Redis: CPU us/event "
             "(cores) | busiest Redis node: us/event | Kafka: CPU us/event (cores) |",

@@ -93,13 +93,17 @@ class LeaderboardRefresher:
                 assets = await self._boards.claim(source, CHUNK)
                 if not assets:
                     break
-                await self.recompute(assets, now)
+                await self.recompute(assets, now, source)
                 await self._boards.done(source, assets)
                 done += len(assets)
                 await asyncio.sleep(0)  # let the stream's next batch in
         return done
 
-    async def recompute(self, asset_ids: Sequence[str], now: float) -> None:
+    async def recompute(
+        self, asset_ids: Sequence[str], now: float, source: DirtySet = REGISTRY
+    ) -> None:
+        """Write the assets' board entries from their sums at `now`, and tell the
+        performance rules; `source` is the dirty set they were claimed from."""
         states = {s.asset_id: s for s in await self._registry.assets(list(asset_ids))}
         partitions = await self._metrics.partitions_of(asset_ids)
         previous = await self._boards.placed(asset_ids)
@@ -112,9 +116,13 @@ class LeaderboardRefresher:
             library = None if asset is None or asset.is_deleted else asset.library_id
             windows = by_asset.get(asset_id, {})
             await self._boards.place(asset_id, library, before, windows)
-            if asset is not None and asset.is_deleted and partition is not None:
-                # Off the boards above; its counters that never expire go too.
-                await self._metrics.forget(asset_id, partition)
+            if asset is not None and asset.is_deleted:
+                # Off the boards above; its counters that never expire go too. An event
+                # counted after an earlier forget left counters without a pointer: the
+                # partition whose dirty set named the asset holds them.
+                where = partition if partition is not None else source
+                if isinstance(where, int):
+                    await self._metrics.forget(asset_id, where)
             if asset is not None:  # performance rules; a deleted asset's suggestions expire
                 by_channel = (
                     {} if library is None else {w: t.by_channel for w, t in windows.items()}

@@ -182,10 +182,10 @@ async def test_an_asset_counted_again_while_it_is_recomputed_is_recomputed_again
     recomputed = rig.refresher.recompute
     calls = 0
 
-    async def recompute_while_events_arrive(asset_ids: Any, now: float) -> None:
+    async def recompute_while_events_arrive(asset_ids: Any, now: float, source: Any) -> None:
         nonlocal calls
         calls += 1
-        await recomputed(asset_ids, now)  # read and written the totals it saw ...
+        await recomputed(asset_ids, now, source)  # read and written the totals it saw ...
         if calls == 1:
             await rig.perform([("a1", "email", 30, 500, 5)])  # ... which just changed
 
@@ -221,6 +221,24 @@ async def test_an_asset_that_left_a_library_leaves_its_boards(rig: Rig) -> None:
     assert await rig.metrics.partitions_of(["a1", "a2"]) == [0, None]
     assert (0, "a2") not in rig.metrics.lifetime
     assert rig.metrics.lifetime_of("a1", "ch:email:impressions") == 1000
+
+
+async def test_counters_of_a_deleted_asset_counted_after_it_was_forgotten_go_too(
+    rig: Rig,
+) -> None:
+    await rig.register("a1", "L1")
+    await rig.perform([("a1", "email", 60, 1000, 50)], partition=1)
+    await rig.delete("a1")
+    await rig.refresher.refresh()
+    assert ("a1" not in rig.metrics.pointers) and (1, "a1") not in rig.metrics.lifetime
+    # A late event: a worker that pointed the asset before does not point it again.
+    first = await rig.metrics.position(1) + 1
+    row = PerfRow("late-1", "a1", "web", "c1", int(NOW - 30), 5, 1, 0, 0, 0, 0)
+    assert (await rig.metrics.apply(1, first, first, [row], NOW)).status is ApplyStatus.APPLIED
+    assert (1, "a1") in rig.metrics.lifetime
+    await rig.refresher.refresh()
+    assert (1, "a1") not in rig.metrics.lifetime, "found through partition 1's dirty set"
+    assert await rig.board("L1", Window.LIFETIME) == {}
 
 
 async def test_the_hourly_sweep_moves_the_windows_without_new_events(rig: Rig) -> None:

@@ -19,6 +19,8 @@ help:
 	@echo "                  cluster and tls-cluster sets on theirs (started/stopped if needed)"
 	@echo "make demo         produce realistic synthetic traffic into the topics"
 	@echo "make worker       run a worker against .stack/env or the environment"
+	@echo "make bench        throughput, latency, memory, then leaderboards at 200,000 assets"
+	@echo "make bench-boards | bench-scale   only the leaderboards | 1 and 2 workers"
 	@echo "make lint | unit | stack-up | stack-down | stack-status | topics | schemas | clean"
 	@echo "MEDIA_STACK_SECURITY=tls and/or MEDIA_STACK_REDIS=cluster before make stack-up|run|"
 	@echo "                  worker|demo: the same on the secure and/or Redis Cluster stack"

@@ -1,20 +1,20 @@
 """Keeps the library leaderboards in step with the metrics and the registry.
 
 The metrics script and the registry mark assets whose counters or library changed.
-Every `MEDIA_LEADERBOARD_REFRESH_SECONDS` the group leader recomputes (at most
-`max_assets_per_run` of) those assets' totals over 24h, 7d and lifetime, per channel
-and for all channels, and writes them into their library's boards, removing them
-from a library they left. Windows also move without new events at every hour
-boundary: once an hour, the assets counted in the hour (or day) that just left the 24h
-(or 7d) window are recomputed. Boards therefore trail
+Every `MEDIA_LEADERBOARD_REFRESH_SECONDS` the holder of the refresh lease recomputes
+those assets' totals over 24h, 7d and lifetime, per channel and for all channels, and
+writes them into their library's boards, removing them from a library they left.
+Windows also move without new events: once an hour, the assets counted in the hour (or
+day) that just left the 24h (or 7d) window are recomputed too. Boards therefore trail
 the counters by about one refresh interval (longer while more assets change per
 interval than one run takes); the counters themselves are always exact.
 
 Its cost grows with the number of distinct assets changed per interval, not with the
-event rate: a longer interval makes it cheaper (docs/benchmarks.md measured it). Where
-it runs is decided by a lease (`RefreshTurns`): a `service refresher` process holds it
-for as long as it runs, so that the refresh is off the consumers' event loop; without
-one, the worker group's leader takes it for each of its runs.
+event rate or the size of a library (docs/benchmarks.md measured it). Where it runs is
+decided by the lease (`RefreshTurns`): a `service refresher` process holds it for as
+long as it runs, so that the refresh is off the consumers' event loop; without one, the
+worker group's leader takes it for each of its runs (at most `max_assets_per_run`
+assets a run).
 
 A refresh claims the assets it recomputes (they leave their dirty set) and releases
 them only after their entries are written: a crash repeats a refresh, it never skips

@@ -5,12 +5,17 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from service.domain.enums import Channel
 from service.domain.metrics import Totals, WindowTotals
 from service.domain.windows import Window
 from service.store.leaderboards import REGISTRY
 from service.store.metrics import PerfRow
 from tests.contract.conftest import Backend
+
+# Dirty sets, claims and board keys share slots as designed: checked on a cluster too.
+pytestmark = pytest.mark.cluster
 
 NOW = float(int(time.time()))
 

@@ -125,6 +125,7 @@ async def test_a_forgotten_asset_loses_its_lifetime_and_pointer_only(backend: Ba
     assert kept is not None and kept.impressions == 100
 
 
+@pytest.mark.cluster  # HSCAN through the cluster client too
 async def test_counted_assets_are_those_with_counts_in_a_bucket(backend: Backend) -> None:
     metrics = backend.metrics
     hour = int(NOW) - int(NOW) % 3600

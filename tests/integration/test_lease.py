@@ -13,7 +13,7 @@ from service.store.keys import Keys
 from service.store.leases import Lease
 from service.store.scripts import Scripts
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.cluster]
 
 
 async def test_one_holder_at_a_time(redis: Any, settings: Settings) -> None:

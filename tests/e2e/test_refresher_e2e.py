@@ -21,7 +21,7 @@ from tests.e2e.conftest import Spawn
 from tests.e2e.worker import eventually, free_port
 from tests.unit.factories import registration_body, sha
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.cluster]
 
 
 async def send(settings: Settings, topic: str, records: list[tuple[str, dict[str, Any]]]) -> None:

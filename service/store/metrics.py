@@ -9,6 +9,7 @@ counters in its buckets.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
@@ -21,7 +22,6 @@ from service.domain.windows import Resolution, Window, window_buckets
 from service.store.codecs import (
     Counters,
     counter_name,
-    counter_names,
     decode_counters,
     decode_dimensions,
     window_totals,
@@ -38,6 +38,10 @@ from service.store.perf_batch import (
 from service.store.scripts import Scripts
 
 __all__ = ["Applied", "ApplyStatus", "EventCounts", "MetricsStore", "PerfRow"]
+
+# Assets per perf_read.lua call: a board refresh's chunk of 50 reads 24 hour buckets, 7
+# days and the lifetime hash of each, and one call must not hold Redis for long.
+READ_ASSETS_PER_CALL = 10
 
 
 class ApplyStatus(Enum):
@@ -248,23 +252,32 @@ class MetricsStore:
         return [window_totals([entry]) for entry in entries]
 
     async def _read(self, wanted: Sequence[tuple[str, Sequence[str]]]) -> list[list[Counters]]:
-        """For each (asset, hashes), the asset's counters in each hash."""
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for asset_id, keys in wanted:
-                for key in keys:
-                    pipe.hget(key, asset_id)
-            lists = iter(await pipe.execute())
-        dimensions = [[decode_dimensions(next(lists)) for _ in keys] for _, keys in wanted]
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for (asset_id, keys), listed in zip(wanted, dimensions, strict=True):
-                for key, dims in zip(keys, listed, strict=True):
-                    if dims:
-                        pipe.hmget(key, counter_names(asset_id, dims))
-            counts = iter(await pipe.execute())
-        return [
-            [decode_counters(dims, next(counts)) if dims else {} for dims in listed]
-            for listed in dimensions
+        """For each (asset, hashes of its partition), the asset's counters in each hash.
+
+        Assets asking for the same hashes are read together by perf_read.lua, at most
+        READ_ASSETS_PER_CALL a call (so that a call holds Redis briefly), the calls
+        concurrently: one round trip instead of one command per hash and asset."""
+        groups: dict[tuple[str, ...], list[int]] = {}
+        for index, (_, keys) in enumerate(wanted):
+            if keys:
+                groups.setdefault(tuple(keys), []).append(index)
+        calls = [
+            (keys, indexes[start : start + READ_ASSETS_PER_CALL])
+            for keys, indexes in groups.items()
+            for start in range(0, len(indexes), READ_ASSETS_PER_CALL)
         ]
+        replies = await asyncio.gather(
+            *(
+                self._scripts.perf_read(keys=list(keys), args=[wanted[i][0] for i in part])
+                for keys, part in calls
+            )
+        )
+        result: list[list[Counters]] = [[] for _ in wanted]
+        for (keys, part), reply in zip(calls, replies, strict=True):
+            values = iter(reply)
+            for index in part:
+                result[index] = [_counters(next(values), next(values)) for _ in keys]
+        return result
 
     def _window_keys(self, partition: int, window: Window, now: float) -> list[str]:
         """The hashes whose entries make up the window at `now`."""
@@ -302,6 +315,12 @@ class MetricsStore:
             duplicates=sum(int(r.get("duplicates", 0)) for r in replies),
             late=sum(int(r.get("late", 0)) for r in replies),
         )
+
+
+def _counters(listed: str, counts: str) -> Counters:
+    """One asset's counters in one hash, from perf_read.lua's two strings."""
+    dimensions = decode_dimensions(listed)
+    return decode_counters(dimensions, counts.split(",")) if dimensions else {}
 
 
 def _flat(entries: Mapping[str, Counters]) -> tuple[str, str, str]:

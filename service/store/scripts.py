@@ -27,6 +27,7 @@ class Scripts:
     unschedule_if_due: AsyncScript
     perf_apply: AsyncScript
     perf_forget: AsyncScript
+    perf_read: AsyncScript
     position_advance: AsyncScript
     board_claim: AsyncScript
     lease_hold: AsyncScript

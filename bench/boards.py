@@ -66,7 +66,7 @@ MARKERS = ("<!-- bench:boards:start -->", "<!-- bench:boards:end -->")
 LIBRARY = "big"
 CHANNELS = (Channel.EMAIL, Channel.WEB, Channel.SOCIAL, Channel.DISPLAY)
 STEP = 1_000  # events per metrics script call while seeding
-CONCURRENCY = 64  # store calls in flight while seeding
+CONCURRENCY = 16  # store calls in flight while seeding (each may use a few connections)
 T = TypeVar("T")
 
 

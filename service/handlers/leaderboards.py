@@ -46,6 +46,7 @@ CHUNK = 50
 # The board windows that move on their own at hour (24h) and day (7d) boundaries.
 SWEPT_WINDOWS = (Window.DAY, Window.WEEK)
 SWEEP_CHUNK = 1_000  # assets per SADD of the hourly sweep
+ASSETS_IN_FLIGHT = 8  # assets of a chunk written at once
 
 
 class LeaderboardRefresher:
@@ -110,7 +111,8 @@ class LeaderboardRefresher:
         placed = [(a, p) for a, p in zip(asset_ids, partitions, strict=True) if p is not None]
         totals = await self._metrics.totals_by_window(placed, lb.LEADERBOARD_WINDOWS, now)
         by_asset = {a: t for (a, _), t in zip(placed, totals, strict=True)}
-        for asset_id, before, partition in zip(asset_ids, previous, partitions, strict=True):
+
+        async def settle(asset_id: str, before: str | None, partition: int | None) -> None:
             state = states.get(asset_id)
             asset = None if state is None else state.asset
             library = None if asset is None or asset.is_deleted else asset.library_id
@@ -128,6 +130,14 @@ class LeaderboardRefresher:
                     {} if library is None else {w: t.by_channel for w, t in windows.items()}
                 )
                 await self._suggestions.on_totals(asset, by_channel)
+
+        # Assets are independent of each other: a few at once, so that their round trips
+        # to Redis overlap.
+        settling = list(zip(asset_ids, previous, partitions, strict=True))
+        for start in range(0, len(settling), ASSETS_IN_FLIGHT):
+            await asyncio.gather(
+                *(settle(*entry) for entry in settling[start : start + ASSETS_IN_FLIGHT])
+            )
 
     async def sweep(self, now: float) -> None:
         """At each new hour, queue the assets whose 24h or 7d sums moved without an event:

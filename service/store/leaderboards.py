@@ -12,12 +12,13 @@ next one.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping, Sequence
 from typing import Any, Final, Literal
 
 from service.domain import leaderboard as lb
 from service.domain.enums import Channel
-from service.domain.metrics import ZERO, WindowTotals
+from service.domain.metrics import ZERO, Totals, WindowTotals
 from service.domain.windows import Window
 from service.store.codecs import decode_board_entry, encode_board_entry
 from service.store.keys import Keys
@@ -97,45 +98,72 @@ class LeaderboardStore:
         self, asset_id: str, library_id: str | None, previous: str | None, boards: Placement
     ) -> None:
         """Write the asset's entries into its library and its campaigns' boards, and
-        remove them everywhere else (from every board when `library_id` is None)."""
+        remove them everywhere else (from every board when `library_id` is None).
+
+        The boards of one library (or one campaign) share a hash tag and are written by
+        one board_write.lua call. The asset's campaign set names every board holding it at
+        any moment: grown before the boards are written, shrunk after (a crash between
+        leaves a name that the asset's next refresh cleans)."""
+        keys = self._keys
         campaigns = {} if library_id is None else lb.campaign_entries(boards)
-        before: set[str] = await self._redis.smembers(self._keys.board_campaigns(asset_id))
+        before: set[str] = await self._redis.smembers(keys.board_campaigns(asset_id))
         departed = before - set(campaigns)
+        if campaigns:
+            await self._redis.sadd(keys.board_campaigns(asset_id), *campaigns)
+        writes = []
+        for campaign in sorted(before | set(campaigns)):
+            in_campaign = campaigns.get(campaign, {})
+            writes.append(
+                self._write(
+                    asset_id,
+                    {
+                        keys.campaign_board(campaign, window.value): in_campaign.get(window)
+                        for window in lb.LEADERBOARD_WINDOWS
+                    },
+                )
+            )
+        if previous is not None and previous != library_id:
+            writes.append(self._write(asset_id, dict.fromkeys(self._boards_of(previous))))
+        if library_id is not None:
+            library: dict[str, Totals | None] = {}
+            for window in lb.LEADERBOARD_WINDOWS:
+                window_totals = boards.get(window, WindowTotals())
+                for channel in lb.BOARD_CHANNELS:
+                    totals = lb.board_totals(window_totals, channel)
+                    library[self._board(library_id, window, channel)] = (
+                        None if totals == ZERO else totals
+                    )
+            writes.append(self._write(asset_id, library))
+        await asyncio.gather(*writes, self._where(asset_id, library_id))
+        if departed:
+            await self._redis.srem(keys.board_campaigns(asset_id), *departed)
+
+    def _boards_of(self, library_id: str) -> list[str]:
+        return [
+            self._board(library_id, window, channel)
+            for window in lb.LEADERBOARD_WINDOWS
+            for channel in lb.BOARD_CHANNELS
+        ]
+
+    async def _write(self, asset_id: str, entries: Mapping[str, Totals | None]) -> None:
+        """The asset's entry in each board (None: none), in one step."""
+        await self._scripts.board_write(
+            keys=list(entries),
+            args=[
+                asset_id,
+                *("" if t is None else encode_board_entry(t) for t in entries.values()),
+            ],
+        )
+
+    async def _where(self, asset_id: str, library_id: str | None) -> None:
+        """Record the library whose boards hold the asset (None: none)."""
+        keys = self._keys
+        if library_id is None:
+            await self._redis.delete(keys.board_library(asset_id))
+            return
         async with self._redis.pipeline(transaction=False) as pipe:
-            # The asset's campaign set names every board holding it at any moment: grown
-            # before the boards are written, shrunk after (a crash between leaves a name
-            # that the asset's next refresh cleans).
-            if campaigns:
-                pipe.sadd(self._keys.board_campaigns(asset_id), *campaigns)
-            for campaign in sorted(before | set(campaigns)):
-                entries = campaigns.get(campaign, {})
-                for window in lb.LEADERBOARD_WINDOWS:
-                    key = self._keys.campaign_board(campaign, window.value)
-                    totals = entries.get(window)
-                    if totals is None:
-                        pipe.hdel(key, asset_id)
-                    else:
-                        pipe.hset(key, asset_id, encode_board_entry(totals))
-            if departed:
-                pipe.srem(self._keys.board_campaigns(asset_id), *departed)
-            if previous is not None and previous != library_id:
-                for window in lb.LEADERBOARD_WINDOWS:
-                    for channel in lb.BOARD_CHANNELS:
-                        pipe.hdel(self._board(previous, window, channel), asset_id)
-            if library_id is None:
-                pipe.delete(self._keys.board_library(asset_id))
-            else:
-                for window in lb.LEADERBOARD_WINDOWS:
-                    window_totals = boards.get(window, WindowTotals())
-                    for channel in lb.BOARD_CHANNELS:
-                        key = self._board(library_id, window, channel)
-                        totals = lb.board_totals(window_totals, channel)
-                        if totals == ZERO:
-                            pipe.hdel(key, asset_id)
-                        else:
-                            pipe.hset(key, asset_id, encode_board_entry(totals))
-                pipe.set(self._keys.board_library(asset_id), library_id)
-                pipe.sadd(self._keys.board_libraries, library_id)
+            pipe.set(keys.board_library(asset_id), library_id)
+            pipe.sadd(keys.board_libraries, library_id)
             await pipe.execute()
 
     async def entries(

@@ -42,6 +42,8 @@ __all__ = ["Applied", "ApplyStatus", "EventCounts", "MetricsStore", "PerfRow"]
 # Assets per perf_read.lua call: a board refresh's chunk of 50 reads 24 hour buckets, 7
 # days and the lifetime hash of each, and one call must not hold Redis for long.
 READ_ASSETS_PER_CALL = 10
+# perf_read.lua calls in flight at once for one read (each takes a pooled connection).
+READS_IN_FLIGHT = 8
 
 
 class ApplyStatus(Enum):
@@ -255,8 +257,9 @@ class MetricsStore:
         """For each (asset, hashes of its partition), the asset's counters in each hash.
 
         Assets asking for the same hashes are read together by perf_read.lua, at most
-        READ_ASSETS_PER_CALL a call (so that a call holds Redis briefly), the calls
-        concurrently: one round trip instead of one command per hash and asset."""
+        READ_ASSETS_PER_CALL a call (so that a call holds Redis briefly), up to
+        READS_IN_FLIGHT calls at once: a round trip per few groups instead of a command
+        per hash and asset."""
         groups: dict[tuple[str, ...], list[int]] = {}
         for index, (_, keys) in enumerate(wanted):
             if keys:
@@ -266,12 +269,14 @@ class MetricsStore:
             for keys, indexes in groups.items()
             for start in range(0, len(indexes), READ_ASSETS_PER_CALL)
         ]
-        replies = await asyncio.gather(
-            *(
-                self._scripts.perf_read(keys=list(keys), args=[wanted[i][0] for i in part])
-                for keys, part in calls
+        replies: list[Any] = []
+        for start in range(0, len(calls), READS_IN_FLIGHT):
+            replies += await asyncio.gather(
+                *(
+                    self._scripts.perf_read(keys=list(keys), args=[wanted[i][0] for i in part])
+                    for keys, part in calls[start : start + READS_IN_FLIGHT]
+                )
             )
-        )
         result: list[list[Counters]] = [[] for _ in wanted]
         for (keys, part), reply in zip(calls, replies, strict=True):
             values = iter(reply)

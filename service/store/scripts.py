@@ -30,6 +30,7 @@ class Scripts:
     perf_read: AsyncScript
     position_advance: AsyncScript
     board_claim: AsyncScript
+    board_write: AsyncScript
     lease_hold: AsyncScript
     lease_release: AsyncScript
 

@@ -19,8 +19,9 @@ import pytest
 import redis.asyncio as aioredis
 
 from service.config import Settings
-from service.domain.enums import AssetStatus, MediaType
+from service.domain.enums import AssetStatus, Channel, MediaType
 from service.domain.library import LibraryEntry
+from service.domain.metrics import Totals, WindowTotals
 from service.domain.windows import DAY, HOUR, Window
 from service.store.keys import Keys
 from service.store.leaderboards import REGISTRY, LeaderboardStore
@@ -145,6 +146,21 @@ async def test_perf_read_touches_only_its_declared_keys(redis: Any, settings: Se
     assert a1[Window.LIFETIME].campaign("c399").clicks == 1
     assert a2[Window.DAY].total.impressions == 0 and a2[Window.WEEK].total.impressions == 7
     assert checked.calls == 3  # one per window: both assets ask for the same hashes
+
+
+async def test_board_write_touches_only_its_declared_keys(redis: Any, settings: Settings) -> None:
+    scripts, checked = declared_only(redis, "board_write")
+    boards = LeaderboardStore(redis, Keys(settings.redis_key_prefix), scripts)
+    day = WindowTotals(
+        by_channel={Channel.EMAIL: Totals(100, 5)}, by_campaign={"c1": Totals(100, 5)}
+    )
+    await boards.place("a1", "L1", None, {Window.DAY: day})
+    await boards.place("a1", "L2", "L1", {Window.LIFETIME: day})  # moved, and out of c1's 24h
+    assert [e.asset_id for e in await boards.entries("L2", Window.LIFETIME, None)] == ["a1"]
+    assert await boards.entries("L1", Window.DAY, None) == []
+    assert await boards.campaign_entries("c1", Window.DAY) == []
+    # library and campaign c1, then L2, L1 (left) and c1
+    assert checked.calls == 5
 
 
 async def test_board_claim_touches_only_its_declared_keys(redis: Any, settings: Settings) -> None:

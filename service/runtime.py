@@ -85,7 +85,9 @@ class Runtime:
             max_original_bytes=settings.dead_letter_max_original_bytes,
             now=utc_now,
         )
-        boards = LeaderboardStore(redis, keys, scripts)
+        boards = LeaderboardStore(
+            redis, keys, scripts, pool_seconds=settings.leaderboard_refresh_seconds
+        )
         metrics = MetricsStore(redis, keys, scripts, settings.topic_asset_performance)
 
         async def lifetime(asset_id: str, channel: Channel | None) -> Totals:

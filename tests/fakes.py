@@ -27,6 +27,7 @@ from service.domain import leaderboard as lb
 from service.domain.enums import Channel, DeadLetterReason, SuggestionType
 from service.domain.events import MAX_METRIC_DELTA
 from service.domain.history import DEFAULT_HISTORY_MAX_PER_ASSET, HistoryEntry, newest_first
+from service.domain.labels import Pool
 from service.domain.libraries import LibraryInfo, wins
 from service.domain.library import (
     LibraryEntry,
@@ -670,6 +671,17 @@ class FakeLeaderboardStore:
     ) -> list[lb.Entry]:
         board = self.boards.get((library_id, window, channel), {})
         return [lb.Entry(asset_id, totals) for asset_id, totals in board.items()]
+
+    async def entry(
+        self, library_id: str, window: Window, channel: Channel | None, asset_id: str
+    ) -> Totals | None:
+        return self.boards.get((library_id, window, channel), {}).get(asset_id)
+
+    async def pool(
+        self, library_id: str, window: Window, channel: Channel | None, min_impressions: int
+    ) -> Pool:
+        # Not kept between calls: the Redis store's keeping is its own test's business.
+        return Pool.of(self.boards.get((library_id, window, channel), {}).values(), min_impressions)
 
     async def campaign_entries(self, campaign_id: str, window: Window) -> list[lb.Entry]:
         board = self.campaign_boards.get((campaign_id, window), {})

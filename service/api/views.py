@@ -67,7 +67,7 @@ from service.domain import leaderboard
 from service.domain.decoding import RawMessage, decode
 from service.domain.enums import AssetStatus, Channel, Priority, SuggestionType
 from service.domain.events import ManualSuggestionRequest, normalise_labels
-from service.domain.labels import judge
+from service.domain.labels import judge_against
 from service.domain.leaderboard import LEADERBOARD_WINDOWS, RankMetric, TopMetric
 from service.domain.library import COUNTED_STATUSES, LibraryStats, no_assets, text_query
 from service.domain.metrics import Totals, WindowTotals, sum_totals
@@ -373,9 +373,12 @@ class AssetMetricsView(ApiView):
             mine = sums.channel(channel)
             if mine.impressions == 0:
                 continue
-            board = await runtime.leaderboard_store.entries(asset.library_id, window, channel)
-            others = [e.totals for e in board if e.asset_id != asset_id]
-            judged = judge(mine, others, runtime.settings.leaderboard_min_impressions)
+            boards = runtime.leaderboard_store
+            least = runtime.settings.leaderboard_min_impressions
+            pool = await boards.pool(asset.library_id, window, channel, least)
+            own = await boards.entry(asset.library_id, window, channel, asset_id)
+            others = pool if own is None else pool.without(own, least)
+            judged = judge_against(mine, others, least)
             labels.append(
                 ChannelLabel(
                     channel=channel,

@@ -39,14 +39,51 @@ class Judged:
     library_ctr: float | None  # the pooled CTR of the others compared with (None: learning)
 
 
+@dataclass(frozen=True, slots=True)
+class Pool:
+    """The library's assets that count on one board (at least `min_impressions`), added
+    up: what an asset is judged against. Clicks beyond impressions count as impressions."""
+
+    clicks: int = 0
+    impressions: int = 0
+    assets: int = 0
+
+    @classmethod
+    def of(cls, entries: Iterable[Totals], min_impressions: int) -> Pool:
+        clicks = impressions = assets = 0
+        for totals in entries:
+            if _counts(totals, min_impressions):
+                clicks += min(totals.clicks, totals.impressions)
+                impressions += totals.impressions
+                assets += 1
+        return cls(clicks, impressions, assets)
+
+    def without(self, totals: Totals, min_impressions: int) -> Pool:
+        """The pool less one of its entries (the asset judged is not its own bar)."""
+        if not _counts(totals, min_impressions):
+            return self
+        return Pool(
+            self.clicks - min(totals.clicks, totals.impressions),
+            self.impressions - totals.impressions,
+            self.assets - 1,
+        )
+
+
+def _counts(totals: Totals, min_impressions: int) -> bool:
+    return totals.impressions >= max(1, min_impressions)
+
+
 def judge(asset: Totals, others: Iterable[Totals], min_impressions: int) -> Judged:
     """The label of an asset's totals on one channel against its library's other assets'."""
-    eligible = [o for o in others if o.impressions >= max(1, min_impressions)]
-    if asset.impressions < max(1, min_impressions) or not eligible:
+    return judge_against(asset, Pool.of(others, min_impressions), min_impressions)
+
+
+def judge_against(asset: Totals, others: Pool, min_impressions: int) -> Judged:
+    """The label of an asset's totals on one channel against the pool of its library's
+    other assets there."""
+    if not _counts(asset, min_impressions) or others.assets == 0:
         return Judged(Label.LEARNING, None)
-    clicks = sum(min(o.clicks, o.impressions) for o in eligible)
-    impressions = sum(o.impressions for o in eligible)
-    bar = ratio(clicks, impressions)
+    bar = ratio(others.clicks, others.impressions)
     interval = wilson(min(asset.clicks, asset.impressions), asset.impressions)
     if interval.high < bar:
         return Judged(Label.LOW, bar)

@@ -13,11 +13,13 @@ next one.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final, Literal
 
 from service.domain import leaderboard as lb
 from service.domain.enums import Channel
+from service.domain.labels import Pool
 from service.domain.metrics import ZERO, Totals, WindowTotals
 from service.domain.windows import Window
 from service.store.codecs import decode_board_entry, encode_board_entry
@@ -33,11 +35,28 @@ WINDOWS: Final = "windows"
 DirtySet = int | Literal["registry", "windows"]
 
 
+# Board pools a process keeps (the oldest is dropped first).
+POOLS_KEPT = 1_024
+PoolKey = tuple[str, Window, Channel | None, int]
+
+
 class LeaderboardStore:
-    def __init__(self, redis: Any, keys: Keys, scripts: Scripts) -> None:
+    def __init__(
+        self,
+        redis: Any,
+        keys: Keys,
+        scripts: Scripts,
+        *,
+        pool_seconds: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._redis = redis
         self._keys = keys
         self._scripts = scripts
+        self._pool_seconds = pool_seconds
+        self._clock = clock
+        self._pools: dict[PoolKey, tuple[float, Pool]] = {}
+        self._summing: dict[PoolKey, asyncio.Future[Pool]] = {}
 
     def _board(self, library_id: str, window: Window, channel: Channel | None) -> str:
         name = None if channel is None else channel.value
@@ -172,6 +191,47 @@ class LeaderboardStore:
         """The board of one channel (None: all channels)."""
         raw = await self._redis.hgetall(self._board(library_id, window, channel))
         return [lb.Entry(asset_id, decode_board_entry(value)) for asset_id, value in raw.items()]
+
+    async def entry(
+        self, library_id: str, window: Window, channel: Channel | None, asset_id: str
+    ) -> Totals | None:
+        """One asset's entry on a board of its library (None: it has none there)."""
+        value = await self._redis.hget(self._board(library_id, window, channel), asset_id)
+        return None if value is None else decode_board_entry(value)
+
+    async def pool(
+        self, library_id: str, window: Window, channel: Channel | None, min_impressions: int
+    ) -> Pool:
+        """The entries of a board that count for labels, added up.
+
+        Adding up reads the whole board (with HSCAN, a page at a time, so that Redis is
+        never held by it), so a process keeps each board's pool for `pool_seconds` (the
+        refresh interval: boards change no faster) and callers asking for the same one
+        meanwhile share one read."""
+        key: PoolKey = (library_id, window, channel, min_impressions)
+        kept = self._pools.get(key)
+        if kept is not None and self._clock() - kept[0] < self._pool_seconds:
+            return kept[1]
+        summing = self._summing.get(key)
+        if summing is None:
+            summing = asyncio.ensure_future(self._sum(key))
+            self._summing[key] = summing
+            summing.add_done_callback(lambda _: self._summing.pop(key, None))
+        return await asyncio.shield(summing)
+
+    async def _sum(self, key: PoolKey) -> Pool:
+        library_id, window, channel, min_impressions = key
+        board = self._board(library_id, window, channel)
+        entries = [
+            decode_board_entry(value)
+            async for _, value in self._redis.hscan_iter(board, count=1_000)
+        ]
+        pool = Pool.of(entries, min_impressions)
+        self._pools.pop(key, None)
+        self._pools[key] = (self._clock(), pool)
+        if len(self._pools) > POOLS_KEPT:
+            del self._pools[next(iter(self._pools))]
+        return pool
 
     async def campaign_entries(self, campaign_id: str, window: Window) -> list[lb.Entry]:
         """A campaign's board: each asset's totals in that campaign over the window."""

@@ -8,6 +8,7 @@ import time
 import pytest
 
 from service.domain.enums import Channel
+from service.domain.labels import Pool
 from service.domain.metrics import Totals, WindowTotals
 from service.domain.windows import Window
 from service.store.leaderboards import REGISTRY
@@ -144,3 +145,18 @@ async def test_an_assets_campaign_entries_follow_its_totals(backend: Backend) ->
     await boards.place("a1", None, "L1", placement(summer=summer))  # deleted
     assert await board("summer") == {} and await board("summer", Window.LIFETIME) == {}
     assert await board("nothing") == {}
+
+
+async def test_an_entry_and_a_pool_of_a_board(backend: Backend) -> None:
+    boards = backend.boards
+    assert await boards.entry("L1", Window.DAY, None, "a1") is None
+    assert await boards.pool("L0", Window.DAY, None, 100) == Pool()
+    await boards.place("a1", "L1", None, {Window.DAY: totals(email=Totals(1000, 50))})
+    await boards.place("a2", "L1", None, {Window.DAY: totals(web=Totals(400, 500))})
+    await boards.place("a3", "L1", None, {Window.DAY: totals(web=Totals(99, 9))})
+    assert await boards.entry("L1", Window.DAY, None, "a1") == Totals(1000, 50)
+    assert await boards.entry("L1", Window.DAY, Channel.WEB, "a1") is None
+    # a3 has too few impressions; a2's clicks beyond its impressions count as impressions
+    assert await boards.pool("L1", Window.DAY, None, 100) == Pool(450, 1400, 2)
+    assert await boards.pool("L1", Window.DAY, Channel.EMAIL, 100) == Pool(50, 1000, 1)
+    assert await boards.pool("L1", Window.DAY, Channel.WEB, 10) == Pool(409, 499, 2)

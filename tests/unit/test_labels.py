@@ -3,6 +3,7 @@ GET /v1/assets/{asset_id}/metrics through the app's web stack on the in-memory s
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import AsyncIterator
 from types import SimpleNamespace
@@ -12,7 +13,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from service.domain.enums import Channel
-from service.domain.labels import Label, judge
+from service.domain.labels import Label, Pool, judge, judge_against
 from service.domain.metrics import Totals
 from service.domain.windows import Window
 from service.store.metrics import PerfRow
@@ -37,6 +38,19 @@ def test_too_little_evidence_is_learning() -> None:
     assert judge(Totals(1000, 50), [Totals(50, 1)], 100).label is Label.LEARNING
     assert judge(Totals(0, 0), [], 0).label is Label.LEARNING
     assert judge(Totals(10, 30), [Totals(1000, 20)], 10).label is Label.BEST  # clicks capped
+
+
+def test_a_pool_without_the_asset_judges_as_the_others_do() -> None:
+    rng = random.Random(5)
+    for _ in range(300):
+        library = [
+            Totals(rng.randint(0, 3000), rng.randint(0, 200)) for _ in range(rng.randint(0, 6))
+        ]
+        mine = Totals(rng.randint(0, 3000), rng.randint(0, 200))
+        least = rng.choice([0, 1, 100, 1000])
+        pool = Pool.of([*library, mine], least).without(mine, least)
+        assert pool == Pool.of(library, least)
+        assert judge_against(mine, pool, least) == judge(mine, library, least)
 
 
 @pytest.fixture

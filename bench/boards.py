@@ -19,8 +19,9 @@ One run, against the local stack, under a namespace of its own:
    window (the sweep now) against every ranked asset (the sweep before, in the same run),
    with the time to queue them and the refresh work each queue implies at the cost per
    asset of step 2. The queue of the sweep now is checked against the seeded assets.
-5. One read of the library's 24h top list through the store (the whole board, ranked), as
-   the API does it.
+5. Reads of the library's 24h top list (the whole board, ranked) and of a label (the
+   board's pool, summed on the first read and then kept, and the asset's own entry), as
+   the API does them.
 
 Everything the run created is deleted at the end, also after a failure or Ctrl-C.
 """
@@ -111,6 +112,7 @@ class BoardFigures:
     sweep_before: Sweep
     sweep_exact: bool
     top_read_ms: list[float]
+    label_read_ms: list[float]
 
     @property
     def ms_per_asset(self) -> float:
@@ -280,6 +282,21 @@ async def sweeps(runtime: Runtime, next_hour: float, moved: set[str]) -> tuple[S
     return now_sweep, before_sweep, queued_now == moved
 
 
+async def label_reads(runtime: Runtime, asset_id: str, times: int = 5) -> list[float]:
+    """What a label costs on the 24h board for all channels: the board's pool (summed on
+    the first read, then kept) and the asset's own entry; ms per read, first read first."""
+    boards, least = runtime.leaderboard_store, runtime.settings.leaderboard_min_impressions
+    spent = []
+    for _ in range(times):
+        started = time.perf_counter()
+        pool = await boards.pool(LIBRARY, Window.DAY, None, least)
+        own = await boards.entry(LIBRARY, Window.DAY, None, asset_id)
+        if own is not None:
+            pool.without(own, least)
+        spent.append((time.perf_counter() - started) * 1000)
+    return spent
+
+
 async def top_reads(runtime: Runtime, times: int = 5) -> list[float]:
     settings = runtime.settings
     spent = []
@@ -361,6 +378,7 @@ async def measure(plan: BoardPlan, settings: Settings, names: RunNames) -> Board
         now_sweep, before_sweep, exact = await sweeps(runtime, hour + HOUR + 60, moved)
         print(f"sweep: {now_sweep.queued:,} vs {before_sweep.queued:,} assets", flush=True)
         reads = await top_reads(runtime)
+        labels = await label_reads(runtime, steady[0])
         return BoardFigures(
             run=names.run_id,
             date=f"{names.started_at:%Y-%m-%d %H:%M} UTC",
@@ -374,6 +392,7 @@ async def measure(plan: BoardPlan, settings: Settings, names: RunNames) -> Board
             sweep_before=before_sweep,
             sweep_exact=exact,
             top_read_ms=reads,
+            label_read_ms=labels,
         )
     finally:
         if refresher is not None:
@@ -428,6 +447,11 @@ def markdown(f: BoardFigures) -> str:
         f"{f.sweep_before.queued / max(f.sweep_now.queued, 1):,.0f} times less work.",
         f"- **Top list read** (the whole 24h board, ranked, as `GET /v1/libraries/{{id}}/top` "
         f"reads it): {reads:,.0f} ms (median of {len(f.top_read_ms)}).",
+        f"- **Label read** (the 24h board's pool and the asset's entry, as "
+        f"`GET /v1/assets/{{id}}/metrics` labels a channel): {f.label_read_ms[0]:,.0f} ms "
+        f"the first time (it sums the board), then "
+        f"{statistics.median(f.label_read_ms[1:]):.2f} ms (median of "
+        f"{len(f.label_read_ms) - 1}) while the pool is kept.",
         "",
         "Reproduce: `make bench-boards` (options: `BOARDS_ARGS=--help`).",
     ]

@@ -37,7 +37,7 @@ from service.domain.library import (
     prefixes,
     wasted_bytes,
 )
-from service.domain.metrics import ZERO, Totals, WindowTotals
+from service.domain.metrics import ZERO, Totals, WindowTotals, sum_totals
 from service.domain.registry import AssetState, Outcome
 from service.domain.windows import (
     LONGEST_WINDOW_SECONDS,
@@ -47,7 +47,14 @@ from service.domain.windows import (
     window_buckets,
 )
 from service.store.codecs import library_stats, window_totals
-from service.store.leaderboards import REGISTRY, WINDOWS, DirtySet, Placement
+from service.store.leaderboards import (
+    REGISTRY,
+    TOP_KEPT,
+    WINDOWS,
+    DirtySet,
+    Placement,
+    Rollup,
+)
 from service.store.metrics import Applied, ApplyStatus, PerfRow
 from service.store.perf_batch import GENERATION_SECONDS, SEEN_SECONDS
 from service.store.positions import Advance, Advanced
@@ -682,6 +689,27 @@ class FakeLeaderboardStore:
     ) -> Pool:
         # Not kept between calls: the Redis store's keeping is its own test's business.
         return Pool.of(self.boards.get((library_id, window, channel), {}).values(), min_impressions)
+
+    async def top(
+        self,
+        library_id: str,
+        window: Window,
+        channel: Channel | None,
+        metric: lb.RankMetric,
+        min_impressions: int,
+    ) -> list[lb.Entry]:
+        entries = await self.entries(library_id, window, channel)
+        return lb.rank(entries, metric, min_impressions=min_impressions, limit=TOP_KEPT)
+
+    async def rollup(self, library_id: str, window: Window, channel: Channel | None) -> Rollup:
+        board = self.boards.get((library_id, window, channel), {})
+        return Rollup(sum_totals(board.values()), len(board))
+
+    async def entries_of(
+        self, library_id: str, window: Window, channel: Channel | None, asset_ids: Sequence[str]
+    ) -> dict[str, Totals]:
+        board = self.boards.get((library_id, window, channel), {})
+        return {a: board[a] for a in asset_ids if a in board}
 
     async def campaign_entries(self, campaign_id: str, window: Window) -> list[lb.Entry]:
         board = self.campaign_boards.get((campaign_id, window), {})

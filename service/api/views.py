@@ -398,14 +398,9 @@ class _BoardQuery(ApiView):
         window = _choice_or_default(query, "window", LEADERBOARD_WINDOWS, Window.DAY)
         return Window(window), _choice(query, "channel", Channel)
 
-    async def entries(
-        self, library_id: str, window: Window, channel: str | None
-    ) -> list[leaderboard.Entry]:
-        """The board's entries; NotFound when the library has no registered assets."""
+    async def known(self, library_id: str) -> None:
+        """NotFound when the library has no registered assets."""
         await self.library_stats(library_id)
-        return await self.runtime.leaderboard_store.entries(
-            library_id, window, None if channel is None else Channel(channel)
-        )
 
 
 class LibraryTopView(_BoardQuery):
@@ -426,11 +421,15 @@ class LibraryTopView(_BoardQuery):
             0,
             openapi.MAX_MIN_IMPRESSIONS,
         )
-        entries = await self.entries(library_id, window, channel)
+        await self.known(library_id)
         if chosen is TopMetric.USAGE:
-            return await self.most_used(request, library_id, window, channel, entries, limit)
+            return await self.most_used(request, library_id, window, channel, limit)
         metric = RankMetric(chosen.value)
-        top = leaderboard.rank(entries, metric, min_impressions=min_impressions, limit=limit)
+        board = None if channel is None else Channel(channel)
+        ranked = await self.runtime.leaderboard_store.top(
+            library_id, window, board, metric, min_impressions
+        )
+        top = ranked[:limit]
         return self.top(
             request,
             TopOut(
@@ -457,12 +456,16 @@ class LibraryTopView(_BoardQuery):
         library_id: str,
         window: Window,
         channel: str | None,
-        entries: list[leaderboard.Entry],
         limit: int,
     ) -> Response:
         """Ranked by usage_count (min_impressions does not apply: reported as 0)."""
         used = await self.runtime.registry_store.most_used(library_id, limit)
-        totals = {e.asset_id: e.totals for e in entries}
+        totals = await self.runtime.leaderboard_store.entries_of(
+            library_id,
+            window,
+            None if channel is None else Channel(channel),
+            [asset_id for asset_id, _ in used],
+        )
         return self.top(
             request,
             TopOut(
@@ -490,17 +493,17 @@ class LibraryMetricsView(_BoardQuery):
 
     async def get(self, request: Request, library_id: str) -> Response:
         window, channel = self.board(request.query)
-        entries = await self.entries(library_id, window, channel)
-        total = Totals()
-        for entry in entries:
-            total = total + entry.totals
+        await self.known(library_id)
+        rollup = await self.runtime.leaderboard_store.rollup(
+            library_id, window, None if channel is None else Channel(channel)
+        )
         return self.out(
             LibraryMetricsOut(
                 library_id=library_id,
                 window=window.value,
                 channel=channel,
-                assets_with_activity=len(entries),
-                **total.as_dict(),
+                assets_with_activity=rollup.assets,
+                **rollup.totals.as_dict(),
             )
         )
 

@@ -15,14 +15,16 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 from service.domain import leaderboard as lb
 from service.domain.enums import Channel
 from service.domain.labels import Pool
-from service.domain.metrics import ZERO, Totals, WindowTotals
+from service.domain.metrics import ZERO, Totals, WindowTotals, sum_totals
 from service.domain.windows import Window
 from service.store.codecs import decode_board_entry, encode_board_entry
+from service.store.kept import Kept
 from service.store.keys import Keys
 from service.store.scripts import Scripts
 
@@ -35,9 +37,16 @@ WINDOWS: Final = "windows"
 DirtySet = int | Literal["registry", "windows"]
 
 
-# Board pools a process keeps (the oldest is dropped first).
-POOLS_KEPT = 1_024
-PoolKey = tuple[str, Window, Channel | None, int]
+# The longest top list the API serves: a top list is kept this long.
+TOP_KEPT = 100
+
+
+@dataclass(frozen=True, slots=True)
+class Rollup:
+    """A board added up: its entries' sums, and how many entries it has."""
+
+    totals: Totals
+    assets: int
 
 
 class LeaderboardStore:
@@ -53,10 +62,14 @@ class LeaderboardStore:
         self._redis = redis
         self._keys = keys
         self._scripts = scripts
-        self._pool_seconds = pool_seconds
-        self._clock = clock
-        self._pools: dict[PoolKey, tuple[float, Pool]] = {}
-        self._summing: dict[PoolKey, asyncio.Future[Pool]] = {}
+        self._pools: Kept[tuple[str, Window, Channel | None, int], Pool] = Kept(
+            pool_seconds, clock=clock
+        )
+        self._tops: Kept[tuple[str, Window, Channel | None, lb.RankMetric, int], list[lb.Entry]]
+        self._tops = Kept(pool_seconds, clock=clock)
+        self._rollups: Kept[tuple[str, Window, Channel | None], Rollup] = Kept(
+            pool_seconds, clock=clock
+        )
 
     def _board(self, library_id: str, window: Window, channel: Channel | None) -> str:
         name = None if channel is None else channel.value
@@ -204,34 +217,61 @@ class LeaderboardStore:
     ) -> Pool:
         """The entries of a board that count for labels, added up.
 
-        Adding up reads the whole board (with HSCAN, a page at a time, so that Redis is
-        never held by it), so a process keeps each board's pool for `pool_seconds` (the
-        refresh interval: boards change no faster) and callers asking for the same one
-        meanwhile share one read."""
-        key: PoolKey = (library_id, window, channel, min_impressions)
-        kept = self._pools.get(key)
-        if kept is not None and self._clock() - kept[0] < self._pool_seconds:
-            return kept[1]
-        summing = self._summing.get(key)
-        if summing is None:
-            summing = asyncio.ensure_future(self._sum(key))
-            self._summing[key] = summing
-            summing.add_done_callback(lambda _: self._summing.pop(key, None))
-        return await asyncio.shield(summing)
+        This and `top` and `rollup` read the whole board (with HSCAN, a page at a time, so
+        that Redis is never held by it), so a process keeps each result for `pool_seconds`
+        (the refresh interval: boards change no faster), and callers asking for the same
+        one meanwhile share one read (`store/kept.py`)."""
+        key = (library_id, window, channel, min_impressions)
 
-    async def _sum(self, key: PoolKey) -> Pool:
-        library_id, window, channel, min_impressions = key
+        async def sum_board() -> Pool:
+            entries = await self._scan(library_id, window, channel)
+            return Pool.of((e.totals for e in entries), min_impressions)
+
+        return await self._pools.get(key, sum_board)
+
+    async def top(
+        self,
+        library_id: str,
+        window: Window,
+        channel: Channel | None,
+        metric: lb.RankMetric,
+        min_impressions: int,
+    ) -> list[lb.Entry]:
+        """The board's first TOP_KEPT entries by `metric` (`leaderboard.rank`)."""
+        key = (library_id, window, channel, metric, min_impressions)
+
+        async def rank_board() -> list[lb.Entry]:
+            entries = await self._scan(library_id, window, channel)
+            return lb.rank(entries, metric, min_impressions=min_impressions, limit=TOP_KEPT)
+
+        return await self._tops.get(key, rank_board)
+
+    async def rollup(self, library_id: str, window: Window, channel: Channel | None) -> Rollup:
+        """Every entry of the board added up."""
+
+        async def add_board() -> Rollup:
+            entries = await self._scan(library_id, window, channel)
+            return Rollup(sum_totals(e.totals for e in entries), len(entries))
+
+        return await self._rollups.get((library_id, window, channel), add_board)
+
+    async def entries_of(
+        self, library_id: str, window: Window, channel: Channel | None, asset_ids: Sequence[str]
+    ) -> dict[str, Totals]:
+        """The entries of some assets on a board (those with none are left out)."""
+        if not asset_ids:
+            return {}
+        values = await self._redis.hmget(self._board(library_id, window, channel), asset_ids)
+        return {a: decode_board_entry(v) for a, v in zip(asset_ids, values, strict=True) if v}
+
+    async def _scan(
+        self, library_id: str, window: Window, channel: Channel | None
+    ) -> list[lb.Entry]:
         board = self._board(library_id, window, channel)
-        entries = [
-            decode_board_entry(value)
-            async for _, value in self._redis.hscan_iter(board, count=1_000)
+        return [
+            lb.Entry(asset_id, decode_board_entry(value))
+            async for asset_id, value in self._redis.hscan_iter(board, count=1_000)
         ]
-        pool = Pool.of(entries, min_impressions)
-        self._pools.pop(key, None)
-        self._pools[key] = (self._clock(), pool)
-        if len(self._pools) > POOLS_KEPT:
-            del self._pools[next(iter(self._pools))]
-        return pool
 
     async def campaign_entries(self, campaign_id: str, window: Window) -> list[lb.Entry]:
         """A campaign's board: each asset's totals in that campaign over the window."""

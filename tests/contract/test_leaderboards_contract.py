@@ -9,6 +9,7 @@ import pytest
 
 from service.domain.enums import Channel
 from service.domain.labels import Pool
+from service.domain.leaderboard import RankMetric
 from service.domain.metrics import Totals, WindowTotals
 from service.domain.windows import Window
 from service.store.leaderboards import REGISTRY
@@ -160,3 +161,24 @@ async def test_an_entry_and_a_pool_of_a_board(backend: Backend) -> None:
     assert await boards.pool("L1", Window.DAY, None, 100) == Pool(450, 1400, 2)
     assert await boards.pool("L1", Window.DAY, Channel.EMAIL, 100) == Pool(50, 1000, 1)
     assert await boards.pool("L1", Window.DAY, Channel.WEB, 10) == Pool(409, 499, 2)
+
+
+async def test_a_top_list_a_rollup_and_some_entries_of_a_board(backend: Backend) -> None:
+    boards = backend.boards
+    for n, (impressions, clicks) in enumerate([(1000, 50), (2000, 40), (90, 80), (500, 25)]):
+        await boards.place(
+            f"a{n}", "L1", None, {Window.WEEK: totals(email=Totals(impressions, clicks))}
+        )
+    top = await boards.top("L1", Window.WEEK, None, RankMetric.CTR, 100)
+    # a2 has too few impressions; a0 and a3 tie at 5 %: more impressions first
+    assert [e.asset_id for e in top] == ["a0", "a3", "a1"]
+    anyone = await boards.top("L1", Window.WEEK, None, RankMetric.CTR, 0)
+    assert anyone[0].asset_id == "a2", "at no minimum, 89 % leads"
+    assert await boards.top("L1", Window.DAY, Channel.EMAIL, RankMetric.CTR, 0) == []
+    rollup = await boards.rollup("L1", Window.WEEK, Channel.EMAIL)
+    assert (rollup.totals, rollup.assets) == (Totals(3590, 195), 4)
+    assert (await boards.rollup("L1", Window.DAY, None)).assets == 0
+    assert await boards.entries_of("L1", Window.WEEK, None, ["a1", "a9"]) == {
+        "a1": Totals(2000, 40)
+    }
+    assert await boards.entries_of("L1", Window.WEEK, None, []) == {}

@@ -19,9 +19,9 @@ One run, against the local stack, under a namespace of its own:
    window (the sweep now) against every ranked asset (the sweep before, in the same run),
    with the time to queue them and the refresh work each queue implies at the cost per
    asset of step 2. The queue of the sweep now is checked against the seeded assets.
-5. Reads of the library's 24h top list (the whole board, ranked) and of a label (the
-   board's pool, summed on the first read and then kept, and the asset's own entry), as
-   the API does them.
+5. Reads of the library's 24h top list and of a label (the board's pool and the asset's
+   own entry), as the API does them: the first read of each scans the whole board, the
+   next ones find it kept.
 
 Everything the run created is deleted at the end, also after a failure or Ctrl-C.
 """
@@ -298,17 +298,13 @@ async def label_reads(runtime: Runtime, asset_id: str, times: int = 5) -> list[f
 
 
 async def top_reads(runtime: Runtime, times: int = 5) -> list[float]:
-    settings = runtime.settings
+    """What the library's 24h CTR top list costs, as `GET /v1/libraries/{id}/top` reads
+    it: ranked from the whole board on the first read, then kept; ms per read."""
+    least = runtime.settings.leaderboard_min_impressions
     spent = []
     for _ in range(times):
         started = time.perf_counter()
-        entries = await runtime.leaderboard_store.entries(LIBRARY, Window.DAY, None)
-        lb.rank(
-            entries,
-            lb.RankMetric.CTR,
-            min_impressions=settings.leaderboard_min_impressions,
-            limit=10,
-        )
+        await runtime.leaderboard_store.top(LIBRARY, Window.DAY, None, lb.RankMetric.CTR, least)
         spent.append((time.perf_counter() - started) * 1000)
     return spent
 
@@ -425,7 +421,6 @@ def markdown(f: BoardFigures) -> str:
     visible = sorted(f.visible_seconds)
     implied_now = f.sweep_now.queued * f.ms_per_asset / 1000
     implied_before = f.sweep_before.queued * f.ms_per_asset / 1000
-    reads = statistics.median(f.top_read_ms)
     assets = f.plan["assets"]
     lines = [
         f"Run `{f.run}` ({f.date}, code `{f.revision}`): one library of {assets:,} ranked "
@@ -445,8 +440,10 @@ def markdown(f: BoardFigures) -> str:
         f"ranked asset (the sweep before): about {implied_now:,.0f} s of refresh against "
         f"{implied_before:,.0f} s at {f.ms_per_asset:.2f} ms per asset, "
         f"{f.sweep_before.queued / max(f.sweep_now.queued, 1):,.0f} times less work.",
-        f"- **Top list read** (the whole 24h board, ranked, as `GET /v1/libraries/{{id}}/top` "
-        f"reads it): {reads:,.0f} ms (median of {len(f.top_read_ms)}).",
+        f"- **Top list read** (the 24h CTR top list, as `GET /v1/libraries/{{id}}/top` reads "
+        f"it): {f.top_read_ms[0]:,.0f} ms the first time (it ranks the whole board), then "
+        f"{statistics.median(f.top_read_ms[1:]):.3f} ms (median of {len(f.top_read_ms) - 1}) "
+        "while the list is kept.",
         f"- **Label read** (the 24h board's pool and the asset's entry, as "
         f"`GET /v1/assets/{{id}}/metrics` labels a channel): {f.label_read_ms[0]:,.0f} ms "
         f"the first time (it sums the board), then "

@@ -86,7 +86,7 @@ class Runtime:
             now=utc_now,
         )
         boards = LeaderboardStore(
-            redis, keys, scripts, pool_seconds=settings.leaderboard_refresh_seconds
+            redis, keys, scripts, kept_seconds=settings.leaderboard_refresh_seconds
         )
         metrics = MetricsStore(redis, keys, scripts, settings.topic_asset_performance)
 

@@ -8,6 +8,9 @@ A refresh claims assets by moving them into the dirty set's claimed set
 (board_claim.lua) and removes them from there once their entries are written: a mark
 set meanwhile stays in the dirty set, and a refresh cut off midway is finished by the
 next one.
+
+Reads that add up or rank a whole board (`pool`, `top`, `rollup`) scan it with HSCAN and
+are kept per process for `kept_seconds`, the refresh interval (`store/kept.py`).
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ WINDOWS: Final = "windows"
 DirtySet = int | Literal["registry", "windows"]
 
 
-# The longest top list the API serves: a top list is kept this long.
+# The longest top list the API serves: the length of a kept top list.
 TOP_KEPT = 100
 
 
@@ -56,19 +59,19 @@ class LeaderboardStore:
         keys: Keys,
         scripts: Scripts,
         *,
-        pool_seconds: float = 30.0,
+        kept_seconds: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._redis = redis
         self._keys = keys
         self._scripts = scripts
         self._pools: Kept[tuple[str, Window, Channel | None, int], Pool] = Kept(
-            pool_seconds, clock=clock
+            kept_seconds, clock=clock
         )
         self._tops: Kept[tuple[str, Window, Channel | None, lb.RankMetric, int], list[lb.Entry]]
-        self._tops = Kept(pool_seconds, clock=clock)
+        self._tops = Kept(kept_seconds, clock=clock)
         self._rollups: Kept[tuple[str, Window, Channel | None], Rollup] = Kept(
-            pool_seconds, clock=clock
+            kept_seconds, clock=clock
         )
 
     def _board(self, library_id: str, window: Window, channel: Channel | None) -> str:
@@ -218,7 +221,7 @@ class LeaderboardStore:
         """The entries of a board that count for labels, added up.
 
         This and `top` and `rollup` read the whole board (with HSCAN, a page at a time, so
-        that Redis is never held by it), so a process keeps each result for `pool_seconds`
+        that Redis is never held by it), so a process keeps each result for `kept_seconds`
         (the refresh interval: boards change no faster), and callers asking for the same
         one meanwhile share one read (`store/kept.py`)."""
         key = (library_id, window, channel, min_impressions)

@@ -1,4 +1,4 @@
-"""A board's pool on Redis: kept for `pool_seconds` per process, read again after, and
+"""A board's pool on Redis: kept for `kept_seconds` per process, read again after, and
 summed once for callers that ask together."""
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ async def test_a_pool_is_kept_for_its_seconds_then_read_again(
         redis,
         Keys(settings.redis_key_prefix),
         Scripts.register(redis),
-        pool_seconds=30,
+        kept_seconds=30,
         clock=clock,
     )
     await boards.place("a1", "L1", None, day(1000, 10))

@@ -59,14 +59,18 @@ class Pool:
         return cls(clicks, impressions, assets)
 
     def without(self, totals: Totals, min_impressions: int) -> Pool:
-        """The pool less one of its entries (the asset judged is not its own bar)."""
-        if not _counts(totals, min_impressions):
+        """The pool less one of its entries (the asset judged is not its own bar).
+
+        A pool may have been added up before the entry changed (it is kept for a refresh
+        interval): an entry it cannot hold leaves it as it is, and what would go below
+        zero leaves no other asset rather than a negative one."""
+        if not _counts(totals, min_impressions) or self.assets == 0:
             return self
-        return Pool(
-            self.clicks - min(totals.clicks, totals.impressions),
-            self.impressions - totals.impressions,
-            self.assets - 1,
-        )
+        clicks = self.clicks - min(totals.clicks, totals.impressions)
+        impressions = self.impressions - totals.impressions
+        if self.assets == 1 or clicks < 0 or impressions <= 0:
+            return Pool()
+        return Pool(clicks, impressions, self.assets - 1)
 
 
 def _counts(totals: Totals, min_impressions: int) -> bool:

@@ -53,6 +53,14 @@ def test_a_pool_without_the_asset_judges_as_the_others_do() -> None:
         assert judge_against(mine, pool, least) == judge(mine, library, least)
 
 
+def test_a_pool_added_up_before_the_entry_changed_never_goes_below_zero() -> None:
+    mine = Totals(1000, 50)
+    assert Pool().without(mine, 100) == Pool(), "summed before the asset had an entry"
+    assert Pool(10, 200, 1).without(mine, 100) == Pool(), "held its smaller entry"
+    assert Pool(60, 1500, 2).without(mine, 100) == Pool(10, 500, 1)
+    assert judge_against(mine, Pool().without(mine, 100), 100).label is Label.LEARNING
+
+
 @pytest.fixture
 async def client(tmp_path: Any) -> AsyncIterator[tuple[TestClient[Any, Any], Rig, Any]]:
     rig = make_rig()

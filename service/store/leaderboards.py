@@ -204,8 +204,11 @@ class LeaderboardStore:
     async def entries(
         self, library_id: str, window: Window, channel: Channel | None
     ) -> list[lb.Entry]:
-        """The board of one channel (None: all channels)."""
-        raw = await self._redis.hgetall(self._board(library_id, window, channel))
+        """The board of one channel (None: all channels), read with HSCAN a page at a
+        time, so that a large board never holds Redis (HSCAN may give a field twice while
+        the hash grows: each asset is taken once)."""
+        board = self._board(library_id, window, channel)
+        raw = {field: value async for field, value in self._redis.hscan_iter(board, count=1_000)}
         return [lb.Entry(asset_id, decode_board_entry(value)) for asset_id, value in raw.items()]
 
     async def entry(
@@ -220,14 +223,13 @@ class LeaderboardStore:
     ) -> Pool:
         """The entries of a board that count for labels, added up.
 
-        This and `top` and `rollup` read the whole board (with HSCAN, a page at a time, so
-        that Redis is never held by it), so a process keeps each result for `kept_seconds`
-        (the refresh interval: boards change no faster), and callers asking for the same
-        one meanwhile share one read (`store/kept.py`)."""
+        This and `top` and `rollup` read the whole board (`entries`), so a process keeps
+        each result for `kept_seconds` (the refresh interval: boards change no faster),
+        and callers asking for the same one meanwhile share one read (`store/kept.py`)."""
         key = (library_id, window, channel, min_impressions)
 
         async def sum_board() -> Pool:
-            entries = await self._scan(library_id, window, channel)
+            entries = await self.entries(library_id, window, channel)
             return Pool.of((e.totals for e in entries), min_impressions)
 
         return await self._pools.get(key, sum_board)
@@ -244,7 +246,7 @@ class LeaderboardStore:
         key = (library_id, window, channel, metric, min_impressions)
 
         async def rank_board() -> list[lb.Entry]:
-            entries = await self._scan(library_id, window, channel)
+            entries = await self.entries(library_id, window, channel)
             return lb.rank(entries, metric, min_impressions=min_impressions, limit=TOP_KEPT)
 
         return await self._tops.get(key, rank_board)
@@ -253,7 +255,7 @@ class LeaderboardStore:
         """Every entry of the board added up."""
 
         async def add_board() -> Rollup:
-            entries = await self._scan(library_id, window, channel)
+            entries = await self.entries(library_id, window, channel)
             return Rollup(sum_totals(e.totals for e in entries), len(entries))
 
         return await self._rollups.get((library_id, window, channel), add_board)
@@ -266,15 +268,6 @@ class LeaderboardStore:
             return {}
         values = await self._redis.hmget(self._board(library_id, window, channel), asset_ids)
         return {a: decode_board_entry(v) for a, v in zip(asset_ids, values, strict=True) if v}
-
-    async def _scan(
-        self, library_id: str, window: Window, channel: Channel | None
-    ) -> list[lb.Entry]:
-        board = self._board(library_id, window, channel)
-        return [
-            lb.Entry(asset_id, decode_board_entry(value))
-            async for asset_id, value in self._redis.hscan_iter(board, count=1_000)
-        ]
 
     async def campaign_entries(self, campaign_id: str, window: Window) -> list[lb.Entry]:
         """A campaign's board: each asset's totals in that campaign over the window."""

@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from bench import cleanup, report
+from bench.phases import STACK_DIR
 from bench.plan import Plan, RunNames, process_settings, settings_env
 from bench.throughput import free_port, preflight
 from bench.worker import WorkerProcess
@@ -62,7 +63,6 @@ from service.store.keys import Keys
 from service.store.metrics import PerfRow
 from service.topics import ensure_topics
 
-STACK_DIR = Path(__file__).resolve().parents[1] / ".stack"
 MARKERS = ("<!-- bench:boards:start -->", "<!-- bench:boards:end -->")
 LIBRARY = "big"
 CHANNELS = (Channel.EMAIL, Channel.WEB, Channel.SOCIAL, Channel.DISPLAY)
@@ -456,13 +456,7 @@ def markdown(f: BoardFigures) -> str:
 
 
 def update_docs(figures: BoardFigures, path: Path = report.DOCS) -> None:
-    text = path.read_text()
-    start, end = MARKERS
-    if start not in text or end not in text:
-        raise RuntimeError(f"{path} lacks the markers {start} and {end}")
-    head, rest = text.split(start, 1)
-    _, tail = rest.split(end, 1)
-    path.write_text(f"{head}{start}\n{markdown(figures)}\n{end}{tail}")
+    report.rewrite_block(MARKERS, markdown(figures), path)
 
 
 async def run(plan: BoardPlan, write_docs: bool) -> int:

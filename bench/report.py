@@ -504,6 +504,15 @@ def update_docs(result: Result, path: Path = DOCS) -> None:
     path.write_text(text_)
 
 
+def rewrite_block(markers: tuple[str, str], body: str, path: Path = DOCS) -> None:
+    """Replace what stands between two markers of a page (a benchmark's own block)."""
+    text_ = path.read_text()
+    start, end = markers
+    if start not in text_ or end not in text_:
+        raise RuntimeError(f"{path} lacks the markers {start} and {end}")
+    path.write_text(_replace_block(text_, markers, body, title=""))
+
+
 def _replace_block(text_: str, markers: tuple[str, str], body: str, *, title: str) -> str:
     start, end = markers
     block = f"{start}\n{body}\n{end}"

@@ -26,7 +26,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import os
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -34,6 +33,7 @@ from pathlib import Path
 
 from bench import cleanup, kafka, report
 from bench.events import EventFactory
+from bench.phases import STACK_DIR
 from bench.plan import Plan, RunNames, process_settings, settings_env
 from bench.progress import PhaseTimeout, within
 from bench.resources import cpu_seconds, pid_from_file
@@ -46,7 +46,6 @@ from service.store.metrics import MetricsStore
 from service.store.scripts import Scripts
 from service.topics import ensure_topics
 
-ROOT = Path(__file__).resolve().parents[1]
 POLL_SECONDS = 0.1
 MARKERS = {
     "single": ("<!-- bench:scale:single:start -->", "<!-- bench:scale:single:end -->"),
@@ -99,15 +98,9 @@ class ScaleResult:
     steps: list[Step]
 
 
-def stack_base() -> Path:
-    """The local stacks' directory: $STACK_DIR when set (as `deploy/with-stack-env.sh`
-    reads it), else .stack of this checkout."""
-    return Path(os.environ.get("STACK_DIR", ROOT / ".stack"))
-
-
 def stack_dir(settings: Settings) -> Path:
     """Where `deploy/stack.sh` keeps the pid files of the stack these settings name."""
-    return stack_base() / "cluster" if settings.redis_cluster else stack_base()
+    return STACK_DIR / "cluster" if settings.redis_cluster else STACK_DIR
 
 
 def redis_pids(directory: Path) -> list[int]:
@@ -244,13 +237,7 @@ def markdown(result: ScaleResult) -> str:
 
 
 def update_docs(result: ScaleResult, path: Path = report.DOCS) -> None:
-    start, end = MARKERS[result.stack]
-    text = path.read_text()
-    if start not in text or end not in text:
-        raise RuntimeError(f"{path} lacks the markers {start} and {end}")
-    head, rest = text.split(start, 1)
-    _, tail = rest.split(end, 1)
-    path.write_text(f"{head}{start}\n{markdown(result)}\n{end}{tail}")
+    report.rewrite_block(MARKERS[result.stack], markdown(result), path)
 
 
 async def run(plan: Plan, worker_counts: list[int], write_docs: bool) -> int:
@@ -268,12 +255,12 @@ async def run(plan: Plan, worker_counts: list[int], write_docs: bool) -> int:
     finally:
         await redis.aclose()
     print("\n" + markdown(result))
-    path = stack_base() / f"{names.namespace}-scale.json"
+    path = STACK_DIR / f"{names.namespace}-scale.json"
     path.write_text(json.dumps(asdict(result), indent=2))
     print(f"\nresult: {path}")
     if write_docs:
         update_docs(result)
-        print(f"updated {report.DOCS.relative_to(ROOT)}")
+        print(f"updated {report.DOCS.relative_to(report.ROOT)}")
     return 0
 
 

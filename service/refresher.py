@@ -37,7 +37,7 @@ import time
 from aiokafka import AIOKafkaProducer
 
 from service.config import Settings
-from service.handlers.leaderboards import LeaderboardRefresher, RefreshTurns, lease_seconds
+from service.handlers.leaderboards import RefreshTurns, lease_seconds
 from service.observability import logging_config, redact
 from service.resilience import is_transient
 from service.runtime import Runtime
@@ -67,14 +67,8 @@ async def run_refresher(settings: Settings, stop: asyncio.Event) -> int:
     interval = settings.leaderboard_refresh_seconds
     # Unlike a worker's leader, nothing else waits for this loop: a run goes on until the
     # queues are empty or an interval has passed (then the next starts at once).
-    refresher = LeaderboardRefresher(
-        runtime.leaderboard_store,
-        runtime.metrics_store,
-        runtime.registry_store,
-        partitions=settings.topic_partitions,
-        suggestions=runtime.suggestions,
-        max_assets_per_run=sys.maxsize,
-        max_seconds_per_run=interval,
+    refresher = runtime.leaderboards.budgeted(
+        max_assets_per_run=sys.maxsize, max_seconds_per_run=interval
     )
     turns = RefreshTurns(
         refresher,

@@ -73,6 +73,22 @@ class LeaderboardRefresher:
         self._clock = clock
         self._timer = timer
 
+    def budgeted(
+        self, *, max_assets_per_run: int, max_seconds_per_run: float | None
+    ) -> LeaderboardRefresher:
+        """The same refresher, with another budget per run."""
+        return LeaderboardRefresher(
+            self._boards,
+            self._metrics,
+            self._registry,
+            partitions=self._partitions,
+            suggestions=self._suggestions,
+            max_assets_per_run=max_assets_per_run,
+            max_seconds_per_run=max_seconds_per_run,
+            clock=self._clock,
+            timer=self._timer,
+        )
+
     async def refresh(self, now: float | None = None) -> int:
         """One pass; returns how many assets were recomputed. A pass takes no new chunk
         once it recomputed `max_assets_per_run` assets or ran `max_seconds_per_run`."""

@@ -362,6 +362,14 @@ async def test_a_run_with_a_time_budget_takes_no_chunk_after_it() -> None:
     assert len(await rig.dirty()) == 400
 
 
+async def test_a_budgeted_copy_refreshes_the_same_boards_under_its_own_cap() -> None:
+    rig = Rig(max_assets=50)
+    await rig.boards.mark_dirty([f"r{n:03}" for n in range(120)])
+    unbounded = rig.refresher.budgeted(max_assets_per_run=1_000, max_seconds_per_run=None)
+    assert await unbounded.refresh() == 120
+    assert await rig.dirty() == set()
+
+
 async def test_a_cap_not_a_multiple_of_the_chunk_finishes_its_chunk() -> None:
     rig = Rig(max_assets=60)
     await rig.boards.mark_dirty([f"r{n:03}" for n in range(130)])

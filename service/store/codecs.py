@@ -5,10 +5,10 @@ metric and library counters, Python writes the board entries. Only the store
 modules use this: the rest of the service sees `Totals`, `WindowTotals` and
 board entries, never a field name.
 
-- Metric hashes (`perf_apply.lua`): `<asset_id>|<dimension>|<metric index>` -> count,
-  a dimension being `ch:<channel>` or `cp:<campaign>` and the index that of `METRICS`
-  (counts of 0 are not stored), and `<asset_id>` -> the dimensions the asset has counts
-  of in that hash, `|ch:web|cp:c1|`.
+- Metric hashes (`perf_apply.lua`): `<asset_id>` -> the asset's sums in that hash,
+  `ch:web=120,4|cp:c1=120,,2`: per dimension (`ch:<channel>` or `cp:<campaign>`) its six
+  counts in the order of `METRICS`, a 0 written as nothing and trailing ones left out;
+  a dimension whose counts are all 0 is not written.
 - Board entries: asset_id -> `impressions,clicks,engagements,conversions,shares,comments`.
 - Library counters (`library_project.lua`): `assets`, `bytes`, `media_type:<type>`,
   `status:<status>` -> integer.
@@ -28,30 +28,76 @@ _SIX = len(METRICS)
 Counters = Mapping[str, Sequence[int]]
 
 
-def counter_name(asset_id: str, dimension: str, metric: int) -> str:
-    """The field of one counter in a metric hash: `<asset_id>|<dimension>|<metric index>`
-    (`|` is in no identifier)."""
-    return f"{asset_id}|{dimension}|{metric}"
+def encode_sums(counters: Counters) -> str:
+    """An asset's sums in one metric hash, as `decode_sums` reads them."""
+    parts = []
+    for dimension, counts in counters.items():
+        text = _counts(counts)
+        if text:
+            parts.append(f"{dimension}={text}")
+    return "|".join(parts)
 
 
-def counter_names(asset_id: str, dimensions: Sequence[str]) -> list[str]:
-    """The fields of every counter of the asset's dimensions, six per dimension."""
-    return [counter_name(asset_id, d, m) for d in dimensions for m in range(_SIX)]
+def _counts(counts: Sequence[int]) -> str:
+    return ",".join([str(c) if c else "" for c in counts]).rstrip(",")
 
 
-def decode_dimensions(text: str | None) -> list[str]:
-    """An asset's dimension list in a metric hash, `|ch:web|cp:c1|`."""
-    return [d for d in text.split("|") if d] if text else []
+def add_sums(stored: str, adds: Counters) -> tuple[str, int]:
+    """`stored` (an asset's sums in one hash, as `encode_sums` writes them) with `adds`
+    added, and the largest sum it touched.
+
+    Only the dimensions added to are parsed: an asset's lifetime sums may hold a dozen
+    channels and campaigns, a batch adds to one or two. Raises ValueError when one of
+    those does not read as sums."""
+    text = stored
+    largest = 0
+    for dimension, counts in adds.items():
+        head = dimension + "="
+        at_start = text.startswith(head)
+        start = 0 if at_start else text.find("|" + head) + 1
+        if not start and not at_start:  # a dimension new to this hash
+            added = _counts(counts)
+            if added:
+                text = f"{text}|{head}{added}" if text else head + added
+                largest = max(largest, *counts)
+            continue
+        end = text.find("|", start)
+        if end < 0:
+            end = len(text)
+        old = text[start + len(head) : end].split(",")
+        try:
+            total = [
+                c + int(old[m]) if m < len(old) and old[m] else c for m, c in enumerate(counts)
+            ]
+        except ValueError:
+            total = [-1]
+        if len(old) > _SIX or min(total) < 0:
+            raise ValueError(f"not a stored sum: {text[start:end]!r} in {stored!r}")
+        largest = max(largest, *total)
+        text = text[:start] + head + _counts(total) + text[end:]
+    return text, largest
 
 
-def decode_counters(dimensions: Sequence[str], values: Sequence[str | None]) -> Counters:
-    """The counts of `counter_names(asset, dimensions)`, read in that order (a missing
-    counter is 0; a dimension with no count is left out)."""
+def decode_sums(text: str | None) -> dict[str, list[int]]:
+    """An asset's sums in one metric hash (empty when it has none there).
+
+    Raises ValueError on a value this format cannot hold (a count that is not a whole
+    number >= 0, more than six counts, a part without `=`): a stored sum is never guessed.
+    """
     counters: dict[str, list[int]] = {}
-    for i, dimension in enumerate(dimensions):
-        counts = [int(v) if v else 0 for v in values[i * _SIX : (i + 1) * _SIX]]
-        if any(counts):
-            counters[dimension] = counts
+    if not text:
+        return counters
+    for part in text.split("|"):
+        dimension, equals, listed = part.partition("=")
+        try:
+            counts = [int(c) if c else 0 for c in listed.split(",")]
+        except ValueError:
+            counts = [-1]
+        if not equals or not dimension or len(counts) > _SIX or min(counts) < 0:
+            raise ValueError(f"not a stored sum: {part!r} in {text!r}")
+        if len(counts) < _SIX:
+            counts += [0] * (_SIX - len(counts))
+        counters[dimension] = counts
     return counters
 
 

@@ -3,8 +3,8 @@
 Every key starts with the configured prefix. Keys that one atomic step (a Lua
 script) touches together share a hash tag in braces, so the design holds on
 Redis Cluster: `{a:<asset_id>}` for one asset, `{l:<library_id>}` for one
-library, `{h:<sha256>}` for one content hash, `{pm:<partition>.<salt>}` for the
-performance metrics one Kafka partition writes (salted so that partitions spread
+library, `{h:<sha256>}` for one content hash, `{ps:<partition>.<salt>}` for the
+performance sums one Kafka partition writes (salted so that partitions spread
 evenly over a cluster's slots), `{in:<topic>:<partition>}` for
 the position of a per-message input partition, `{dl}` for dead-letter counters.
 docs/redis-keys.md describes each key.
@@ -94,7 +94,7 @@ class Keys:
     # spread over the cluster's slots (service/store/slots.py)
 
     def perf_prefix(self, partition: int) -> str:
-        return f"{self.prefix}:{{{spread_tag('pm', partition)}}}:"
+        return f"{self.prefix}:{{{spread_tag('ps', partition)}}}:"
 
     def perf_position(self, partition: int, topic: str) -> str:
         return f"{self.perf_prefix(partition)}position:{topic}"
@@ -108,11 +108,11 @@ class Keys:
         return f"{self.perf_prefix(partition)}ids:{generation_start}"
 
     def perf_bucket(self, partition: int, resolution: str, start: int) -> str:
-        """One bucket of event time for every asset of the partition: asset_id -> counters."""
+        """One bucket of event time for every asset of the partition: asset_id -> its sums."""
         return f"{self.perf_prefix(partition)}b:{resolution}:{start}"
 
     def perf_lifetime(self, partition: int) -> str:
-        """Lifetime counters of every asset of the partition: asset_id -> counters."""
+        """Lifetime sums of every asset of the partition: asset_id -> its sums."""
         return f"{self.perf_prefix(partition)}life"
 
     def perf_partition_of(self, asset_id: str) -> str:

@@ -1,16 +1,28 @@
 """Redis store of the rolling performance metrics.
 
-Writes: one `perf_apply.lua` call per step of one partition, with the step added up per
-counter by the worker (`perf_batch.merge`); the script checks and moves the partition's
-position in the same atomic step as the sums (see its header). Reads: an asset's pointer
-gives the partition whose hashes hold its counters; a window is the sum of the asset's
-counters in its buckets.
+Writes, per batch of one partition (the exactly-once step):
+
+1. The worker adds the batch up per hash, asset and dimension (`perf_batch.merge`).
+2. `perf_sums.lua` reads the partition's position, its `forgotten` count and the sums
+   the batch adds to (one field per asset and hash); a position that covers the batch,
+   or lies below the one expected, answers here.
+3. The worker adds the batch's counts to those sums (`_new_sums`); a sum past 2^53 - 1
+   refuses the batch before anything is written.
+4. `perf_apply.lua` checks the event ids and writes the new sums, the ids, the dirty
+   marks and the position, in one atomic step, only if the position and the forgotten
+   count are still those of step 2; otherwise it writes nothing and step 2 runs again.
+
+Redis never adds: it reads fields and writes fields, so a batch costs it a few
+microseconds per asset and hash whatever the number of counters behind them.
+
+Reads: an asset's pointer gives the partition whose hashes hold its sums; a window is the
+sum of the asset's sums in its buckets.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
@@ -19,17 +31,12 @@ from service.domain.enums import Channel
 from service.domain.events import MAX_METRIC_DELTA
 from service.domain.metrics import Totals, WindowTotals
 from service.domain.windows import Resolution, Window, window_buckets
-from service.store.codecs import (
-    Counters,
-    counter_name,
-    decode_counters,
-    decode_dimensions,
-    window_totals,
-)
+from service.store.codecs import Counters, add_sums, decode_sums, window_totals
 from service.store.keys import Keys
 from service.store.perf_batch import (
     GENERATION_SECONDS,
     SEEN_SECONDS,
+    Entries,
     MergedBatch,
     PerfRow,
     generations,
@@ -53,8 +60,22 @@ class ApplyStatus(Enum):
     COVERED = 0  # applied before, as a whole
     STRADDLES = -1  # the position lies inside the batch
     BEHIND = -2  # Redis holds a position below the one this worker expects: it lost writes
-    OVERFLOW = -3  # a lifetime counter of `asset_id` would pass 2^53 - 1
+    OVERFLOW = -3  # a sum of `asset_id` would pass 2^53 - 1
     KNOWN_IDS = -4  # some ids were applied before: `apply` merges again without them
+    STALE = -5  # another write came between the read and the write: `apply` reads again
+
+
+# The largest sum kept: readers and board scripts add in Lua, in doubles, exact up to here.
+MAX_SUM = 2**53 - 1
+
+
+@dataclass(frozen=True, slots=True)
+class _Read:
+    """What perf_sums.lua read for a batch: where the partition stood, and the sums."""
+
+    position: int
+    forgotten: int
+    sums: dict[str, dict[str, str]]  # hash key -> asset_id -> its sums there ('' for none)
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,29 +142,83 @@ class MetricsStore:
         expected: int = -1,
     ) -> Applied:
         """Apply a batch (offsets `first`..`last`) if the position is still `expected` or
-        beyond; see perf_apply.lua for every outcome."""
+        beyond; the module docstring numbers the steps, perf_apply.lua explains each
+        outcome."""
         check_rows(rows)
         now_s = int(now)
         known: set[str] = set()
+        batch = merge(rows, now_s, known)
+        hashes = self._hashes(partition, batch)
+        read: _Read | None = None
         while True:
-            batch = merge(rows, now_s, known)
-            reply = await self._call(partition, first, last, expected, batch, now_s)
+            if read is None:
+                read = await self._read_sums(partition, hashes)
+                if read.position < expected:
+                    return Applied(ApplyStatus.BEHIND, read.position)
+                if last <= read.position:
+                    return Applied(ApplyStatus.COVERED, read.position)
+                if first <= read.position:
+                    return Applied(ApplyStatus.STRADDLES, read.position)
+            written = _new_sums(hashes, read)
+            if isinstance(written, str):
+                return Applied(ApplyStatus.OVERFLOW, asset_id=written)
+            reply = await self._write(partition, first, last, expected, batch, read, written, now_s)
             status = ApplyStatus(int(reply[0]))
             if status is ApplyStatus.KNOWN_IDS:
+                # Fewer events: the sums read still cover every asset and hash left.
                 known.update(batch.event_ids[int(i) - 1] for i in reply[1:])
+                batch = merge(rows, now_s, known)
+                hashes = self._hashes(partition, batch)
+                continue
+            if status is ApplyStatus.STALE:
+                read = None
                 continue
             if status is ApplyStatus.APPLIED:
                 return Applied(status, last, int(reply[1]), int(reply[2]), int(reply[3]))
-            if status is ApplyStatus.OVERFLOW:
-                return Applied(status, asset_id=str(reply[1]))
             return Applied(status, int(reply[1]))
 
-    async def _call(
-        self, partition: int, first: int, last: int, expected: int, batch: MergedBatch, now: int
+    def _hashes(self, partition: int, batch: MergedBatch) -> list[tuple[str, int, Entries]]:
+        """The batch's hashes: key, EXPIREAT (0: never) and what it adds there; the
+        lifetime hash first."""
+        keys = self._keys
+        hashes = [(keys.perf_lifetime(partition), 0, batch.lifetime)]
+        for (resolution, start), (expires, entries) in batch.buckets.items():
+            hashes.append((keys.perf_bucket(partition, resolution, start), expires, entries))
+        return hashes
+
+    async def _read_sums(self, partition: int, hashes: list[tuple[str, int, Entries]]) -> _Read:
+        args: list[Any] = []
+        for _, _, entries in hashes:
+            args.append(len(entries))
+            args.extend(entries)
+        reply = await self._scripts.perf_sums(
+            keys=[
+                self._keys.perf_position(partition, self._topic),
+                self._keys.perf_counters(partition),
+                *(key for key, _, _ in hashes),
+            ],
+            args=args,
+        )
+        sums: dict[str, dict[str, str]] = {}
+        at = 2
+        for key, _, entries in hashes:
+            sums[key] = dict(zip(entries, reply[at : at + len(entries)], strict=True))
+            at += len(entries)
+        return _Read(int(reply[0]), int(reply[1]), sums)
+
+    async def _write(
+        self,
+        partition: int,
+        first: int,
+        last: int,
+        expected: int,
+        batch: MergedBatch,
+        read: _Read,
+        written: list[tuple[str, int, list[str]]],
+        now: int,
     ) -> Any:
         keys = self._keys
         starts = generations(now)
-        hashes = [keys.perf_lifetime(partition)]
         args: list[Any] = [
             first,
             last,
@@ -152,21 +227,22 @@ class MetricsStore:
             starts[-1] + GENERATION_SECONDS + SEEN_SECONDS,
             batch.copies,
             batch.late,
+            read.position,
+            read.forgotten,
             len(batch.fingerprints),
+            len(batch.lifetime),
             *batch.fingerprints,
-            0,
-            *_flat(batch.lifetime),
+            *batch.lifetime,
         ]
-        for (resolution, start), (expires, entries) in batch.buckets.items():
-            hashes.append(keys.perf_bucket(partition, resolution, start))
-            args += (expires, *_flat(entries))
+        for _, expires, pairs in written:
+            args += (expires, len(pairs) // 2, *pairs)
         return await self._scripts.perf_apply(
             keys=[
                 keys.perf_position(partition, self._topic),
                 keys.perf_counters(partition),
                 keys.perf_dirty(partition),
                 *(keys.perf_ids(partition, s) for s in starts),
-                *hashes,
+                *(key for key, _, _ in written),
             ],
             args=args,
         )
@@ -179,10 +255,13 @@ class MetricsStore:
             await pipe.execute()
 
     async def forget(self, asset_id: str, partition: int) -> None:
-        """Remove a deleted asset's lifetime counters and dimension list, then its pointer
+        """Remove a deleted asset's lifetime sums, then its pointer
         (each idempotent: a crash between leaves the pointer, and the asset's next refresh
         finishes)."""
-        await self._scripts.perf_forget(keys=[self._keys.perf_lifetime(partition)], args=[asset_id])
+        await self._scripts.perf_forget(
+            keys=[self._keys.perf_lifetime(partition), self._keys.perf_counters(partition)],
+            args=[asset_id],
+        )
         await self._redis.delete(self._keys.perf_partition_of(asset_id))
 
     async def partition_of(self, asset_id: str) -> int | None:
@@ -281,7 +360,7 @@ class MetricsStore:
         for (keys, part), reply in zip(calls, replies, strict=True):
             values = iter(reply)
             for index in part:
-                result[index] = [_counters(next(values), next(values)) for _ in keys]
+                result[index] = [decode_sums(next(values)) for _ in keys]
         return result
 
     def _window_keys(self, partition: int, window: Window, now: float) -> list[str]:
@@ -293,14 +372,10 @@ class MetricsStore:
 
     async def counted_assets(self, partition: int, resolution: Resolution, start: int) -> set[str]:
         """The assets with counts in one bucket of the partition (none once it expired).
-        Read with HSCAN, a page at a time, so that a large bucket never holds Redis: the
-        fields without a `|` are the assets' dimension lists, named by the asset."""
+        Read with HSCAN, a page at a time, so that a large bucket never holds Redis: each
+        field is an asset."""
         key = self._keys.perf_bucket(partition, resolution.name, start)
-        assets: set[str] = set()
-        async for name, _ in self._redis.hscan_iter(key, count=1_000):
-            if "|" not in name:
-                assets.add(name)
-        return assets
+        return {name async for name, _ in self._redis.hscan_iter(key, count=1_000)}
 
     async def partitions_of(self, asset_ids: Sequence[str]) -> list[int | None]:
         async with self._redis.pipeline(transaction=False) as pipe:
@@ -322,22 +397,22 @@ class MetricsStore:
         )
 
 
-def _counters(listed: str, counts: str) -> Counters:
-    """One asset's counters in one hash, from perf_read.lua's two strings."""
-    dimensions = decode_dimensions(listed)
-    return decode_counters(dimensions, counts.split(",")) if dimensions else {}
-
-
-def _flat(entries: Mapping[str, Counters]) -> tuple[str, str, str]:
-    """The counters of a hash the batch adds to (counts of 0 left out), the counts, and
-    each asset with its dimensions, each joined by spaces, as perf_apply.lua reads them."""
-    names: list[str] = []
-    counts: list[str] = []
-    for asset_id, counters in entries.items():
-        for dimension, sums in counters.items():
-            for metric, count in enumerate(sums):
-                if count:
-                    names.append(counter_name(asset_id, dimension, metric))
-                    counts.append(str(count))
-    assets = " ".join("|".join((asset_id, *counters)) for asset_id, counters in entries.items())
-    return " ".join(names), " ".join(counts), assets
+def _new_sums(
+    hashes: list[tuple[str, int, Entries]], read: _Read
+) -> list[tuple[str, int, list[str]]] | str:
+    """For each hash with counts to add: its key, EXPIREAT and `asset_id, new sums, ...`;
+    or the first asset a sum of which would pass MAX_SUM."""
+    written: list[tuple[str, int, list[str]]] = []
+    for key, expires, entries in hashes:
+        pairs: list[str] = []
+        stored_in = read.sums[key]  # the batch's assets, or more (before copies were dropped)
+        for asset_id, adds in entries.items():
+            if not adds:
+                continue  # events that count nothing: the asset is marked dirty only
+            sums, largest = add_sums(stored_in[asset_id], adds)
+            if largest > MAX_SUM:
+                return asset_id
+            pairs += (asset_id, sums)
+        if pairs:
+            written.append((key, expires, pairs))
+    return written

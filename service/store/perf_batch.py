@@ -1,12 +1,11 @@
-"""A batch of performance events added up per counter, before Redis sees it.
+"""A batch of performance events added up, before Redis sees it.
 
-The worker adds up, so that Redis adds once per counter: the events of a batch are
-added up per hash (the partition's lifetime hash, and its bucket hash at each
-resolution that still holds the event), asset, channel or campaign, and metric. Redis
-then checks the event ids and adds one count per counter, whatever the number of events
-behind it. Copies of an event id within the batch are dropped here; copies of an id
-applied in an earlier batch are found by the script, which names them, and the batch is
-merged again without them. The counters' names are `codecs.counter_name`.
+The events of a batch are added up per hash (the partition's lifetime hash, and its
+bucket hash at each resolution that still holds the event), asset, channel or campaign,
+and metric; the store adds those counts to the sums it read (service/store/metrics.py),
+so Redis never adds. Copies of an event id within the batch are dropped here; copies of
+an id applied in an earlier batch are found by the script, which names them, and the
+batch is merged again without them.
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """Hash tags that spread a numbered family of keys evenly over a Redis Cluster.
 
 Redis Cluster stores a key in slot CRC16(tag) mod 16384, where the tag is the part of
-the key in braces. Tags like `pm:0` ... `pm:7` land on eight arbitrary slots: on a
+the key in braces. Tags like `ps:0` ... `ps:7` land on eight arbitrary slots: on a
 three-primary cluster one primary may hold most of them. `spread_tag` gives member `i`
-of a family a salted tag (`pm:3.117`) whose slot falls in a chosen range instead: the
+of a family a salted tag (`ps:3.117`) whose slot falls in a chosen range instead: the
 ranges follow the bit-reversed order of `i` (0, 1/2, 1/4, 3/4, 1/8, ... of the slot
 space), so the first N members of a family are evenly spread for every N, and a
 cluster whose primaries own equal contiguous slot ranges (what

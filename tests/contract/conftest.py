@@ -14,7 +14,7 @@ import pytest
 
 from service.domain.metrics import METRICS
 from service.handlers.ports import DeadLetterCounts, Positions
-from service.store.codecs import counter_name
+from service.store.codecs import decode_sums, encode_sums
 from service.store.dead_letters import DeadLetterCounters
 from service.store.keys import Keys
 from service.store.leaderboards import LeaderboardStore
@@ -91,8 +91,10 @@ def _redis(redis: Any, prefix: str, seen_ttl: int) -> Backend:
 
     async def set_lifetime(partition: int, asset_id: str, name: str, value: int) -> None:
         dimension, _, metric = name.rpartition(":")
-        field = counter_name(asset_id, dimension, METRICS.index(metric))
-        await redis.hset(keys.perf_lifetime(partition), field, value)
+        key = keys.perf_lifetime(partition)
+        sums = decode_sums(await redis.hget(key, asset_id))
+        sums.setdefault(dimension, [0] * 6)[METRICS.index(metric)] = value
+        await redis.hset(key, asset_id, encode_sums(sums))
 
     return Backend(
         "redis",

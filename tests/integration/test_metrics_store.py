@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import time
 from collections import defaultdict
@@ -13,7 +14,7 @@ from service.config import Settings
 from service.domain.enums import Channel
 from service.domain.metrics import METRICS, Totals
 from service.domain.windows import DAY, HOUR, Window, live_resolutions, window_buckets
-from service.store.codecs import counter_name
+from service.store.codecs import encode_sums
 from service.store.keys import Keys
 from service.store.metrics import ApplyStatus, EventCounts, MetricsStore, PerfRow
 from service.store.scripts import Scripts
@@ -197,7 +198,7 @@ async def test_a_batch_that_would_overflow_a_counter_is_refused_whole(
     await store.apply(0, 0, 0, [row(1, "a1", NOW - 10), row(2, "a2", NOW - 10)], NOW)
     # A lifetime counter close to 2^53 - 1, the largest Lua adds exactly.
     near = 2**53 - 1 - 10**9
-    await redis.hset(keys.perf_lifetime(0), counter_name("a1", "ch:email", 0), near)
+    await redis.hset(keys.perf_lifetime(0), "a1", encode_sums({"ch:email": [near, 0, 0, 0, 0, 0]}))
     big = row(3, "a1", NOW - 10, impressions=10**10)
     fine = row(4, "a2", NOW - 10)
     refused = await store.apply(0, 1, 2, [fine, big], NOW)
@@ -215,7 +216,8 @@ async def test_counters_stay_exact_up_to_the_largest_lua_adds_exactly(
     keys = Keys(settings.redis_key_prefix)
     await store.point(0, ["a1"])
     await store.apply(0, 0, 0, [row(1, "a1", NOW - 10)], NOW)
-    await redis.hset(keys.perf_lifetime(0), counter_name("a1", "ch:email", 0), 2**53 - 1 - 150)
+    largest = encode_sums({"ch:email": [2**53 - 1 - 150, 0, 0, 0, 0, 0]})
+    await redis.hset(keys.perf_lifetime(0), "a1", largest)
     near = [row(2, "a1", NOW - 10, impressions=49), row(3, "a1", NOW, impressions=100)]
     assert (await store.apply(0, 1, 2, near, NOW)).status is ApplyStatus.APPLIED
     totals = await store.totals("a1", Window.LIFETIME, NOW, channel=Channel.EMAIL)
@@ -227,11 +229,11 @@ async def test_counters_stay_exact_up_to_the_largest_lua_adds_exactly(
 @pytest.mark.parametrize(
     "tail",
     [
-        ["0", "a1|ch:web|0", ""],  # the lifetime hash without its assets
-        ["0", "a1|ch:web|0", "", "a1|ch:web"],  # a counter without its count
-        ["0", "a1|ch:web|0", "-1", "a1|ch:web"],  # a count below 0
-        ["0", "a1|ch:web|0", "1.5", "a1|ch:web"],  # not whole
-        ["0", "", "", "a1", "extra"],  # left over
+        [],  # the hash declared, its section missing
+        ["0", "2", "a1", "ch:web=1"],  # fewer pairs than announced
+        ["0", "-1"],  # a negative number of assets
+        ["x", "1", "a1", "ch:web=1"],  # an expiry that is not a number
+        ["0", "1", "a1", "ch:web=1", "extra"],  # left over
     ],
 )
 async def test_perf_apply_refuses_malformed_sections_before_any_write(
@@ -239,7 +241,8 @@ async def test_perf_apply_refuses_malformed_sections_before_any_write(
 ) -> None:
     keys = Keys(settings.redis_key_prefix)
     scripts = Scripts.register(redis)
-    head = [0, 0, -1, 1, int(NOW) + 3600, 0, 0, 0]  # no fingerprints
+    # No fingerprints, one dirty asset, sums read at position -1 with nothing forgotten.
+    head = [0, 0, -1, 1, int(NOW) + 3600, 0, 0, -1, 0, 0, 1, "a1"]
     with pytest.raises(Exception, match="bad input"):
         await scripts.perf_apply(
             keys=[
@@ -252,3 +255,97 @@ async def test_perf_apply_refuses_malformed_sections_before_any_write(
             args=[*head, *tail],
         )
     assert [k async for k in redis.scan_iter(match=f"{settings.redis_key_prefix}:*")] == []
+
+
+@pytest.mark.parametrize("args", [["2", "a1"], ["-1"], ["1", "a1", "extra"], []])
+async def test_perf_sums_refuses_malformed_sections(
+    redis: Any, settings: Settings, args: list[str]
+) -> None:
+    keys = Keys(settings.redis_key_prefix)
+    scripts = Scripts.register(redis)
+    with pytest.raises(Exception, match="bad input"):
+        await scripts.perf_sums(
+            keys=[keys.perf_position(0, "t"), keys.perf_counters(0), keys.perf_lifetime(0)],
+            args=args,
+        )
+
+
+def interfering(scripts: Scripts, step: Any) -> Scripts:
+    """`scripts` whose first perf_sums.lua call is followed by `step`: another writer
+    between a batch's read and its write."""
+    read = scripts.perf_sums
+    pending = [step]
+
+    async def read_then_interfere(*, keys: Any, args: Any) -> Any:
+        reply = await read(keys=keys, args=args)
+        if pending:
+            await pending.pop()()
+        return reply
+
+    return dataclasses.replace(scripts, perf_sums=read_then_interfere)
+
+
+async def test_a_batch_written_between_the_read_and_the_write_is_not_lost(
+    redis: Any, settings: Settings
+) -> None:
+    keys, scripts = Keys(settings.redis_key_prefix), Scripts.register(redis)
+    other = MetricsStore(redis, keys, scripts, settings.topic_asset_performance)
+    await other.point(0, ["a1"])
+    assert (await other.apply(0, 0, 4, [row(1, "a1", NOW - 60)], NOW)).applied == 1
+
+    async def other_applies_five_to_nine() -> None:
+        assert (await other.apply(0, 5, 9, [row(2, "a1", NOW - 60)], NOW)).applied == 1
+
+    store = MetricsStore(
+        redis,
+        keys,
+        interfering(scripts, other_applies_five_to_nine),
+        settings.topic_asset_performance,
+    )
+    applied = await store.apply(0, 10, 12, [row(3, "a1", NOW - 60)], NOW, expected=4)
+    assert (applied.status, applied.applied) == (ApplyStatus.APPLIED, 1)
+    assert await store.totals("a1", Window.LIFETIME, NOW) == Totals(300, 9, 3)
+    assert await store.totals("a1", Window.HOUR, NOW) == Totals(300, 9, 3)
+
+
+async def test_a_forget_between_the_read_and_the_write_stays_forgotten(
+    redis: Any, settings: Settings
+) -> None:
+    keys, scripts = Keys(settings.redis_key_prefix), Scripts.register(redis)
+    plain = MetricsStore(redis, keys, scripts, settings.topic_asset_performance)
+    await plain.point(0, ["a1"])
+    await plain.apply(0, 0, 0, [row(1, "a1", NOW - 60)], NOW)
+
+    async def forget_a1() -> None:
+        await plain.forget("a1", 0)
+        await plain.point(0, ["a1"])  # an event of it follows: pointed again
+
+    store = MetricsStore(
+        redis, keys, interfering(scripts, forget_a1), settings.topic_asset_performance
+    )
+    assert (await store.apply(0, 1, 1, [row(2, "a1", NOW - 60)], NOW)).applied == 1
+    # Only the event after the forget counts in lifetime; the buckets keep both.
+    assert await store.totals("a1", Window.LIFETIME, NOW) == Totals(100, 3, 1)
+    assert await store.totals("a1", Window.HOUR, NOW) == Totals(200, 6, 2)
+
+
+async def test_a_batch_another_worker_applies_between_the_read_and_the_write_counts_once(
+    redis: Any, settings: Settings
+) -> None:
+    keys, scripts = Keys(settings.redis_key_prefix), Scripts.register(redis)
+    other = MetricsStore(redis, keys, scripts, settings.topic_asset_performance)
+    await other.point(0, ["a1"])
+    batch = [row(1, "a1", NOW - 60), row(2, "a1", NOW - 60)]
+
+    async def other_applies_the_same_batch() -> None:
+        assert (await other.apply(0, 0, 1, batch, NOW)).applied == 2
+
+    store = MetricsStore(
+        redis,
+        keys,
+        interfering(scripts, other_applies_the_same_batch),
+        settings.topic_asset_performance,
+    )
+    covered = await store.apply(0, 0, 1, batch, NOW)
+    assert (covered.status, covered.position) == (ApplyStatus.COVERED, 1)
+    assert await store.totals("a1", Window.LIFETIME, NOW) == Totals(200, 6, 2)

@@ -40,7 +40,7 @@ def shares(partitions: int, primaries: int) -> list[int]:
     """Partitions per primary when the primaries own equal contiguous slot ranges."""
     counts = [0] * primaries
     for partition in range(partitions):
-        slot = key_slot("{" + spread_tag("pm", partition) + "}")
+        slot = key_slot("{" + spread_tag("ps", partition) + "}")
         counts[slot * primaries // SLOTS] += 1
     return counts
 
@@ -67,5 +67,5 @@ def test_the_plain_partition_tags_bunch_up() -> None:
     # Why the tags are salted: unsalted, 8 partitions leave a primary of 3 with 1 or none.
     counts = [0] * 3
     for partition in range(8):
-        counts[key_slot(f"{{pm:{partition}}}") * 3 // SLOTS] += 1
+        counts[key_slot(f"{{ps:{partition}}}") * 3 // SLOTS] += 1
     assert max(counts) - min(counts) >= 2, counts

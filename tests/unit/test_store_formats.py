@@ -4,17 +4,20 @@ here literally."""
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
+
+import pytest
 
 from service.domain.enums import Channel
 from service.domain.metrics import Totals
 from service.store import codecs
 from service.store.codecs import (
-    counter_names,
+    add_sums,
     decode_board_entry,
-    decode_counters,
-    decode_dimensions,
+    decode_sums,
     encode_board_entry,
+    encode_sums,
     window_totals,
 )
 from service.store.keys import Keys
@@ -23,22 +26,18 @@ from service.store.slots import spread_tag
 SERVICE = Path(__file__).resolve().parents[2] / "service"
 
 
-def test_counters_give_totals_per_channel_and_per_campaign() -> None:
-    dimensions = decode_dimensions("|ch:email|cp:c1|ch:web|cp:c2|")
-    assert dimensions == ["ch:email", "cp:c1", "ch:web", "cp:c2"]
-    names = counter_names("a1", dimensions)
-    assert names[:7] == [f"a1|ch:email|{m}" for m in range(6)] + ["a1|cp:c1|0"]
-    values: list[str | None] = [None] * len(names)
-    for name, value in {
-        "a1|ch:email|0": "10",
-        "a1|ch:email|1": "1",
-        "a1|cp:c1|0": "10",
-        "a1|cp:c1|1": "1",
-        "a1|ch:web|0": "5",
-        "a1|cp:c2|0": "5",
-    }.items():
-        values[names.index(name)] = value  # fmt: skip
-    entries = [decode_counters(dimensions, values), decode_counters([], [])]
+def test_sums_give_totals_per_channel_and_per_campaign() -> None:
+    entries = [
+        decode_sums("ch:email=10,1|cp:c1=10,1|ch:web=5|cp:c2=5"),
+        decode_sums(""),
+        decode_sums(None),
+    ]
+    assert entries[0] == {
+        "ch:email": [10, 1, 0, 0, 0, 0],
+        "cp:c1": [10, 1, 0, 0, 0, 0],
+        "ch:web": [5, 0, 0, 0, 0, 0],
+        "cp:c2": [5, 0, 0, 0, 0, 0],
+    }
     totals = window_totals(entries)
     assert totals.total == Totals(impressions=15, clicks=1)
     assert totals.by_channel == {
@@ -55,11 +54,60 @@ def test_counters_give_totals_per_channel_and_per_campaign() -> None:
 
 
 def test_every_metric_and_campaign_ids_with_colons() -> None:
-    dimensions = ["ch:social", "cp:spring:2026"]
-    entry = decode_counters(dimensions, ["1", "2", "3", "4", "5", "6", *["7"] * 6])
+    entry = decode_sums("ch:social=1,2,3,4,5,6|cp:spring:2026=7,7,7,7,7,7")
     totals = window_totals([entry, entry])
     assert totals.channel(Channel.SOCIAL) == Totals(2, 4, 6, 8, 10, 12)
     assert totals.by_campaign == {"spring:2026": Totals(14, 14, 14, 14, 14, 14)}
+
+
+def test_sums_are_written_without_zeros() -> None:
+    assert encode_sums({"ch:web": [120, 0, 2, 0, 0, 0], "cp:c1": [0] * 6}) == "ch:web=120,,2"
+    assert encode_sums({"ch:web": [0, 0, 0, 0, 0, 9]}) == "ch:web=,,,,,9"
+    assert encode_sums({}) == ""
+    assert decode_sums("ch:web=120,,2") == {"ch:web": [120, 0, 2, 0, 0, 0]}
+    assert decode_sums("ch:web=,,,,,9") == {"ch:web": [0, 0, 0, 0, 0, 9]}
+
+
+@pytest.mark.parametrize(
+    "stored",
+    ["ch:web", "=1", "ch:web=1,2,3,4,5,6,7", "ch:web=-1", "ch:web=x", "ch:web=1|cp:c1"],
+)
+def test_a_value_that_is_not_sums_is_an_error(stored: str) -> None:
+    with pytest.raises(ValueError, match="not a stored sum"):
+        decode_sums(stored)
+
+
+def test_adding_parses_only_the_dimensions_added_to() -> None:
+    stored = "ch:web=10,1|cp:ch:web=4|cp:c1=10,1"
+    text, largest = add_sums(stored, {"ch:web": [5, 0, 0, 0, 0, 1], "ch:email": [2, 0, 0, 0, 0, 0]})
+    assert text == "ch:web=15,1,,,,1|cp:ch:web=4|cp:c1=10,1|ch:email=2"
+    assert largest == 15
+    # A campaign named like a channel is its own dimension; the first one is found too.
+    text, _ = add_sums(stored, {"cp:ch:web": [1, 0, 0, 0, 0, 0], "cp:c1": [0, 1, 0, 0, 0, 0]})
+    assert text == "ch:web=10,1|cp:ch:web=5|cp:c1=10,2"
+    assert add_sums("", {"ch:web": [3, 0, 0, 0, 0, 0]}) == ("ch:web=3", 3)
+    with pytest.raises(ValueError, match="not a stored sum"):
+        add_sums("ch:web=1,2,3,4,5,6,7", {"ch:web": [1, 0, 0, 0, 0, 0]})
+
+
+def test_adding_agrees_with_decoding_on_random_sums() -> None:
+    rng = random.Random(5)
+    dimensions = ["ch:web", "ch:email", "cp:c1", "cp:web", "cp:x:y"]
+    for _ in range(500):
+        stored = {
+            d: [rng.choice([0, 0, 1, 7, 10**12]) for _ in range(6)]
+            for d in rng.sample(dimensions, rng.randint(0, 5))
+        }
+        adds = {
+            d: [rng.choice([0, 1, 3]) for _ in range(6)]
+            for d in rng.sample(dimensions, rng.randint(1, 3))
+        }
+        text, largest = add_sums(encode_sums(stored), adds)
+        oracle = {d: list(c) for d, c in stored.items()}
+        for d, counts in adds.items():
+            oracle[d] = [a + b for a, b in zip(oracle.get(d, [0] * 6), counts, strict=True)]
+        assert decode_sums(text) == {d: c for d, c in oracle.items() if any(c)}
+        assert largest == max(max(oracle[d]) for d in adds)
 
 
 def test_dimensions_of_another_shape_are_ignored() -> None:
@@ -73,7 +121,6 @@ def test_dimensions_of_another_shape_are_ignored() -> None:
     totals = window_totals([entry])
     assert totals.by_channel == {Channel.EMAIL: Totals(clicks=2)}
     assert totals.by_campaign == {}
-    assert decode_counters(["ch:web"], [None] * 6) == {}, "no count: no dimension"
 
 
 def test_board_entries() -> None:
@@ -91,8 +138,8 @@ def test_key_names() -> None:
     assert k.boards_dirty == "media:lb-dirty"
     assert k.board_libraries == "media:lb-libraries"
     assert k.boards_swept_hour == "media:lb-swept-hour"
-    tag = spread_tag("pm", 3)
-    assert tag.startswith("pm:3.")
+    tag = spread_tag("ps", 3)
+    assert tag.startswith("ps:3.")
     assert k.perf_dirty(3) == f"media:{{{tag}}}:dirty"
     assert k.asset_suggestions("A") == "media:{a:A}:suggestions"
     assert k.suggestion("S") == "media:suggestion:S"

@@ -178,6 +178,9 @@ class Settings(BaseSettings):
     # How long one sweep keeps taking batches of expired held events before it yields.
     held_sweep_budget_seconds: Annotated[float, Field(gt=0)] = 5.0
     seen_event_ttl_seconds: Annotated[int, Field(ge=3600)] = 7 * 86_400
+    # Sums (one asset in one bucket) a worker keeps from its own writes, so that the next
+    # batch need not read them from Redis (about 250 bytes each; 0: read every time).
+    metrics_kept_sums: Annotated[int, Field(ge=0)] = 100_000
     api_page_size_max: Annotated[int, Field(ge=1)] = 500
     leaderboard_refresh_seconds: Annotated[float, Field(gt=0)] = 30.0
     # false: only `service refresher` processes refresh the boards, never a worker (with

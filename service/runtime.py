@@ -88,7 +88,13 @@ class Runtime:
         boards = LeaderboardStore(
             redis, keys, scripts, kept_seconds=settings.leaderboard_refresh_seconds
         )
-        metrics = MetricsStore(redis, keys, scripts, settings.topic_asset_performance)
+        metrics = MetricsStore(
+            redis,
+            keys,
+            scripts,
+            settings.topic_asset_performance,
+            kept_sums=settings.metrics_kept_sums,
+        )
 
         async def lifetime(asset_id: str, channel: Channel | None) -> Totals:
             totals = await metrics.totals(asset_id, Window.LIFETIME, time.time(), channel=channel)

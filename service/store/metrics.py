@@ -5,12 +5,14 @@ Writes, per batch of one partition (the exactly-once step):
 1. The worker adds the batch up per hash, asset and dimension (`perf_batch.merge`).
 2. `perf_sums.lua` reads the partition's position, its `forgotten` count and the sums
    the batch adds to (one field per asset and hash); a position that covers the batch,
-   or lies below the one expected, answers here.
+   or lies below the one expected, answers here. Sums this worker wrote and still keeps
+   (`KeptSums`) are not read again: they hold at the fence they were written at.
 3. The worker adds the batch's counts to those sums (`_new_sums`); a sum past 2^53 - 1
    refuses the batch before anything is written.
 4. `perf_apply.lua` checks the event ids and writes the new sums, the ids, the dirty
    marks and the position, in one atomic step, only if the position and the forgotten
-   count are still those of step 2; otherwise it writes nothing and step 2 runs again.
+   count are still those of step 2 (the fence); otherwise it writes nothing, the kept
+   sums of the partition are dropped and step 2 runs again.
 
 Redis never adds: it reads fields and writes fields, so a batch costs it a few
 microseconds per asset and hash whatever the number of counters behind them.
@@ -22,7 +24,7 @@ sum of the asset's sums in its buckets.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
@@ -32,6 +34,7 @@ from service.domain.events import MAX_METRIC_DELTA
 from service.domain.metrics import Totals, WindowTotals
 from service.domain.windows import Resolution, Window, window_buckets
 from service.store.codecs import Counters, add_sums, decode_sums, window_totals
+from service.store.kept_sums import Fence, KeptSums
 from service.store.keys import Keys
 from service.store.perf_batch import (
     GENERATION_SECONDS,
@@ -71,11 +74,12 @@ MAX_SUM = 2**53 - 1
 
 @dataclass(frozen=True, slots=True)
 class _Read:
-    """What perf_sums.lua read for a batch: where the partition stood, and the sums."""
+    """The sums a batch adds to, and the fence they hold at: read by perf_sums.lua
+    (`fresh`), or kept from this worker's last write."""
 
-    position: int
-    forgotten: int
+    fence: Fence
     sums: dict[str, dict[str, str]]  # hash key -> asset_id -> its sums there ('' for none)
+    fresh: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,11 +124,15 @@ def check_rows(rows: Sequence[PerfRow]) -> None:
 
 
 class MetricsStore:
-    def __init__(self, redis: Any, keys: Keys, scripts: Scripts, topic: str) -> None:
+    def __init__(
+        self, redis: Any, keys: Keys, scripts: Scripts, topic: str, *, kept_sums: int = 0
+    ) -> None:
+        """`kept_sums`: how many sums a worker keeps from its writes (0: read each time)."""
         self._redis = redis
         self._keys = keys
         self._scripts = scripts
         self._topic = topic
+        self._kept = KeptSums(kept_sums)
 
     async def position(self, partition: int) -> int:
         """Offset of the last event of the partition applied, or -1."""
@@ -153,12 +161,13 @@ class MetricsStore:
         while True:
             if read is None:
                 read = await self._read_sums(partition, hashes)
-                if read.position < expected:
-                    return Applied(ApplyStatus.BEHIND, read.position)
-                if last <= read.position:
-                    return Applied(ApplyStatus.COVERED, read.position)
-                if first <= read.position:
-                    return Applied(ApplyStatus.STRADDLES, read.position)
+                position = read.fence.position
+                if read.fresh and position < expected:
+                    return Applied(ApplyStatus.BEHIND, position)
+                if read.fresh and last <= position:
+                    return Applied(ApplyStatus.COVERED, position)
+                if read.fresh and first <= position:
+                    return Applied(ApplyStatus.STRADDLES, position)
             written = _new_sums(hashes, read)
             if isinstance(written, str):
                 return Applied(ApplyStatus.OVERFLOW, asset_id=written)
@@ -170,11 +179,15 @@ class MetricsStore:
                 batch = merge(rows, now_s, known)
                 hashes = self._hashes(partition, batch)
                 continue
+            if status is ApplyStatus.APPLIED:
+                fence = Fence(last, read.fence.forgotten)
+                self._kept.move(partition, fence)
+                self._kept.keep(partition, fence, ((k, dict(_pairs(p))) for k, _, p in written))
+                return Applied(status, last, int(reply[1]), int(reply[2]), int(reply[3]))
+            self._kept.drop(partition)  # another writer came between, or Redis lost writes
             if status is ApplyStatus.STALE:
                 read = None
                 continue
-            if status is ApplyStatus.APPLIED:
-                return Applied(status, last, int(reply[1]), int(reply[2]), int(reply[3]))
             return Applied(status, int(reply[1]))
 
     def _hashes(self, partition: int, batch: MergedBatch) -> list[tuple[str, int, Entries]]:
@@ -187,24 +200,58 @@ class MetricsStore:
         return hashes
 
     async def _read_sums(self, partition: int, hashes: list[tuple[str, int, Entries]]) -> _Read:
+        """The sums the batch adds to: kept ones at the partition's kept fence, the others
+        read (step 2); when Redis's fence is not the kept one, all of them read."""
+        kept, fence = self._kept, self._kept.fence(partition)
+        sums: dict[str, dict[str, str]] = {}
+        missing: list[tuple[str, list[str]]] = []
+        for key, _, entries in hashes:
+            have = sums[key] = {}
+            lacking = []
+            for asset_id in entries:
+                value = None if fence is None else kept.get(partition, key, asset_id)
+                if value is None:
+                    lacking.append(asset_id)
+                else:
+                    have[asset_id] = value
+            if lacking:
+                missing.append((key, lacking))
+        if fence is not None and not missing:
+            return _Read(fence, sums, fresh=False)
+        read_at, read = await self._call_sums(partition, missing)
+        if fence is not None and read_at != fence:
+            kept.drop(partition)
+            read_at, sums = await self._call_sums(
+                partition, [(key, list(entries)) for key, _, entries in hashes]
+            )
+            read = sums
+        else:
+            for key, values in read.items():
+                sums[key].update(values)
+        kept.keep(partition, read_at, read.items())
+        return _Read(read_at, sums, fresh=True)
+
+    async def _call_sums(
+        self, partition: int, wanted: list[tuple[str, list[str]]]
+    ) -> tuple[Fence, dict[str, dict[str, str]]]:
         args: list[Any] = []
-        for _, _, entries in hashes:
-            args.append(len(entries))
-            args.extend(entries)
+        for _, assets in wanted:
+            args.append(len(assets))
+            args.extend(assets)
         reply = await self._scripts.perf_sums(
             keys=[
                 self._keys.perf_position(partition, self._topic),
                 self._keys.perf_counters(partition),
-                *(key for key, _, _ in hashes),
+                *(key for key, _ in wanted),
             ],
             args=args,
         )
         sums: dict[str, dict[str, str]] = {}
         at = 2
-        for key, _, entries in hashes:
-            sums[key] = dict(zip(entries, reply[at : at + len(entries)], strict=True))
-            at += len(entries)
-        return _Read(int(reply[0]), int(reply[1]), sums)
+        for key, assets in wanted:
+            sums[key] = dict(zip(assets, reply[at : at + len(assets)], strict=True))
+            at += len(assets)
+        return Fence(int(reply[0]), int(reply[1])), sums
 
     async def _write(
         self,
@@ -227,8 +274,8 @@ class MetricsStore:
             starts[-1] + GENERATION_SECONDS + SEEN_SECONDS,
             batch.copies,
             batch.late,
-            read.position,
-            read.forgotten,
+            read.fence.position,
+            read.fence.forgotten,
             len(batch.fingerprints),
             len(batch.lifetime),
             *batch.fingerprints,
@@ -416,3 +463,9 @@ def _new_sums(
         if pairs:
             written.append((key, expires, pairs))
     return written
+
+
+def _pairs(flat: list[str]) -> Iterator[tuple[str, str]]:
+    """(asset_id, sums) from `asset_id, sums, ...`."""
+    it = iter(flat)
+    return zip(it, it, strict=True)

@@ -17,6 +17,7 @@ from service.domain.windows import DAY, HOUR, Window, live_resolutions, window_b
 from service.store.codecs import encode_sums
 from service.store.keys import Keys
 from service.store.metrics import ApplyStatus, EventCounts, MetricsStore, PerfRow
+from service.store.perf_batch import fingerprint, generations
 from service.store.scripts import Scripts
 
 pytestmark = pytest.mark.integration
@@ -349,3 +350,72 @@ async def test_a_batch_another_worker_applies_between_the_read_and_the_write_cou
     covered = await store.apply(0, 0, 1, batch, NOW)
     assert (covered.status, covered.position) == (ApplyStatus.COVERED, 1)
     assert await store.totals("a1", Window.LIFETIME, NOW) == Totals(200, 6, 2)
+
+
+def counting_reads(scripts: Scripts) -> tuple[Scripts, list[int]]:
+    """`scripts` that count their perf_sums.lua calls."""
+    read, calls = scripts.perf_sums, [0]
+
+    async def counted(*, keys: Any, args: Any) -> Any:
+        calls[0] += 1
+        return await read(keys=keys, args=args)
+
+    return dataclasses.replace(scripts, perf_sums=counted), calls
+
+
+async def test_kept_sums_are_not_read_again(redis: Any, settings: Settings) -> None:
+    scripts, reads = counting_reads(Scripts.register(redis))
+    keys, topic = Keys(settings.redis_key_prefix), settings.topic_asset_performance
+    store = MetricsStore(redis, keys, scripts, topic, kept_sums=1000)
+    await store.point(0, ["a1"])
+    for n in range(5):
+        batch = [row(n, "a1", NOW - 60)]
+        assert (await store.apply(0, n, n, batch, NOW, expected=n - 1)).applied == 1
+    assert reads == [1], "only the first batch reads"
+    assert await store.totals("a1", Window.HOUR, NOW) == Totals(500, 15, 5)
+    # A copy: the ids are named by the write, which is then made again from the kept sums.
+    copy = await store.apply(0, 5, 6, [row(0, "a1", NOW - 60), row(9, "a1", NOW - 60)], NOW)
+    assert (copy.applied, copy.duplicates, reads) == (1, 1, [1])
+    assert await store.totals("a1", Window.LIFETIME, NOW) == Totals(600, 18, 6)
+
+
+async def test_kept_sums_are_not_trusted_after_another_writer(
+    redis: Any, settings: Settings
+) -> None:
+    keys, topic = Keys(settings.redis_key_prefix), settings.topic_asset_performance
+    scripts, reads = counting_reads(Scripts.register(redis))
+    mine = MetricsStore(redis, keys, scripts, topic, kept_sums=1000)
+    other = MetricsStore(redis, keys, Scripts.register(redis), topic, kept_sums=1000)
+    await mine.point(0, ["a1", "a2"])
+    await mine.apply(0, 0, 0, [row(1, "a1", NOW - 60), row(2, "a2", NOW - 60)], NOW)
+    # A worker that still believes it owns the partition writes a1 and a2 again...
+    await other.apply(0, 1, 1, [row(3, "a1", NOW - 60), row(4, "a2", NOW - 60)], NOW, expected=0)
+    # ... and a2 is deleted: both moves are seen, nothing kept from before them is used.
+    await other.forget("a2", 0)
+    await other.point(0, ["a2"])
+    applied = await mine.apply(
+        0, 2, 2, [row(5, "a1", NOW - 60), row(6, "a2", NOW - 60)], NOW, expected=0
+    )
+    assert (applied.status, applied.applied, reads) == (ApplyStatus.APPLIED, 2, [2])
+    assert await mine.totals("a1", Window.LIFETIME, NOW) == Totals(300, 9, 3)
+    assert await mine.totals("a2", Window.LIFETIME, NOW) == Totals(100, 3, 1)
+    assert await mine.totals("a2", Window.HOUR, NOW) == Totals(300, 9, 3)
+
+
+async def test_a_position_redis_lost_drops_the_kept_sums(redis: Any, settings: Settings) -> None:
+    keys, topic = Keys(settings.redis_key_prefix), settings.topic_asset_performance
+    store = MetricsStore(redis, keys, Scripts.register(redis), topic, kept_sums=1000)
+    await store.point(0, ["a1"])
+    await store.apply(0, 0, 0, [row(1, "a1", NOW - 60)], NOW)
+    await store.apply(0, 1, 1, [row(2, "a1", NOW - 60)], NOW, expected=0)
+    # Redis restarted from a snapshot taken before the second batch.
+    await redis.set(keys.perf_position(0, topic), 0)
+    await redis.srem(keys.perf_ids(0, generations(int(NOW))[-1]), fingerprint("e2"))
+    await redis.hset(keys.perf_lifetime(0), "a1", encode_sums({"ch:email": [100, 3, 1, 0, 0, 0]}))
+    behind = await store.apply(0, 2, 2, [row(3, "a1", NOW - 60)], NOW, expected=1)
+    assert (behind.status, behind.position) == (ApplyStatus.BEHIND, 0)
+    # The worker seeks back and applies the second batch again, from what Redis holds.
+    assert (
+        await store.apply(0, 1, 2, [row(2, "a1", NOW - 60), row(3, "a1", NOW - 60)], NOW)
+    ).applied == 2
+    assert await store.totals("a1", Window.LIFETIME, NOW) == Totals(300, 9, 3)

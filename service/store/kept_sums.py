@@ -1,0 +1,80 @@
+"""The sums a worker wrote, kept so that its next batches need not read them again.
+
+While a worker owns a partition it is the only writer of the partition's sums, so what
+it wrote last is what Redis holds, until another writer moves the partition's position
+or its `forgotten` count (service/store/metrics.py): together, the fence. Each partition
+keeps the fence its sums hold at. `perf_apply.lua` refuses a write whose fence is not
+Redis's; the store then drops the partition's sums here and reads them again. So a sum
+kept here is never trusted past a write it did not see, and the only cost of keeping
+too little is a read.
+
+Bounded: at most `size` sums over every partition, the least recently used dropped
+first (a bucket that expired is never asked for again and goes that way too).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping
+from typing import NamedTuple
+
+
+class Fence(NamedTuple):
+    """Where a partition stood when its sums were read or written."""
+
+    position: int
+    forgotten: int
+
+
+class KeptSums:
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._fences: dict[int, Fence] = {}
+        # A partition's sums are filed under its current epoch; dropping them is a new
+        # epoch (the old entries are never found again and age out like unused ones).
+        self._epochs: dict[int, int] = {}
+        # (partition, epoch, hash key, asset_id) -> sums, least recently used first
+        self._sums: OrderedDict[tuple[int, int, str, str], str] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._sums)
+
+    def fence(self, partition: int) -> Fence | None:
+        return self._fences.get(partition)
+
+    def get(self, partition: int, key: str, asset_id: str) -> str | None:
+        """The asset's sums in the hash as last read or written, or None if not kept."""
+        entry = (partition, self._epochs.get(partition, 0), key, asset_id)
+        value = self._sums.get(entry)
+        if value is not None:
+            self._sums.move_to_end(entry)
+        return value
+
+    def keep(
+        self, partition: int, fence: Fence, sums: Iterable[tuple[str, Mapping[str, str]]]
+    ) -> None:
+        """Sums (per hash key: asset_id -> sums) that hold at `fence`; sums kept before
+        at another fence are dropped first."""
+        if self._size <= 0:
+            return
+        if self._fences.get(partition) != fence:
+            self.drop(partition)
+            self._fences[partition] = fence
+        kept, epoch = self._sums, self._epochs.get(partition, 0)
+        for key, of_assets in sums:
+            for asset_id, value in of_assets.items():
+                entry = (partition, epoch, key, asset_id)
+                kept[entry] = value
+                kept.move_to_end(entry)
+        while len(kept) > self._size:
+            kept.popitem(last=False)
+
+    def move(self, partition: int, fence: Fence) -> None:
+        """The partition's own write moved it to `fence`: what is kept still holds."""
+        if partition in self._fences:
+            self._fences[partition] = fence
+
+    def drop(self, partition: int) -> None:
+        """Forget the partition's sums: another writer came between, or Redis lost writes."""
+        self._fences.pop(partition, None)
+        self._epochs[partition] = self._epochs.get(partition, 0) + 1

@@ -9,13 +9,17 @@ kept here is never trusted past a write it did not see, and the only cost of kee
 too little is a read.
 
 Bounded: at most `size` sums over every partition, the least recently used dropped
-first (a bucket that expired is never asked for again and goes that way too).
+first (a bucket that expired is never asked for again and goes that way too). Entries are
+strings only, never tuples: a hundred thousand small containers would be walked by every
+full pass of Python's garbage collector, which the worker then pays for at each
+allocation.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
+from itertools import count
 from typing import NamedTuple
 
 
@@ -30,11 +34,13 @@ class KeptSums:
     def __init__(self, size: int) -> None:
         self._size = size
         self._fences: dict[int, Fence] = {}
-        # A partition's sums are filed under its current epoch; dropping them is a new
-        # epoch (the old entries are never found again and age out like unused ones).
-        self._epochs: dict[int, int] = {}
-        # (partition, epoch, hash key, asset_id) -> sums, least recently used first
-        self._sums: OrderedDict[tuple[int, int, str, str], str] = OrderedDict()
+        # A partition's sums are filed under its current epoch, a number no other partition
+        # or drop ever had; dropping them is a new epoch (the old entries are never found
+        # again and age out like unused ones).
+        self._next_epoch = count()
+        self._epochs: dict[int, str] = {}
+        # "<epoch>|<hash key>|<asset_id>" -> sums, least recently used first
+        self._sums: OrderedDict[str, str] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._sums)
@@ -44,7 +50,10 @@ class KeptSums:
 
     def get(self, partition: int, key: str, asset_id: str) -> str | None:
         """The asset's sums in the hash as last read or written, or None if not kept."""
-        entry = (partition, self._epochs.get(partition, 0), key, asset_id)
+        epoch = self._epochs.get(partition)
+        if epoch is None:
+            return None
+        entry = f"{epoch}|{key}|{asset_id}"
         value = self._sums.get(entry)
         if value is not None:
             self._sums.move_to_end(entry)
@@ -57,13 +66,14 @@ class KeptSums:
         at another fence are dropped first."""
         if self._size <= 0:
             return
-        if self._fences.get(partition) != fence:
+        if self._fences.get(partition) != fence or partition not in self._epochs:
             self.drop(partition)
             self._fences[partition] = fence
-        kept, epoch = self._sums, self._epochs.get(partition, 0)
+            self._epochs[partition] = str(next(self._next_epoch))
+        kept, epoch = self._sums, self._epochs[partition]
         for key, of_assets in sums:
             for asset_id, value in of_assets.items():
-                entry = (partition, epoch, key, asset_id)
+                entry = f"{epoch}|{key}|{asset_id}"
                 kept[entry] = value
                 kept.move_to_end(entry)
         while len(kept) > self._size:
@@ -77,4 +87,4 @@ class KeptSums:
     def drop(self, partition: int) -> None:
         """Forget the partition's sums: another writer came between, or Redis lost writes."""
         self._fences.pop(partition, None)
-        self._epochs[partition] = self._epochs.get(partition, 0) + 1
+        self._epochs.pop(partition, None)

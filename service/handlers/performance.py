@@ -59,10 +59,11 @@ log = logging.getLogger(__name__)
 
 POINTER_CACHE_SIZE = 200_000
 # Records per atomic step: each of its two script calls holds Redis (every read waits
-# behind it) for a few us per event, so a step of 500 holds it for a few ms (the bench
+# behind it) for a few us per event, and the worker's event loop (the API's too) for
+# tens of us per event between them, so a step of 250 holds either for a few ms (the bench
 # counts the calls over 5 ms). Smaller steps cost more commands per event (each step
 # touches its hashes again).
-MAX_EVENTS_PER_STEP = 500
+MAX_EVENTS_PER_STEP = 250
 
 
 class PerformanceHandler:

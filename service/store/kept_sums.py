@@ -49,15 +49,11 @@ class KeptSums:
         return self._fences.get(partition)
 
     def get(self, partition: int, key: str, asset_id: str) -> str | None:
-        """The asset's sums in the hash as last read or written, or None if not kept."""
+        """The asset's sums in the hash as last read or written, or None if not kept.
+        (Being read does not count as a use: what a batch reads it writes, and `keep`
+        makes that the newest.)"""
         epoch = self._epochs.get(partition)
-        if epoch is None:
-            return None
-        entry = f"{epoch}|{key}|{asset_id}"
-        value = self._sums.get(entry)
-        if value is not None:
-            self._sums.move_to_end(entry)
-        return value
+        return None if epoch is None else self._sums.get(f"{epoch}|{key}|{asset_id}")
 
     def keep(
         self, partition: int, fence: Fence, sums: Iterable[tuple[str, Mapping[str, str]]]

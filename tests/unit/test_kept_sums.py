@@ -40,13 +40,14 @@ def test_drop_forgets_a_partition_and_its_fence() -> None:
     kept.drop(3)  # never kept: nothing happens
 
 
-def test_the_least_recently_used_go_first_when_full() -> None:
+def test_the_least_recently_written_go_first_when_full() -> None:
     kept = KeptSums(3)
     kept.keep(0, Fence(1, 0), [("life", {"a1": "1", "a2": "2", "a3": "3"})])
-    assert kept.get(0, "life", "a1") == "1"  # a1 used again: a2 is now the oldest
+    kept.keep(0, Fence(1, 0), [("life", {"a1": "1+"})])  # written again: a2 is now the oldest
+    assert kept.get(0, "life", "a2") == "2", "reading is not a use"
     kept.keep(0, Fence(1, 0), [("life", {"a4": "4"})])
     assert kept.get(0, "life", "a2") is None
-    assert [kept.get(0, "life", a) for a in ("a1", "a3", "a4")] == ["1", "3", "4"]
+    assert [kept.get(0, "life", a) for a in ("a1", "a3", "a4")] == ["1+", "3", "4"]
     # Over every partition: the newest stay, wherever the oldest were.
     kept.keep(5, Fence(1, 0), [("life5", {"b1": "1", "b2": "2"})])
     assert len(kept) == 3

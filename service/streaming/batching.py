@@ -9,8 +9,7 @@ after) its effects.
 
 `BatchingConsumer` overrides `Consumer._drain_messages`, Faust's fetch loop: for
 the topics registered in `app.batch_handlers` it collects each fetch's records by
-partition and awaits the handler once per partition, in offset order, the partitions
-of a fetch at once (one's Python runs while another's step waits on Redis), before the
+partition and awaits the handler once per partition, in offset order, before the
 next fetch (natural back-pressure). Records of any other topic take Faust's usual
 path unchanged. A handler returns None when done, or an offset to seek to (to
 resume from the position kept in Redis); the consumer then drops the rest of that
@@ -232,26 +231,10 @@ class BatchingConsumer(faust_aiokafka.Consumer):
                     await self.commit()
                 await self.wait_first(callback(message), self.suspend_flow.wait())
                 set_read_offset(tp, offset)
-            if batches:
-                await self._deliver_all(handlers, batches)
+            for tp, messages in batches.items():
+                await self._deliver(handlers[tp.topic], tp, messages)
             await self._maybe_check_positions(handlers)
             await self._maybe_commit_batch_positions()
-
-    async def _deliver_all(
-        self, handlers: Mapping[str, BatchHandler], batches: dict[TP, list[Any]]
-    ) -> None:
-        """Hand each partition's batch of a fetch to its handler, the partitions at once:
-        while one partition's step waits on Redis, another's Python runs. A partition's
-        records stay in order (one call per partition and fetch), and partitions handled
-        at once are what the workers of a group do anyway: nothing a handler keeps is
-        shared between partitions without being safe for that."""
-        if len(batches) == 1:
-            [(tp, messages)] = batches.items()
-            await self._deliver(handlers[tp.topic], tp, messages)
-            return
-        await asyncio.gather(
-            *(self._deliver(handlers[tp.topic], tp, messages) for tp, messages in batches.items())
-        )
 
     async def _deliver(
         self, handler: BatchHandler, tp: TP, messages: list[Any], paused: Paused | None = None

@@ -84,7 +84,9 @@ def add_sums(stored: str, adds: Counters) -> tuple[str, int]:
                         raise ValueError
                     total[m] += value
         except ValueError:
-            raise ValueError(f"not a stored sum: {text[start:end]!r} in {stored!r}") from None
+            raise ValueError(
+                f"not a stored sum in {stored!r}: {dimension} holds {text[start:end]!r}"
+            ) from None
         largest = max(largest, *total)
         text = text[:start] + _counts(total) + text[end:]
     return text, largest

@@ -18,7 +18,7 @@ allocation.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from itertools import count
 from typing import NamedTuple
 
@@ -56,10 +56,13 @@ class KeptSums:
         return None if epoch is None else self._sums.get(f"{epoch}|{key}|{asset_id}")
 
     def keep(
-        self, partition: int, fence: Fence, sums: Iterable[tuple[str, Mapping[str, str]]]
+        self,
+        partition: int,
+        fence: Fence,
+        sums: Iterable[tuple[str, Iterable[tuple[str, str]]]],
     ) -> None:
-        """Sums (per hash key: asset_id -> sums) that hold at `fence`; sums kept before
-        at another fence are dropped first."""
+        """Sums (per hash key: (asset_id, sums) pairs) that hold at `fence`; sums kept
+        before at another fence are dropped first."""
         if self._size <= 0:
             return
         if self._fences.get(partition) != fence or partition not in self._epochs:
@@ -67,11 +70,13 @@ class KeptSums:
             self._fences[partition] = fence
             self._epochs[partition] = str(next(self._next_epoch))
         kept, epoch = self._sums, self._epochs[partition]
-        for key, of_assets in sums:
-            for asset_id, value in of_assets.items():
-                entry = f"{epoch}|{key}|{asset_id}"
+        for key, pairs in sums:
+            prefix = f"{epoch}|{key}|"
+            for asset_id, value in pairs:
+                entry = prefix + asset_id
+                if entry in kept:
+                    kept.move_to_end(entry)
                 kept[entry] = value
-                kept.move_to_end(entry)
         while len(kept) > self._size:
             kept.popitem(last=False)
 

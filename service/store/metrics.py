@@ -182,7 +182,7 @@ class MetricsStore:
             if status is ApplyStatus.APPLIED:
                 fence = Fence(last, read.fence.forgotten)
                 self._kept.move(partition, fence)
-                self._kept.keep(partition, fence, ((k, dict(_pairs(p))) for k, _, p in written))
+                self._kept.keep(partition, fence, ((k, _pairs(p)) for k, _, p in written))
                 return Applied(status, last, int(reply[1]), int(reply[2]), int(reply[3]))
             self._kept.drop(partition)  # another writer came between, or Redis lost writes
             if status is ApplyStatus.STALE:
@@ -228,7 +228,7 @@ class MetricsStore:
         else:
             for key, values in read.items():
                 sums[key].update(values)
-        kept.keep(partition, read_at, read.items())
+        kept.keep(partition, read_at, ((key, of.items()) for key, of in read.items()))
         return _Read(read_at, sums, fresh=True)
 
     async def _call_sums(

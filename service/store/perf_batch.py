@@ -113,6 +113,7 @@ def merge(rows: Sequence[PerfRow], now: int, known: Collection[str] = ()) -> Mer
             continue
         channel = "ch:" + row[2]
         campaign = "cp:" + row[3]
+        nonzero = None  # (metric, delta) of the counts that are not 0: one or two, mostly
         for entries in targets:
             counters = entries.get(asset)
             if counters is None:
@@ -122,7 +123,9 @@ def merge(rows: Sequence[PerfRow], now: int, known: Collection[str] = ()) -> Mer
                 sums = counters.get(dimension)
                 if sums is None:
                     counters[dimension] = list(deltas)
-                else:
-                    for m, delta in enumerate(deltas):
-                        sums[m] += delta
+                    continue
+                if nonzero is None:
+                    nonzero = [(m, delta) for m, delta in enumerate(deltas) if delta]
+                for m, delta in nonzero:
+                    sums[m] += delta
     return batch

@@ -428,7 +428,9 @@ async def test_a_stored_value_that_is_not_sums_is_an_error_before_any_write(
     await store.point(0, ["a1"])
     await store.apply(0, 0, 0, [row(1, "a1", NOW - 60)], NOW)
     await redis.hset(keys.perf_lifetime(0), "a1", "ch:email=12x")  # damaged by hand
-    with pytest.raises(ValueError, match="not a stored sum in 'ch:email=12x': ch:email holds '12x'"):
+    with pytest.raises(
+        ValueError, match="not a stored sum in 'ch:email=12x': ch:email holds '12x'"
+    ):
         await store.apply(0, 1, 1, [row(2, "a1", NOW - 60)], NOW, expected=0)
     assert await store.position(0) == 0, "nothing was written"
     assert await redis.hget(keys.perf_lifetime(0), "a1") == "ch:email=12x"

@@ -42,6 +42,8 @@ def _counts(counts: Sequence[int]) -> str:
     n = len(counts)
     while n and not counts[n - 1]:
         n -= 1
+    if n <= 2:  # most sums: impressions, or impressions and clicks
+        return "" if not n else str(counts[0]) if n == 1 else f"{counts[0] or ''},{counts[1]}"
     return ",".join([str(c) if c else "" for c in counts[:n]])
 
 

@@ -18,6 +18,7 @@ import time
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from bench.progress import Progress, wait_applied
+from service import collector
 from service.config import Settings
 from service.handlers.performance import PerformanceHandler
 from service.runtime import Runtime
@@ -75,13 +76,14 @@ async def run_ceiling(settings: Settings, *, events: int, max_records: int) -> P
             raise RuntimeError("the plain consumer stopped before every event was applied")
 
     try:
-        return await wait_applied(
-            runtime.metrics_store,
-            partitions=settings.topic_partitions,
-            target=events,
-            started=started,
-            check=check,
-        )
+        with collector.tuned():  # as a worker's collector is (service/collector.py)
+            return await wait_applied(
+                runtime.metrics_store,
+                partitions=settings.topic_partitions,
+                target=events,
+                started=started,
+                check=check,
+            )
     finally:
         done.set()
         with contextlib.suppress(Exception):

@@ -13,6 +13,7 @@ from typing import Any, cast
 import faust
 from faust.web import drivers as web_drivers
 
+from service import collector
 from service.api import middleware
 from service.api.views import register_views
 from service.config import Settings
@@ -90,6 +91,10 @@ class MediaApp(faust.App):
                 "optional_blueprints": (),
             },
         )(self)
+
+    async def on_started(self) -> None:
+        await super().on_started()
+        collector.freeze()  # what exists now lives as long as the worker (service/collector.py)
 
     async def on_stop(self) -> None:
         await super().on_stop()

@@ -135,6 +135,7 @@ class _CannotStart(Exception):
 def _worker(settings: Settings) -> int:
     from faust.worker import Worker
 
+    from service import collector
     from service.app import create_app
     from service.errors import RedisRequirementError
     from service.observability import logging_config, redact
@@ -205,6 +206,7 @@ def _worker(settings: Settings) -> int:
         print(f"Redis does not meet the service's requirements: {exc}", file=sys.stderr)
         return 2
     app = create_app(settings)
+    collector.tune()  # a fetch's objects die young (service/collector.py)
     worker = Worker(app, loglevel=settings.log_level, quiet=True, logging_config=log_config)
     try:
         worker.execute_from_commandline()  # ends in SystemExit

@@ -23,9 +23,11 @@ ARCHITECTURE = ROOT / "docs" / "architecture.md"
 
 # Room -> its modules and packages (a package holds every module below it).
 ROOMS: dict[str, tuple[str, ...]] = {
-    # Settings, the error hierarchy, the transient-failure rule and the metrics: used by all.
+    # Settings, the error hierarchy, the transient-failure rule, the metrics and the
+    # garbage collector's settings: used by all.
     "shared": (
         "service",
+        "service.collector",
         "service.config",
         "service.errors",
         "service.resilience",

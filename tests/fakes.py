@@ -55,13 +55,12 @@ from service.store.leaderboards import (
     Placement,
     Rollup,
 )
-from service.store.metrics import Applied, ApplyStatus, PerfRow
+from service.store.metrics import MAX_SUM, Applied, ApplyStatus, PerfRow
 from service.store.perf_batch import GENERATION_SECONDS, SEEN_SECONDS
 from service.store.positions import Advance, Advanced
 from service.store.registry import DuplicateEntry, HashPlacement, Loaded
 from service.store.suggestions import SuggestionRecord, index_facets, index_member, slot
 
-COUNTER_LIMIT = 2**53 - 1  # perf_apply.lua's MAX
 METRICS = ("impressions", "clicks", "engagements", "conversions", "shares", "comments")
 
 
@@ -393,7 +392,7 @@ class FakeMetricsStore:
             for m, delta in enumerate(deltas):
                 sums[(id(target), dimension, m)] += delta
                 stored = target.get(dimension, [0] * 6)[m]
-                if stored + sums[(id(target), dimension, m)] > COUNTER_LIMIT:
+                if stored + sums[(id(target), dimension, m)] > MAX_SUM:
                     return Applied(ApplyStatus.OVERFLOW, asset_id=asset_id)
         # 5. Write.
         for target, _, dimension, deltas in adds:

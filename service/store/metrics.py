@@ -161,13 +161,14 @@ class MetricsStore:
         while True:
             if read is None:
                 read = await self._read_sums(partition, hashes)
-                position = read.fence.position
-                if read.fresh and position < expected:
-                    return Applied(ApplyStatus.BEHIND, position)
-                if read.fresh and last <= position:
-                    return Applied(ApplyStatus.COVERED, position)
-                if read.fresh and first <= position:
-                    return Applied(ApplyStatus.STRADDLES, position)
+                if read.fresh:  # kept sums: the write checks where Redis stands
+                    position = read.fence.position
+                    if position < expected:
+                        return Applied(ApplyStatus.BEHIND, position)
+                    if last <= position:
+                        return Applied(ApplyStatus.COVERED, position)
+                    if first <= position:
+                        return Applied(ApplyStatus.STRADDLES, position)
             written = _new_sums(hashes, read)
             if isinstance(written, str):
                 return Applied(ApplyStatus.OVERFLOW, asset_id=written)

@@ -8,8 +8,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 WITH_ENV := deploy/with-stack-env.sh
 PYTEST_ARGS ?=
+API_PORT ?= 8067
 
-.PHONY: help install run worker demo topics schemas lint unit test bench bench-boards bench-scale \
+.PHONY: help install run worker api demo topics schemas lint unit test bench bench-boards bench-scale \
         stack-up stack-down stack-status clean
 
 help:
@@ -19,6 +20,8 @@ help:
 	@echo "                  cluster and tls-cluster sets on theirs (started/stopped if needed)"
 	@echo "make demo         produce realistic synthetic traffic into the topics"
 	@echo "make worker       run a worker against .stack/env or the environment"
+	@echo "make api          serve the HTTP API in a process of its own (no consumer),"
+	@echo "                  on port API_PORT (8067), beside a worker's 8066"
 	@echo "make bench        throughput, latency, memory, then leaderboards at 200,000 assets"
 	@echo "make bench-boards | bench-scale   only the leaderboards | 1 and 2 workers"
 	@echo "make lint | unit | stack-up | stack-down | stack-status | topics | schemas | clean"
@@ -50,6 +53,9 @@ run: install
 
 worker: install
 	@exec $(WITH_ENV) $(BIN)/service worker
+
+api: install
+	@exec $(WITH_ENV) env MEDIA_WEB_PORT=$(API_PORT) $(BIN)/service api
 
 demo: install
 	@$(WITH_ENV) $(BIN)/service demo

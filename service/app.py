@@ -1,4 +1,10 @@
-"""The Faust application, built from settings: input handlers, the leader's timers, the web API."""
+"""The Faust application, built from settings: input handlers, the leader's timers, the web API.
+
+`create_app` builds a worker: it consumes the input topics and serves the API.
+`create_api_app` builds an API server: the same routes, no consumer (Faust's
+producer-only mode: its web server and a producer for the manual suggestions), so
+that reads never wait behind a batch on a worker's event loop.
+"""
 
 from __future__ import annotations
 
@@ -66,6 +72,8 @@ class MediaApp(faust.App):
 
     runtime: Runtime
     batch_handlers: dict[str, BatchHandler]
+    # True for an API server: no consumer, no timers (health and readiness say so).
+    api_only: bool = False
     fetch_wait_ms: int = 100
     retry_max_seconds: float = 5.0
     readiness: Readiness
@@ -102,6 +110,27 @@ class MediaApp(faust.App):
 
 
 def create_app(settings: Settings) -> MediaApp:
+    """A worker: the input handlers, the leader's timers, readiness, the watchdog, the API."""
+    app = _base_app(settings)
+    _handlers(app, settings)
+    _timers(app, settings)
+    _readiness(app)
+    _watchdog(app, settings)
+    register_views(app)
+    return app
+
+
+def create_api_app(settings: Settings) -> MediaApp:
+    """An API server: the worker's routes over the same Redis, and a Kafka producer for the
+    manual suggestions; it joins no consumer group and runs no timer."""
+    app = _base_app(settings)
+    app.producer_only = True  # Faust starts only the web server and the producer
+    app.api_only = True
+    register_views(app)
+    return app
+
+
+def _base_app(settings: Settings) -> MediaApp:
     settings.data_dir.mkdir(parents=True, exist_ok=True)  # Faust does not create parents
     app = MediaApp(
         settings.app_id,
@@ -141,12 +170,8 @@ def create_app(settings: Settings) -> MediaApp:
     app.batch_handlers = {}
     app.fetch_wait_ms = settings.kafka_fetch_wait_ms
     app.readiness = Readiness()
+    app.liveness = Liveness()
     app.retry_max_seconds = settings.redis_retry_max_seconds
-    _handlers(app, settings)
-    _timers(app, settings)
-    _readiness(app)
-    _watchdog(app, settings)
-    register_views(app)
     return app
 
 
@@ -292,7 +317,6 @@ def _readiness(app: MediaApp) -> None:
 
 def _watchdog(app: MediaApp, settings: Settings) -> None:
     """End the worker when its consumer died (service/streaming/watchdog.py)."""
-    app.liveness = Liveness()
 
     async def watch() -> None:
         if app.should_stop:

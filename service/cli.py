@@ -22,6 +22,10 @@ def main(argv: list[str] | None = None) -> int:
 
     commands.add_parser("worker", help="run a stream worker (Ctrl-C stops it cleanly)")
     commands.add_parser(
+        "api",
+        help="serve the HTTP API in a process of its own, off the workers' event loop",
+    )
+    commands.add_parser(
         "refresher",
         help="refresh the leaderboards in a process of their own, off the workers' event loop",
     )
@@ -73,7 +77,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     if args.command == "worker":
-        return _worker(settings)
+        return _serve(settings, api_only=False)
+    if args.command == "api":
+        return _serve(settings, api_only=True)
     if args.command == "refresher":
         from service.refresher import main as refresher
 
@@ -132,11 +138,13 @@ class _CannotStart(Exception):
         self.message = message
 
 
-def _worker(settings: Settings) -> int:
+def _serve(settings: Settings, *, api_only: bool) -> int:
+    """Run a worker, or (`api_only`) an API server: check Kafka and Redis first, so that
+    a process that cannot work says why and exits instead of retrying in the dark."""
     from faust.worker import Worker
 
     from service import collector
-    from service.app import create_app
+    from service.app import create_api_app, create_app
     from service.errors import RedisRequirementError
     from service.observability import logging_config, redact
     from service.store.client import connect
@@ -150,15 +158,21 @@ def _worker(settings: Settings) -> int:
 
     log_config = logging_config(settings.log_level, settings.log_format)
     logging.config.dictConfig(log_config)
-    log = logging.getLogger("service.worker")
+    log = logging.getLogger("service.api" if api_only else "service.worker")
 
     async def prepare() -> tuple[list[str], RequirementsReport]:
         try:
             if settings.create_topics:
                 await ensure_topics(settings)
-            problems = [
-                p for p in await check_partitions(settings) if settings.topic_asset_performance in p
-            ]
+            problems = (
+                []
+                if api_only  # partitions matter to the consumers only
+                else [
+                    p
+                    for p in await check_partitions(settings)
+                    if settings.topic_asset_performance in p
+                ]
+            )
         except Exception as exc:
             reason = await diagnose(settings)
             if reason == "connected":
@@ -205,8 +219,11 @@ def _worker(settings: Settings) -> int:
     except RedisRequirementError as exc:
         print(f"Redis does not meet the service's requirements: {exc}", file=sys.stderr)
         return 2
-    app = create_app(settings)
-    collector.tune()  # a fetch's objects die young (service/collector.py)
+    if api_only:
+        app = create_api_app(settings)
+    else:
+        app = create_app(settings)
+        collector.tune()  # a fetch's objects die young (service/collector.py)
     worker = Worker(app, loglevel=settings.log_level, quiet=True, logging_config=log_config)
     try:
         worker.execute_from_commandline()  # ends in SystemExit

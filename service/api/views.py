@@ -855,9 +855,12 @@ class AccuracyView(ApiView):
 
 
 class HealthView(ApiView):
-    """Alive: the worker's consumer is fetching (or may be waiting); 503 once it died."""
+    """Alive: the worker's consumer is fetching (or may be waiting); 503 once it died.
+    An API server (no consumer) is alive while it answers."""
 
     async def get(self, request: Request) -> Response:
+        if getattr(self.app, "api_only", False):
+            return self.out(HealthOut(status="ok"))
         liveness = getattr(self.app, "liveness", None)
         problem = None if liveness is None else liveness.reason
         if problem is None:
@@ -907,9 +910,22 @@ def _library_query(query: Any, max_limit: int) -> dict[str, Any]:
 
 class ReadyView(ApiView):
     """Ready: Redis answers, Kafka's group coordinator is known, the worker joined its
-    group, no rebalance is under way and no partition is paused by a failure."""
+    group, no rebalance is under way and no partition is paused by a failure.
+
+    An API server is ready when Redis answers: every read goes there, and Kafka carries
+    only the manual suggestions (a POST while Kafka is away answers 503 by itself)."""
 
     async def get(self, request: Request) -> Response:
+        reasons = [] if getattr(self.app, "api_only", False) else self._consumer_reasons()
+        try:
+            await asyncio.wait_for(self.runtime.redis.ping(), timeout=2)
+        except Exception as exc:  # any failure means "not ready", with its name
+            reasons.append(f"Redis does not answer ({type(exc).__name__})")
+        if reasons:
+            return self.problem(request, problems.UNAVAILABLE, "; ".join(reasons))
+        return self.out(HealthOut(status="ready"))
+
+    def _consumer_reasons(self) -> list[str]:
         reasons = []
         readiness = getattr(self.app, "readiness", None)
         if readiness is None or not readiness.assigned:
@@ -926,13 +942,7 @@ class ReadyView(ApiView):
                 f"{len(paused)} partition(s) paused by failures, e.g. "
                 f"{tp.topic}[{tp.partition}]: {first.error}"
             )
-        try:
-            await asyncio.wait_for(self.runtime.redis.ping(), timeout=2)
-        except Exception as exc:  # any failure means "not ready", with its name
-            reasons.append(f"Redis does not answer ({type(exc).__name__})")
-        if reasons:
-            return self.problem(request, problems.UNAVAILABLE, "; ".join(reasons))
-        return self.out(HealthOut(status="ready"))
+        return reasons
 
 
 class MetricsView(ApiView):

@@ -836,3 +836,68 @@ def test_the_refreshers_pods_are_not_the_workers(
     assert set(policy["policyTypes"]) == {"Ingress", "Egress"} and not policy.get("ingress")
     ports = _policy_ports(policy["egress"], "egress")
     assert ports == _policy_ports(network_policy["egress"], "egress"), "Kafka, Redis, DNS"
+
+
+# --- the optional API servers (examples/api.yaml) -----------------------------------------
+
+API_EXAMPLE = K8S_DIR / "examples" / "api.yaml"
+
+
+@pytest.fixture(scope="module")
+def api_servers() -> dict[str, Manifest]:
+    objects = [obj for obj in yaml.safe_load_all(API_EXAMPLE.read_text()) if obj]
+    kinds = [obj["kind"] for obj in objects]
+    assert sorted(kinds) == ["Deployment", "NetworkPolicy", "Service"], (
+        f"{API_EXAMPLE.name}: {kinds}"
+    )
+    return {obj["kind"]: obj for obj in objects}
+
+
+def test_the_api_servers_run_the_workers_image_settings_and_probes(
+    api_servers: dict[str, Manifest], deployment: Manifest, container: Manifest
+) -> None:
+    spec = api_servers["Deployment"]["spec"]["template"]["spec"]
+    [api] = spec["containers"]
+    assert api["args"] == ["api"]
+    for field in ("image", "envFrom", "env", "ports", "securityContext", "readinessProbe"):
+        assert api[field] == container[field], field
+    assert api["livenessProbe"] == container["livenessProbe"]
+    assert spec["securityContext"] == deployment["spec"]["template"]["spec"]["securityContext"]
+    mounts = {m["mountPath"] for m in api["volumeMounts"]}
+    assert mounts == {m["mountPath"] for m in container["volumeMounts"]}, "data dir and /tmp"
+    namespace = deployment["metadata"]["namespace"]
+    for kind, obj in api_servers.items():
+        assert obj["metadata"]["namespace"] == namespace, f"{kind}: not in {namespace}"
+
+
+def test_the_api_servers_are_reached_apart_from_the_workers(
+    api_servers: dict[str, Manifest],
+    manifests: list[tuple[str, Manifest]],
+    deployment: Manifest,
+    network_policy: Manifest,
+) -> None:
+    """Their Service selects them and no worker; the workers' objects never select them."""
+    labels = api_servers["Deployment"]["spec"]["template"]["metadata"]["labels"]
+    assert api_servers["Deployment"]["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    worker_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    service = api_servers["Service"]["spec"]
+    assert service["selector"].items() <= labels.items()
+    assert not service["selector"].items() <= worker_labels.items(), "it selects workers"
+    assert service["ports"] == _one(manifests, "Service")["spec"]["ports"]
+    assert (
+        api_servers["Service"]["metadata"]["name"] != _one(manifests, "Service")["metadata"]["name"]
+    )
+    for selector in (
+        deployment["spec"]["selector"]["matchLabels"],
+        _one(manifests, "Service")["spec"]["selector"],
+        network_policy["podSelector"]["matchLabels"],
+    ):
+        assert not selector.items() <= labels.items(), f"{selector} selects the API servers"
+    policy = api_servers["NetworkPolicy"]["spec"]
+    assert policy["podSelector"]["matchLabels"].items() <= labels.items()
+    assert _policy_ports(policy["ingress"], "ingress") == _policy_ports(
+        network_policy["ingress"], "ingress"
+    )
+    assert _policy_ports(policy["egress"], "egress") == _policy_ports(
+        network_policy["egress"], "egress"
+    )

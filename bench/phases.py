@@ -60,6 +60,7 @@ class Context:
     profile: bool
     kafka_pid: int | None = field(default=None)
     notes: list[str] = field(default_factory=list)
+    api_port: int = 0  # of the API server the reader asks besides the worker (0: none)
 
     def artifact(self, suffix: str) -> Path:
         """A file of this run under .stack/ (never committed)."""
@@ -81,7 +82,7 @@ class WorkerFigures:
     memory: report.Memory
     latency: Latency
     profile: report.ProfileSummary | None
-    reads: Reads
+    reads: dict[str, Reads]  # "worker" and, when there is one, "api server"
     holds: ScriptHolds
     footprint: Footprint
 
@@ -154,10 +155,17 @@ async def measure_floor(ctx: Context) -> report.Consumption:
 
 
 async def measure_worker(ctx: Context) -> WorkerFigures:
-    """(b) with a reader of the API, then memory over a second pass (profiled), then
-    latency, on one worker."""
+    """(b) with a reader of the API (of the worker and of an API server), then memory
+    over a second pass (profiled), then latency, on one worker."""
     await register_assets(ctx)
     worker = WorkerProcess(settings_env(ctx.worker), ctx.artifact("-worker.log"))
+    bases = {"worker": f"http://127.0.0.1:{ctx.worker.web_port}"}
+    api = None
+    if ctx.api_port:
+        server_env = settings_env(ctx.worker.model_copy(update={"web_port": ctx.api_port}))
+        api = WorkerProcess(server_env, ctx.artifact("-api.log"), command="api")
+        api.start()
+        bases["api server"] = f"http://127.0.0.1:{ctx.api_port}"
     store = ctx.store(ctx.worker)
     slow = SlowScripts(ctx.redis)
     await slow.start()
@@ -167,8 +175,7 @@ async def measure_worker(ctx: Context) -> WorkerFigures:
     sampler = RssSampler(worker.pid)
     sampling = asyncio.create_task(sampler.run())
     stop_reading = asyncio.Event()
-    base_url = f"http://127.0.0.1:{ctx.worker.web_port}"
-    reading = asyncio.create_task(read_until(base_url, routes(ctx.factory), stop_reading))
+    reading = asyncio.create_task(read_until(bases, routes(ctx.factory), stop_reading))
     try:
         try:
             progress = await within(
@@ -186,6 +193,8 @@ async def measure_worker(ctx: Context) -> WorkerFigures:
             stop_reading.set()
             holds = await slow.stop()
         reads = await reading
+        if api is not None:
+            api.check_alive()  # its reads are only figures while it served them all
         sampler.now()
         server = (await server_snapshot(ctx.redis, ctx.kafka_pid)).minus(before)
         first = consumption(progress, ctx.plan.events, worker.cpu_seconds(), server)
@@ -205,8 +214,10 @@ async def measure_worker(ctx: Context) -> WorkerFigures:
     finally:
         sampling.cancel()
         reading.cancel()
-        with contextlib.suppress(WorkerIgnoredStop):  # killed: the figures are taken
-            await asyncio.to_thread(worker.stop)
+        for process in (worker, api):
+            if process is not None:
+                with contextlib.suppress(WorkerIgnoredStop):  # killed: the figures are taken
+                    await asyncio.to_thread(process.stop)
 
 
 async def register_assets(ctx: Context) -> None:
@@ -370,7 +381,8 @@ async def measure(ctx: Context, command: str) -> report.Result:
         profile=figures.profile,
         notes=ctx.notes,
         floor=floor,
-        reads=figures.reads,
+        reads=figures.reads["worker"],
+        api_reads=figures.reads.get("api server"),
         holds=figures.holds,
         footprint=figures.footprint,
     )

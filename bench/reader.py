@@ -6,6 +6,10 @@ events are applied. During the worker's first pass the reader asks, one request 
 time and in turn, for an asset's metrics over 24 h (a bucket per hour of that asset),
 its lifetime metrics, the library's top assets over 24 h and a campaign's top assets
 over 24 h; every read waits behind whatever Redis is doing, the metrics script included.
+
+Each read is made twice, one after the other: of the worker, whose event loop also
+applies the batches, and of an API server (`service api`, no consumer) on the same
+Redis, so that one run shows what a process of its own changes for readers.
 """
 
 from __future__ import annotations
@@ -99,33 +103,37 @@ def routes(factory: EventFactory) -> tuple[str, ...]:
     )
 
 
-async def read_until(base_url: str, paths: tuple[str, ...], stop: asyncio.Event) -> Reads:
-    """Read the paths in turn until `stop` is set; a path's answer other than 200 is an
-    error once it has answered 200."""
-    latencies: list[float] = []
-    errors = 0
-    failures: Counter[str] = Counter()
+async def read_until(
+    bases: dict[str, str], paths: tuple[str, ...], stop: asyncio.Event
+) -> dict[str, Reads]:
+    """Read the paths in turn, each from every server of `bases` (name -> base URL) one
+    after the other, until `stop` is set; a server's answer other than 200 to a path is
+    an error once it has answered 200 to it."""
+    latencies: dict[str, list[float]] = {name: [] for name in bases}
+    errors: Counter[str] = Counter()
+    failures: dict[str, Counter[str]] = {name: Counter() for name in bases}
     timeout = aiohttp.ClientTimeout(total=10)
-    async with aiohttp.ClientSession(base_url, timeout=timeout) as session:
+    async with aiohttp.ClientSession(timeout=timeout) as session:
         # A route answers 404 until the worker has registered the assets, applied their
         # first events and refreshed the boards: each route counts from its first 200.
-        answered: set[str] = set()
+        answered: set[tuple[str, str]] = set()
         turn = 0
         while not stop.is_set():
             path = paths[turn % len(paths)]
             turn += 1
-            started = time.perf_counter()
-            try:
-                async with session.get(path) as response:
-                    await response.read()
-                    status = response.status
-            except (aiohttp.ClientError, TimeoutError):
-                status = 0
-            if status == 200:
-                answered.add(path)
-                latencies.append(time.perf_counter() - started)
-            elif path in answered:
-                errors += 1
-                failures[f"{status} {path}"] += 1
+            for name, base in bases.items():
+                started = time.perf_counter()
+                try:
+                    async with session.get(base + path) as response:
+                        await response.read()
+                        status = response.status
+                except (aiohttp.ClientError, TimeoutError):
+                    status = 0
+                if status == 200:
+                    answered.add((name, path))
+                    latencies[name].append(time.perf_counter() - started)
+                elif (name, path) in answered:
+                    errors[name] += 1
+                    failures[name][f"{status} {path}"] += 1
             await asyncio.sleep(PAUSE_SECONDS)
-    return Reads.of(latencies, errors, paths, failures)
+    return {name: Reads.of(latencies[name], errors[name], paths, failures[name]) for name in bases}

@@ -175,6 +175,7 @@ class Result:
     notes: list[str]
     floor: Consumption | None = None  # reading and parsing only (bench/floor.py)
     reads: Reads | None = None  # the API reader during the worker's first pass
+    api_reads: Reads | None = None  # the same reads, of an API server (`service api`)
     holds: ScriptHolds | None = None  # script calls over 1 ms during that pass
     footprint: Footprint | None = None  # Redis memory of the metrics after that pass
 
@@ -421,14 +422,14 @@ def markdown(result: Result) -> str:
 def redis_lines(result: Result) -> list[str]:
     """API reads, long script calls and Redis memory, when the run measured them."""
     lines = []
-    if result.reads is not None:
-        r = result.reads
-        lines.append(
-            f"API reads during the worker's first pass: {_n(r.count)} "
-            f"({len(r.routes)} routes in turn), p50 {r.p50_ms:.1f} ms, p99 {r.p99_ms:.1f} ms, "
-            f"max {r.max_ms:.0f} ms, {r.errors} errors"
-            + "".join(f"; {n} x {failure}" for failure, n in r.failures.items())
-        )
+    for reads, of in ((result.reads, "the worker"), (result.api_reads, "an API server")):
+        if reads is not None:
+            lines.append(
+                f"API reads of {of} during the worker's first pass: {_n(reads.count)} "
+                f"({len(reads.routes)} routes in turn), p50 {reads.p50_ms:.1f} ms, "
+                f"p99 {reads.p99_ms:.1f} ms, max {reads.max_ms:.0f} ms, {reads.errors} errors"
+                + "".join(f"; {n} x {failure}" for failure, n in reads.failures.items())
+            )
     if result.holds is not None:
         h = result.holds
         lines.append(

@@ -84,6 +84,7 @@ def new_context(plan: Plan, profile: bool) -> Context:
         factory=factory,
         profile=profile,
         kafka_pid=pid_from_file(STACK_DIR / "kafka.pid"),
+        api_port=free_port(),
     )
 
 

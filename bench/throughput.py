@@ -121,6 +121,9 @@ def parse_args(argv: list[str] | None) -> tuple[Plan, argparse.Namespace]:
     parser.add_argument("--latency-seconds", type=float, default=defaults.latency_seconds)
     parser.add_argument("--phase-timeout", type=float, default=defaults.phase_timeout_seconds)
     parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument(
+        "--partitions", type=int, default=defaults.partitions, help="of the performance topic"
+    )
     parser.add_argument("--no-profile", action="store_true", help="do not run py-spy")
     parser.add_argument("--no-docs", action="store_true", help="leave docs/benchmarks.md alone")
     args = parser.parse_args(argv)
@@ -132,6 +135,7 @@ def parse_args(argv: list[str] | None) -> tuple[Plan, argparse.Namespace]:
         latency_seconds=args.latency_seconds,
         phase_timeout_seconds=args.phase_timeout,
         seed=args.seed,
+        partitions=args.partitions,
     )
     return plan, args
 

@@ -87,7 +87,9 @@ class Settings(BaseSettings):
 
     # Kafka
     kafka_bootstrap_servers: str = "127.0.0.1:19092"
-    topic_partitions: Annotated[int, Field(ge=1)] = 8
+    # A power of two: even over a Redis Cluster's primaries (docs/redis-keys.md), and
+    # room for 16 worker processes before the topics must grow.
+    topic_partitions: Annotated[int, Field(ge=1)] = 16
     topic_replication_factor: Annotated[int, Field(ge=1)] = 1
     create_topics: bool = True
     # A worker that dies without leaving the group holds its partitions this long.

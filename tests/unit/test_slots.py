@@ -6,6 +6,7 @@ import math
 
 import pytest
 
+from service.config import Settings
 from service.store.keys import Keys
 from service.store.slots import SLOTS, crc16, key_slot, spread_tag
 
@@ -69,3 +70,12 @@ def test_the_plain_partition_tags_bunch_up() -> None:
     for partition in range(8):
         counts[key_slot(f"{{ps:{partition}}}") * 3 // SLOTS] += 1
     assert max(counts) - min(counts) >= 2, counts
+
+
+def test_the_default_partition_count_spreads_evenly_over_any_cluster_it_can_fill() -> None:
+    # Redis Cluster needs 3 primaries; more primaries than partitions leave some idle.
+    partitions = Settings.model_fields["topic_partitions"].default
+    for primaries in range(3, partitions + 1):
+        counts = shares(partitions, primaries)
+        assert max(counts) <= math.ceil(partitions / primaries), (primaries, counts)
+        assert min(counts) >= partitions // primaries, (primaries, counts)

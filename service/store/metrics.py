@@ -229,7 +229,7 @@ class MetricsStore:
         else:
             for key, values in read.items():
                 sums[key].update(values)
-        kept.keep(partition, read_at, ((key, of.items()) for key, of in read.items()))
+        # Not kept yet: what the batch writes is kept once the write applies (`apply`).
         return _Read(read_at, sums, fresh=True)
 
     async def _call_sums(

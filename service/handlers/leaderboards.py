@@ -124,7 +124,14 @@ class LeaderboardRefresher:
         states = {s.asset_id: s for s in await self._registry.assets(list(asset_ids))}
         partitions = await self._metrics.partitions_of(asset_ids)
         previous = await self._boards.placed(asset_ids)
-        placed = [(a, p) for a, p in zip(asset_ids, partitions, strict=True) if p is not None]
+        # Sums only for the assets that rank: one unregistered or deleted leaves every
+        # board (and its rules need no totals), whatever its metrics.
+        ranked = {a for a, s in states.items() if s.asset is not None and not s.asset.is_deleted}
+        placed = [
+            (a, p)
+            for a, p in zip(asset_ids, partitions, strict=True)
+            if p is not None and a in ranked
+        ]
         totals = await self._metrics.totals_by_window(placed, lb.LEADERBOARD_WINDOWS, now)
         by_asset = {a: t for (a, _), t in zip(placed, totals, strict=True)}
 

@@ -401,3 +401,29 @@ async def test_the_performance_rules_get_each_assets_totals_per_channel(rig: Rig
     # a1 was queued by the registry and by its metrics partition: told from each.
     assert sorted(a for a, _ in rig.rules.told) == ["a1", "a1", "a2"]
     assert rig.rules.told[-1] == ("a1", told["a1"])
+
+
+async def test_only_the_assets_that_rank_have_their_sums_read(rig: Rig) -> None:
+    asked: list[str] = []
+    totals_by_window = rig.metrics.totals_by_window
+
+    async def counting(placed: Any, windows: Any, now: float) -> Any:
+        asked.extend(a for a, _ in placed)
+        return await totals_by_window(placed, windows, now)
+
+    rig.metrics.totals_by_window = counting  # type: ignore[method-assign]
+    await rig.register("a1", "L1")
+    await rig.register("gone", "L1")
+    await rig.perform(
+        [("a1", "web", 60, 100, 5), ("gone", "web", 60, 50, 1), ("x", "web", 60, 9, 1)]
+    )
+    await rig.refresher.refresh()
+    assert await rig.board("L1") == {"a1": Totals(100, 5), "gone": Totals(50, 1)}
+    await rig.delete("gone")
+    asked.clear()
+    await rig.perform([("x", "web", 60, 9, 1), ("a1", "web", 60, 1, 0)])
+
+    assert await rig.refresher.refresh() == 3
+    assert sorted(asked) == ["a1"], "the unregistered and the deleted asset's sums were read"
+    assert await rig.board("L1") == {"a1": Totals(101, 5)}
+    assert await rig.boards.placed(["gone", "x"]) == [None, None]

@@ -68,3 +68,9 @@ def test_every_client_packs_with_hiredis() -> None:
     # A node the cluster reports later is built from the same options.
     discovered = ClusterNode("127.0.0.1", 7001, **manager.connection_kwargs)
     assert discovered.connection_class is HiredisConnection
+
+
+def test_buffers_are_packed_as_bytes() -> None:
+    args = ("SET", bytearray(b"key"), memoryview(b"value"))
+    expected = b"".join(Connection().pack_command("SET", b"key", b"value"))
+    assert b"".join(HiredisConnection().pack_command(*args)) == expected

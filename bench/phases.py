@@ -167,7 +167,10 @@ async def measure_worker(ctx: Context) -> WorkerFigures:
         api.start()
         bases["api server"] = f"http://127.0.0.1:{ctx.api_port}"
     store = ctx.store(ctx.worker)
-    slow = SlowScripts(ctx.redis)
+    scripts = Scripts.register(ctx.redis)
+    slow = SlowScripts(
+        ctx.redis, {getattr(scripts, name).sha: name for name in Scripts.__dataclass_fields__}
+    )
     await slow.start()
     before = await server_snapshot(ctx.redis, ctx.kafka_pid)
     started = time.monotonic()

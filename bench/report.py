@@ -432,9 +432,11 @@ def redis_lines(result: Result) -> list[str]:
             )
     if result.holds is not None:
         h = result.holds
+        which = ", ".join(f"{name} {n}" for name, n in h.over_5ms_by_script.items())
         lines.append(
             f"Script calls over 1 ms during that pass: {_n(h.slow_calls)}, over 5 ms: "
-            f"{_n(h.over_5ms)}, longest {h.longest_ms:.1f} ms"
+            f"{_n(h.over_5ms)}" + (f" ({which})" if which else "") + ", "
+            f"longest {h.longest_ms:.1f} ms"
         )
     if result.footprint is not None:
         f = result.footprint

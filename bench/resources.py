@@ -12,6 +12,7 @@ import asyncio
 import os
 import statistics
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -192,14 +193,18 @@ class ScriptHolds:
     slow_calls: int
     over_5ms: int
     longest_ms: float
+    # script name (from the SHA in the slow log) -> its calls over 5 ms, most first
+    over_5ms_by_script: dict[str, int] = field(default_factory=dict)
 
 
 class SlowScripts:
     """Redis's slow log, set to keep every script call over SLOW_MICROSECONDS for one
     phase, and put back as it was afterwards."""
 
-    def __init__(self, redis: Any) -> None:
+    def __init__(self, redis: Any, names: dict[str, str] | None = None) -> None:
+        """`names`: script SHA -> name, to say which scripts held Redis longest."""
         self._redis = redis
+        self._names = names or {}
         self._saved: dict[str, str] = {}
 
     async def start(self) -> None:
@@ -213,15 +218,22 @@ class SlowScripts:
         entries = await self._redis.slowlog_get(100_000)
         for name, value in self._saved.items():
             await self._redis.config_set(name, value)
-        durations = [
-            int(e["duration"])
+        calls = [
+            (int(e["duration"]), _command(e).split())
             for e in entries
             if str(_command(e)).lower().startswith(("evalsha", "eval", "fcall"))
         ]
+        durations = [duration for duration, _ in calls]
+        long_ones = Counter(
+            self._names.get(words[1], "other") if len(words) > 1 else "other"
+            for duration, words in calls
+            if duration > 5000
+        )
         return ScriptHolds(
             slow_calls=len(durations),
             over_5ms=sum(1 for d in durations if d > 5000),
             longest_ms=max(durations, default=0) / 1000,
+            over_5ms_by_script=dict(long_ones.most_common()),
         )
 
 

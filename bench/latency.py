@@ -8,6 +8,10 @@ exists: that key appears in the same atomic step that applies the event, so its
 first sighting is when a reader could see the event. Sending happens in 10 ms
 ticks of closed batches (like a producer with linger.ms=10 that never waits
 longer), and the send time is taken as the tick hands its batches over.
+
+A plain consumer of the same topic (aiokafka, no group, nothing done with the records)
+notes when each probe reaches it: Kafka's share of the latency (sending, the broker,
+fetching), the rest being the worker's.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from bench.events import EventFactory
 from bench.kafka import BatchSender
@@ -37,6 +41,8 @@ class Probes:
     pending: dict[tuple[str, str], float] = field(default_factory=dict)
     latencies: list[float] = field(default_factory=list)
     sent: int = 0
+    sent_at: dict[bytes, float] = field(default_factory=dict)  # probe's Kafka key -> send time
+    delivered: list[float] = field(default_factory=list)  # send to a plain consumer, seconds
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +56,9 @@ class Latency:
     p90_ms: float
     p99_ms: float
     max_ms: float
+    # send to a plain consumer of the topic (Kafka's share), when it was observed
+    delivery_p50_ms: float | None = None
+    delivery_p99_ms: float | None = None
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -82,11 +91,15 @@ async def send_paced(
                 asset = f"probe-{probes.sent + len(tick_probes)}"
                 record = factory.probe(asset, time.time())
                 tick_probes.append((keys.perf_lifetime(record[0]), asset))
+                probes.sent_at[record[1]] = 0.0  # known as a probe; timed below
             await sender.add(record)
         handed_over = time.monotonic()
         await sender.flush()
         for key in tick_probes:
             probes.pending[key] = handed_over
+        for probe_key, when in probes.sent_at.items():
+            if not when:
+                probes.sent_at[probe_key] = handed_over
         probes.sent += len(tick_probes)
         await asyncio.sleep(TICK_SECONDS)
     await sender.acknowledged()
@@ -115,6 +128,27 @@ async def poll_probes(redis: Any, probes: Probes, sending: asyncio.Task[int]) ->
         await asyncio.sleep(POLL_SECONDS)
 
 
+async def observe_delivery(
+    consumer: AIOKafkaConsumer, topic: str, probes: Probes, stop: asyncio.Event
+) -> None:
+    """Note when each probe reaches a plain consumer of the topic (from its end now)."""
+    partitions = consumer.partitions_for_topic(topic) or set()
+    consumer.assign([TopicPartition(topic, p) for p in partitions])
+    await consumer.seek_to_end()
+    seen: set[bytes] = set()
+    while not stop.is_set():
+        fetched = await consumer.getmany(timeout_ms=50)
+        now = time.monotonic()
+        for records in fetched.values():
+            for record in records:
+                key = record.key
+                if key in probes.sent_at and key not in seen:
+                    seen.add(key)
+                    sent = probes.sent_at[key]
+                    if sent:
+                        probes.delivered.append(now - sent)
+
+
 async def measure_latency(
     producer: AIOKafkaProducer,
     topic: str,
@@ -125,9 +159,19 @@ async def measure_latency(
     rate: float,
     seconds: float,
     probe_every: int,
+    observer: AIOKafkaConsumer | None = None,
 ) -> Latency:
-    """Produce at `rate` with probes and report how long probes took to become visible."""
+    """Produce at `rate` with probes and report how long probes took to become visible
+    (and, given a started `observer` consumer, to reach it)."""
     probes = Probes()
+    stop_observing = asyncio.Event()
+    observing = (
+        None
+        if observer is None
+        else asyncio.create_task(observe_delivery(observer, topic, probes, stop_observing))
+    )
+    if observing is not None:
+        await asyncio.sleep(1.0)  # assigned and at the end before the first probe
     sending = asyncio.create_task(
         send_paced(
             BatchSender(producer, topic),
@@ -144,7 +188,11 @@ async def measure_latency(
         events = await sending
     finally:
         sending.cancel()
+        stop_observing.set()
+        if observing is not None:
+            await asyncio.wait_for(observing, timeout=10)
     millis = [latency * 1000 for latency in probes.latencies]
+    delivered = [latency * 1000 for latency in probes.delivered]
     return Latency(
         rate=rate,
         seconds=seconds,
@@ -155,4 +203,6 @@ async def measure_latency(
         p90_ms=percentile(millis, 0.90),
         p99_ms=percentile(millis, 0.99),
         max_ms=max(millis, default=float("nan")),
+        delivery_p50_ms=percentile(delivered, 0.50) if delivered else None,
+        delivery_p99_ms=percentile(delivered, 0.99) if delivered else None,
     )

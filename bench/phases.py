@@ -15,6 +15,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from aiokafka import AIOKafkaConsumer
+
 from bench import cleanup, kafka, report
 from bench.ceiling import run_ceiling
 from bench.events import EventFactory, check_contract
@@ -39,6 +41,7 @@ from service.config import Settings
 from service.store.keys import Keys
 from service.store.metrics import MetricsStore
 from service.store.scripts import Scripts
+from service.streaming.kafka_client import client_options
 from service.topics import ensure_topics
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -312,6 +315,8 @@ async def latency_phase(
     """Probes at half the worker's rate; then every event must be applied exactly once."""
     producer = kafka.new_producer(ctx.worker)
     await producer.start()
+    observer = AIOKafkaConsumer(**client_options(ctx.worker), enable_auto_commit=False)
+    await observer.start()
     try:
         latency = await within(
             "the latency phase",
@@ -325,9 +330,11 @@ async def latency_phase(
                 rate=rate,
                 seconds=ctx.plan.latency_seconds,
                 probe_every=ctx.plan.probe_every,
+                observer=observer,
             ),
         )
     finally:
+        await observer.stop()
         await producer.stop()
     total = ctx.plan.events + ctx.plan.second_pass_events + latency.events
     final = await within(

@@ -342,10 +342,16 @@ def memory_line(m: Memory, events: int) -> str:
 
 
 def latency_line(lat: Latency) -> str:
+    delivery = (
+        ""
+        if lat.delivery_p50_ms is None or lat.delivery_p99_ms is None
+        else f"; of which Kafka (send to a plain consumer) p50 {lat.delivery_p50_ms:.0f} ms, "
+        f"p99 {lat.delivery_p99_ms:.0f} ms"
+    )
     return (
         f"at {_n(lat.rate)} events/s for {lat.seconds:.0f} s: p50 {lat.p50_ms:.0f} ms, "
         f"p90 {lat.p90_ms:.0f} ms, p99 {lat.p99_ms:.0f} ms, max {lat.max_ms:.0f} ms "
-        f"({lat.seen}/{lat.probes} probes seen)"
+        f"({lat.seen}/{lat.probes} probes seen){delivery}"
     )
 
 

@@ -129,11 +129,10 @@ async def poll_probes(redis: Any, probes: Probes, sending: asyncio.Task[int]) ->
 
 
 async def observe_delivery(
-    consumer: AIOKafkaConsumer, topic: str, probes: Probes, stop: asyncio.Event
+    consumer: AIOKafkaConsumer, topic: str, partitions: int, probes: Probes, stop: asyncio.Event
 ) -> None:
     """Note when each probe reaches a plain consumer of the topic (from its end now)."""
-    partitions = consumer.partitions_for_topic(topic) or set()
-    consumer.assign([TopicPartition(topic, p) for p in partitions])
+    consumer.assign([TopicPartition(topic, p) for p in range(partitions)])
     await consumer.seek_to_end()
     seen: set[bytes] = set()
     while not stop.is_set():
@@ -160,15 +159,18 @@ async def measure_latency(
     seconds: float,
     probe_every: int,
     observer: AIOKafkaConsumer | None = None,
+    partitions: int = 0,
 ) -> Latency:
     """Produce at `rate` with probes and report how long probes took to become visible
-    (and, given a started `observer` consumer, to reach it)."""
+    (and, given a started `observer` consumer and the topic's `partitions`, to reach it)."""
     probes = Probes()
     stop_observing = asyncio.Event()
     observing = (
         None
         if observer is None
-        else asyncio.create_task(observe_delivery(observer, topic, probes, stop_observing))
+        else asyncio.create_task(
+            observe_delivery(observer, topic, partitions, probes, stop_observing)
+        )
     )
     if observing is not None:
         await asyncio.sleep(1.0)  # assigned and at the end before the first probe

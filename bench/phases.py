@@ -331,6 +331,7 @@ async def latency_phase(
                 seconds=ctx.plan.latency_seconds,
                 probe_every=ctx.plan.probe_every,
                 observer=observer,
+                partitions=ctx.plan.partitions,
             ),
         )
     finally:

@@ -3,11 +3,10 @@
 Same decode, same pointer writes, same `perf_apply.lua` call per partition batch
 as the worker (the handler is built by `Runtime.build`, exactly as the worker
 builds it), but no Faust: a plain consumer in its own group reads up to
-`max_records` records per `getmany` and hands each partition's records to the handler,
-the partitions of a fetch at once, before the next fetch, as `BatchingConsumer` does.
-Whatever the worker does slower than this is the cost of running inside the service:
-Faust's consumer path, and whatever else the worker's event loop does meanwhile (its
-timers).
+`max_records` records per `getmany` and awaits the handler once per partition, in
+order, before the next fetch, as `BatchingConsumer` does. Whatever the worker
+does slower than this is the cost of running inside the service: Faust's consumer
+path, and whatever else the worker's event loop does meanwhile (its timers).
 """
 
 from __future__ import annotations
@@ -15,9 +14,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from bench.progress import Progress, wait_applied
 from service import collector
@@ -43,20 +41,16 @@ async def consume(
     max_records: int,
     done: asyncio.Event,
 ) -> None:
-    """Fetch, then apply each partition's records in offset order (the partitions at
-    once), until `done`.
+    """Fetch, then apply each partition's records in offset order, until `done`.
 
     The records go to the handler as they come, like BatchingConsumer hands over
     Faust's messages (both fit `decoding.Record`)."""
-
-    async def deliver(tp: TopicPartition, records: list[Any]) -> None:
-        seek_to = await handler(tp.partition, records)
-        if seek_to is not None:
-            consumer.seek(tp, seek_to)
-
     while not done.is_set():
         fetched = await consumer.getmany(timeout_ms=200, max_records=max_records)
-        await asyncio.gather(*(deliver(tp, records) for tp, records in fetched.items()))
+        for tp, records in fetched.items():
+            seek_to = await handler(tp.partition, records)
+            if seek_to is not None:
+                consumer.seek(tp, seek_to)
 
 
 async def run_ceiling(settings: Settings, *, events: int, max_records: int) -> Progress:

@@ -9,14 +9,8 @@ after) its effects.
 
 `BatchingConsumer` overrides `Consumer._drain_messages`, Faust's fetch loop: for
 the topics registered in `app.batch_handlers` it collects each fetch's records by
-partition and hands each partition's records to its handler, in offset order, the
-partitions of a fetch at once, and waits for all of them before the next fetch
-(natural back-pressure). At once, because a partition's step waits on Redis twice:
-handled one after the other, a fetch of 8 partitions waited 16 round trips in a row,
-which at half load was most of an event's time from Kafka to Redis (the bench's
-latency phase: p50 32-49 ms one after the other, 16-22 ms at once). A partition's
-records still go through one call at a time, and partitions handled side by side is
-what the workers of a group do anyway. Records of any other topic take Faust's usual
+partition and awaits the handler once per partition, in offset order, before the
+next fetch (natural back-pressure). Records of any other topic take Faust's usual
 path unchanged. A handler returns None when done, or an offset to seek to (to
 resume from the position kept in Redis); the consumer then drops the rest of that
 partition's fetch.
@@ -237,28 +231,10 @@ class BatchingConsumer(faust_aiokafka.Consumer):
                     await self.commit()
                 await self.wait_first(callback(message), self.suspend_flow.wait())
                 set_read_offset(tp, offset)
-            if batches:
-                await self._deliver_all(handlers, batches)
+            for tp, messages in batches.items():
+                await self._deliver(handlers[tp.topic], tp, messages)
             await self._maybe_check_positions(handlers)
             await self._maybe_commit_batch_positions()
-
-    async def _deliver_all(
-        self, handlers: Mapping[str, BatchHandler], batches: dict[TP, list[Any]]
-    ) -> None:
-        """Each partition's batch to its handler, the partitions at once; returns when all
-        are done, and then raises the first failure `_deliver` let through, if any (a
-        handler's own failures pause their partition instead)."""
-        if len(batches) == 1:
-            [(tp, messages)] = batches.items()
-            await self._deliver(handlers[tp.topic], tp, messages)
-            return
-        outcomes = await asyncio.gather(
-            *(self._deliver(handlers[tp.topic], tp, messages) for tp, messages in batches.items()),
-            return_exceptions=True,
-        )
-        for outcome in outcomes:
-            if isinstance(outcome, BaseException):
-                raise outcome
 
     async def _deliver(
         self, handler: BatchHandler, tp: TP, messages: list[Any], paused: Paused | None = None

@@ -34,6 +34,7 @@ from service.domain.events import (
 from service.domain.registry import Outcome
 from service.handlers.leaderboards import RefreshTurns, lease_seconds
 from service.handlers.sequential import SequentialHandler
+from service.observability import Instruments
 from service.resilience import is_transient
 from service.runtime import Runtime
 from service.streaming.batching import BatchHandler, BatchingConsumer, BatchingTransport
@@ -132,6 +133,7 @@ def create_api_app(settings: Settings) -> MediaApp:
 
 def _base_app(settings: Settings) -> MediaApp:
     settings.data_dir.mkdir(parents=True, exist_ok=True)  # Faust does not create parents
+    instruments = Instruments.create()  # the handlers' and the web server's
     app = MediaApp(
         settings.app_id,
         broker=settings.kafka_broker_url,
@@ -152,7 +154,9 @@ def _base_app(settings: Settings) -> MediaApp:
         web_port=settings.web_port,
         web_bind=settings.web_bind,
         web_application_options={
-            "middlewares": middleware.build(settings.api_tokens, settings.metrics_tokens)
+            "middlewares": middleware.build(
+                settings.api_tokens, settings.metrics_tokens, instruments
+            )
         },
         # Faust's own pages (/router, /table, /stats, /graph, /performance, its index) are
         # off; MediaApp._new_web also drops them, so only the service's routes exist.
@@ -166,7 +170,7 @@ def _base_app(settings: Settings) -> MediaApp:
         datadir=str(settings.data_dir / f"{settings.app_id}-data"),
         broker_max_poll_records=settings.kafka_max_poll_records,
     )
-    app.runtime = Runtime.build(settings, FaustProducer(app))
+    app.runtime = Runtime.build(settings, FaustProducer(app), instruments)
     app.batch_handlers = {}
     app.fetch_wait_ms = settings.kafka_fetch_wait_ms
     app.readiness = Readiness()

@@ -22,6 +22,7 @@ from prometheus_client.registry import Collector
 # Event ages from seconds to a month; Redis rounds from half a millisecond to seconds.
 AGE_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 86_400, 2_592_000)
 REDIS_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
+HTTP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
 
 # On the performance path one event in this many records its age (the histogram then
 # describes the ages, its count is not the number of events: see events_applied).
@@ -40,6 +41,8 @@ class Instruments:
     suggestions: Counter
     redis_seconds: Histogram
     event_age: Histogram
+    http_requests: Counter
+    http_seconds: Histogram
 
     @classmethod
     def create(cls) -> Instruments:
@@ -80,6 +83,19 @@ class Instruments:
                 "now - occurred_at when an event is applied",
                 ["topic"],
                 buckets=AGE_BUCKETS,
+                registry=registry,
+            ),
+            http_requests=Counter(
+                "media_http_requests",
+                "HTTP requests answered, by declared route, method and status",
+                ["route", "method", "status"],
+                registry=registry,
+            ),
+            http_seconds=Histogram(
+                "media_http_request_seconds",
+                "Time from a request's arrival to its answer, by declared route",
+                ["route"],
+                buckets=HTTP_BUCKETS,
                 registry=registry,
             ),
         )

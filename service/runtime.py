@@ -64,9 +64,12 @@ class Runtime:
     libraries: LibraryHandler
 
     @classmethod
-    def build(cls, settings: Settings, producer: Producer) -> Runtime:
+    def build(
+        cls, settings: Settings, producer: Producer, instruments: Instruments | None = None
+    ) -> Runtime:
+        """`instruments`: when the web server's middleware records into them too."""
         redis = connect(settings)
-        instruments = Instruments.create()
+        instruments = Instruments.create() if instruments is None else instruments
         keys = Keys(settings.redis_key_prefix)
         scripts = Scripts.register(redis)
         store = RegistryStore(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -18,6 +19,7 @@ from aiohttp import web
 from pydantic import SecretStr
 
 from service.api import problems
+from service.observability import Instruments
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +28,7 @@ PROTECTED_PREFIX = "/v1/"
 
 
 METRICS_PATH = "/metrics"
+UNMATCHED = "unmatched"  # the route label of a path (or method) no route serves
 
 
 def _accepts(header: str, expected: Sequence[bytes]) -> bool:
@@ -46,12 +49,16 @@ def _accepts(header: str, expected: Sequence[bytes]) -> bool:
 
 
 def build(
-    api_tokens: Sequence[SecretStr] = (), metrics_tokens: Sequence[SecretStr] = ()
+    api_tokens: Sequence[SecretStr] = (),
+    metrics_tokens: Sequence[SecretStr] = (),
+    instruments: Instruments | None = None,
 ) -> list[Any]:
     """The middlewares for these settings.
 
     Tokens (any one of them passes) protect every `/v1` route, and `/metrics` with its
-    own; none leaves those routes open.
+    own; none leaves those routes open. With `instruments`, every answer is counted and
+    timed by its declared route (`/v1/assets/{asset_id}`, never the path itself, so
+    that ids do not become label values).
     """
     api = tuple(t.get_secret_value().encode() for t in api_tokens)
     metrics = tuple(t.get_secret_value().encode() for t in metrics_tokens)
@@ -92,4 +99,24 @@ def build(
                 log.exception("%s %s failed", request.method, path)
             return problems.response(kind, detail, path)
 
-    return [guard]
+    if instruments is None:
+        return [guard]
+
+    @web.middleware
+    async def measure(request: web.Request, handler: Handler) -> web.StreamResponse:
+        started = time.perf_counter()
+        status = 500  # unless an answer comes back
+        try:
+            response = await handler(request)
+            status = response.status
+            return response
+        except web.HTTPException as exc:
+            status = exc.status
+            raise
+        finally:
+            resource = request.match_info.route.resource
+            route = UNMATCHED if resource is None else resource.canonical
+            instruments.http_requests.labels(route, request.method, str(status)).inc()
+            instruments.http_seconds.labels(route).observe(time.perf_counter() - started)
+
+    return [measure, guard]

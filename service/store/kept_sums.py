@@ -49,7 +49,7 @@ class KeptSums:
         return self._fences.get(partition)
 
     def get(self, partition: int, key: str, asset_id: str) -> str | None:
-        """The asset's sums in the hash as last read or written, or None if not kept.
+        """The asset's sums in the hash as this worker last wrote them, or None if not kept.
         (Being read does not count as a use: what a batch reads it writes, and `keep`
         makes that the newest.)"""
         epoch = self._epochs.get(partition)

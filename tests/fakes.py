@@ -55,7 +55,7 @@ from service.store.leaderboards import (
     Placement,
     Rollup,
 )
-from service.store.metrics import MAX_SUM, Applied, ApplyStatus, PerfRow
+from service.store.metrics import MAX_SUM, Applied, ApplyStatus, PerfRow, position_status
 from service.store.perf_batch import GENERATION_SECONDS, SEEN_SECONDS
 from service.store.positions import Advance, Advanced
 from service.store.registry import DuplicateEntry, HashPlacement, Loaded
@@ -353,12 +353,9 @@ class FakeMetricsStore:
         _validate(first, last, rows, expected)
         # 2. Position.
         position = self.positions.get(partition, -1)
-        if position < expected:
-            return Applied(ApplyStatus.BEHIND, position)
-        if last <= position:
-            return Applied(ApplyStatus.COVERED, position)
-        if first <= position:
-            return Applied(ApplyStatus.STRADDLES, position)
+        met = position_status(position, first, last, expected)
+        if met is not None:
+            return Applied(met, position)
         # 3. Ids, and copies within the batch.
         seen = self.seen[partition]
         fresh, duplicates, batch_ids = [], 0, set()

@@ -104,6 +104,19 @@ class Applied:
     asset_id: str | None = None
 
 
+def position_status(position: int, first: int, last: int, expected: int) -> ApplyStatus | None:
+    """What a batch of offsets `first`..`last` meets at the partition's `position`, when
+    this worker expected it at `expected` or beyond (perf_apply.lua decides the same):
+    BEHIND, COVERED or STRADDLES; None when the batch can apply."""
+    if position < expected:
+        return ApplyStatus.BEHIND
+    if last <= position:
+        return ApplyStatus.COVERED
+    if first <= position:
+        return ApplyStatus.STRADDLES
+    return None
+
+
 def check_rows(rows: Sequence[PerfRow]) -> None:
     """Bad rows are an error before anything is written (`perf_apply.lua` checks what it
     adds again; this names the event)."""
@@ -163,12 +176,9 @@ class MetricsStore:
                 read = await self._read_sums(partition, hashes)
                 if read.fresh:  # kept sums: the write checks where Redis stands
                     position = read.fence.position
-                    if position < expected:
-                        return Applied(ApplyStatus.BEHIND, position)
-                    if last <= position:
-                        return Applied(ApplyStatus.COVERED, position)
-                    if first <= position:
-                        return Applied(ApplyStatus.STRADDLES, position)
+                    met = position_status(position, first, last, expected)
+                    if met is not None:
+                        return Applied(met, position)
             written = _new_sums(hashes, read)
             if isinstance(written, str):
                 return Applied(ApplyStatus.OVERFLOW, asset_id=written)

@@ -85,21 +85,20 @@ async def send_paced(
     while (elapsed := time.monotonic() - started) < seconds:
         due = int(elapsed * rate) - sent
         tick_probes: list[tuple[str, str]] = []
+        tick_keys: list[bytes] = []  # their Kafka keys, for the plain consumer
         for record in factory.events(max(due, 0), time.time()):
             sent += 1
             if sent % probe_every == 0:
                 asset = f"probe-{probes.sent + len(tick_probes)}"
                 record = factory.probe(asset, time.time())
                 tick_probes.append((keys.perf_lifetime(record[0]), asset))
-                probes.sent_at[record[1]] = 0.0  # known as a probe; timed below
+                tick_keys.append(record[1])
             await sender.add(record)
         handed_over = time.monotonic()
+        probes.sent_at.update(dict.fromkeys(tick_keys, handed_over))
         await sender.flush()
         for key in tick_probes:
             probes.pending[key] = handed_over
-        for probe_key, when in probes.sent_at.items():
-            if not when:
-                probes.sent_at[probe_key] = handed_over
         probes.sent += len(tick_probes)
         await asyncio.sleep(TICK_SECONDS)
     await sender.acknowledged()
@@ -140,12 +139,10 @@ async def observe_delivery(
         now = time.monotonic()
         for records in fetched.values():
             for record in records:
-                key = record.key
-                if key in probes.sent_at and key not in seen:
-                    seen.add(key)
-                    sent = probes.sent_at[key]
-                    if sent:
-                        probes.delivered.append(now - sent)
+                sent = probes.sent_at.get(record.key)
+                if sent is not None and record.key not in seen:
+                    seen.add(record.key)
+                    probes.delivered.append(now - sent)
 
 
 async def measure_latency(

@@ -218,11 +218,11 @@ class SlowScripts:
         entries = await self._redis.slowlog_get(100_000)
         for name, value in self._saved.items():
             await self._redis.config_set(name, value)
-        calls = [
-            (int(e["duration"]), _command(e).split())
-            for e in entries
-            if str(_command(e)).lower().startswith(("evalsha", "eval", "fcall"))
-        ]
+        calls: list[tuple[int, list[str]]] = []  # script calls: duration, command words
+        for entry in entries:
+            words = _command(entry).split()
+            if words and words[0].lower().startswith(("evalsha", "eval", "fcall")):
+                calls.append((int(entry["duration"]), words))
         durations = [duration for duration, _ in calls]
         long_ones = Counter(
             self._names.get(words[1], "other") if len(words) > 1 else "other"
@@ -231,7 +231,7 @@ class SlowScripts:
         )
         return ScriptHolds(
             slow_calls=len(durations),
-            over_5ms=sum(1 for d in durations if d > 5000),
+            over_5ms=sum(long_ones.values()),
             longest_ms=max(durations, default=0) / 1000,
             over_5ms_by_script=dict(long_ones.most_common()),
         )

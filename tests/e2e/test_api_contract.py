@@ -21,7 +21,7 @@ from service.api.openapi import document
 from service.streaming.kafka_client import client_options
 from tests.conftest import isolated_env, settings_from
 from tests.e2e.worker import Worker, free_port
-from tests.unit.factories import registration_body, sha
+from tests.unit.factories import manual_suggestion_body, registration_body, sha
 
 pytestmark = pytest.mark.e2e
 
@@ -139,14 +139,7 @@ def test_errors_are_problem_details(api: str) -> None:
 
 
 def test_a_manual_suggestion_is_made_once_per_request(api: str) -> None:
-    body = {
-        "event_id": "manual-e2e-1",
-        "occurred_at": datetime.now(UTC).isoformat(),
-        "type": "remove_bg",
-        "priority": "low",
-        "description": "Cut the product out for the marketplace listing.",
-        "estimated_improvement_pct": 0,
-    }
+    body = manual_suggestion_body("manual-e2e-1")
 
     def send() -> tuple[int, Any]:
         request = urllib.request.Request(

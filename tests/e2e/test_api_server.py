@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import signal
 import urllib.request
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -21,7 +20,7 @@ from tests.conftest import isolated_env, settings_from
 from tests.e2e.conftest import Spawn
 from tests.e2e.test_refresher_e2e import perf, send
 from tests.e2e.worker import Worker, eventually, free_port
-from tests.unit.factories import registration_body, sha
+from tests.unit.factories import manual_suggestion_body, registration_body, sha
 
 pytestmark = pytest.mark.e2e
 
@@ -37,14 +36,7 @@ ROUTES = (
 
 
 def post_suggestion(server: Worker, asset_id: str) -> tuple[int, Any]:
-    body = {
-        "event_id": "manual-api-server-1",
-        "occurred_at": datetime.now(UTC).isoformat(),
-        "type": "remove_bg",
-        "priority": "low",
-        "description": "Cut the product out for the marketplace listing.",
-        "estimated_improvement_pct": 0,
-    }
+    body = manual_suggestion_body("manual-api-server-1")
     request = urllib.request.Request(
         f"http://127.0.0.1:{server.port}/v1/assets/{asset_id}/suggestions",
         data=json.dumps(body).encode(),

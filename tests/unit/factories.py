@@ -42,6 +42,18 @@ def registration_body(asset_id: str = "a1", **overrides: Any) -> dict[str, Any]:
     return body
 
 
+def manual_suggestion_body(event_id: str) -> dict[str, Any]:
+    """A valid `POST /v1/assets/{id}/suggestions` body, made now."""
+    return {
+        "event_id": event_id,
+        "occurred_at": datetime.now(UTC).isoformat(),
+        "type": "remove_bg",
+        "priority": "low",
+        "description": "Cut the product out for the marketplace listing.",
+        "estimated_improvement_pct": 0,
+    }
+
+
 def registration(asset_id: str = "a1", **overrides: Any) -> AssetRegistered:
     return AssetRegistered.model_validate(registration_body(asset_id, **overrides))
 

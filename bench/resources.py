@@ -155,8 +155,8 @@ class Footprint:
 
     assets: int  # assets with metrics (their pointers)
     metric_bytes: int  # lifetime and bucket hashes, and the assets' pointers
-    remembered_ids: int  # event ids in the id sets
-    id_bytes: int  # the id sets
+    remembered_ids: int  # event ids in the partitions' tables of ids (live or stale)
+    id_bytes: int  # those tables
 
     @property
     def bytes_per_asset(self) -> float:
@@ -168,12 +168,13 @@ class Footprint:
 
 
 async def footprint(redis: Any, prefix: str) -> Footprint:
-    """Every metrics key under `prefix`: bucket and lifetime hashes, pointers, id sets."""
+    """Every metrics key under `prefix`: bucket and lifetime hashes, pointers, tables of
+    ids (service/store/seen_ids.py: field `c` counts the entries stored)."""
     assets = metric_bytes = ids = id_bytes = 0
     async for key in redis.scan_iter(match=f"{prefix}:*", count=1000):
         kind = key.rsplit("}:", 1)[-1]
-        if kind.startswith("ids:"):
-            ids += await redis.scard(key)
+        if kind == "seen":
+            ids += int(await redis.hget(key, "c") or 0)
             id_bytes += await redis.memory_usage(key, samples=0) or 0
         elif kind == "perf-partition":
             assets += 1

@@ -56,9 +56,9 @@ from service.store.leaderboards import (
     Rollup,
 )
 from service.store.metrics import MAX_SUM, Applied, ApplyStatus, PerfRow, position_status
-from service.store.perf_batch import GENERATION_SECONDS, SEEN_SECONDS
 from service.store.positions import Advance, Advanced
 from service.store.registry import DuplicateEntry, HashPlacement, Loaded
+from service.store.seen_ids import GENERATION_SECONDS, SEEN_SECONDS
 from service.store.suggestions import SuggestionRecord, index_facets, index_member, slot
 
 METRICS = ("impressions", "clicks", "engagements", "conversions", "shares", "comments")

@@ -102,9 +102,13 @@ class Keys:
     def perf_counters(self, partition: int) -> str:
         return f"{self.perf_prefix(partition)}counters"
 
+    def perf_seen(self, partition: int) -> str:
+        """The event ids the partition applied in the last day (service/store/seen_ids.py)."""
+        return f"{self.perf_prefix(partition)}seen"
+
     def perf_ids(self, partition: int, generation_start: int) -> str:
         """Fingerprints of the event ids the partition applied in one generation of
-        processing time (perf_apply.lua checks the last few)."""
+        processing time, as earlier versions kept them: read until they expire."""
         return f"{self.perf_prefix(partition)}ids:{generation_start}"
 
     def perf_bucket(self, partition: int, resolution: str, start: int) -> str:

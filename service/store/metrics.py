@@ -3,19 +3,23 @@
 Writes, per batch of one partition (the exactly-once step):
 
 1. The worker adds the batch up per hash, asset and dimension (`perf_batch.merge`).
-2. `perf_sums.lua` reads the partition's position, its `forgotten` count and the sums
-   the batch adds to (one field per asset and hash); a position that covers the batch,
-   or lies below the one expected, answers here. Sums this worker wrote and still keeps
+2. `perf_sums.lua` reads the partition's position, its `forgotten` count, the buckets of
+   the partition's table of ids the batch's ids fall in (`seen_ids`), and the sums the
+   batch adds to (one field per asset and hash); a position that covers the batch, or
+   lies below the one expected, answers here. Sums this worker wrote and still keeps
    (`KeptSums`) are not read again: they hold at the fence they were written at.
-3. The worker adds the batch's counts to those sums (`_new_sums`); a sum past 2^53 - 1
-   refuses the batch before anything is written.
-4. `perf_apply.lua` checks the event ids and writes the new sums, the ids, the dirty
-   marks and the position, in one atomic step, only if the position and the forgotten
-   count are still those of step 2 (the fence); otherwise it writes nothing, the kept
-   sums of the partition are dropped and step 2 runs again.
+3. The worker looks the ids up in the buckets read (`seen_ids.record`); ids applied
+   before count as copies and the batch is added up again without them. It adds the
+   batch's counts to the sums read (`_new_sums`); a sum past 2^53 - 1 refuses the batch
+   before anything is written.
+4. `perf_apply.lua` writes the new sums, the table's new buckets, the dirty marks and
+   the position, in one atomic step, only if the position and the forgotten count are
+   still those of step 2 (the fence); otherwise it writes nothing, the kept sums of the
+   partition are dropped and step 2 runs again.
 
-Redis never adds: it reads fields and writes fields, so a batch costs it a few
-microseconds per asset and hash whatever the number of counters behind them.
+Redis never adds nor searches: it reads fields and writes fields, so a batch costs it a
+few microseconds per asset and hash whatever the number of counters behind them, and a
+fraction of one per event id.
 
 Reads: an asset's pointer gives the partition whose hashes hold its sums; a window is the
 sum of the asset's sums in its buckets.
@@ -36,16 +40,19 @@ from service.domain.windows import Resolution, Window, window_buckets
 from service.store.codecs import Counters, add_sums, decode_sums, window_totals
 from service.store.kept_sums import Fence, KeptSums
 from service.store.keys import Keys
-from service.store.perf_batch import (
-    GENERATION_SECONDS,
-    SEEN_SECONDS,
-    Entries,
-    MergedBatch,
-    PerfRow,
-    generations,
-    merge,
-)
+from service.store.perf_batch import Entries, MergedBatch, PerfRow, merge
 from service.store.scripts import Scripts
+from service.store.seen_ids import (
+    GENERATION_SECONDS,
+    LOAD,
+    MAX_BUCKETS,
+    SEEN_SECONDS,
+    SeenRead,
+    SeenUpdate,
+    legacy_fingerprint,
+    legacy_generation_starts,
+    record,
+)
 
 __all__ = ["Applied", "ApplyStatus", "EventCounts", "MetricsStore", "PerfRow"]
 
@@ -64,7 +71,6 @@ class ApplyStatus(Enum):
     STRADDLES = -1  # the position lies inside the batch
     BEHIND = -2  # Redis holds a position below the one this worker expects: it lost writes
     OVERFLOW = -3  # a sum of `asset_id` would pass 2^53 - 1
-    KNOWN_IDS = -4  # some ids were applied before: `apply` merges again without them
     STALE = -5  # another write came between the read and the write: `apply` reads again
 
 
@@ -74,12 +80,12 @@ MAX_SUM = 2**53 - 1
 
 @dataclass(frozen=True, slots=True)
 class _Read:
-    """The sums a batch adds to, and the fence they hold at: read by perf_sums.lua
-    (`fresh`), or kept from this worker's last write."""
+    """The sums a batch adds to and the buckets of ids it falls in, and the fence they
+    hold at: read by perf_sums.lua, or (sums only) kept from this worker's last write."""
 
     fence: Fence
     sums: dict[str, dict[str, str]]  # hash key -> asset_id -> its sums there ('' for none)
-    fresh: bool
+    seen: SeenRead
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +152,7 @@ class MetricsStore:
         self._scripts = scripts
         self._topic = topic
         self._kept = KeptSums(kept_sums)
+        self._no_legacy_ids: set[int] = set()  # partitions with no id set of an earlier version
 
     async def position(self, partition: int) -> int:
         """Offset of the last event of the partition applied, or -1."""
@@ -168,38 +175,58 @@ class MetricsStore:
         check_rows(rows)
         now_s = int(now)
         known: set[str] = set()
+        if partition not in self._no_legacy_ids:
+            known = await self._legacy_known(partition, rows, now_s)
         batch = merge(rows, now_s, known)
         hashes = self._hashes(partition, batch)
-        read: _Read | None = None
         while True:
-            if read is None:
-                read = await self._read_sums(partition, hashes)
-                if read.fresh:  # kept sums: the write checks where Redis stands
-                    position = read.fence.position
-                    met = position_status(position, first, last, expected)
-                    if met is not None:
-                        return Applied(met, position)
+            read = await self._read_sums(partition, hashes, batch.numbers)
+            position = read.fence.position
+            met = position_status(position, first, last, expected)
+            if met is not None:
+                return Applied(met, position)
+            seen = record(read.seen, batch.fingerprints, batch.numbers, now_s)
+            if seen.known:
+                # Fewer events: the sums and buckets read still cover every one left, and
+                # `seen` added only the others.
+                known.update(batch.event_ids[i] for i in seen.known)
+                batch = merge(rows, now_s, known)
+                hashes = self._hashes(partition, batch)
             written = _new_sums(hashes, read)
             if isinstance(written, str):
                 return Applied(ApplyStatus.OVERFLOW, asset_id=written)
-            reply = await self._write(partition, first, last, expected, batch, read, written, now_s)
+            reply = await self._write(
+                partition, first, last, expected, batch, read, seen, written, now_s
+            )
             status = ApplyStatus(int(reply[0]))
-            if status is ApplyStatus.KNOWN_IDS:
-                # Fewer events: the sums read still cover every asset and hash left.
-                known.update(batch.event_ids[int(i) - 1] for i in reply[1:])
-                batch = merge(rows, now_s, known)
-                hashes = self._hashes(partition, batch)
-                continue
             if status is ApplyStatus.APPLIED:
                 fence = Fence(last, read.fence.forgotten)
                 self._kept.move(partition, fence)
                 self._kept.keep(partition, fence, ((k, _pairs(p)) for k, _, p in written))
                 return Applied(status, last, int(reply[1]), int(reply[2]), int(reply[3]))
             self._kept.drop(partition)  # another writer came between, or Redis lost writes
-            if status is ApplyStatus.STALE:
-                read = None
-                continue
-            return Applied(status, int(reply[1]))
+            if status is not ApplyStatus.STALE:
+                return Applied(status, int(reply[1]))
+
+    async def _legacy_known(self, partition: int, rows: Sequence[PerfRow], now: int) -> set[str]:
+        """The batch's ids found in the id sets earlier versions wrote (per generation,
+        `Keys.perf_ids`), while any of them lives; once none does, the partition is not
+        asked again (nothing writes them any more). Outside the step: they only expire."""
+        keys = [self._keys.perf_ids(partition, s) for s in legacy_generation_starts(now)]
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.exists(key)
+            present = [key for key, n in zip(keys, await pipe.execute(), strict=True) if n]
+        if not present:
+            self._no_legacy_ids.add(partition)
+            return set()
+        ids = list(dict.fromkeys(row[0] for row in rows))
+        prints = [legacy_fingerprint(event_id) for event_id in ids]
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for key in present:
+                pipe.smismember(key, prints)
+            hits = await pipe.execute()
+        return {event_id for found in hits for event_id, hit in zip(ids, found, strict=True) if hit}
 
     def _hashes(self, partition: int, batch: MergedBatch) -> list[tuple[str, int, Entries]]:
         """The batch's hashes: key, EXPIREAT (0: never) and what it adds there; the
@@ -210,9 +237,12 @@ class MetricsStore:
             hashes.append((keys.perf_bucket(partition, resolution, start), expires, entries))
         return hashes
 
-    async def _read_sums(self, partition: int, hashes: list[tuple[str, int, Entries]]) -> _Read:
-        """The sums the batch adds to: kept ones at the partition's kept fence, the others
-        read (step 2); when Redis's fence is not the kept one, all of them read."""
+    async def _read_sums(
+        self, partition: int, hashes: list[tuple[str, int, Entries]], numbers: list[int]
+    ) -> _Read:
+        """The sums the batch adds to (kept ones at the partition's kept fence, the others
+        read) and the buckets its ids fall in (step 2); when Redis's fence is not the kept
+        one, every sum is read."""
         kept, fence = self._kept, self._kept.fence(partition)
         sums: dict[str, dict[str, str]] = {}
         missing: list[tuple[str, list[str]]] = []
@@ -227,42 +257,43 @@ class MetricsStore:
                     have[asset_id] = value
             if lacking:
                 missing.append((key, lacking))
-        if fence is not None and not missing:
-            return _Read(fence, sums, fresh=False)
-        read_at, read = await self._call_sums(partition, missing)
+        read_at, read, seen = await self._call_sums(partition, missing, numbers)
         if fence is not None and read_at != fence:
             kept.drop(partition)
-            read_at, sums = await self._call_sums(
-                partition, [(key, list(entries)) for key, _, entries in hashes]
+            read_at, sums, seen = await self._call_sums(
+                partition, [(key, list(entries)) for key, _, entries in hashes], numbers
             )
-            read = sums
         else:
             for key, values in read.items():
                 sums[key].update(values)
         # Not kept yet: what the batch writes is kept once the write applies (`apply`).
-        return _Read(read_at, sums, fresh=True)
+        return _Read(read_at, sums, seen)
 
     async def _call_sums(
-        self, partition: int, wanted: list[tuple[str, list[str]]]
-    ) -> tuple[Fence, dict[str, dict[str, str]]]:
-        args: list[Any] = []
+        self, partition: int, wanted: list[tuple[str, list[str]]], numbers: list[int]
+    ) -> tuple[Fence, dict[str, dict[str, str]], SeenRead]:
+        args: list[Any] = [LOAD, MAX_BUCKETS, len(numbers), *numbers]
         for _, assets in wanted:
             args.append(len(assets))
             args.extend(assets)
+        keys = self._keys
         reply = await self._scripts.perf_sums(
             keys=[
-                self._keys.perf_position(partition, self._topic),
-                self._keys.perf_counters(partition),
+                keys.perf_position(partition, self._topic),
+                keys.perf_counters(partition),
+                keys.perf_seen(partition),
                 *(key for key, _ in wanted),
             ],
             args=args,
         )
+        buckets, grow_to = int(reply[2]), int(reply[4])
+        at = 5 + grow_to - buckets + len(numbers)
+        seen = SeenRead.of_reply(buckets, int(reply[3]), grow_to, reply[5:at], numbers)
         sums: dict[str, dict[str, str]] = {}
-        at = 2
         for key, assets in wanted:
             sums[key] = dict(zip(assets, reply[at : at + len(assets)], strict=True))
             at += len(assets)
-        return Fence(int(reply[0]), int(reply[1])), sums
+        return Fence(int(reply[0]), int(reply[1])), sums, seen
 
     async def _write(
         self,
@@ -272,26 +303,29 @@ class MetricsStore:
         expected: int,
         batch: MergedBatch,
         read: _Read,
+        seen: SeenUpdate,
         written: list[tuple[str, int, list[str]]],
         now: int,
     ) -> Any:
         keys = self._keys
-        starts = generations(now)
         args: list[Any] = [
             first,
             last,
             expected,
-            len(starts),
-            starts[-1] + GENERATION_SECONDS + SEEN_SECONDS,
+            now - now % GENERATION_SECONDS + GENERATION_SECONDS + SEEN_SECONDS,
             batch.copies,
             batch.late,
             read.fence.position,
             read.fence.forgotten,
-            len(batch.fingerprints),
+            len(batch.event_ids),
             len(batch.lifetime),
-            *batch.fingerprints,
+            seen.buckets,
+            seen.entries,
+            len(seen.written),
             *batch.lifetime,
         ]
+        for bucket, value in seen.written.items():
+            args += (bucket, value)
         for _, expires, pairs in written:
             args += (expires, len(pairs) // 2, *pairs)
         return await self._scripts.perf_apply(
@@ -299,7 +333,7 @@ class MetricsStore:
                 keys.perf_position(partition, self._topic),
                 keys.perf_counters(partition),
                 keys.perf_dirty(partition),
-                *(keys.perf_ids(partition, s) for s in starts),
+                keys.perf_seen(partition),
                 *(key for key, _, _ in written),
             ],
             args=args,

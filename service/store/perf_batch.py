@@ -4,27 +4,18 @@ The events of a batch are added up per hash (the partition's lifetime hash, and 
 bucket hash at each resolution that still holds the event), asset, channel or campaign,
 and metric; the store adds those counts to the sums it read (service/store/metrics.py),
 so Redis never adds. Copies of an event id within the batch are dropped here; copies of
-an id applied in an earlier batch are found by the script, which names them, and the
-batch is merged again without them.
+an id applied in an earlier batch are found in the partition's table of ids
+(service/store/seen_ids.py), and the batch is merged again without them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
-from hashlib import blake2b
 from typing import NamedTuple
 
-from service.domain.windows import HOUR, LONGEST_WINDOW_SECONDS, RESOLUTIONS
-
-# An event id is remembered as a 12-byte BLAKE2b fingerprint: two ids of one partition
-# share one with a probability of about n / 2^96 for n ids remembered, never in practice.
-FINGERPRINT_BYTES = 12
-# Ids are remembered per generation of processing time, and the script checks the
-# generations of the last SEEN_SECONDS: an id is remembered for 24 to 30 hours.
-SEEN_SECONDS = 24 * HOUR
-GENERATION_SECONDS = 6 * HOUR
-GENERATIONS = SEEN_SECONDS // GENERATION_SECONDS + 1
+from service.domain.windows import LONGEST_WINDOW_SECONDS, RESOLUTIONS
+from service.store.seen_ids import fingerprint
 
 
 class PerfRow(NamedTuple):
@@ -51,24 +42,14 @@ Entries = dict[str, Counters]  # asset_id -> its counters in one key
 class MergedBatch:
     """What one `perf_apply.lua` call writes, and what it counts."""
 
-    fingerprints: list[bytes] = field(default_factory=list)  # of the ids applied, in order
-    event_ids: list[str] = field(default_factory=list)  # the same ids, readable
+    event_ids: list[str] = field(default_factory=list)  # of the events applied, in order
+    fingerprints: list[str] = field(default_factory=list)  # of the same ids (seen_ids.py)
+    numbers: list[int] = field(default_factory=list)  # the numbers their buckets come from
     lifetime: Entries = field(default_factory=dict)
     # (resolution name, bucket start) -> (when the bucket expires, its entries)
     buckets: dict[tuple[str, int], tuple[int, Entries]] = field(default_factory=dict)
     copies: int = 0  # copies of an id within the batch, or of an id named in `known`
     late: int = 0
-
-
-def fingerprint(event_id: str) -> bytes:
-    return blake2b(event_id.encode(), digest_size=FINGERPRINT_BYTES).digest()
-
-
-def generations(now: int) -> list[int]:
-    """The starts of the generations whose ids are checked at `now`, oldest first; new
-    ids go to the last."""
-    current = now - now % GENERATION_SECONDS
-    return [current - i * GENERATION_SECONDS for i in range(GENERATIONS - 1, -1, -1)]
 
 
 def merge(rows: Sequence[PerfRow], now: int, known: Collection[str] = ()) -> MergedBatch:
@@ -91,7 +72,9 @@ def merge(rows: Sequence[PerfRow], now: int, known: Collection[str] = ()) -> Mer
             continue
         seen.add(event_id)
         batch.event_ids.append(event_id)
-        batch.fingerprints.append(fingerprint(event_id))
+        print_, number = fingerprint(event_id)
+        batch.fingerprints.append(print_)
+        batch.numbers.append(number)
         asset = row[1]
         t = row[4]
         targets = [lifetime]

@@ -73,6 +73,7 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     "expire": (KEY, "10"),
     "expireat": (KEY, "10"),
     "smismember": (KEY, "m"),
+    "exists": (KEY,),
     "spop": (KEY, "1"),
     "evalsha": (SHA, "1", KEY),
     "script|load": ("return 1",),

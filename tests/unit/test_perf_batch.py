@@ -4,18 +4,9 @@ The expected sums are written out by hand from the events, bucket by bucket."""
 
 from __future__ import annotations
 
-from itertools import pairwise
-
 from service.domain.windows import DAY, HOUR
-from service.store.perf_batch import (
-    FINGERPRINT_BYTES,
-    GENERATION_SECONDS,
-    SEEN_SECONDS,
-    PerfRow,
-    fingerprint,
-    generations,
-    merge,
-)
+from service.store.perf_batch import PerfRow, merge
+from service.store.seen_ids import fingerprint
 
 NOW = 1_780_003_000  # 2026-05-28T21:16:40Z: inside an hour, a day and a 5-minute bucket
 HOUR_START = NOW - NOW % HOUR
@@ -68,7 +59,7 @@ def test_copies_in_the_batch_and_known_ids_count_as_copies_and_add_nothing() -> 
     batch = merge(rows, NOW, known={"e2"})
     assert batch.copies == 2
     assert batch.event_ids == ["e1"]
-    assert batch.fingerprints == [fingerprint("e1")]
+    assert (batch.fingerprints, batch.numbers) == ([fingerprint("e1")[0]], [fingerprint("e1")[1]])
     assert batch.lifetime == {"a1": {"ch:web": [5, 0, 0, 0, 0, 0], "cp:c1": [5, 0, 0, 0, 0, 0]}}
 
 
@@ -83,17 +74,3 @@ def test_an_event_of_zeros_is_applied_and_adds_nothing() -> None:
     batch = merge([row("e1", "a1", NOW)], NOW)
     assert batch.event_ids == ["e1"]
     assert batch.lifetime == {"a1": {}}, "the asset is marked dirty, with nothing to add"
-
-
-def test_fingerprints_are_fixed_width_and_differ() -> None:
-    prints = {fingerprint(f"event-{n}") for n in range(10_000)}
-    assert len(prints) == 10_000
-    assert {len(p) for p in prints} == {FINGERPRINT_BYTES}
-
-
-def test_ids_are_checked_over_generations_covering_a_day() -> None:
-    starts = generations(NOW)
-    assert starts == sorted(starts) and starts[-1] <= NOW < starts[-1] + GENERATION_SECONDS
-    assert all(b - a == GENERATION_SECONDS for a, b in pairwise(starts))
-    # An id recorded a day ago, or less, is in a generation checked.
-    assert starts[0] <= NOW - SEEN_SECONDS

@@ -30,6 +30,7 @@ def test_every_key_of_a_partition_shares_its_slot() -> None:
                 keys.perf_counters(partition),
                 keys.perf_dirty(partition),
                 keys.perf_ids(partition, 0),
+                keys.perf_seen(partition),
                 keys.perf_lifetime(partition),
                 keys.perf_bucket(partition, "d1", 86400),
             )

@@ -3,15 +3,19 @@
 Each test runs real workers against the local stack, produces a steady mixed stream
 (tests/e2e/workload.py) and breaks something in the middle of it: Redis killed and
 restarted (it loses its last second of writes under `appendfsync everysec`), a worker
-frozen past its session timeout and woken again, the Kafka broker killed and restarted.
+frozen past its session timeout and woken again, the Kafka broker killed and restarted;
+and Redis and Kafka killed under an API server.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 import signal
 import subprocess
+import urllib.error
+import urllib.request
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -26,8 +30,11 @@ from service.domain.events import DeadLetter
 from service.store.client import connect
 from service.streaming.kafka_client import client_options
 from tests.conftest import ROOT, STACK_ENV, isolated_env, read_topic, settings_from
+from tests.e2e.conftest import Spawn
+from tests.e2e.test_refresher_e2e import send
 from tests.e2e.worker import Worker, eventually, free_port
 from tests.e2e.workload import Truth, Workload
+from tests.unit.factories import manual_suggestion_body, registration_body, sha
 
 pytestmark = pytest.mark.e2e
 
@@ -347,3 +354,80 @@ async def _registered_all(truth: Truth, workload: Workload) -> bool:
 
 def _letter(record: Any) -> DeadLetter:
     return DeadLetter.model_validate_json(record.value)
+
+
+API_TOKEN = "e2e-faults-api-token-0123456789abcdefghij"
+
+
+async def post_manual_suggestion(server: Worker, asset_id: str, suggestion_id: str) -> int:
+    """POST a manual suggestion to an API server: the status it answers with."""
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{server.port}/v1/assets/{asset_id}/suggestions",
+        data=json.dumps(manual_suggestion_body(suggestion_id)).encode(),
+        method="POST",
+        headers={"Authorization": f"Bearer {API_TOKEN}", "Content-Type": "application/json"},
+    )
+
+    def post() -> int:
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return int(response.status)
+        except urllib.error.HTTPError as refused:
+            return refused.code
+
+    return await asyncio.to_thread(post)
+
+
+async def test_an_api_server_waits_out_redis_and_kafka(stack: dict[str, str], spawn: Spawn) -> None:
+    """While Redis is away an API server answers 503 and is not ready, while Kafka is away
+    it refuses manual suggestions with 503 and stays ready; each comes back by itself."""
+    needs_local_stack()
+    env = isolated_env(
+        stack,
+        web_port=free_port(),
+        api_token=API_TOKEN,
+        redis_retry_max_seconds=1,
+        kafka_producer_timeout_seconds=3,
+    )
+    settings = settings_from(env)
+    worker = spawn(env)
+    server = spawn({**env, "MEDIA_WEB_PORT": str(free_port())}, name="api", command="api")
+    await worker.wait_ready()
+    await server.wait_ready()
+    registration = registration_body("a1", library_id="L1", content_sha256=sha(1))
+    await send(settings, settings.topic_asset_registered, [("a1", registration)])
+    auth = {"Authorization": f"Bearer {API_TOKEN}"}
+
+    async def answers(path: str, status: int) -> bool:
+        return (await server.get(path, auth))[0] == status
+
+    await eventually(lambda: answers("/v1/assets/a1", 200))
+    assert worker.stop() == 0  # the API server alone from here
+
+    await stack_sh("kill", "redis")
+    try:
+        status, problem = await server.get("/v1/assets/a1", auth)
+        assert status == 503 and "retry" in problem["detail"], problem
+        status, ready = await server.get("/readyz")
+        assert status == 503 and "Redis" in ready["detail"], ready
+        assert (await server.get("/healthz"))[0] == 200, "alive: nothing to restart"
+    finally:
+        await stack_sh("start", "redis")
+    await eventually(lambda: answers("/readyz", 200), seconds=30)
+    assert await answers("/v1/assets/a1", 200)
+
+    await stack_sh("kill", "kafka")
+    try:
+        assert await post_manual_suggestion(server, "a1", "manual-while-away") == 503
+        assert await answers("/readyz", 200), "reads need Redis only"
+        assert await answers("/v1/assets/a1", 200)
+    finally:
+        await stack_sh("start", "kafka")
+
+    async def accepted() -> bool:
+        return await post_manual_suggestion(server, "a1", "manual-after") == 201
+
+    await eventually(accepted, seconds=60, every=1)
+    published = await read_topic(settings, settings.topic_optimization_suggestions, 1)
+    assert [json.loads(r.value)["origin"] for r in published] == ["manual"]
+    assert server.stop(signal.SIGTERM) == 0, server.log()

@@ -45,7 +45,7 @@ KINDS = (
     UNAVAILABLE,
 )
 
-UNAVAILABLE_DETAIL = "the store is unreachable; retry shortly"
+UNAVAILABLE_DETAIL = "a service it depends on is unreachable; retry shortly"
 INTERNAL_DETAIL = "the service failed; the log has the details"
 
 

@@ -193,7 +193,7 @@ async def test_a_transient_failure_is_503(
         503,
         "/problems/unavailable",
         "The store cannot be reached",
-        "the store is unreachable; retry shortly",
+        "a service it depends on is unreachable; retry shortly",
     )
 
 

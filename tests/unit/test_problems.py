@@ -25,7 +25,7 @@ from service.errors import (
     TransientError,
 )
 
-UNAVAILABLE = "the store is unreachable; retry shortly"
+UNAVAILABLE = "a service it depends on is unreachable; retry shortly"
 INTERNAL = "the service failed; the log has the details"
 
 

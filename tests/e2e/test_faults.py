@@ -31,7 +31,7 @@ from service.store.client import connect
 from service.streaming.kafka_client import client_options
 from tests.conftest import ROOT, STACK_ENV, isolated_env, read_topic, settings_from
 from tests.e2e.conftest import Spawn
-from tests.e2e.test_refresher_e2e import send
+from tests.e2e.test_refresher_e2e import perf, send
 from tests.e2e.worker import Worker, eventually, free_port
 from tests.e2e.workload import Truth, Workload
 from tests.unit.factories import manual_suggestion_body, registration_body, sha
@@ -431,3 +431,60 @@ async def test_an_api_server_waits_out_redis_and_kafka(stack: dict[str, str], sp
     published = await read_topic(settings, settings.topic_optimization_suggestions, 1)
     assert [json.loads(r.value)["origin"] for r in published] == ["manual"]
     assert server.stop(signal.SIGTERM) == 0, server.log()
+
+
+async def test_a_refresher_waits_out_redis(stack: dict[str, str], spawn: Spawn) -> None:
+    """Redis killed under `service refresher` (the only process refreshing the boards): it
+    postpones its runs while Redis is away, stays up, and the boards catch up after."""
+    needs_local_stack()
+    env = isolated_env(
+        stack,
+        web_port=free_port(),
+        leaderboard_refresh_seconds=0.5,
+        leaderboard_refresh_in_worker="false",
+        redis_retry_max_seconds=1,
+    )
+    settings = settings_from(env)
+    worker = spawn(env)
+    refresher = spawn(env, name="refresher", command="refresher")
+    await worker.wait_ready()
+    await send(
+        settings,
+        settings.topic_asset_registered,
+        [
+            (a, registration_body(a, library_id="L1", content_sha256=sha(n)))
+            for n, a in enumerate(("a1", "a2"), 1)
+        ],
+    )
+    await send(
+        settings,
+        settings.topic_asset_performance,
+        [perf("p1", "a1", 1000, 50), perf("p2", "a2", 1000, 20)],
+    )
+
+    async def top(expected: list[tuple[str, float]]) -> bool:
+        try:
+            status, body = await worker.get("/v1/libraries/L1/top?metric=ctr&window=24h")
+        except OSError:
+            return False
+        items = [(i["asset_id"], i["value"]) for i in body.get("items", [])]
+        return status == 200 and items == expected
+
+    await eventually(lambda: top([("a1", 0.05), ("a2", 0.02)]))
+
+    await stack_sh("kill", "redis")
+    try:
+        await send(settings, settings.topic_asset_performance, [perf("p3", "a2", 1000, 130)])
+
+        async def postponed() -> bool:
+            return "board refresh postponed" in refresher.log_path.read_text(errors="replace")
+
+        await eventually(postponed, seconds=30)
+    finally:
+        await stack_sh("start", "redis")
+    await eventually(lambda: top([("a2", 0.075), ("a1", 0.05)]), seconds=60)
+    assert refresher.process is not None and refresher.process.poll() is None, refresher.log()
+    log = refresher.log_path.read_text(errors="replace")
+    assert log.rfind("assets recomputed") > log.find("board refresh postponed"), "it resumed"
+    assert refresher.stop(signal.SIGTERM) == 0, refresher.log()
+    assert worker.stop() == 0, worker.log()

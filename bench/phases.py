@@ -214,6 +214,7 @@ async def measure_worker(ctx: Context) -> WorkerFigures:
             second_end_mib=sampler.settled(second_done),
             second_pass_events=ctx.plan.second_pass_events,
             series=sampler.series(),
+            second_mid_mib=sampler.settled((progress.done_at + second_done) / 2),
         )
         latency = await latency_phase(ctx, worker, store, first.steady_rate / 2)
         return WorkerFigures(first, memory, latency, profile, reads, holds, held)

@@ -101,6 +101,7 @@ class Memory:
     second_end_mib: float
     second_pass_events: int
     series: list[tuple[float, float]]
+    second_mid_mib: float = 0.0  # settled half-way through the second pass (0: unknown)
 
     @property
     def peak_mib(self) -> float:
@@ -112,10 +113,22 @@ class Memory:
 
     @property
     def verdict(self) -> str:
-        """Growing only if both the settled value and the peak grew beyond the noise."""
+        """Growing only if both the settled value and the peak grew beyond the noise, and
+        the second half of the second pass still did (otherwise it levelled off: caches
+        filling up to their bounds early in the pass)."""
         peak_growth = _growth(self.first_peak_mib, self.second_peak_mib)
         grows = self.growth > GROWTH_TOLERANCE and peak_growth > GROWTH_TOLERANCE
-        return "still grows" if grows else "stable"
+        if not grows:
+            return "stable"
+        if self.second_mid_mib and _growth(self.second_mid_mib, self.second_end_mib) <= (
+            GROWTH_TOLERANCE
+        ):
+            return f"levelled off (flat over the second half of that pass: {self.flat_text})"
+        return "still grows"
+
+    @property
+    def flat_text(self) -> str:
+        return f"{self.second_mid_mib:.0f} MiB half-way, {self.second_end_mib:.0f} at the end"
 
 
 def _growth(before: float, after: float) -> float:

@@ -171,6 +171,9 @@ def record(
             continue
         values[bucket] = written[bucket] = value + fp + own_stamp
         update.entries += 1
+    # `c` only steers the growth: a count that went wrong (a hand edit) must not stop
+    # the step, which refuses a negative one.
+    update.entries = max(update.entries, 0)
     return update
 
 

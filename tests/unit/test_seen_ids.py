@@ -125,3 +125,10 @@ def test_growth_splits_buckets_and_every_entry_stays_where_its_number_says() -> 
 def test_a_reply_of_the_wrong_length_is_refused() -> None:
     with pytest.raises(ValueError, match="3 buckets for 1 splits and 1 ids"):
         SeenRead.of_reply(1, 0, 2, ["", "", ""], [5])
+
+
+def test_an_entry_count_that_went_wrong_never_goes_below_zero() -> None:
+    stale = entry("old", generation(NOW) - 9)
+    known, after = step(SeenRead(1, 0, 1, {0: stale * 3}), ["new"])
+    assert known == [] and after.entries == 0
+    assert after.values[0] == entry("new", generation(NOW))

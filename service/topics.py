@@ -7,7 +7,9 @@ with the configured partition count and replication factor.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +25,11 @@ TOPIC_ALREADY_EXISTS = 36
 
 # Dead letters are kept longer than the broker default so that people have time to act.
 DEAD_LETTER_RETENTION_MS = 30 * 24 * 3600 * 1000
+# After creating topics, how long to wait for every partition of them to have a leader. A
+# consumer whose group assigns partitions before its metadata shows them is assigned none
+# of them until its next metadata refresh (five minutes by default): seen on a broker
+# that had just started.
+LEADERS_WAIT_SECONDS = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,9 +84,32 @@ async def ensure_topics(settings: Settings) -> list[str]:
                 settings.topic_partitions,
                 settings.topic_replication_factor,
             )
+        await wait_for_leaders(admin, missing, LEADERS_WAIT_SECONDS)
         return created
     finally:
         await admin.close()
+
+
+async def wait_for_leaders(admin: Any, topics: list[str], seconds: float) -> None:
+    """Return once every partition of `topics` has a leader; TopicError after `seconds`."""
+    deadline = time.monotonic() + seconds
+    while True:
+        waiting = sorted(
+            topic["topic"]
+            for topic in await admin.describe_topics(topics)
+            if topic.get("error_code")
+            or not topic.get("partitions")
+            or any(p.get("error_code") or p.get("leader", -1) < 0 for p in topic["partitions"])
+        )
+        if not waiting:
+            return
+        if time.monotonic() >= deadline:
+            raise TopicError(
+                f"topics {waiting} were created but not every partition of them has a "
+                f"leader after {seconds:.0f}s: check the brokers' health (kafka-topics.sh "
+                f"--describe shows each partition's leader)"
+            )
+        await asyncio.sleep(0.2)
 
 
 async def describe_topics(settings: Settings) -> list[TopicInfo]:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import faust
+from faust.exceptions import ProducerSendError
 from faust.web import drivers as web_drivers
 
 from service import collector
@@ -59,9 +60,17 @@ class FaustProducer:
         self._app = app
 
     async def send(self, topic: str, key: bytes | None, value: bytes) -> None:
-        await self._app.producer.send_and_wait(
-            topic, key, value, partition=None, timestamp=None, headers=None
-        )
+        """Send and wait for the acknowledgement. Faust wraps the client's error in its
+        own `ProducerSendError`; the client's is raised instead, so that a broker away
+        is recognised as transient (`service.resilience.is_transient`)."""
+        try:
+            await self._app.producer.send_and_wait(
+                topic, key, value, partition=None, timestamp=None, headers=None
+            )
+        except ProducerSendError as exc:
+            if exc.__cause__ is None:
+                raise
+            raise exc.__cause__ from None
 
 
 class MediaApp(faust.App):

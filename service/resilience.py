@@ -29,7 +29,6 @@ from aiokafka.errors import (
     SaslAuthenticationFailed,
     TopicAuthorizationFailedError,
 )
-from faust.exceptions import ProducerSendError
 from redis.exceptions import (
     ClusterDownError,
     NoPermissionError,
@@ -107,8 +106,6 @@ def is_transient(exc: BaseException) -> bool:
         return any(f"-{code} " in text for code in _TRANSIENT_REPLIES)
     if isinstance(exc, KafkaError):
         return bool(getattr(exc, "retriable", False)) or isinstance(exc, _KAFKA_UNREACHABLE)
-    if isinstance(exc, ProducerSendError) and exc.__cause__ is not None:
-        return is_transient(exc.__cause__)  # Faust's producer wraps aiokafka's error
     return isinstance(exc, ConnectionError | TimeoutError)
 
 

@@ -10,9 +10,7 @@ from aiokafka.errors import (
     MessageSizeTooLargeError,
     SaslAuthenticationFailed,
     TopicAuthorizationFailedError,
-    UnknownTopicOrPartitionError,
 )
-from faust.exceptions import ProducerSendError
 from redis.exceptions import (
     AuthenticationError,
     BusyLoadingError,
@@ -68,25 +66,6 @@ from service.resilience import Backoff, is_transient
 )
 def test_infrastructure_failures_are_transient(exc: BaseException) -> None:
     assert is_transient(exc)
-
-
-def sent_by_faust(cause: BaseException) -> ProducerSendError:
-    """What Faust's producer raises: its own error, aiokafka's as the cause."""
-    try:
-        try:
-            raise cause
-        except BaseException as exc:
-            raise ProducerSendError(f"Error while sending: {exc!r}") from exc
-    except ProducerSendError as wrapped:
-        return wrapped
-
-
-def test_a_send_faust_wraps_is_judged_by_its_cause() -> None:
-    # A broker away: no metadata for the topic.
-    assert is_transient(sent_by_faust(UnknownTopicOrPartitionError()))
-    assert is_transient(sent_by_faust(KafkaTimeoutError()))
-    assert not is_transient(sent_by_faust(MessageSizeTooLargeError()))
-    assert not is_transient(ProducerSendError("no cause"))
 
 
 @pytest.mark.parametrize(

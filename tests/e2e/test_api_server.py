@@ -18,9 +18,9 @@ from aiokafka.admin import AIOKafkaAdminClient
 from service.streaming.kafka_client import client_options
 from tests.conftest import isolated_env, settings_from
 from tests.e2e.conftest import Spawn
-from tests.e2e.test_refresher_e2e import perf, send
+from tests.e2e.test_refresher_e2e import perf, register, send
 from tests.e2e.worker import Worker, eventually, free_port
-from tests.unit.factories import manual_suggestion_body, registration_body, sha
+from tests.unit.factories import manual_suggestion_body
 
 pytestmark = pytest.mark.e2e
 
@@ -70,14 +70,7 @@ async def test_the_api_server_answers_like_the_worker_without_consuming(
     await worker.wait_ready()
     await server.wait_ready()
 
-    await send(
-        settings,
-        settings.topic_asset_registered,
-        [
-            (a, registration_body(a, library_id="L1", content_sha256=sha(n)))
-            for n, a in enumerate(("a1", "a2"), 1)
-        ],
-    )
+    await register(settings, "a1", "a2")
     await send(
         settings,
         settings.topic_asset_performance,

@@ -31,10 +31,10 @@ from service.store.client import connect
 from service.streaming.kafka_client import client_options
 from tests.conftest import ROOT, STACK_ENV, isolated_env, read_topic, settings_from
 from tests.e2e.conftest import Spawn
-from tests.e2e.test_refresher_e2e import perf, send
+from tests.e2e.test_refresher_e2e import ctr_top, perf, register, send
 from tests.e2e.worker import Worker, eventually, free_port
 from tests.e2e.workload import Truth, Workload
-from tests.unit.factories import manual_suggestion_body, registration_body, sha
+from tests.unit.factories import manual_suggestion_body
 
 pytestmark = pytest.mark.e2e
 
@@ -396,8 +396,7 @@ async def test_an_api_server_waits_out_redis_and_kafka(stack: dict[str, str], sp
     server = spawn({**env, "MEDIA_WEB_PORT": str(free_port())}, name="api", command="api")
     await worker.wait_ready()
     await server.wait_ready()
-    registration = registration_body("a1", library_id="L1", content_sha256=sha(1))
-    await send(settings, settings.topic_asset_registered, [("a1", registration)])
+    await register(settings, "a1")
     auth = {"Authorization": f"Bearer {API_TOKEN}"}
 
     async def answers(path: str, status: int) -> bool:
@@ -459,14 +458,7 @@ async def test_a_refresher_waits_out_redis(stack: dict[str, str], spawn: Spawn) 
     worker = spawn(env)
     refresher = spawn(env, name="refresher", command="refresher")
     await worker.wait_ready()
-    await send(
-        settings,
-        settings.topic_asset_registered,
-        [
-            (a, registration_body(a, library_id="L1", content_sha256=sha(n)))
-            for n, a in enumerate(("a1", "a2"), 1)
-        ],
-    )
+    await register(settings, "a1", "a2")
     await send(
         settings,
         settings.topic_asset_performance,
@@ -475,10 +467,9 @@ async def test_a_refresher_waits_out_redis(stack: dict[str, str], spawn: Spawn) 
 
     async def top(expected: list[tuple[str, float]]) -> bool:
         try:
-            status, body = await worker.get("/v1/libraries/L1/top?metric=ctr&window=24h")
+            status, items = await ctr_top(worker)
         except OSError:
             return False
-        items = [(i["asset_id"], i["value"]) for i in body.get("items", [])]
         return status == 200 and items == expected
 
     await eventually(lambda: top([("a1", 0.05), ("a2", 0.02)]))

@@ -18,7 +18,7 @@ from service.store.keys import Keys
 from service.streaming.kafka_client import client_options
 from tests.conftest import isolated_env, settings_from
 from tests.e2e.conftest import Spawn
-from tests.e2e.worker import eventually, free_port
+from tests.e2e.worker import Worker, eventually, free_port
 from tests.unit.factories import registration_body, sha
 
 pytestmark = [pytest.mark.e2e, pytest.mark.cluster]
@@ -49,6 +49,24 @@ def perf(event_id: str, asset: str, impressions: int, clicks: int) -> tuple[str,
     return asset, body
 
 
+async def register(settings: Settings, *asset_ids: str) -> None:
+    """Register the assets in library L1, each with content of its own."""
+    await send(
+        settings,
+        settings.topic_asset_registered,
+        [
+            (a, registration_body(a, library_id="L1", content_sha256=sha(n)))
+            for n, a in enumerate(asset_ids, 1)
+        ],
+    )
+
+
+async def ctr_top(worker: Worker) -> tuple[int, list[tuple[str, float]]]:
+    """L1's top assets by CTR over 24 h, as (asset_id, value), and the answer's status."""
+    status, body = await worker.get("/v1/libraries/L1/top?metric=ctr&window=24h")
+    return status, [(i["asset_id"], i["value"]) for i in body.get("items", [])]
+
+
 async def test_the_refresher_process_takes_the_refresh_and_gives_it_back(
     stack: dict[str, str], spawn: Spawn
 ) -> None:
@@ -68,14 +86,7 @@ async def test_the_refresher_process_takes_the_refresh_and_gives_it_back(
         holder = await eventually(refresher_holds)
         assert holder == f"refresher:{holder.split(':')[1]}:{refresher.pid}"
 
-        await send(
-            settings,
-            settings.topic_asset_registered,
-            [
-                (a, registration_body(a, library_id="L1", content_sha256=sha(n)))
-                for n, a in enumerate(("a1", "a2"), 1)
-            ],
-        )
+        await register(settings, "a1", "a2")
         await send(
             settings,
             settings.topic_asset_performance,
@@ -83,8 +94,7 @@ async def test_the_refresher_process_takes_the_refresh_and_gives_it_back(
         )
 
         async def top(expected: list[tuple[str, float]]) -> Any:
-            status, body = await worker.get("/v1/libraries/L1/top?metric=ctr&window=24h")
-            items = [(i["asset_id"], i["value"]) for i in body.get("items", [])]
+            status, items = await ctr_top(worker)
             return status == 200 and items == expected and items
 
         await eventually(lambda: top([("a1", 0.05), ("a2", 0.02)]))

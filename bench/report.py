@@ -333,9 +333,9 @@ CONSUMPTION_HEADER = [
     "start-up",
     "consumer CPU",
     "Redis CPU",
-    "in perf_apply.lua",
+    "in scripts and MULTI/EXEC",
     "Kafka CPU",
-    "script µs/event",
+    "scripts and MULTI/EXEC µs/event",
     "Redis commands/event",
 ]
 
@@ -387,7 +387,7 @@ def text(result: Result) -> str:
     ]
     widths = [32, 12, 11, 9, 9, 9, 9, 9, 9, 10, 8]
     header = ["consumer", "ev/s steady", "ev/s total", "all seen", "start-up",
-              "cons.CPU", "RedisCPU", "script", "KafkaCPU", "script µs/ev", "cmds/ev"]  # fmt: skip
+              "cons.CPU", "RedisCPU", "scr+tx", "KafkaCPU", "scr+tx µs/ev", "cmds/ev"]  # fmt: skip
     for row in [header, *consumption_rows(result)]:
         lines.append("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
     lines += [
@@ -453,8 +453,8 @@ def redis_lines(result: Result) -> list[str]:
         h = result.holds
         which = ", ".join(f"{name} {n}" for name, n in h.over_5ms_by_script.items())
         lines.append(
-            f"Script calls over 1 ms during that pass: {_n(h.slow_calls)}, over 5 ms: "
-            f"{_n(h.over_5ms)}" + (f" ({which})" if which else "") + ", "
+            f"Script and transaction calls over 1 ms during that pass: {_n(h.slow_calls)}, "
+            f"over 5 ms: {_n(h.over_5ms)}" + (f" ({which})" if which else "") + ", "
             f"longest {h.longest_ms:.1f} ms"
         )
     if result.footprint is not None:

@@ -128,14 +128,16 @@ class ServerSnapshot:
 
 
 async def server_snapshot(redis: Any, kafka_pid: int | None) -> ServerSnapshot:
-    """Redis CPU, EVALSHA calls and time (the perf_apply script), commands, forks (AOF
-    rewrites), Kafka's CPU. Redis is shared: whatever else runs meanwhile is counted too."""
+    """Redis CPU, the calls and time of scripts (EVALSHA) and transactions (EXEC, the
+    commands it runs included: the metrics step's read), commands, forks (AOF rewrites),
+    Kafka's CPU. Redis is shared: whatever else runs meanwhile is counted too."""
     info = await redis.info("all")
     evalsha = info.get("cmdstat_evalsha", {})
+    exec_ = info.get("cmdstat_exec", {})
     return ServerSnapshot(
         redis_cpu=float(info["used_cpu_user"]) + float(info["used_cpu_sys"]),
-        script_calls=int(evalsha.get("calls", 0)),
-        script_usec=int(evalsha.get("usec", 0)),
+        script_calls=int(evalsha.get("calls", 0)) + int(exec_.get("calls", 0)),
+        script_usec=int(evalsha.get("usec", 0)) + int(exec_.get("usec", 0)),
         forks=int(info.get("total_forks", 0)),
         kafka_cpu=cpu_seconds(kafka_pid) if kafka_pid else 0.0,
         commands={
@@ -189,7 +191,8 @@ SLOW_MICROSECONDS = 1000  # scripts slower than this are logged during a phase
 
 @dataclass(frozen=True, slots=True)
 class ScriptHolds:
-    """Script calls that held Redis for longer than SLOW_MICROSECONDS during a phase."""
+    """Script and transaction calls that held Redis for longer than SLOW_MICROSECONDS
+    during a phase."""
 
     slow_calls: int
     over_5ms: int
@@ -199,8 +202,8 @@ class ScriptHolds:
 
 
 class SlowScripts:
-    """Redis's slow log, set to keep every script call over SLOW_MICROSECONDS for one
-    phase, and put back as it was afterwards."""
+    """Redis's slow log, set to keep every call over SLOW_MICROSECONDS for one phase (of
+    which the scripts and transactions count), and put back as it was afterwards."""
 
     def __init__(self, redis: Any, names: dict[str, str] | None = None) -> None:
         """`names`: script SHA -> name, to say which scripts held Redis longest."""
@@ -222,13 +225,11 @@ class SlowScripts:
         calls: list[tuple[int, list[str]]] = []  # script calls: duration, command words
         for entry in entries:
             words = _command(entry).split()
-            if words and words[0].lower().startswith(("evalsha", "eval", "fcall")):
+            if words and words[0].lower().startswith(("evalsha", "eval", "fcall", "exec")):
                 calls.append((int(entry["duration"]), words))
         durations = [duration for duration, _ in calls]
         long_ones = Counter(
-            self._names.get(words[1], "other") if len(words) > 1 else "other"
-            for duration, words in calls
-            if duration > 5000
+            _call_name(words, self._names) for duration, words in calls if duration > 5000
         )
         return ScriptHolds(
             slow_calls=len(durations),
@@ -236,6 +237,12 @@ class SlowScripts:
             longest_ms=max(durations, default=0) / 1000,
             over_5ms_by_script=dict(long_ones.most_common()),
         )
+
+
+def _call_name(words: list[str], names: dict[str, str]) -> str:
+    if words[0].lower() == "exec":
+        return "MULTI/EXEC"
+    return names.get(words[1], "other") if len(words) > 1 else "other"
 
 
 def _command(entry: dict[str, Any]) -> str:

@@ -3,11 +3,12 @@
 Writes, per batch of one partition (the exactly-once step):
 
 1. The worker adds the batch up per hash, asset and dimension (`perf_batch.merge`).
-2. `perf_sums.lua` reads the partition's position, its `forgotten` count, the buckets of
-   the partition's table of ids the batch's ids fall in (`seen_ids`), and the sums the
-   batch adds to (one field per asset and hash); a position that covers the batch, or
-   lies below the one expected, answers here. Sums this worker wrote and still keeps
-   (`KeptSums`) are not read again: they hold at the fence they were written at.
+2. One MULTI/EXEC transaction (`step_read`) reads the partition's position, its
+   `forgotten` count, the size of its table of ids, the buckets of that table the
+   batch's ids fall in (`seen_ids`), and the sums the batch adds to (one field per asset
+   and hash); a position that covers the batch, or lies below the one expected, answers
+   here. Sums this worker wrote and still keeps (`KeptSums`) are not read again: they
+   hold at the fence they were written at.
 3. The worker looks the ids up in the buckets read (`seen_ids.record`); ids applied
    before count as copies and the batch is added up again without them. It adds the
    batch's counts to the sums read (`_new_sums`); a sum past 2^53 - 1 refuses the batch
@@ -44,15 +45,16 @@ from service.store.perf_batch import Entries, MergedBatch, PerfRow, merge
 from service.store.scripts import Scripts
 from service.store.seen_ids import (
     GENERATION_SECONDS,
-    LOAD,
-    MAX_BUCKETS,
     SEEN_SECONDS,
     SeenRead,
     SeenUpdate,
+    buckets_to_read,
+    grown_size,
     legacy_fingerprint,
     legacy_generation_starts,
     record,
 )
+from service.store.step_read import ReadStep, StepReader
 
 __all__ = ["Applied", "ApplyStatus", "EventCounts", "MetricsStore", "PerfRow"]
 
@@ -81,7 +83,7 @@ MAX_SUM = 2**53 - 1
 @dataclass(frozen=True, slots=True)
 class _Read:
     """The sums a batch adds to and the buckets of ids it falls in, and the fence they
-    hold at: read by perf_sums.lua, or (sums only) kept from this worker's last write."""
+    hold at: read in step 2, or (sums only) kept from this worker's last write."""
 
     fence: Fence
     sums: dict[str, dict[str, str]]  # hash key -> asset_id -> its sums there ('' for none)
@@ -144,14 +146,25 @@ def check_rows(rows: Sequence[PerfRow]) -> None:
 
 class MetricsStore:
     def __init__(
-        self, redis: Any, keys: Keys, scripts: Scripts, topic: str, *, kept_sums: int = 0
+        self,
+        redis: Any,
+        keys: Keys,
+        scripts: Scripts,
+        topic: str,
+        *,
+        kept_sums: int = 0,
+        read_step: ReadStep | None = None,
     ) -> None:
-        """`kept_sums`: how many sums a worker keeps from its writes (0: read each time)."""
+        """`kept_sums`: how many sums a worker keeps from its writes (0: read each time);
+        `read_step`: step 2's read (a `StepReader` unless given)."""
         self._redis = redis
         self._keys = keys
         self._scripts = scripts
         self._topic = topic
         self._kept = KeptSums(kept_sums)
+        self._read_step = read_step or StepReader(redis, keys, topic)
+        # partition -> its table of ids' size (`n`, `c`) as this worker last read or wrote it
+        self._tables: dict[int, tuple[int, int]] = {}
         self._no_legacy_ids: set[int] = set()  # partitions with no id set of an earlier version
 
     async def position(self, partition: int) -> int:
@@ -200,6 +213,7 @@ class MetricsStore:
             )
             status = ApplyStatus(int(reply[0]))
             if status is ApplyStatus.APPLIED:
+                self._tables[partition] = (seen.buckets, seen.entries)
                 fence = Fence(last, read.fence.forgotten)
                 self._kept.move(partition, fence)
                 self._kept.keep(partition, fence, ((k, _pairs(p)) for k, _, p in written))
@@ -272,28 +286,25 @@ class MetricsStore:
     async def _call_sums(
         self, partition: int, wanted: list[tuple[str, list[str]]], numbers: list[int]
     ) -> tuple[Fence, dict[str, dict[str, str]], SeenRead]:
-        args: list[Any] = [LOAD, MAX_BUCKETS, len(numbers), *numbers]
-        for _, assets in wanted:
-            args.append(len(assets))
-            args.extend(assets)
-        keys = self._keys
-        reply = await self._scripts.perf_sums(
-            keys=[
-                keys.perf_position(partition, self._topic),
-                keys.perf_counters(partition),
-                keys.perf_seen(partition),
-                *(key for key, _ in wanted),
-            ],
-            args=args,
-        )
-        buckets, grow_to = int(reply[2]), int(reply[4])
-        at = 5 + grow_to - buckets + len(numbers)
-        seen = SeenRead.of_reply(buckets, int(reply[3]), grow_to, reply[5:at], numbers)
-        sums: dict[str, dict[str, str]] = {}
-        for key, assets in wanted:
-            sums[key] = dict(zip(assets, reply[at : at + len(assets)], strict=True))
-            at += len(assets)
-        return Fence(int(reply[0]), int(reply[1])), sums, seen
+        """Step 2's read. Which buckets of ids to read depends on the table's size: it is
+        taken from this worker's last step, and read again with the rest; when Redis holds
+        another (the partition's first step here, or another writer's), read again."""
+        buckets, entries = self._tables.get(partition, (1, 0))
+        while True:
+            grow_to = grown_size(buckets, entries, len(numbers))
+            read = await self._read_step(
+                partition, buckets_to_read(buckets, grow_to, numbers), wanted
+            )
+            if (read.buckets, read.entries) == (buckets, entries):
+                break
+            buckets, entries = read.buckets, read.entries
+        self._tables[partition] = (buckets, entries)
+        seen = SeenRead.of_reply(buckets, entries, grow_to, read.bucket_values, numbers)
+        sums = {
+            key: dict(zip(assets, values, strict=True))
+            for (key, assets), values in zip(wanted, read.sums, strict=True)
+        }
+        return Fence(read.position, read.forgotten), sums, seen
 
     async def _write(
         self,

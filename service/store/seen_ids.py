@@ -84,22 +84,37 @@ def split_source(bucket: int) -> int:
     return bucket - (1 << (bucket.bit_length() - 1))
 
 
+def grown_size(buckets: int, entries: int, ids: int) -> int:
+    """The table's size after a step of `ids` new ids: enough buckets for every entry at
+    LOAD a bucket, growing at most twice over in one step and never past MAX_BUCKETS (a
+    step rewrites each bucket it splits)."""
+    wanted = max(buckets, -(-(entries + ids) // LOAD))
+    return min(wanted, 2 * buckets, MAX_BUCKETS)
+
+
+def buckets_to_read(buckets: int, grow_to: int, numbers: Sequence[int]) -> list[int]:
+    """The buckets a step reads, in the order `SeenRead.of_reply` takes their values: the
+    ones the growth to `grow_to` splits, then each id's bucket in the table as it stands."""
+    fields = [split_source(new) for new in range(buckets, grow_to)]
+    fields.extend(address(number, buckets) for number in numbers)
+    return fields
+
+
 @dataclass(frozen=True, slots=True)
 class SeenRead:
-    """What perf_sums.lua read of the table: its size, and the buckets a step needs (the
-    ones it splits, and each id's bucket before the splits)."""
+    """What a step read of the table: its size, and the buckets it needs (the ones it
+    splits, and each id's bucket before the splits)."""
 
     buckets: int
     entries: int
-    grow_to: int  # the size after the step: perf_sums.lua decides it and read for it
+    grow_to: int  # the size after the step (`grown_size`), which the read was made for
     values: dict[int, str]  # bucket -> its value ('' when it has none)
 
     @classmethod
     def of_reply(
         cls, buckets: int, entries: int, grow_to: int, values: Sequence[str], numbers: Sequence[int]
     ) -> SeenRead:
-        """From perf_sums.lua's reply: the values of the buckets split, in order, then of
-        each id's bucket in the table as it stands."""
+        """From the values of `buckets_to_read(buckets, grow_to, numbers)`, in order."""
         split = grow_to - buckets
         if len(values) != split + len(numbers):
             raise ValueError(f"{len(values)} buckets for {split} splits and {len(numbers)} ids")

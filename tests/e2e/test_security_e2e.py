@@ -78,6 +78,8 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     "evalsha": (SHA, "1", KEY),
     "script|load": ("return 1",),
     "script|exists": (SHA,),
+    "multi": (),
+    "exec": (),
     "cluster|slots": (),
     "cluster|shards": (),
     "asking": (),

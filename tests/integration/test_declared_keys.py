@@ -112,20 +112,6 @@ async def test_perf_apply_touches_only_its_declared_keys(redis: Any, settings: S
     assert lifetime is not None and lifetime.impressions == 20
 
 
-async def test_perf_sums_touches_only_its_declared_keys(redis: Any, settings: Settings) -> None:
-    scripts, checked = declared_only(redis, "perf_sums")
-    store = MetricsStore(
-        redis, Keys(settings.redis_key_prefix), scripts, settings.topic_asset_performance
-    )
-    await store.point(0, ["a1", "a2"])
-    rows = [row(1, "a1", NOW - 60), row(2, "a2", NOW - 3 * HOUR), row(3, "a1", NOW - 40 * DAY)]
-    assert (await store.apply(0, 0, 2, rows, NOW)).applied == 3
-    assert (await store.apply(0, 3, 3, [row(4, "a1", NOW - 60)], NOW)).applied == 1
-    assert checked.calls == 2
-    lifetime = await store.totals("a1", Window.LIFETIME, NOW)
-    assert lifetime is not None and lifetime.impressions == 30
-
-
 async def test_perf_forget_touches_only_its_declared_keys(redis: Any, settings: Settings) -> None:
     scripts, checked = declared_only(redis, "perf_forget")
     store = MetricsStore(

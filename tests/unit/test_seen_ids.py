@@ -13,8 +13,10 @@ from service.store.seen_ids import (
     GENERATION_SECONDS,
     SeenRead,
     address,
+    buckets_to_read,
     fingerprint,
     generation,
+    grown_size,
     record,
     split_source,
     stamp,
@@ -109,7 +111,7 @@ def test_growth_splits_buckets_and_every_entry_stays_where_its_number_says() -> 
     while ids:
         batch = [ids.pop() for _ in range(min(len(ids), rng.randrange(1, 400)))]
         batch += rng.sample(sorted(applied), min(len(applied), 20))  # copies
-        grow_to = min(2 * table.buckets, max(table.buckets, -(-(table.entries + len(batch)) // 16)))
+        grow_to = grown_size(table.buckets, table.entries, len(batch))
         known, table = step(SeenRead(table.buckets, table.entries, grow_to, table.values), batch)
         assert {batch[i] for i in known} == applied & set(batch)
         applied.update(batch)
@@ -120,6 +122,23 @@ def test_growth_splits_buckets_and_every_entry_stays_where_its_number_says() -> 
         for at in range(0, len(value), ENTRY_CHARS):
             number = sum(ord(ch) << (7 * i) for i, ch in enumerate(value[at : at + 4]))
             assert address(number, table.buckets) == bucket
+
+
+def test_the_table_grows_to_hold_sixteen_a_bucket_at_most_doubling() -> None:
+    assert grown_size(1, 0, 16) == 1
+    assert grown_size(1, 0, 17) == 2
+    assert grown_size(4, 60, 40) == 7  # 100 entries: 7 buckets of 16
+    assert grown_size(4, 60, 1_000) == 8, "at most twice as many in one step"
+    assert grown_size(8, 60, 0) == 8, "never shrinks"
+    assert grown_size(1 << 28, 1 << 40, 5) == 1 << 28, "at most 2^28 buckets"
+
+
+def test_a_step_reads_the_buckets_it_splits_then_each_ids_bucket_before_the_splits() -> None:
+    # Growing from 5 to 7 buckets splits 5 off 1 and 6 off 2. In a table of 5 buckets,
+    # number 13 (0b1101) is in bucket 5 of 8, which does not exist yet: bucket 1.
+    assert buckets_to_read(5, 7, [13, 2, 12]) == [1, 2, 1, 2, 4]
+    assert buckets_to_read(1, 1, [7, 8]) == [0, 0]
+    assert buckets_to_read(3, 3, []) == []
 
 
 def test_a_reply_of_the_wrong_length_is_refused() -> None:

@@ -1,6 +1,6 @@
 -- Applies one batch of performance events of ONE Kafka partition, exactly once: the
--- second half of the step perf_sums.lua begins. The worker read the sums the batch adds
--- to with perf_sums.lua, added the batch's counts to them (service/store/metrics.py)
+-- second half of the step service/store/metrics.py numbers. The worker read the sums the
+-- batch adds to (in one transaction), added the batch's counts to them
 -- and hands this script the new sums, with the position and the `forgotten` count it
 -- read them at. The script writes them as given, only if neither moved since: no other
 -- write can have come between, so each sum is the old one plus the batch's counts, and

@@ -1,22 +1,26 @@
 """Redis store of the rolling performance metrics.
 
-Writes, per batch of one partition (the exactly-once step):
+Writes, per batch of one partition (the exactly-once step), on one connection to the
+node holding the partition (`pinned`); `perf_step` says what each round trip sends:
 
 1. The worker adds the batch up per hash, asset and dimension (`perf_batch.merge`).
-2. One MULTI/EXEC transaction (`step_read`) reads the partition's position, its
-   `forgotten` count, the size of its table of ids, the buckets of that table the
-   batch's ids fall in (`seen_ids`), and the sums the batch adds to (one field per asset
-   and hash); a position that covers the batch, or lies below the one expected, answers
-   here. Sums this worker wrote and still keeps (`KeptSums`) are not read again: they
-   hold at the fence they were written at.
+2. Read, one round trip: a MULTI/EXEC transaction reads the partition's position, its
+   `forgotten` count (together: the fence), the size of its table of ids, the buckets of
+   that table the batch's ids fall in (`seen_ids`), and the sums the batch adds to (one
+   field per asset and hash); then the fence is WATCHed and read again (read again when
+   it moved in between). A position that covers the batch, or lies below the one
+   expected, answers here. Sums this worker wrote and still keeps (`KeptSums`) are not
+   read again: they hold at the fence they were written at.
 3. The worker looks the ids up in the buckets read (`seen_ids.record`); ids applied
    before count as copies and the batch is added up again without them. It adds the
    batch's counts to the sums read (`_new_sums`); a sum past 2^53 - 1 refuses the batch
    before anything is written.
-4. `perf_apply.lua` writes the new sums, the table's new buckets, the dirty marks and
-   the position, in one atomic step, only if the position and the forgotten count are
-   still those of step 2 (the fence); otherwise it writes nothing, the kept sums of the
-   partition are dropped and step 2 runs again.
+4. Write, one round trip: a MULTI/EXEC transaction writes the new sums, the table's
+   new buckets, the dirty marks, the counters and the position, in one atomic step,
+   only if neither watched key changed since step 2 (every other writer of the
+   partition moves one of them); otherwise Redis writes nothing, the kept sums of the
+   partition are dropped and step 2 runs again. The position moves with the sums or
+   not at all; the consumer's offset (lag monitoring only) follows later.
 
 Redis never adds nor searches: it reads fields and writes fields, so a batch costs it a
 few microseconds per asset and hash whatever the number of counters behind them, and a
@@ -42,19 +46,19 @@ from service.store.codecs import Counters, add_sums, decode_sums, window_totals
 from service.store.kept_sums import Fence, KeptSums
 from service.store.keys import Keys
 from service.store.perf_batch import Entries, MergedBatch, PerfRow, merge
+from service.store.perf_step import PerfStep, ReadStep, StepWrite
+from service.store.pinned import Pinned, pinned
 from service.store.scripts import Scripts
 from service.store.seen_ids import (
     GENERATION_SECONDS,
     SEEN_SECONDS,
     SeenRead,
-    SeenUpdate,
     buckets_to_read,
     grown_size,
     legacy_fingerprint,
     legacy_generation_starts,
     record,
 )
-from service.store.step_read import ReadStep, StepReader
 
 __all__ = ["Applied", "ApplyStatus", "EventCounts", "MetricsStore", "PerfRow"]
 
@@ -66,14 +70,13 @@ READS_IN_FLIGHT = 8
 
 
 class ApplyStatus(Enum):
-    """What `perf_apply.lua` did with a batch (its header explains each)."""
+    """What a step did with a batch (`MetricsStore.apply`)."""
 
     APPLIED = 1
     COVERED = 0  # applied before, as a whole
     STRADDLES = -1  # the position lies inside the batch
     BEHIND = -2  # Redis holds a position below the one this worker expects: it lost writes
     OVERFLOW = -3  # a sum of `asset_id` would pass 2^53 - 1
-    STALE = -5  # another write came between the read and the write: `apply` reads again
 
 
 # The largest sum kept: readers and board scripts add in Lua, in doubles, exact up to here.
@@ -114,8 +117,8 @@ class Applied:
 
 def position_status(position: int, first: int, last: int, expected: int) -> ApplyStatus | None:
     """What a batch of offsets `first`..`last` meets at the partition's `position`, when
-    this worker expected it at `expected` or beyond (perf_apply.lua decides the same):
-    BEHIND, COVERED or STRADDLES; None when the batch can apply."""
+    this worker expected it at `expected` or beyond: BEHIND, COVERED or STRADDLES; None
+    when the batch can apply."""
     if position < expected:
         return ApplyStatus.BEHIND
     if last <= position:
@@ -126,8 +129,7 @@ def position_status(position: int, first: int, last: int, expected: int) -> Appl
 
 
 def check_rows(rows: Sequence[PerfRow]) -> None:
-    """Bad rows are an error before anything is written (`perf_apply.lua` checks what it
-    adds again; this names the event)."""
+    """Bad rows are an error before anything is written, naming the event."""
     for i, row in enumerate(rows, 1):
         if len(row) != 11:
             raise ValueError(f"bad input: event {i} must have 11 values, got {len(row)}")
@@ -156,13 +158,14 @@ class MetricsStore:
         read_step: ReadStep | None = None,
     ) -> None:
         """`kept_sums`: how many sums a worker keeps from its writes (0: read each time);
-        `read_step`: step 2's read (a `StepReader` unless given)."""
+        `read_step`: step 2's read (`PerfStep.read` unless given)."""
         self._redis = redis
         self._keys = keys
         self._scripts = scripts
         self._topic = topic
         self._kept = KeptSums(kept_sums)
-        self._read_step = read_step or StepReader(redis, keys, topic)
+        self._step = PerfStep(keys, topic)
+        self._read_step = read_step or self._step.read
         # partition -> its table of ids' size (`n`, `c`) as this worker last read or wrote it
         self._tables: dict[int, tuple[int, int]] = {}
         self._no_legacy_ids: set[int] = set()  # partitions with no id set of an earlier version
@@ -183,8 +186,11 @@ class MetricsStore:
         expected: int = -1,
     ) -> Applied:
         """Apply a batch (offsets `first`..`last`) if the position is still `expected` or
-        beyond; the module docstring numbers the steps, perf_apply.lua explains each
-        outcome."""
+        beyond; the module docstring numbers the steps. BEHIND: Redis holds a position
+        below `expected` (it lost writes; the caller seeks back); COVERED: applied
+        before; STRADDLES: the position lies inside the batch (the caller drops the
+        events at or below it and calls again); OVERFLOW: a lifetime sum of `asset_id`
+        would pass 2^53 - 1."""
         check_rows(rows)
         now_s = int(now)
         known: set[str] = set()
@@ -193,34 +199,49 @@ class MetricsStore:
         batch = merge(rows, now_s, known)
         hashes = self._hashes(partition, batch)
         while True:
-            read = await self._read_sums(partition, hashes, batch.numbers)
-            position = read.fence.position
-            met = position_status(position, first, last, expected)
-            if met is not None:
-                return Applied(met, position)
-            seen = record(read.seen, batch.fingerprints, batch.numbers, now_s)
-            if seen.known:
-                # Fewer events: the sums and buckets read still cover every one left, and
-                # `seen` added only the others.
-                known.update(batch.event_ids[i] for i in seen.known)
-                batch = merge(rows, now_s, known)
-                hashes = self._hashes(partition, batch)
-            written = _new_sums(hashes, read)
-            if isinstance(written, str):
-                return Applied(ApplyStatus.OVERFLOW, asset_id=written)
-            reply = await self._write(
-                partition, first, last, expected, batch, read, seen, written, now_s
-            )
-            status = ApplyStatus(int(reply[0]))
-            if status is ApplyStatus.APPLIED:
+            async with pinned(self._redis, self._step.position_key(partition)) as conn:
+                read = await self._read_sums(conn, partition, hashes, batch.numbers)
+                position = read.fence.position
+                met = position_status(position, first, last, expected)
+                if met is not None:
+                    return Applied(met, position)
+                seen = record(read.seen, batch.fingerprints, batch.numbers, now_s)
+                if seen.known:
+                    # Fewer events: the sums and buckets read still cover every one left,
+                    # and `seen` added only the others.
+                    known.update(batch.event_ids[i] for i in seen.known)
+                    batch = merge(rows, now_s, known)
+                    hashes = self._hashes(partition, batch)
+                written = _new_sums(hashes, read)
+                if isinstance(written, str):
+                    return Applied(ApplyStatus.OVERFLOW, asset_id=written)
+                done = await self._step.write(
+                    conn,
+                    partition,
+                    StepWrite(
+                        last=last,
+                        applied=len(batch.event_ids),
+                        copies=batch.copies,
+                        late=batch.late,
+                        dirty=list(batch.lifetime),
+                        hashes=written,
+                        buckets=seen.written,
+                        table=(seen.buckets, seen.entries),
+                        table_expires=now_s
+                        - now_s % GENERATION_SECONDS
+                        + GENERATION_SECONDS
+                        + SEEN_SECONDS,
+                    ),
+                )
+            if done:
                 self._tables[partition] = (seen.buckets, seen.entries)
                 fence = Fence(last, read.fence.forgotten)
                 self._kept.move(partition, fence)
                 self._kept.keep(partition, fence, ((k, _pairs(p)) for k, _, p in written))
-                return Applied(status, last, int(reply[1]), int(reply[2]), int(reply[3]))
-            self._kept.drop(partition)  # another writer came between, or Redis lost writes
-            if status is not ApplyStatus.STALE:
-                return Applied(status, int(reply[1]))
+                return Applied(
+                    ApplyStatus.APPLIED, last, len(batch.event_ids), batch.copies, batch.late
+                )
+            self._kept.drop(partition)  # another writer came between: read again
 
     async def _legacy_known(self, partition: int, rows: Sequence[PerfRow], now: int) -> set[str]:
         """The batch's ids found in the id sets earlier versions wrote (per generation,
@@ -252,7 +273,11 @@ class MetricsStore:
         return hashes
 
     async def _read_sums(
-        self, partition: int, hashes: list[tuple[str, int, Entries]], numbers: list[int]
+        self,
+        conn: Pinned,
+        partition: int,
+        hashes: list[tuple[str, int, Entries]],
+        numbers: list[int],
     ) -> _Read:
         """The sums the batch adds to (kept ones at the partition's kept fence, the others
         read) and the buckets its ids fall in (step 2); when Redis's fence is not the kept
@@ -271,11 +296,11 @@ class MetricsStore:
                     have[asset_id] = value
             if lacking:
                 missing.append((key, lacking))
-        read_at, read, seen = await self._call_sums(partition, missing, numbers)
+        read_at, read, seen = await self._call_sums(conn, partition, missing, numbers)
         if fence is not None and read_at != fence:
             kept.drop(partition)
             read_at, sums, seen = await self._call_sums(
-                partition, [(key, list(entries)) for key, _, entries in hashes], numbers
+                conn, partition, [(key, list(entries)) for key, _, entries in hashes], numbers
             )
         else:
             for key, values in read.items():
@@ -284,7 +309,7 @@ class MetricsStore:
         return _Read(read_at, sums, seen)
 
     async def _call_sums(
-        self, partition: int, wanted: list[tuple[str, list[str]]], numbers: list[int]
+        self, conn: Pinned, partition: int, wanted: list[tuple[str, list[str]]], numbers: list[int]
     ) -> tuple[Fence, dict[str, dict[str, str]], SeenRead]:
         """Step 2's read. Which buckets of ids to read depends on the table's size: it is
         taken from this worker's last step, and read again with the rest; when Redis holds
@@ -293,7 +318,7 @@ class MetricsStore:
         while True:
             grow_to = grown_size(buckets, entries, len(numbers))
             read = await self._read_step(
-                partition, buckets_to_read(buckets, grow_to, numbers), wanted
+                conn, partition, buckets_to_read(buckets, grow_to, numbers), wanted
             )
             if (read.buckets, read.entries) == (buckets, entries):
                 break
@@ -305,50 +330,6 @@ class MetricsStore:
             for (key, assets), values in zip(wanted, read.sums, strict=True)
         }
         return Fence(read.position, read.forgotten), sums, seen
-
-    async def _write(
-        self,
-        partition: int,
-        first: int,
-        last: int,
-        expected: int,
-        batch: MergedBatch,
-        read: _Read,
-        seen: SeenUpdate,
-        written: list[tuple[str, int, list[str]]],
-        now: int,
-    ) -> Any:
-        keys = self._keys
-        args: list[Any] = [
-            first,
-            last,
-            expected,
-            now - now % GENERATION_SECONDS + GENERATION_SECONDS + SEEN_SECONDS,
-            batch.copies,
-            batch.late,
-            read.fence.position,
-            read.fence.forgotten,
-            len(batch.event_ids),
-            len(batch.lifetime),
-            seen.buckets,
-            seen.entries,
-            len(seen.written),
-            *batch.lifetime,
-        ]
-        for bucket, value in seen.written.items():
-            args += (bucket, value)
-        for _, expires, pairs in written:
-            args += (expires, len(pairs) // 2, *pairs)
-        return await self._scripts.perf_apply(
-            keys=[
-                keys.perf_position(partition, self._topic),
-                keys.perf_counters(partition),
-                keys.perf_dirty(partition),
-                keys.perf_seen(partition),
-                *(key for key, _, _ in written),
-            ],
-            args=args,
-        )
 
     async def point(self, partition: int, asset_ids: Sequence[str]) -> None:
         """Record which partition holds each asset's metrics (idempotent)."""

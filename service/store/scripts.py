@@ -25,7 +25,6 @@ class Scripts:
     index_page: AsyncScript
     count_once: AsyncScript
     unschedule_if_due: AsyncScript
-    perf_apply: AsyncScript
     perf_forget: AsyncScript
     perf_read: AsyncScript
     position_advance: AsyncScript

@@ -22,11 +22,11 @@ from service.config import Settings
 from service.domain.enums import AssetStatus, Channel, MediaType
 from service.domain.library import LibraryEntry
 from service.domain.metrics import Totals, WindowTotals
-from service.domain.windows import DAY, HOUR, Window
+from service.domain.windows import DAY, Window
 from service.store.keys import Keys
 from service.store.leaderboards import REGISTRY, LeaderboardStore
 from service.store.leases import Lease
-from service.store.metrics import ApplyStatus, MetricsStore, PerfRow
+from service.store.metrics import MetricsStore, PerfRow
 from service.store.registry import RegistryStore
 from service.store.scripts import Scripts
 
@@ -80,36 +80,6 @@ def declared_only(redis: Any, name: str) -> tuple[Scripts, DeclaredOnly]:
 
 def row(n: int, asset: str, t: float, impressions: int = 10) -> PerfRow:
     return PerfRow(f"e{n}", asset, "web", "c1", int(t), impressions, 1, 0, 0, 0, 0)
-
-
-async def test_perf_apply_touches_only_its_declared_keys(redis: Any, settings: Settings) -> None:
-    scripts, checked = declared_only(redis, "perf_apply")
-    store = MetricsStore(
-        redis,
-        Keys(settings.redis_key_prefix),
-        scripts,
-        settings.topic_asset_performance,
-    )
-    await store.point(0, ["a1", "a2"])
-    # Every resolution, a late event, and a copy within the batch.
-    rows = [row(1, "a1", NOW - 60), row(2, "a2", NOW - 3 * HOUR), row(3, "a1", NOW - 40 * DAY)]
-    first = await store.apply(0, 0, 3, [*rows, rows[0]], NOW)
-    assert (first.status, first.applied, first.duplicates, first.late) == (
-        ApplyStatus.APPLIED,
-        3,
-        1,
-        1,
-    )
-    # An id applied before: found in the buckets read, the batch merged again without it.
-    again = await store.apply(0, 4, 5, [row(1, "a1", NOW - 60), row(4, "a2", NOW)], NOW)
-    assert (again.applied, again.duplicates) == (1, 1)
-    assert checked.calls == 2
-    # Covered, straddling and behind answer without touching anything else either.
-    assert (await store.apply(0, 0, 5, rows, NOW)).status is ApplyStatus.COVERED
-    assert (await store.apply(0, 5, 6, rows, NOW)).status is ApplyStatus.STRADDLES
-    assert (await store.apply(0, 6, 6, rows, NOW, expected=9)).status is ApplyStatus.BEHIND
-    lifetime = await store.totals("a1", Window.LIFETIME, NOW)
-    assert lifetime is not None and lifetime.impressions == 20
 
 
 async def test_perf_forget_touches_only_its_declared_keys(redis: Any, settings: Settings) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 import time
 from collections import defaultdict
-from typing import Any, cast
+from typing import Any
 
 import pytest
 
@@ -16,8 +16,8 @@ from service.domain.windows import DAY, HOUR, Window, live_resolutions, window_b
 from service.store.codecs import encode_sums
 from service.store.keys import Keys
 from service.store.metrics import ApplyStatus, EventCounts, MetricsStore, PerfRow
+from service.store.perf_step import PerfStep, ReadStep, StepRead
 from service.store.scripts import Scripts
-from service.store.step_read import StepReader
 
 pytestmark = pytest.mark.integration
 
@@ -226,51 +226,19 @@ async def test_counters_stay_exact_up_to_the_largest_lua_adds_exactly(
     assert (over.status, over.asset_id) == (ApplyStatus.OVERFLOW, "a1")
 
 
-@pytest.mark.parametrize(
-    "tail",
-    [
-        [],  # the hash declared, its section missing
-        ["0", "2", "a1", "ch:web=1"],  # fewer pairs than announced
-        ["0", "-1"],  # a negative number of assets
-        ["x", "1", "a1", "ch:web=1"],  # an expiry that is not a number
-        ["0", "1", "a1", "ch:web=1", "extra"],  # left over
-    ],
-)
-async def test_perf_apply_refuses_malformed_sections_before_any_write(
-    redis: Any, settings: Settings, tail: list[str]
-) -> None:
-    keys = Keys(settings.redis_key_prefix)
-    scripts = Scripts.register(redis)
-    # No events applied, one dirty asset, sums read at position -1 with nothing
-    # forgotten, a table of ids of one bucket and no entry, no bucket written.
-    head = [0, 0, -1, int(NOW) + 3600, 0, 0, -1, 0, 0, 1, 1, 0, 0, "a1"]
-    with pytest.raises(Exception, match="bad input"):
-        await scripts.perf_apply(
-            keys=[
-                keys.perf_position(0, "t"),
-                keys.perf_counters(0),
-                keys.perf_dirty(0),
-                keys.perf_seen(0),
-                keys.perf_lifetime(0),
-            ],
-            args=[*head, *tail],
-        )
-    assert [k async for k in redis.scan_iter(match=f"{settings.redis_key_prefix}:*")] == []
-
-
-def interfering(redis: Any, settings: Settings, step: Any) -> StepReader:
+def interfering(settings: Settings, step: Any) -> ReadStep:
     """A step's read whose first call is followed by `step`: another writer between a
     batch's read and its write."""
-    read = StepReader(redis, Keys(settings.redis_key_prefix), settings.topic_asset_performance)
+    read = PerfStep(Keys(settings.redis_key_prefix), settings.topic_asset_performance).read
     pending = [step]
 
-    async def read_then_interfere(*args: Any) -> Any:
+    async def read_then_interfere(*args: Any) -> StepRead:
         got = await read(*args)
         if pending:
             await pending.pop()()
         return got
 
-    return cast(StepReader, read_then_interfere)
+    return read_then_interfere
 
 
 async def test_a_batch_written_between_the_read_and_the_write_is_not_lost(
@@ -289,7 +257,7 @@ async def test_a_batch_written_between_the_read_and_the_write_is_not_lost(
         keys,
         scripts,
         settings.topic_asset_performance,
-        read_step=interfering(redis, settings, other_applies_five_to_nine),
+        read_step=interfering(settings, other_applies_five_to_nine),
     )
     applied = await store.apply(0, 10, 12, [row(3, "a1", NOW - 60)], NOW, expected=4)
     assert (applied.status, applied.applied) == (ApplyStatus.APPLIED, 1)
@@ -314,7 +282,7 @@ async def test_a_forget_between_the_read_and_the_write_stays_forgotten(
         keys,
         scripts,
         settings.topic_asset_performance,
-        read_step=interfering(redis, settings, forget_a1),
+        read_step=interfering(settings, forget_a1),
     )
     assert (await store.apply(0, 1, 1, [row(2, "a1", NOW - 60)], NOW)).applied == 1
     # Only the event after the forget counts in lifetime; the buckets keep both.
@@ -338,27 +306,27 @@ async def test_a_batch_another_worker_applies_between_the_read_and_the_write_cou
         keys,
         scripts,
         settings.topic_asset_performance,
-        read_step=interfering(redis, settings, other_applies_the_same_batch),
+        read_step=interfering(settings, other_applies_the_same_batch),
     )
     covered = await store.apply(0, 0, 1, batch, NOW)
     assert (covered.status, covered.position) == (ApplyStatus.COVERED, 1)
     assert await store.totals("a1", Window.LIFETIME, NOW) == Totals(200, 6, 2)
 
 
-def counting_reads(redis: Any, settings: Settings) -> tuple[StepReader, list[int]]:
+def counting_reads(settings: Settings) -> tuple[ReadStep, list[int]]:
     """A step's read that records how many sums each call asks for."""
-    read = StepReader(redis, Keys(settings.redis_key_prefix), settings.topic_asset_performance)
+    read = PerfStep(Keys(settings.redis_key_prefix), settings.topic_asset_performance).read
     asked: list[int] = []
 
-    async def counted(partition: int, buckets: Any, wanted: Any) -> Any:
+    async def counted(conn: Any, partition: int, buckets: Any, wanted: Any) -> StepRead:
         asked.append(sum(len(assets) for _, assets in wanted))
-        return await read(partition, buckets, wanted)
+        return await read(conn, partition, buckets, wanted)
 
-    return cast(StepReader, counted), asked
+    return counted, asked
 
 
 async def test_kept_sums_are_not_read_again(redis: Any, settings: Settings) -> None:
-    reads, asked = counting_reads(redis, settings)
+    reads, asked = counting_reads(settings)
     keys, topic = Keys(settings.redis_key_prefix), settings.topic_asset_performance
     store = MetricsStore(
         redis, keys, Scripts.register(redis), topic, kept_sums=1000, read_step=reads
@@ -380,7 +348,7 @@ async def test_kept_sums_are_not_trusted_after_another_writer(
     redis: Any, settings: Settings
 ) -> None:
     keys, topic = Keys(settings.redis_key_prefix), settings.topic_asset_performance
-    reads, asked = counting_reads(redis, settings)
+    reads, asked = counting_reads(settings)
     mine = MetricsStore(
         redis, keys, Scripts.register(redis), topic, kept_sums=1000, read_step=reads
     )

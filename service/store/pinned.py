@@ -1,0 +1,91 @@
+"""One connection to the Redis node that holds a key, kept across round trips.
+
+Why: a `WATCH` belongs to the connection that sent it, and the metrics step
+(service/store/metrics.py) reads, watches its fence, then writes with `MULTI`/`EXEC` on
+that same connection. redis-py's pipelines either release their connection after each
+round trip or, once watching, send each command on its own; this sends a list of
+commands in one write and reads every reply, on one connection, as often as needed.
+
+On a cluster the connection goes to the node that owns the key's slot in the client's
+slot map. A `MOVED` reply updates that map (the step fails as transient and is retried
+on the right node); `ASK` and `TRYAGAIN` (a slot migrating) fail the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+from redis.asyncio import RedisCluster
+from redis.exceptions import MovedError, RedisClusterException, ResponseError
+
+Command = Sequence[Any]
+
+
+class Pinned:
+    """A connection held by one task; `run` is its only way to talk."""
+
+    def __init__(self, connection: Any) -> None:
+        self._connection = connection
+        self.watching = False  # a WATCH is pending: UNWATCH before the connection goes back
+        self.in_flight = False  # replies not read yet: the connection cannot be reused
+
+    async def run(self, commands: Sequence[Command]) -> list[Any]:
+        """Send `commands` in one write and return their replies in order; an error
+        reply is returned in place, as its exception (so that every reply is read)."""
+        connection = self._connection
+        if self.watching and not connection.is_connected:
+            # redis-py would connect again, silently: the new connection watches nothing.
+            raise ConnectionError("the connection closed while watching; read again")
+        self.in_flight = True
+        await connection.send_packed_command(connection.pack_commands(commands), False)
+        replies: list[Any] = []
+        for _ in commands:
+            try:
+                replies.append(await connection.read_response())
+            except ResponseError as error:
+                replies.append(error)
+        self.in_flight = False
+        return replies
+
+
+@asynccontextmanager
+async def pinned(redis: Any, key: str) -> AsyncIterator[Pinned]:
+    """A connection to the node holding `key`, for this block only. Left with a WATCH
+    pending, it is sent UNWATCH; left with replies unread (an error, a cancellation),
+    it is closed rather than given back."""
+    if isinstance(redis, RedisCluster):
+        await redis.initialize()
+        node = redis.get_node_from_key(key)
+        if node is None:  # (only a replica is ever None)
+            raise RedisClusterException(f"no node holds the slot of {key!r}")
+        connection = node.acquire_connection()
+    else:
+        node = None
+        connection = await redis.connection_pool.get_connection()
+    held = Pinned(connection)
+    try:
+        yield held
+        if held.watching:
+            await held.run([("UNWATCH",)])
+            held.watching = False
+    except MovedError as moved:
+        if isinstance(redis, RedisCluster):
+            await redis.nodes_manager.move_slot(moved)
+        raise
+    finally:
+        if held.in_flight or held.watching:
+            await connection.disconnect()
+        if node is not None:
+            node.release(connection)
+        else:
+            await redis.connection_pool.release(connection)
+
+
+def raise_first_error(replies: Sequence[Any]) -> None:
+    """Raise the first error reply of a round trip (a transaction refused at queueing
+    names the command that failed; EXECABORT says only that one did)."""
+    for reply in replies:
+        if isinstance(reply, Exception):
+            raise reply

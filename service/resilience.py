@@ -30,6 +30,7 @@ from aiokafka.errors import (
     TopicAuthorizationFailedError,
 )
 from redis.exceptions import (
+    AskError,
     ClusterDownError,
     NoPermissionError,
     OutOfMemoryError,
@@ -68,6 +69,7 @@ _TRANSIENT_REPLIES = (
 _SCRIPT_ACL_REFUSAL = "The user executing the script can't"
 
 _TRANSIENT_REPLY_CLASSES = (
+    AskError,  # and MovedError: a slot moving or moved, where a raw connection sees them
     OutOfMemoryError,
     ReadOnlyError,
     ClusterDownError,

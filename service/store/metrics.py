@@ -128,6 +128,14 @@ def position_status(position: int, first: int, last: int, expected: int) -> Appl
     return None
 
 
+def check_offsets(first: int, last: int, expected: int) -> None:
+    """Offsets no consumer hands over are an error before anything is written."""
+    if not (type(first) is int and type(last) is int and 0 <= first <= last):
+        raise ValueError(f"bad input: offsets {first!r}..{last!r}")
+    if not (type(expected) is int and expected >= -1):
+        raise ValueError(f"bad input: expected position {expected!r}")
+
+
 def check_rows(rows: Sequence[PerfRow]) -> None:
     """Bad rows are an error before anything is written, naming the event."""
     for i, row in enumerate(rows, 1):
@@ -191,6 +199,7 @@ class MetricsStore:
         before; STRADDLES: the position lies inside the batch (the caller drops the
         events at or below it and calls again); OVERFLOW: a lifetime sum of `asset_id`
         would pass 2^53 - 1."""
+        check_offsets(first, last, expected)
         check_rows(rows)
         now_s = int(now)
         known: set[str] = set()

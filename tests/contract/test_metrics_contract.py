@@ -1,4 +1,4 @@
-"""The metrics write side's contract (perf_apply.lua), on the fake and on Redis."""
+"""The metrics write side's contract (`MetricsStore.apply`), on the fake and on Redis."""
 
 from __future__ import annotations
 
@@ -95,6 +95,17 @@ async def test_bad_input_is_refused_before_any_write(backend: Backend, bad: Perf
         await backend.metrics.apply(0, 0, 1, [row(1), bad], NOW)
     assert await backend.metrics.position(0) == -1
     assert (await backend.metrics.apply(0, 0, 0, [row(1)], NOW)).applied == 1
+
+
+@pytest.mark.parametrize(
+    ("first", "last", "expected"), [(-1, 0, -1), (2, 1, -1), (0, 0, -2), (0, True, -1)]
+)
+async def test_bad_offsets_are_refused_before_any_write(
+    backend: Backend, first: int, last: int, expected: int
+) -> None:
+    with pytest.raises(Exception, match="bad input"):
+        await backend.metrics.apply(0, first, last, [row(1)], NOW, expected=expected)
+    assert await backend.metrics.position(0) == -1
 
 
 async def test_series_reads_each_bucket_zero_filled(backend: Backend) -> None:

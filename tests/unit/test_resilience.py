@@ -12,9 +12,11 @@ from aiokafka.errors import (
     TopicAuthorizationFailedError,
 )
 from redis.exceptions import (
+    AskError,
     AuthenticationError,
     BusyLoadingError,
     ClusterDownError,
+    MovedError,
     NoPermissionError,
     OutOfMemoryError,
     ReadOnlyError,
@@ -38,6 +40,9 @@ from service.resilience import Backoff, is_transient
         ReadOnlyError("You can't write against a read only replica."),
         ClusterDownError("The cluster is down"),
         TryAgainError("Multiple keys request during rehashing of slot"),
+        # A slot moved or moving, as the parser gives them (the code dropped from the text).
+        MovedError("3999 127.0.0.1:6381"),
+        AskError("3999 127.0.0.1:6382"),
         ResponseError("MISCONF Redis is configured to save RDB snapshots, but it's failing"),
         ResponseError("BUSY Redis is busy running a script"),
         ResponseError("ERR Error running script (call to f_1): @user_script:3: -OOM command ..."),

@@ -1,6 +1,6 @@
 """The ceiling: the service's own batch handler behind a minimal aiokafka consumer.
 
-Same decode, same pointer writes, same `perf_apply.lua` call per partition batch
+Same decode, same pointer writes, same metrics step per partition batch
 as the worker (the handler is built by `Runtime.build`, exactly as the worker
 builds it), but no Faust: a plain consumer in its own group reads up to
 `max_records` records per `getmany` and awaits the handler once per partition, in

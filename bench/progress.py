@@ -1,7 +1,7 @@
 """Watching Redis until it reflects every event: the end of each measurement.
 
 The measurement ends when the partitions' `applied` counters (written by
-perf_apply.lua in the same atomic step as the metrics) add up to the number of
+the metrics step in the same transaction as the sums) add up to the number of
 events produced, not when a consumer has read them: what counts is that the
 metrics are visible to the API. The counters are polled every 100 ms, one
 pipelined round trip, so the figures are exact to about a tenth of a second.

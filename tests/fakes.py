@@ -2,7 +2,7 @@
 
 Each fake keeps the semantics of its Redis adapter and Lua script, the ones the handlers
 rely on: compare-and-set on `rev`, projections ignored when not newer, the position
-checks of `perf_apply.lua` and `position_advance.lua`, de-duplication of event ids,
+checks of the metrics step and of `position_advance.lua`, de-duplication of event ids,
 the held-event schedule, counting a dead letter once per id, windows summed from the
 buckets they cover, the dirty sets the board refresh drains, board entries moved with
 their asset, a suggestion's slot holding only its last record. tests/contract/ runs the
@@ -318,7 +318,7 @@ class FakeRegistryStore:
 
 
 class FakeMetricsStore:
-    """The write side of MetricsStore in memory: perf_apply.lua's steps, in its order,
+    """The write side of MetricsStore in memory: its step's checks, in their order,
     event by event (the store adds a batch up first; the sums are the same)."""
 
     def __init__(self) -> None:
@@ -493,7 +493,7 @@ class FakeMetricsStore:
 
 
 def _validate(first: int, last: int, rows: Sequence[PerfRow], expected: int) -> None:
-    """perf_apply.lua's step 1: bad input is an error, before anything is written."""
+    """`check_rows` and the offsets: bad input is an error, before anything is written."""
 
     def integer(value: object) -> bool:
         return isinstance(value, int) and not isinstance(value, bool)
@@ -578,7 +578,7 @@ class FakeProducer:
 
 class FakeLeaderboardStore:
     """LeaderboardStore in memory. The dirty sets of the metrics partitions are the ones
-    `FakeMetricsStore.apply` fills (perf_apply.lua adds to them), when it is given."""
+    `FakeMetricsStore.apply` fills (the metrics step adds to them), when it is given."""
 
     def __init__(self, metrics: FakeMetricsStore | None = None) -> None:
         self.boards: dict[tuple[str, Window, Channel | None], dict[str, Totals]] = defaultdict(dict)

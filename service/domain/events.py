@@ -55,8 +55,8 @@ Label = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 MAX_METRIC_DELTA = 10**10
 """Largest delta of one performance metric in one event. Ten billion impressions in
 one report is beyond any single asset's campaign, and a batch of 100,000 events at
-this maximum sums to 10**15, below 2**53 (about 9.007e15): the per-batch sums
-perf_apply.lua adds up in doubles stay exact. (10**12 would not: 10**17.)"""
+this maximum sums to 10**15, below 2**53 (about 9.007e15): sums that readers add up
+in Lua, in doubles, stay exact. (10**12 would not: 10**17.)"""
 
 MAX_FILE_SIZE_BYTES = 2**40
 """1 TiB: far above any deliverable marketing file (hours of 4K video at broadcast

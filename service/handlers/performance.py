@@ -9,24 +9,23 @@ The commit protocol, per batch of one partition (records in offset order):
 2. Decode every record. Bad ones (and events more than the tolerance in the future)
    go to the dead-letter topic; Kafka acknowledges them before anything else moves.
 3. Record which partition holds each new asset's metrics (an idempotent pointer).
-4. Add the batch up per counter (`perf_batch.merge`), then run `perf_apply.lua`, one
-   atomic step that first validates its input, then:
+4. Apply the batch in the metrics store's exactly-once step (`MetricsStore.apply`:
+   it validates its input, reads, adds, and writes in one atomic transaction), which:
    - answers "behind" when the position is below the one this worker last saw
      (Redis lost writes): the consumer seeks back to the stored position + 1;
    - skips the batch if the position already covers it;
    - when the batch straddles the position, the records at or below it are dropped
      and the step repeated;
-   - names the event ids it applied before (24 to 30 h): the store adds the batch up
-     again without them and repeats the step;
+   - counts the event ids applied before (24 to 30 h) as duplicates;
    - refuses a batch that would overflow a lifetime counter: that asset's records
      of the batch are dead-lettered and the step repeated;
-   - otherwise adds the sums to the counters, records the ids, and moves the position
-     to the batch's last offset.
+   - otherwise writes the new sums, records the ids, and moves the position to the
+     batch's last offset, all in one transaction.
 5. Return; the consumer fetches the next batch and reports the position to Kafka
    as the committed offset, which only serves lag monitoring.
 
 A batch of more than MAX_EVENTS_PER_STEP records goes through steps 2-4 in slices of
-that many consecutive records, each its own atomic step, so that no script call holds
+that many consecutive records, each its own atomic step, so that no transaction holds
 Redis for long.
 
 A transient failure (Redis away) raises out of the handler: the consumer pauses the
@@ -58,7 +57,7 @@ from service.store.metrics import Applied, ApplyStatus, PerfRow
 log = logging.getLogger(__name__)
 
 POINTER_CACHE_SIZE = 200_000
-# Records per atomic step: each of its two script calls holds Redis (every read waits
+# Records per atomic step: each of its two transactions holds Redis (every read waits
 # behind it) for a few us per event, and the worker's event loop (the API's too) for
 # tens of us per event between them, so a step of 250 holds either for a few ms (the bench
 # counts the calls over 5 ms). Smaller steps cost more commands per event (each step

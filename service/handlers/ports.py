@@ -131,7 +131,7 @@ class MetricsWrites(Protocol):
         *,
         expected: int = -1,
     ) -> Applied:
-        """One atomic step (perf_apply.lua): BEHIND when the position is below `expected`,
+        """One atomic step (`MetricsStore.apply`): BEHIND when the position is below `expected`,
         COVERED when it covers `last`, STRADDLES when it lies in [first, last), OVERFLOW
         when a lifetime counter would pass its limit; otherwise APPLIED, each event id
         counted once, the position moved to `last`."""

@@ -5,7 +5,7 @@ metric and library counters, Python writes the board entries. Only the store
 modules use this: the rest of the service sees `Totals`, `WindowTotals` and
 board entries, never a field name.
 
-- Metric hashes (`perf_apply.lua`): `<asset_id>` -> the asset's sums in that hash,
+- Metric hashes (written by the metrics step): `<asset_id>` -> the asset's sums in that hash,
   `ch:web=120,4|cp:c1=120,,2`: per dimension (`ch:<channel>` or `cp:<campaign>`) its six
   counts in the order of `METRICS`, a 0 written as nothing and trailing ones left out;
   a dimension whose counts are all 0 is not written.

@@ -3,10 +3,10 @@
 While a worker owns a partition it is the only writer of the partition's sums, so what
 it wrote last is what Redis holds, until another writer moves the partition's position
 or its `forgotten` count (service/store/metrics.py): together, the fence. Each partition
-keeps the fence its sums hold at. `perf_apply.lua` refuses a write whose fence is not
-Redis's; the store then drops the partition's sums here and reads them again. So a sum
-kept here is never trusted past a write it did not see, and the only cost of keeping
-too little is a read.
+keeps the fence its sums hold at. Redis refuses a write whose fence is not its own
+(service/store/perf_step.py); the store then drops the partition's sums here and reads
+them again. So a sum kept here is never trusted past a write it did not see, and the
+only cost of keeping too little is a read.
 
 Bounded: at most `size` sums over every partition, the least recently used dropped
 first (a bucket that expired is never asked for again and goes that way too). Entries are

@@ -40,7 +40,7 @@ Entries = dict[str, Counters]  # asset_id -> its counters in one key
 
 @dataclass(slots=True)
 class MergedBatch:
-    """What one `perf_apply.lua` call writes, and what it counts."""
+    """What one step of the metrics writes, and what it counts."""
 
     event_ids: list[str] = field(default_factory=list)  # of the events applied, in order
     fingerprints: list[str] = field(default_factory=list)  # of the same ids (seen_ids.py)

@@ -1,5 +1,5 @@
 """The reads the board refresh relies on, on the fake and on Redis: windows summed from
-the buckets they cover (perf_apply.lua writes them), the partition holding an asset's
+the buckets they cover (the metrics step writes them), the partition holding an asset's
 metrics, and the registry's asset states."""
 
 from __future__ import annotations

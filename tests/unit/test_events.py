@@ -94,7 +94,7 @@ def test_feedback_new_asset_only_when_applied() -> None:
 
 
 def test_the_largest_metric_delta_keeps_lua_sums_exact() -> None:
-    # perf_apply.lua sums deltas in doubles: 100,000 events at the maximum stay exact.
+    # Readers sum in Lua, in doubles: 100,000 events at the maximum stay exact.
     assert MAX_METRIC_DELTA * 100_000 < 2**53
 
 

@@ -2,7 +2,8 @@
 --
 -- KEYS[1]  lifetime hash of the asset's partition: `<asset_id>` -> its sums
 -- KEYS[2]  counters hash of that partition: `forgotten` counts the removals, so that a
---          batch whose sums were read before one is read again (perf_apply.lua, step 2)
+--          batch whose sums were read before one is read again (the metrics step's
+--          write is refused: service/store/perf_step.py)
 -- ARGV[1]  asset_id (non-empty)
 --
 -- Returns 1 when the asset had sums, 0 when it had none (idempotent: nothing is written).

@@ -8,11 +8,13 @@ from collections import defaultdict
 from typing import Any
 
 import pytest
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from service.config import Settings
 from service.domain.enums import Channel
 from service.domain.metrics import METRICS, Totals
 from service.domain.windows import DAY, HOUR, Window, live_resolutions, window_buckets
+from service.resilience import is_transient
 from service.store.codecs import encode_sums
 from service.store.keys import Keys
 from service.store.metrics import ApplyStatus, EventCounts, MetricsStore, PerfRow
@@ -263,6 +265,37 @@ async def test_a_batch_written_between_the_read_and_the_write_is_not_lost(
     assert (applied.status, applied.applied) == (ApplyStatus.APPLIED, 1)
     assert await store.totals("a1", Window.LIFETIME, NOW) == Totals(300, 9, 3)
     assert await store.totals("a1", Window.HOUR, NOW) == Totals(300, 9, 3)
+
+
+async def test_a_connection_lost_between_the_read_and_the_write_writes_nothing(
+    redis: Any, settings: Settings
+) -> None:
+    keys, topic = Keys(settings.redis_key_prefix), settings.topic_asset_performance
+    read = PerfStep(keys, topic).read
+    killed: list[int] = []
+
+    async def read_then_lose_the_connection(conn: Any, *args: Any) -> StepRead:
+        got = await read(conn, *args)
+        if not killed:
+            [client_id] = await conn.run([("CLIENT", "ID")])
+            killed.append(await redis.execute_command("CLIENT", "KILL", "ID", client_id))
+            with pytest.raises(RedisConnectionError):  # the client notices: it disconnects
+                await conn.run([("PING",)])
+        return got
+
+    store = MetricsStore(
+        redis, keys, Scripts.register(redis), topic, read_step=read_then_lose_the_connection
+    )
+    await store.point(0, ["a1"])
+    with pytest.raises(Exception) as lost:
+        await store.apply(0, 0, 0, [row(1, "a1", NOW - 60)], NOW)
+    assert killed == [1] and is_transient(lost.value), lost.value
+    assert await store.position(0) == -1, "nothing written"
+    assert await store.totals("a1", Window.LIFETIME, NOW) == Totals(0, 0, 0)
+    # Not connected again behind the step's back (the new connection would watch nothing):
+    # the retry reads again and applies once.
+    assert (await store.apply(0, 0, 0, [row(1, "a1", NOW - 60)], NOW)).applied == 1
+    assert await store.totals("a1", Window.LIFETIME, NOW) == Totals(100, 3, 1)
 
 
 async def test_a_forget_between_the_read_and_the_write_stays_forgotten(

@@ -13,12 +13,15 @@ on the right node); `ASK` and `TRYAGAIN` (a slot migrating) fail the same way.
 
 from __future__ import annotations
 
+import asyncio
+import math
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
 from redis.asyncio import RedisCluster
 from redis.exceptions import MovedError, RedisClusterException, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 Command = Sequence[Any]
 
@@ -41,11 +44,18 @@ class Pinned:
         self.in_flight = True
         await connection.send_packed_command(connection.pack_commands(commands), False)
         replies: list[Any] = []
-        for _ in commands:
-            try:
-                replies.append(await connection.read_response())
-            except ResponseError as error:
-                replies.append(error)
+        # One deadline for the whole round trip: redis-py's own, per reply, schedules and
+        # cancels a timer for each of the hundred-odd replies of a step.
+        limit = connection.socket_timeout
+        try:
+            async with asyncio.timeout(limit):
+                for _ in commands:
+                    try:
+                        replies.append(await connection.read_response(timeout=math.inf))
+                    except ResponseError as error:
+                        replies.append(error)
+        except TimeoutError:
+            raise RedisTimeoutError(f"no reply from Redis within {limit} s") from None
         self.in_flight = False
         return replies
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
 from collections import defaultdict
@@ -9,12 +10,14 @@ from typing import Any
 
 import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from service.config import Settings
 from service.domain.enums import Channel
 from service.domain.metrics import METRICS, Totals
 from service.domain.windows import DAY, HOUR, Window, live_resolutions, window_buckets
 from service.resilience import is_transient
+from service.store.client import connect
 from service.store.codecs import encode_sums
 from service.store.keys import Keys
 from service.store.metrics import ApplyStatus, EventCounts, MetricsStore, PerfRow
@@ -296,6 +299,27 @@ async def test_a_connection_lost_between_the_read_and_the_write_writes_nothing(
     # the retry reads again and applies once.
     assert (await store.apply(0, 0, 0, [row(1, "a1", NOW - 60)], NOW)).applied == 1
     assert await store.totals("a1", Window.LIFETIME, NOW) == Totals(100, 3, 1)
+
+
+async def test_a_step_redis_does_not_answer_times_out_and_writes_nothing(
+    redis: Any, settings: Settings
+) -> None:
+    keys, topic = Keys(settings.redis_key_prefix), settings.topic_asset_performance
+    impatient = connect(settings.model_copy(update={"redis_socket_timeout_seconds": 0.3}))
+    store = MetricsStore(impatient, keys, Scripts.register(impatient), topic)
+    try:
+        await store.point(0, ["a1"])
+        await redis.execute_command("CLIENT", "PAUSE", 1000, "ALL")  # Redis frozen for 1 s
+        started = time.monotonic()
+        with pytest.raises(RedisTimeoutError):
+            await store.apply(0, 0, 0, [row(1, "a1", NOW - 60)], NOW)
+        assert time.monotonic() - started < 0.9, "given up at the reply timeout, not the pause"
+        await asyncio.sleep(1.0)
+        assert await store.position(0) == -1, "nothing written"
+        assert (await store.apply(0, 0, 0, [row(1, "a1", NOW - 60)], NOW)).applied == 1
+    finally:
+        await redis.execute_command("CLIENT", "UNPAUSE")
+        await impatient.aclose()
 
 
 async def test_a_forget_between_the_read_and_the_write_stays_forgotten(

@@ -31,6 +31,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from service.errors import TransientError
 from service.store.keys import Keys
 from service.store.pinned import Command, Pinned, raise_first_error
 
@@ -62,6 +63,9 @@ class StepWrite:
     table: tuple[int, int]  # the table's `n` and `c` after the step
     table_expires: int  # EXPIREAT of the table
 
+
+# Reads before the step gives up for a while, when the fence keeps moving in between.
+MAX_FENCE_READS = 20
 
 # the connection, partition, buckets of the table of ids to read, (hash, asset_ids) to read
 ReadStep = Callable[
@@ -100,8 +104,7 @@ class PerfStep:
         reads.extend(("HMGET", key, *assets) for key, assets in wanted if assets)
         commands = [("MULTI",), *reads, ("EXEC",), ("WATCH", position, counters)]
         commands += [("GET", position), ("HGET", counters, "forgotten")]
-        while True:
-            conn.watching = True
+        for _ in range(MAX_FENCE_READS):
             replies = await conn.run(commands)
             raise_first_error(replies)
             got = replies[len(reads) + 1]
@@ -110,6 +113,11 @@ class PerfStep:
             raise_first_error(got)
             if [got[0], got[1]] == replies[-2:]:
                 break
+        else:
+            raise TransientError(
+                f"partition {partition}: its position or forgotten count moved between "
+                f"each of {MAX_FENCE_READS} reads and the WATCH after it; retrying later"
+            )
         pos, forgotten, (n, c) = got[0], got[1], got[2]
         values = iter(got[4:] if buckets else got[3:])
         return StepRead(
@@ -148,8 +156,7 @@ class PerfStep:
             ("HINCRBY", counters, "late", step.late),
             ("EXEC",),
         ]
-        replies = await conn.run(commands)
-        conn.watching = False  # EXEC ends every WATCH, whether it ran or not
+        replies = await conn.run(commands)  # (its EXEC ends the WATCH, whether it ran or not)
         raise_first_error(replies)
         done = replies[-1]
         if done is None:

@@ -8,20 +8,32 @@ commands in one write and reads every reply, on one connection, as often as need
 
 On a cluster the connection goes to the node that owns the key's slot in the client's
 slot map. A `MOVED` reply updates that map (the step fails as transient and is retried
-on the right node); `ASK` and `TRYAGAIN` (a slot migrating) fail the same way.
+on the right node); `ASK` and `TRYAGAIN` (a slot migrating) fail the same way; a lost
+connection, a timeout or `CLUSTERDOWN` reload the map from the cluster (a failover may
+have moved the slot).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
 from redis.asyncio import RedisCluster
-from redis.exceptions import MovedError, RedisClusterException, ResponseError
+from redis.exceptions import (
+    ClusterDownError,
+    MovedError,
+    RedisClusterException,
+    ResponseError,
+    SlotNotCoveredError,
+)
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+
+log = logging.getLogger(__name__)
 
 Command = Sequence[Any]
 
@@ -41,6 +53,13 @@ class Pinned:
         if self.watching and not connection.is_connected:
             # redis-py would connect again, silently: the new connection watches nothing.
             raise ConnectionError("the connection closed while watching; read again")
+        watching = self.watching
+        for command in commands:
+            name = str(command[0]).upper()
+            if name == "WATCH":
+                watching = True
+            elif name in _ENDING_WATCHES:
+                watching = False
         self.in_flight = True
         await connection.send_packed_command(connection.pack_commands(commands), False)
         replies: list[Any] = []
@@ -57,7 +76,15 @@ class Pinned:
         except TimeoutError:
             raise RedisTimeoutError(f"no reply from Redis within {limit} s") from None
         self.in_flight = False
+        self.watching = watching
         return replies
+
+
+# What ends every WATCH of a connection, whatever its outcome.
+_ENDING_WATCHES = frozenset({"EXEC", "DISCARD", "UNWATCH"})
+# Failures after which a cluster client's slot map may be wrong: a primary gone, a
+# failover, slots not served. redis-py's own command path reloads it on the same.
+_STALE_SLOT_MAP = (RedisConnectionError, RedisTimeoutError, ClusterDownError, SlotNotCoveredError)
 
 
 @asynccontextmanager
@@ -79,18 +106,30 @@ async def pinned(redis: Any, key: str) -> AsyncIterator[Pinned]:
         yield held
         if held.watching:
             await held.run([("UNWATCH",)])
-            held.watching = False
     except MovedError as moved:
-        if isinstance(redis, RedisCluster):
+        if node is not None:
             await redis.nodes_manager.move_slot(moved)
         raise
-    finally:
-        if held.in_flight or held.watching:
-            await connection.disconnect()
+    except _STALE_SLOT_MAP:
         if node is not None:
-            node.release(connection)
-        else:
-            await redis.connection_pool.release(connection)
+            await _reload_slot_map(redis)
+        raise
+    finally:
+        try:
+            if held.in_flight or held.watching:
+                await connection.disconnect()
+        finally:
+            if node is not None:
+                node.release(connection)
+            else:
+                await redis.connection_pool.release(connection)
+
+
+async def _reload_slot_map(cluster: Any) -> None:
+    try:
+        await cluster.nodes_manager.initialize()
+    except Exception as exc:  # the cluster is still away: the next step tries again
+        log.debug("reloading the cluster's slot map failed: %r", exc)
 
 
 def raise_first_error(replies: Sequence[Any]) -> None:

@@ -68,6 +68,8 @@ _TRANSIENT_REPLIES = (
 # code, but the same operator's fix and the same wait.
 _SCRIPT_ACL_REFUSAL = "The user executing the script can't"
 
+_EXEC_REFUSAL = "Transaction discarded because of: "
+
 _TRANSIENT_REPLY_CLASSES = (
     AskError,  # and MovedError: a slot moving or moved, where a raw connection sees them
     OutOfMemoryError,
@@ -103,6 +105,11 @@ def is_transient(exc: BaseException) -> bool:
     if isinstance(exc, ResponseError):
         text = str(exc).lstrip()
         if text.split(" ", 1)[0] in _TRANSIENT_REPLIES or _SCRIPT_ACL_REFUSAL in text:
+            return True
+        # A transaction refused at EXEC names the server's state after this (Redis checks
+        # OOM, READONLY and the like again there): "... discarded because of: OOM ...".
+        _, because, reason = text.partition(_EXEC_REFUSAL)
+        if because and reason.split(" ", 1)[0] in _TRANSIENT_REPLIES:
             return True
         # Older servers wrap a script's error: "ERR Error running script ... -OOM ...".
         return any(f"-{code} " in text for code in _TRANSIENT_REPLIES)

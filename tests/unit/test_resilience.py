@@ -16,6 +16,7 @@ from redis.exceptions import (
     AuthenticationError,
     BusyLoadingError,
     ClusterDownError,
+    ExecAbortError,
     MovedError,
     NoPermissionError,
     OutOfMemoryError,
@@ -43,6 +44,12 @@ from service.resilience import Backoff, is_transient
         # A slot moved or moving, as the parser gives them (the code dropped from the text).
         MovedError("3999 127.0.0.1:6381"),
         AskError("3999 127.0.0.1:6382"),
+        # A transaction refused at EXEC for the server's state, as the parser gives it.
+        ExecAbortError(
+            "Transaction discarded because of: OOM command not allowed when used memory "
+            "> 'maxmemory'."
+        ),
+        ExecAbortError("Transaction discarded because of: READONLY You can't write ..."),
         ResponseError("MISCONF Redis is configured to save RDB snapshots, but it's failing"),
         ResponseError("BUSY Redis is busy running a script"),
         ResponseError("ERR Error running script (call to f_1): @user_script:3: -OOM command ..."),
@@ -78,6 +85,7 @@ def test_infrastructure_failures_are_transient(exc: BaseException) -> None:
     [
         ResponseError("ERR bad input: event 3 delta 1 must be an integer in [0, 10000000000]"),
         ResponseError("WRONGTYPE Operation against a key holding the wrong kind of value"),
+        ExecAbortError("Transaction discarded because of previous errors."),
         MessageSizeTooLargeError(),
         ValueError("a bug"),
         KeyError("a bug"),

@@ -42,6 +42,7 @@ from service.domain.enums import Channel
 from service.domain.events import MAX_METRIC_DELTA
 from service.domain.metrics import Totals, WindowTotals
 from service.domain.windows import Resolution, Window, window_buckets
+from service.errors import TransientError
 from service.store.codecs import Counters, add_sums, decode_sums, window_totals
 from service.store.kept_sums import Fence, KeptSums
 from service.store.keys import Keys
@@ -67,6 +68,9 @@ __all__ = ["Applied", "ApplyStatus", "EventCounts", "MetricsStore", "PerfRow"]
 READ_ASSETS_PER_CALL = 10
 # perf_read.lua calls in flight at once for one read (each takes a pooled connection).
 READS_IN_FLIGHT = 8
+# Reads of one step before it gives up for a while (a transient failure: the partition
+# pauses and retries), when another writer keeps moving the fence between read and write.
+MAX_READS = 20
 
 
 class ApplyStatus(Enum):
@@ -113,6 +117,14 @@ class Applied:
     duplicates: int = 0
     late: int = 0
     asset_id: str | None = None
+
+
+def _busy(partition: int) -> TransientError:
+    return TransientError(
+        f"partition {partition}: another writer moved its position or its forgotten count "
+        f"under {MAX_READS} reads in a row (a worker that still believes it owns the "
+        "partition, or many of its assets deleted at once); retrying later"
+    )
 
 
 def position_status(position: int, first: int, last: int, expected: int) -> ApplyStatus | None:
@@ -207,7 +219,7 @@ class MetricsStore:
             known = await self._legacy_known(partition, rows, now_s)
         batch = merge(rows, now_s, known)
         hashes = self._hashes(partition, batch)
-        while True:
+        for _ in range(MAX_READS):
             async with pinned(self._redis, self._step.position_key(partition)) as conn:
                 read = await self._read_sums(conn, partition, hashes, batch.numbers)
                 position = read.fence.position
@@ -251,6 +263,7 @@ class MetricsStore:
                     ApplyStatus.APPLIED, last, len(batch.event_ids), batch.copies, batch.late
                 )
             self._kept.drop(partition)  # another writer came between: read again
+        raise _busy(partition)
 
     async def _legacy_known(self, partition: int, rows: Sequence[PerfRow], now: int) -> set[str]:
         """The batch's ids found in the id sets earlier versions wrote (per generation,
@@ -321,19 +334,26 @@ class MetricsStore:
         self, conn: Pinned, partition: int, wanted: list[tuple[str, list[str]]], numbers: list[int]
     ) -> tuple[Fence, dict[str, dict[str, str]], SeenRead]:
         """Step 2's read. Which buckets of ids to read depends on the table's size: it is
-        taken from this worker's last step, and read again with the rest; when Redis holds
-        another (the partition's first step here, or another writer's), read again."""
-        buckets, entries = self._tables.get(partition, (1, 0))
-        while True:
-            grow_to = grown_size(buckets, entries, len(numbers))
-            read = await self._read_step(
-                conn, partition, buckets_to_read(buckets, grow_to, numbers), wanted
-            )
-            if (read.buckets, read.entries) == (buckets, entries):
+        taken from this worker's last step (read alone first on the partition's first step
+        here), and read again with the rest; when Redis holds a size that needs other
+        buckets (another writer's step came between), read again."""
+        table = self._tables.get(partition)
+        if table is None:
+            first = await self._read_step(conn, partition, [], [])
+            table = (first.buckets, first.entries)
+        grow_to = grown_size(*table, len(numbers))
+        fields = buckets_to_read(table[0], grow_to, numbers)
+        for _ in range(MAX_READS):
+            read = await self._read_step(conn, partition, fields, wanted)
+            grow_to = grown_size(read.buckets, read.entries, len(numbers))
+            needed = buckets_to_read(read.buckets, grow_to, numbers)
+            if needed == fields:
                 break
-            buckets, entries = read.buckets, read.entries
-        self._tables[partition] = (buckets, entries)
-        seen = SeenRead.of_reply(buckets, entries, grow_to, read.bucket_values, numbers)
+            fields = needed
+        else:
+            raise _busy(partition)
+        self._tables[partition] = (read.buckets, read.entries)
+        seen = SeenRead.of_reply(read.buckets, read.entries, grow_to, read.bucket_values, numbers)
         sums = {
             key: dict(zip(assets, values, strict=True))
             for (key, assets), values in zip(wanted, read.sums, strict=True)

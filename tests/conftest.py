@@ -17,13 +17,14 @@ import asyncio
 import os
 import socket
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
 from pydantic import SecretStr
 
 from service.config import SECURITY_OPTIONAL_FIELDS, Settings, variable
@@ -130,6 +131,10 @@ def stack() -> dict[str, str]:
     redis = urlparse(REDIS_URL)
     if not _reachable(redis.hostname or "127.0.0.1", redis.port or 6379):
         pytest.fail(f"Redis is not reachable at {REDIS_URL}: {HOW_TO_START}", pytrace=False)
+    return _stack_env()
+
+
+def _stack_env() -> dict[str, str]:
     return {
         **STACK,
         "MEDIA_KAFKA_BOOTSTRAP_SERVERS": KAFKA,
@@ -139,10 +144,46 @@ def stack() -> dict[str, str]:
     }
 
 
+# The runs `isolated_env` handed out in this session. Their topics are deleted when the
+# session ends: a local stack that kept every test's topics ran out of broker memory
+# after a few dozen full runs.
+_RUNS: set[str] = set()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _topics_deleted_at_the_end() -> Iterator[None]:
+    yield
+    if _RUNS:
+        asyncio.run(_delete_topics_of(set(_RUNS)))
+
+
+async def _delete_topics_of(runs: set[str]) -> None:
+    """Delete the topics of `runs` (`<run>.<name>`, and Faust's `<run>-...`). Never fails
+    the session: a broker already gone only leaves them behind."""
+    settings = settings_from(isolated_env(_stack_env()))
+    admin = AIOKafkaAdminClient(
+        **client_options(settings), client_id="tests-cleanup", request_timeout_ms=30_000
+    )
+    try:
+        await admin.start()
+        names = [
+            name
+            for name in await admin.list_topics()
+            if name.split(".", 1)[0].split("-", 1)[0] in runs
+        ]
+        for at in range(0, len(names), 100):
+            await admin.delete_topics(names[at : at + 100])
+    except Exception as exc:
+        print(f"\nthe tests' topics were not all deleted: {exc!r}")
+    finally:
+        await admin.close()
+
+
 def isolated_env(stack: dict[str, str], **extra: Any) -> dict[str, str]:
     """MEDIA_* variables for one test: its own topics, consumer group and key prefix, and
     the stack's connection settings."""
     run = f"t{uuid.uuid4().hex[:10]}"
+    _RUNS.add(run)
     env = {
         **{name: value for name, value in stack.items() if name.startswith("MEDIA_")},
         "MEDIA_APP_ID": run,

@@ -9,6 +9,7 @@ from collections import defaultdict
 from typing import Any
 
 import pytest
+from redis.asyncio import RedisCluster
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -299,6 +300,24 @@ async def test_a_connection_lost_between_the_read_and_the_write_writes_nothing(
     # the retry reads again and applies once.
     assert (await store.apply(0, 0, 0, [row(1, "a1", NOW - 60)], NOW)).applied == 1
     assert await store.totals("a1", Window.LIFETIME, NOW) == Totals(100, 3, 1)
+
+
+@pytest.mark.cluster
+@pytest.mark.secure
+async def test_a_step_runs_on_connections_its_client_closed(
+    store: MetricsStore, redis: Any
+) -> None:
+    """redis-py closes idle connections after a failure and connects them again on their
+    next use: the step's held connection must too, on every kind of stack."""
+    await store.point(0, ["a1"])
+    assert (await store.apply(0, 0, 0, [row(1, "a1", NOW - 60)], NOW)).applied == 1
+    if isinstance(redis, RedisCluster):
+        for node in redis.get_nodes():
+            await node.disconnect()
+    else:
+        await redis.connection_pool.disconnect()
+    assert (await store.apply(0, 1, 1, [row(2, "a1", NOW - 60)], NOW, expected=0)).applied == 1
+    assert await store.totals("a1", Window.LIFETIME, NOW) == Totals(200, 6, 2)
 
 
 async def test_a_step_redis_does_not_answer_times_out_and_writes_nothing(

@@ -42,12 +42,11 @@ from service.domain.enums import Channel
 from service.domain.events import MAX_METRIC_DELTA
 from service.domain.metrics import Totals, WindowTotals
 from service.domain.windows import Resolution, Window, window_buckets
-from service.errors import TransientError
 from service.store.codecs import Counters, add_sums, decode_sums, window_totals
 from service.store.kept_sums import Fence, KeptSums
 from service.store.keys import Keys
 from service.store.perf_batch import Entries, MergedBatch, PerfRow, merge
-from service.store.perf_step import PerfStep, ReadStep, StepWrite
+from service.store.perf_step import MAX_READS, PerfStep, ReadStep, StepWrite, fence_moving
 from service.store.pinned import Pinned, pinned
 from service.store.scripts import Scripts
 from service.store.seen_ids import (
@@ -68,9 +67,6 @@ __all__ = ["Applied", "ApplyStatus", "EventCounts", "MetricsStore", "PerfRow"]
 READ_ASSETS_PER_CALL = 10
 # perf_read.lua calls in flight at once for one read (each takes a pooled connection).
 READS_IN_FLIGHT = 8
-# Reads of one step before it gives up for a while (a transient failure: the partition
-# pauses and retries), when another writer keeps moving the fence between read and write.
-MAX_READS = 20
 
 
 class ApplyStatus(Enum):
@@ -117,14 +113,6 @@ class Applied:
     duplicates: int = 0
     late: int = 0
     asset_id: str | None = None
-
-
-def _busy(partition: int) -> TransientError:
-    return TransientError(
-        f"partition {partition}: another writer moved its position or its forgotten count "
-        f"under {MAX_READS} reads in a row (a worker that still believes it owns the "
-        "partition, or many of its assets deleted at once); retrying later"
-    )
 
 
 def position_status(position: int, first: int, last: int, expected: int) -> ApplyStatus | None:
@@ -263,7 +251,7 @@ class MetricsStore:
                     ApplyStatus.APPLIED, last, len(batch.event_ids), batch.copies, batch.late
                 )
             self._kept.drop(partition)  # another writer came between: read again
-        raise _busy(partition)
+        raise fence_moving(partition)
 
     async def _legacy_known(self, partition: int, rows: Sequence[PerfRow], now: int) -> set[str]:
         """The batch's ids found in the id sets earlier versions wrote (per generation,
@@ -351,7 +339,7 @@ class MetricsStore:
                 break
             fields = needed
         else:
-            raise _busy(partition)
+            raise fence_moving(partition)
         self._tables[partition] = (read.buckets, read.entries)
         seen = SeenRead.of_reply(read.buckets, read.entries, grow_to, read.bucket_values, numbers)
         sums = {

@@ -64,8 +64,18 @@ class StepWrite:
     table_expires: int  # EXPIREAT of the table
 
 
-# Reads before the step gives up for a while, when the fence keeps moving in between.
-MAX_FENCE_READS = 20
+# Reads of one step before it gives up for a while (a transient failure: the partition
+# pauses and retries), when another writer keeps moving the fence between read and write.
+MAX_READS = 20
+
+
+def fence_moving(partition: int) -> TransientError:
+    return TransientError(
+        f"partition {partition}: another writer moved its position or its forgotten count "
+        f"under {MAX_READS} reads in a row (a worker that still believes it owns the "
+        "partition, or many of its assets deleted at once); retrying later"
+    )
+
 
 # the connection, partition, buckets of the table of ids to read, (hash, asset_ids) to read
 ReadStep = Callable[
@@ -104,7 +114,7 @@ class PerfStep:
         reads.extend(("HMGET", key, *assets) for key, assets in wanted if assets)
         commands = [("MULTI",), *reads, ("EXEC",), ("WATCH", position, counters)]
         commands += [("GET", position), ("HGET", counters, "forgotten")]
-        for _ in range(MAX_FENCE_READS):
+        for _ in range(MAX_READS):
             replies = await conn.run(commands)
             raise_first_error(replies)
             got = replies[len(reads) + 1]
@@ -114,10 +124,7 @@ class PerfStep:
             if [got[0], got[1]] == replies[-2:]:
                 break
         else:
-            raise TransientError(
-                f"partition {partition}: its position or forgotten count moved between "
-                f"each of {MAX_FENCE_READS} reads and the WATCH after it; retrying later"
-            )
+            raise fence_moving(partition)
         pos, forgotten, (n, c) = got[0], got[1], got[2]
         values = iter(got[4:] if buckets else got[3:])
         return StepRead(

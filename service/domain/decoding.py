@@ -53,7 +53,8 @@ class RawMessage:
 
 
 class Record(Protocol):
-    """What the decoder reads of a consumed record (a RawMessage, or Faust's Message)."""
+    """What the decoder reads of a consumed record (a RawMessage, or aiokafka's
+    ConsumerRecord as the worker's consumer hands it over)."""
 
     topic: str
     partition: int
@@ -63,7 +64,8 @@ class Record(Protocol):
 
 
 def as_raw(record: RawMessage | Any) -> RawMessage:
-    """A RawMessage for any consumed record (Faust's Message carries seconds, not ms)."""
+    """A RawMessage for any consumed record (aiokafka's ConsumerRecord: its timestamp in
+    ms since 1970, -1 when the record has none)."""
     if isinstance(record, RawMessage):
         return record
     timestamp = getattr(record, "timestamp", None)
@@ -73,7 +75,7 @@ def as_raw(record: RawMessage | Any) -> RawMessage:
         offset=record.offset,
         key=record.key,
         value=record.value,
-        timestamp_ms=None if timestamp is None else int(timestamp * 1000),
+        timestamp_ms=None if timestamp is None or timestamp < 0 else int(timestamp),
     )
 
 

@@ -8,12 +8,18 @@ partition keeps its own position in Redis, written in the same step as (or right
 after) its effects.
 
 `BatchingConsumer` overrides `Consumer._drain_messages`, Faust's fetch loop: for
-the topics registered in `app.batch_handlers` it collects each fetch's records by
-partition and awaits the handler once per partition, in offset order, before the
-next fetch (natural back-pressure). Records of any other topic take Faust's usual
-path unchanged. A handler returns None when done, or an offset to seek to (to
-resume from the position kept in Redis); the consumer then drops the rest of that
-partition's fetch.
+the topics registered in `app.batch_handlers` it takes each fetch's records per
+partition as aiokafka returned them (`ConsumerRecord`s, in offset order) and awaits
+the handler once per partition before the next fetch (natural back-pressure).
+Records of any other topic take Faust's usual path unchanged. A handler returns
+None when done, or an offset to seek to (to resume from the position kept in
+Redis); the consumer then drops the rest of that partition's fetch.
+
+The records are not turned into Faust's messages first: Faust's `Consumer.getmany`
+yields one record at a time from an async generator, looks up the partition's high
+watermark and builds a `ConsumerMessage` for each, which took 7.8 % of a busy
+worker's samples in the benchmark's profile (docs/benchmarks.md); the batch path
+needs none of it.
 
 When a handler fails for a reason of the infrastructure (`is_transient`), the
 partition is paused: its batch is kept and handed to the handler again after a
@@ -195,46 +201,70 @@ class BatchingConsumer(faust_aiokafka.Consumer):
 
     async def _drain(self, fetcher: Any) -> None:  # pragma: no cover - via e2e
         handlers = self._batch_handlers
-        callback = self.callback
-        getmany = self.getmany
         consumer_should_stop = cast(Service, self)._stopped.is_set
         fetcher_should_stop = cast(Service, fetcher)._stopped.is_set
-        get_read_offset = self._read_offset.__getitem__
-        set_read_offset = self._read_offset.__setitem__
-        acks_enabled_for = self.app.topics.acks_enabled_for
-        commit_every = self._commit_every
-
         while not (consumer_should_stop() or fetcher_should_stop()):
             self.drained_at = time.monotonic()
-            batches: dict[TP, list[Any]] = {}
             await self.sleep(0)
             if self.should_stop:
                 break
             await self._retry_paused(handlers)
-            async for tp, message in getmany(timeout=1.0):
-                offset = message.offset
-                r_offset = get_read_offset(tp)
-                if r_offset is not None and offset < r_offset:
-                    continue  # below a seek: already delivered
-                if tp in self.paused:
-                    continue  # fetched before the pause took effect: the resume seeks back
-                if message.topic in handlers:
-                    batches.setdefault(tp, []).append(message)
-                    set_read_offset(tp, offset)
-                    continue
-                # Faust's usual per-message path, as in Consumer._drain_messages.
-                gap = offset - (r_offset or 0)
-                if gap > 1 and r_offset and acks_enabled_for(message.topic):
-                    await self._add_gap(tp, r_offset + 1, offset)
-                if commit_every is not None and self._n_acked >= commit_every:
-                    self._n_acked = 0
-                    await self.commit()
-                await self.wait_first(callback(message), self.suspend_flow.wait())
-                set_read_offset(tp, offset)
-            for tp, messages in batches.items():
-                await self._deliver(handlers[tp.topic], tp, messages)
+            batches = await self._fetch(handlers)
+            for tp, records in batches.items():
+                await self._deliver(handlers[tp.topic], tp, records)
             await self._maybe_check_positions(handlers)
             await self._maybe_commit_batch_positions()
+
+    async def _fetch(self, handlers: Mapping[str, BatchHandler]) -> dict[TP, list[Any]]:
+        """One fetch: the batch topics' records per partition (aiokafka's own records, in
+        offset order, those below a seek or of a paused partition left out); records of
+        any other topic go through Faust's usual path, one by one, before this returns."""
+        records, active = await self._wait_next_records(1.0)
+        if not records or self.should_stop:
+            return {}
+        if not self.flow_active:
+            # A rebalance began after the fetch: Faust seeks back to the committed offsets.
+            await self.perform_seek()
+            return {}
+        read_offset = self._read_offset
+        buffered = self._buffered_partitions
+        batches: dict[TP, list[Any]] = {}
+        for tp, fetched in records.items():
+            if not fetched or (active is not None and tp not in active and tp not in buffered):
+                continue
+            self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
+            if tp in self.paused:
+                continue  # fetched before the pause took effect: the resume seeks back
+            below = read_offset.get(tp)
+            if tp.topic in handlers:
+                if below is not None and fetched[0].offset < below:
+                    fetched = [r for r in fetched if r.offset >= below]  # below a seek
+                    if not fetched:
+                        continue
+                batches[tp] = fetched
+                read_offset[tp] = fetched[-1].offset
+            else:
+                await self._per_message(tp, fetched, below)
+        return batches
+
+    async def _per_message(self, tp: TP, records: list[Any], below: int | None) -> None:
+        """Faust's usual path for a topic with no batch handler, as in
+        Consumer._drain_messages."""
+        acks = self.app.topics.acks_enabled_for(tp.topic)
+        for record in records:
+            offset = record.offset
+            if below is not None and offset < below:
+                continue
+            r_offset = self._read_offset.get(tp)
+            gap = offset - (r_offset or 0)
+            if gap > 1 and r_offset and acks:
+                await self._add_gap(tp, r_offset + 1, offset)
+            if self._commit_every is not None and self._n_acked >= self._commit_every:
+                self._n_acked = 0
+                await self.commit()
+            message = self._to_message(tp, record)
+            await self.wait_first(self.callback(message), self.suspend_flow.wait())
+            self._read_offset[tp] = offset
 
     async def _deliver(
         self, handler: BatchHandler, tp: TP, messages: list[Any], paused: Paused | None = None

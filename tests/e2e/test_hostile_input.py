@@ -198,13 +198,17 @@ async def test_every_malformed_message_is_dead_lettered_and_the_good_ones_count(
     try:
         await worker.wait_ready()
         sent_bad: dict[tuple[str, int, int], Case] = {}
+        stamps: dict[tuple[str, int, int], int] = {}  # the Kafka timestamp of each, ms
         producer = AIOKafkaProducer(**client_options(config), acks="all", max_request_size=2**20)
         await producer.start()
         try:
             for topic, key, value, is_bad in records:
                 if is_bad:
-                    meta = await producer.send_and_wait(topic, value, key=key)
+                    # A Kafka timestamp of its own, which its dead letter must name.
+                    stamp = 1_764_000_000_001 + 1_000_003 * len(stamps)
+                    meta = await producer.send_and_wait(topic, value, key=key, timestamp_ms=stamp)
                     sent_bad[(topic, meta.partition, meta.offset)] = (key, value)
+                    stamps[(topic, meta.partition, meta.offset)] = stamp
                 else:
                     await producer.send(topic, value, key=key)
             await producer.flush()
@@ -224,6 +228,10 @@ async def test_every_malformed_message_is_dead_lettered_and_the_good_ones_count(
             f"{len(missed)} bad messages without a dead letter, e.g. {missed[:3]}; "
             f"{len(got - set(sent_bad))} good ones dead-lettered, e.g. {wrongly[:3]}"
         )
+        assert {
+            (d.source_topic, d.source_partition, d.source_offset): d.source_timestamp_ms
+            for d in parsed
+        } == stamps
         for letter in parsed:
             assert letter.reason_code in set(DeadLetterReason)
             assert letter.reason.strip()

@@ -1,9 +1,10 @@
 from __future__ import annotations
 
 import pytest
+from aiokafka.structs import ConsumerRecord
 from pydantic import model_validator
 
-from service.domain.decoding import decode
+from service.domain.decoding import RawMessage, as_raw, decode
 from service.domain.enums import DeadLetterReason
 from service.domain.events import AssetLifecycle, AssetRegistered
 from service.errors import DecodeError
@@ -168,3 +169,12 @@ def test_an_unexpected_failure_of_the_decoder_is_a_decode_error() -> None:
         decode(Exploding, raw({**body, "action": "approved"}), max_bytes=4096)
     assert caught.value.code is DeadLetterReason.INTERNAL_ERROR
     assert "KeyError" in caught.value.reason
+
+
+@pytest.mark.parametrize(("timestamp", "expected"), [(1764325123457, 1764325123457), (-1, None)])
+def test_as_raw_keeps_a_consumer_records_timestamp_in_ms(
+    timestamp: int, expected: int | None
+) -> None:
+    # The worker's consumer hands aiokafka's records to the handlers, timestamps in ms.
+    record = ConsumerRecord("t", 3, 41, timestamp, 0, b"k", b"v", None, 1, 1, [])
+    assert as_raw(record) == RawMessage("t", 3, 41, b"k", b"v", timestamp_ms=expected)

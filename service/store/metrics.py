@@ -38,6 +38,8 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
+from redis.exceptions import AskError, TryAgainError
+
 from service.domain.enums import Channel
 from service.domain.events import MAX_METRIC_DELTA
 from service.domain.metrics import Totals, WindowTotals
@@ -47,7 +49,7 @@ from service.store.kept_sums import Fence, KeptSums
 from service.store.keys import Keys
 from service.store.perf_batch import Entries, MergedBatch, PerfRow, merge
 from service.store.perf_step import MAX_READS, PerfStep, ReadStep, StepWrite, fence_moving
-from service.store.pinned import Pinned, pinned
+from service.store.pinned import Pinned, pinned, raise_first_error
 from service.store.scripts import Scripts
 from service.store.seen_ids import (
     GENERATION_SECONDS,
@@ -62,11 +64,16 @@ from service.store.seen_ids import (
 
 __all__ = ["Applied", "ApplyStatus", "EventCounts", "MetricsStore", "PerfRow"]
 
-# Assets per perf_read.lua call: a board refresh's chunk of 50 reads 24 hour buckets, 7
-# days and the lifetime hash of each, and one call must not hold Redis for long.
+# Assets per read transaction: a board refresh's chunk of 50 reads 24 hour buckets, 7
+# days and the lifetime hash of each, and one transaction must not hold Redis for long.
 READ_ASSETS_PER_CALL = 10
-# perf_read.lua calls in flight at once for one read (each takes a pooled connection).
+# Read transactions in flight at once for one read (each on a connection of its own).
 READS_IN_FLIGHT = 8
+# Tries of a read transaction whose slot is moving between cluster nodes (MOVED, ASK,
+# TRYAGAIN), a pause of READ_RETRY_SECONDS times the try between them: a slot's keys
+# move in milliseconds, and a reader would rather wait for them than fail.
+READ_TRIES = 5
+READ_RETRY_SECONDS = 0.02
 
 
 class ApplyStatus(Enum):
@@ -436,10 +443,10 @@ class MetricsStore:
     async def _read(self, wanted: Sequence[tuple[str, Sequence[str]]]) -> list[list[Counters]]:
         """For each (asset, hashes of its partition), the asset's counters in each hash.
 
-        Assets asking for the same hashes are read together by perf_read.lua, at most
-        READ_ASSETS_PER_CALL a call (so that a call holds Redis briefly), up to
-        READS_IN_FLIGHT calls at once: a round trip per few groups instead of a command
-        per hash and asset."""
+        Assets asking for the same hashes are read together in one transaction (one
+        `HMGET` per hash, a snapshot of them all), at most READ_ASSETS_PER_CALL a
+        transaction (so that it holds Redis briefly), up to READS_IN_FLIGHT at once: a
+        round trip per few groups instead of a command per hash and asset."""
         groups: dict[tuple[str, ...], list[int]] = {}
         for index, (_, keys) in enumerate(wanted):
             if keys:
@@ -449,20 +456,40 @@ class MetricsStore:
             for keys, indexes in groups.items()
             for start in range(0, len(indexes), READ_ASSETS_PER_CALL)
         ]
-        replies: list[Any] = []
+        replies: list[list[list[str | None]]] = []
         for start in range(0, len(calls), READS_IN_FLIGHT):
             replies += await asyncio.gather(
                 *(
-                    self._scripts.perf_read(keys=list(keys), args=[wanted[i][0] for i in part])
+                    self._read_snapshot(keys, [wanted[i][0] for i in part])
                     for keys, part in calls[start : start + READS_IN_FLIGHT]
                 )
             )
         result: list[list[Counters]] = [[] for _ in wanted]
-        for (keys, part), reply in zip(calls, replies, strict=True):
-            values = iter(reply)
-            for index in part:
-                result[index] = [decode_sums(next(values)) for _ in keys]
+        for (_, part), by_hash in zip(calls, replies, strict=True):
+            for a, index in enumerate(part):
+                result[index] = [decode_sums(values[a]) for values in by_hash]
         return result
+
+    async def _read_snapshot(
+        self, keys: Sequence[str], assets: list[str]
+    ) -> list[list[str | None]]:
+        """Per hash of `keys` (hashes of one partition, so one slot), the assets' sums
+        there, read in one MULTI/EXEC: a snapshot that no step's write falls inside."""
+        commands = [("MULTI",), *(("HMGET", key, *assets) for key in keys), ("EXEC",)]
+        attempt = 1
+        while True:
+            try:
+                async with pinned(self._redis, keys[0]) as conn:
+                    replies = await conn.run(commands)
+                    raise_first_error(replies)
+                values: list[list[str | None]] = replies[-1]
+                raise_first_error(values)
+                return values
+            except (AskError, TryAgainError):  # MOVED is an AskError; the slot map is updated
+                if attempt == READ_TRIES:
+                    raise
+            await asyncio.sleep(READ_RETRY_SECONDS * attempt)
+            attempt += 1
 
     def _window_keys(self, partition: int, window: Window, now: float) -> list[str]:
         """The hashes whose entries make up the window at `now`."""

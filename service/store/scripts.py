@@ -26,7 +26,6 @@ class Scripts:
     count_once: AsyncScript
     unschedule_if_due: AsyncScript
     perf_forget: AsyncScript
-    perf_read: AsyncScript
     position_advance: AsyncScript
     board_claim: AsyncScript
     board_write: AsyncScript

@@ -22,7 +22,7 @@ from service.config import Settings
 from service.domain.enums import AssetStatus, Channel, MediaType
 from service.domain.library import LibraryEntry
 from service.domain.metrics import Totals, WindowTotals
-from service.domain.windows import DAY, Window
+from service.domain.windows import Window
 from service.store.keys import Keys
 from service.store.leaderboards import REGISTRY, LeaderboardStore
 from service.store.leases import Lease
@@ -95,27 +95,6 @@ async def test_perf_forget_touches_only_its_declared_keys(redis: Any, settings: 
     await store.forget("a1", 0)
     assert checked.calls == 1
     assert await store.totals("a1", Window.LIFETIME, NOW) is None
-
-
-async def test_perf_read_touches_only_its_declared_keys(redis: Any, settings: Settings) -> None:
-    scripts, checked = declared_only(redis, "perf_read")
-    store = MetricsStore(
-        redis, Keys(settings.redis_key_prefix), scripts, settings.topic_asset_performance
-    )
-    await store.point(0, ["a1", "a2"])
-    # 400 campaigns: more counters in one hash than one HMGET of the script asks for.
-    rows = [
-        PerfRow(f"e{n}", "a1", "web", f"c{n}", int(NOW - 60), 10, 1, 0, 0, 0, 0) for n in range(400)
-    ]
-    rows.append(PerfRow("e-a2", "a2", "email", "c1", int(NOW - 3 * DAY), 7, 0, 0, 0, 0, 0))
-    await store.apply(0, 0, len(rows) - 1, rows, NOW)
-    [a1, a2] = await store.totals_by_window(
-        [("a1", 0), ("a2", 0)], [Window.DAY, Window.WEEK, Window.LIFETIME], NOW
-    )
-    assert a1[Window.DAY].total.impressions == 4000 and len(a1[Window.DAY].by_campaign) == 400
-    assert a1[Window.LIFETIME].campaign("c399").clicks == 1
-    assert a2[Window.DAY].total.impressions == 0 and a2[Window.WEEK].total.impressions == 7
-    assert checked.calls == 3  # one per window: both assets ask for the same hashes
 
 
 async def test_board_write_touches_only_its_declared_keys(redis: Any, settings: Settings) -> None:

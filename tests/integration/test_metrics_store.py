@@ -118,6 +118,37 @@ async def test_sums_per_window_over_more_than_thirty_days(store: MetricsStore) -
     assert await store.totals("never-seen", Window.LIFETIME, NOW) is None
 
 
+@pytest.mark.cluster
+async def test_reads_group_the_assets_that_ask_for_the_same_hashes(store: MetricsStore) -> None:
+    await store.point(0, ["a1", "a2"])
+    # 400 campaigns in one sum; a2 only in a bucket of three days ago.
+    rows = [
+        row(n, "a1", NOW - 60, channel="web", campaign=f"c{n}", impressions=10, clicks=1)
+        for n in range(400)
+    ]
+    rows.append(row(400, "a2", NOW - 3 * DAY, impressions=7, clicks=0))
+    await store.apply(0, 0, len(rows) - 1, rows, NOW)
+    snapshots: list[tuple[int, int]] = []  # (hashes, assets) of each read transaction
+    read_snapshot = store._read_snapshot
+
+    async def counted(keys: Any, assets: list[str]) -> Any:
+        snapshots.append((len(keys), len(assets)))
+        return await read_snapshot(keys, assets)
+
+    store._read_snapshot = counted  # type: ignore[method-assign]
+    windows = [Window.DAY, Window.WEEK, Window.LIFETIME]
+    [a1, a2] = await store.totals_by_window([("a1", 0), ("a2", 0)], windows, NOW)
+    for window in windows:
+        assert a1[window].total == expected(rows[:400], window, NOW)
+        assert a2[window].total == expected(rows[400:], window, NOW)
+    assert len(a1[Window.DAY].by_campaign) == 400
+    assert a1[Window.LIFETIME].campaign("c399") == Totals(10, 1, 1)
+    # one transaction per window, both assets in it
+    assert sorted(snapshots) == sorted(
+        (len(window_buckets(w, NOW)[1]) if w is not Window.LIFETIME else 1, 2) for w in windows
+    )
+
+
 async def test_position_makes_batches_apply_once(store: MetricsStore) -> None:
     rows = [row(n, "a1", NOW - 60) for n in range(10)]
     await store.point(0, ["a1"])

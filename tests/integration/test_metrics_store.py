@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from redis.asyncio import RedisCluster
+from redis.exceptions import AskError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -24,6 +25,7 @@ from service.store.keys import Keys
 from service.store.metrics import ApplyStatus, EventCounts, MetricsStore, PerfRow
 from service.store.perf_step import PerfStep, ReadStep, StepRead
 from service.store.scripts import Scripts
+from tests.conftest import admin_settings
 
 pytestmark = pytest.mark.integration
 
@@ -147,6 +149,67 @@ async def test_reads_group_the_assets_that_ask_for_the_same_hashes(store: Metric
     assert sorted(snapshots) == sorted(
         (len(window_buckets(w, NOW)[1]) if w is not Window.LIFETIME else 1, 2) for w in windows
     )
+
+
+async def start_moving(admin: Any, slot: int, source: Any, target: Any) -> None:
+    """The slot half-way from `source` to `target`, as a reshard leaves it for a moment:
+    its keys on the target, the slot still the source's (which answers ASK for them)."""
+    source_id = await admin.cluster_myid(source)
+    target_id = await admin.cluster_myid(target)
+    await admin.execute_command(
+        "CLUSTER SETSLOT", slot, "IMPORTING", source_id, target_nodes=target
+    )
+    await admin.execute_command(
+        "CLUSTER SETSLOT", slot, "MIGRATING", target_id, target_nodes=source
+    )
+    names = await admin.execute_command("CLUSTER GETKEYSINSLOT", slot, 10_000, target_nodes=source)
+    assert names, "the slot must hold the keys the read asks for"
+    await admin.execute_command(
+        "MIGRATE", target.host, target.port, "", 0, 5_000, "KEYS", *names, target_nodes=source
+    )
+
+
+async def finish_moving(admin: Any, slot: int, target: Any) -> None:
+    target_id = await admin.cluster_myid(target)
+    for node in admin.get_primaries():
+        await admin.execute_command("CLUSTER SETSLOT", slot, "NODE", target_id, target_nodes=node)
+
+
+@pytest.mark.cluster_only
+async def test_a_read_meeting_a_moving_slot_is_sent_again_until_it_moved(
+    store: MetricsStore, settings: Settings
+) -> None:
+    await store.point(0, ["a1"])
+    await store.apply(0, 0, 0, [row(1, "a1", NOW - 60)], NOW)
+    admin = connect(admin_settings(settings))
+    try:
+        await admin.initialize()
+        key = Keys(settings.redis_key_prefix).perf_lifetime(0)
+        slot = admin.keyslot(key)
+        source = admin.get_node_from_key(key)
+        target = next(n for n in admin.get_primaries() if n.name != source.name)
+        await start_moving(admin, slot, source, target)
+        # Half-way for longer than the read waits: it fails, as transient.
+        with pytest.raises(AskError) as refused:
+            await store.totals("a1", Window.LIFETIME, NOW)
+        assert is_transient(refused.value)
+
+        async def finish_soon() -> None:
+            await asyncio.sleep(0.03)
+            await finish_moving(admin, slot, target)
+
+        # Done within the read's tries: the read waits, follows the move and answers.
+        finishing = asyncio.create_task(finish_soon())
+        assert await store.totals("a1", Window.LIFETIME, NOW) == Totals(100, 3, 1)
+        await finishing
+        await admin.nodes_manager.initialize()
+        assert admin.get_node_from_key(key).name == target.name
+        # And back, so that the cluster keeps its layout for the tests that follow.
+        await start_moving(admin, slot, target, source)
+        await finish_moving(admin, slot, source)
+        assert await store.totals("a1", Window.LIFETIME, NOW) == Totals(100, 3, 1)
+    finally:
+        await admin.aclose()
 
 
 async def test_position_makes_batches_apply_once(store: MetricsStore) -> None:

@@ -51,8 +51,8 @@ INTERNALS = (
         "faust.transport.consumer:Consumer._drain_messages",
         "faust-streaming",
         "44a2500309e83c630493f6828af50166ec8d96a0b3e4fb2bab735f704ae93417",
-        "overridden by BatchingConsumer._drain_messages/_drain, which copies its per-message "
-        "path for the topics without a batch handler (read offset check, _add_gap, "
+        "overridden by BatchingConsumer._drain_messages/_drain; _per_message copies its "
+        "per-message path for the topics without a batch handler (read offset check, _add_gap, "
         "commit_every/_n_acked, callback raced with suspend_flow, set_read_offset) and its "
         "handling of consumer_stopped_errors and CancelledError; carry any change over.",
     ),
@@ -90,23 +90,47 @@ INTERNALS = (
         "faust.transport.consumer:Consumer.getmany",
         "faust-streaming",
         "4b168d84882a70d6e3e2f9804430a63b92f8fd117d3187cbb4aeb54305bda34e",
-        "_drain iterates `getmany(timeout=1.0)` as (TP, message) pairs, in offset order "
-        "within a partition, fetched only for the active (not paused) partitions; batches "
-        "are built from that order.",
+        "BatchingConsumer._fetch does what this does, per fetch instead of per record: "
+        "records of a partition neither active nor buffered are left out, the monitor is "
+        "told the high watermark, a fetch that returns while the flow is stopped (a "
+        "rebalance began) is dropped and the partitions sought back to their committed "
+        "offsets (perform_seek). Carry any change over.",
+    ),
+    Internal(
+        "faust.transport.consumer:Consumer._wait_next_records",
+        "faust-streaming",
+        "6218e1969a636b3ff504ad1b8e7ad58a113572e43d746cc96d684ed5153032c6",
+        "_fetch calls it for a fetch: it must still wait while the flow is stopped, fetch "
+        "only the active (not paused) partitions, and return (records by TP, the active "
+        "partitions) with aiokafka's records of a partition in offset order.",
+    ),
+    Internal(
+        "faust.transport.consumer:Consumer.perform_seek",
+        "faust-streaming",
+        "0e8c130ff4b0afd82c0be9c5fd831316e10febc62c94032833911096e156d7c6",
+        "_fetch calls it, as getmany does, when a fetch returns while the flow is stopped.",
+    ),
+    Internal(
+        "faust.transport.drivers.aiokafka:Consumer._to_message",
+        "faust-streaming",
+        "7c24f6511b2fcef7cbfe73526e78de033bfe0df211f1fd30509d699c9deb6ce4",
+        "_per_message turns the records of topics without a batch handler into Faust's "
+        "messages with it (getmany did); the batch handlers get aiokafka's records as they "
+        "are, so service/domain/decoding.py's as_raw reads a timestamp in ms.",
     ),
     Internal(
         "faust.transport.consumer:Consumer.pause_partitions",
         "faust-streaming",
         "27a1c94bdacd54de06593ec4eb040b32e9e7c9534e9af041f6ed66723df5f922",
         "a failed batch pauses its partition with this (taking Faust's TP, see _faust_tp): "
-        "it must still take the partition out of the active set that getmany fetches.",
+        "it must still take the partition out of the active set that _wait_next_records fetches.",
     ),
     Internal(
         "faust.transport.consumer:Consumer.resume_partitions",
         "faust-streaming",
         "afe6b7c02a41d63cd46d47a03f09b547c85289c108de21d682970057d1015c3b",
         "a batch that succeeds on a retry resumes its partition with this: it must put the "
-        "partition back into the active set that getmany fetches.",
+        "partition back into the active set that _wait_next_records fetches.",
     ),
     Internal(
         "faust.transport.consumer:ThreadDelegateConsumer._getmany",

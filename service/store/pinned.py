@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
+from hiredis import pack_command
 from redis.asyncio import RedisCluster
 from redis.exceptions import (
     ClusterDownError,
@@ -65,16 +66,27 @@ class Pinned:
                 watching = True
             elif name in _ENDING_WATCHES:
                 watching = False
+        # Packed by hiredis, in C, one buffer per command: redis-py's pack_commands
+        # (through the connection's pack_command, service/store/client.py) costs several
+        # times as much per command in Python.
+        packed = [pack_command(c if type(c) is tuple else tuple(c)) for c in commands]
+        if not connection.is_connected:
+            await connection.connect()
         self.in_flight = True
-        await connection.send_packed_command(connection.pack_commands(commands), False)
         # One deadline for the whole round trip: redis-py's own, per reply, schedules and
-        # cancels a timer for each of the hundred-odd replies of a step.
+        # cancels a timer for each of the hundred-odd replies of a step (and its write
+        # runs in a task of its own, to time it).
         limit = connection.socket_timeout
         try:
             async with asyncio.timeout(limit):
+                writer = connection._writer
+                writer.writelines(packed)
+                await writer.drain()
                 replies = await _read_replies(connection, len(commands))
         except TimeoutError:
             raise RedisTimeoutError(f"no reply from Redis within {limit} s") from None
+        except OSError as exc:  # a reset or broken socket, as redis-py names it
+            raise RedisConnectionError(f"Error while writing to Redis: {exc!r}") from exc
         self.in_flight = False
         self.watching = watching
         return replies

@@ -11,6 +11,14 @@ slot map. A `MOVED` reply updates that map (the step fails as transient and is r
 on the right node); `ASK` and `TRYAGAIN` (a slot migrating) fail the same way; a lost
 connection, a timeout or `CLUSTERDOWN` reload the map from the cluster (a failover may
 have moved the slot).
+
+A step's fixed cost is mostly its round trips' Python, so a round trip skips redis-py's
+per-command layers: commands are packed by hiredis, written to the connection's stream
+and their replies taken from hiredis's reader as redis-py's parser feeds it, all under
+one deadline (a round trip of 62 commands: 224 us of CPU instead of 520). What of
+redis-py this reads beyond its API: the connection's `_writer` and its parser's
+`_reader` and `read_from_socket`; `tests/integration/test_pinned.py` checks them on
+every stack, and without the reader `read_response` serves.
 """
 
 from __future__ import annotations

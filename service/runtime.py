@@ -97,6 +97,7 @@ class Runtime:
             scripts,
             settings.topic_asset_performance,
             kept_sums=settings.metrics_kept_sums,
+            known_expiry=not settings.redis_allow_eviction,
         )
 
         async def lifetime(asset_id: str, channel: Channel | None) -> Totals:

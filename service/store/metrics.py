@@ -15,8 +15,10 @@ node holding the partition (`pinned`); `perf_step` says what each round trip sen
    before count as copies and the batch is added up again without them. It adds the
    batch's counts to the sums read (`_new_sums`); a sum past 2^53 - 1 refuses the batch
    before anything is written.
-4. Write, one round trip: a MULTI/EXEC transaction writes the new sums, the table's
-   new buckets, the dirty marks, the counters and the position, in one atomic step,
+4. Write, one round trip: a MULTI/EXEC transaction writes the new sums (and the
+   expiry of each bucket hash, unless this worker set it since the fence last moved and
+   the bucket is not about to expire: `_Expiring`), the table's new buckets, the dirty
+   marks, the counters and the position, in one atomic step,
    only if neither watched key changed since step 2 (every other writer of the
    partition moves one of them); otherwise Redis writes nothing, the kept sums of the
    partition are dropped and step 2 runs again. The position moves with the sums or
@@ -88,6 +90,22 @@ class ApplyStatus(Enum):
 
 # The largest sum kept: readers and board scripts add in Lua, in doubles, exact up to here.
 MAX_SUM = 2**53 - 1
+
+# A bucket's EXPIREAT is left out of a step when this worker set it since the fence last
+# moved under it and the bucket lives at least this much longer (a clock of the worker
+# behind Redis's by more would let it expire, then come back without one).
+EXPIRY_MARGIN_SECONDS = 600
+
+
+@dataclass(frozen=True, slots=True)
+class _Expiring:
+    """Bucket hashes of a partition whose expiry this worker set, and the fence that
+    held after its last write: while Redis still holds that fence, no other writer came
+    between, and a hash that has an expiry keeps it (buckets are never deleted; only
+    their expiry removes them)."""
+
+    fence: Fence
+    expires: dict[str, int]  # hash key -> its EXPIREAT
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,9 +188,12 @@ class MetricsStore:
         topic: str,
         *,
         kept_sums: int = 0,
+        known_expiry: bool = True,
         read_step: ReadStep | None = None,
     ) -> None:
         """`kept_sums`: how many sums a worker keeps from its writes (0: read each time);
+        `known_expiry`: leave out the EXPIREAT of a bucket this worker set it on (not on a
+        Redis that may evict keys: an evicted bucket would come back without one);
         `read_step`: step 2's read (`PerfStep.read` unless given)."""
         self._redis = redis
         self._keys = keys
@@ -184,6 +205,8 @@ class MetricsStore:
         # partition -> its table of ids' size (`n`, `c`) as this worker last read or wrote it
         self._tables: dict[int, tuple[int, int]] = {}
         self._no_legacy_ids: set[int] = set()  # partitions with no id set of an earlier version
+        self._known_expiry = known_expiry
+        self._expiring: dict[int, _Expiring] = {}
 
     async def position(self, partition: int) -> int:
         """Offset of the last event of the partition applied, or -1."""
@@ -231,6 +254,7 @@ class MetricsStore:
                 written = _new_sums(hashes, read)
                 if isinstance(written, str):
                     return Applied(ApplyStatus.OVERFLOW, asset_id=written)
+                expiring = self._expiring_at(partition, read.fence, now_s)
                 done = await self._step.write(
                     conn,
                     partition,
@@ -240,7 +264,7 @@ class MetricsStore:
                         copies=batch.copies,
                         late=batch.late,
                         dirty=list(batch.lifetime),
-                        hashes=written,
+                        hashes=_unset_expiries(written, expiring),
                         buckets=seen.written,
                         table=(seen.buckets, seen.entries),
                         table_expires=now_s
@@ -252,6 +276,9 @@ class MetricsStore:
             if done:
                 self._tables[partition] = (seen.buckets, seen.entries)
                 fence = Fence(last, read.fence.forgotten)
+                if self._known_expiry:
+                    expiring.update((key, expires) for key, expires, _ in written if expires)
+                    self._expiring[partition] = _Expiring(fence, expiring)
                 self._kept.move(partition, fence)
                 self._kept.keep(partition, fence, ((k, _pairs(p)) for k, _, p in written))
                 return Applied(
@@ -259,6 +286,16 @@ class MetricsStore:
                 )
             self._kept.drop(partition)  # another writer came between: read again
         raise fence_moving(partition)
+
+    def _expiring_at(self, partition: int, fence: Fence, now: int) -> dict[str, int]:
+        """The partition's buckets whose expiry this worker set and that live beyond the
+        margin, when Redis still holds the fence of this worker's last write (read in
+        this step, and WATCHed until its write); otherwise none."""
+        known = self._expiring.get(partition)
+        if known is None or known.fence != fence:
+            return {}
+        soonest = now + EXPIRY_MARGIN_SECONDS
+        return {key: at for key, at in known.expires.items() if at > soonest}
 
     async def _legacy_known(self, partition: int, rows: Sequence[PerfRow], now: int) -> set[str]:
         """The batch's ids found in the id sets earlier versions wrote (per generation,
@@ -544,6 +581,18 @@ def _new_sums(
         if pairs:
             written.append((key, expires, pairs))
     return written
+
+
+def _unset_expiries(
+    written: list[tuple[str, int, list[str]]], expiring: dict[str, int]
+) -> list[tuple[str, int, list[str]]]:
+    """`written` with EXPIREAT 0 (none sent) for the hashes that already have it."""
+    if not expiring:
+        return written
+    return [
+        (key, 0 if expiring.get(key) == expires else expires, pairs)
+        for key, expires, pairs in written
+    ]
 
 
 def _pairs(flat: list[str]) -> Iterator[tuple[str, str]]:

@@ -11,7 +11,8 @@ step; this module says what each round trip sends.
      WATCH (each writer moves one of them in the same atomic step as its other writes),
      so what was read still holds while the WATCH holds. Otherwise read again.
 2. The worker decides and computes (metrics.py).
-3. Write, in one round trip: `MULTI`, the new sums and their expiries, the table's new
+3. Write, in one round trip: `MULTI`, the new sums and their expiries (those not set
+   yet, metrics.py), the table's new
    buckets, size and expiry, the dirty marks, the position, the counters, `EXEC`. Redis
    runs it only if neither watched key changed since the WATCH (`EXEC` answers nil
    otherwise: another worker wrote the partition, or an asset's lifetime sums were

@@ -21,7 +21,7 @@ from service.store.keys import Keys
 from service.store.metrics import MetricsStore
 from service.store.scripts import Scripts
 from service.streaming.kafka_client import client_options
-from tests.conftest import isolated_env, settings_from
+from tests.conftest import admin_settings, isolated_env, settings_from
 from tests.e2e.conftest import Spawn
 from tests.e2e.worker import eventually, free_port
 
@@ -76,6 +76,24 @@ async def produce(
 
 async def applied(store: MetricsStore, settings: Settings) -> int:
     return (await store.counters(settings.topic_partitions)).applied
+
+
+async def assert_every_bucket_expires(settings: Settings) -> None:
+    """No bucket hash was left without its expiry (a worker leaves out the EXPIREAT of a
+    bucket it set it on while no other writer came between)."""
+    keys = Keys(settings.redis_key_prefix)
+    admin = connect(admin_settings(settings))  # the service's user may not SCAN
+    try:
+        buckets, lasting = 0, []
+        for partition in range(settings.topic_partitions):
+            pattern = f"{keys.perf_prefix(partition)}b:*"
+            async for key in admin.scan_iter(match=pattern, count=1_000):
+                buckets += 1
+                if await admin.ttl(key) < 0:
+                    lasting.append(key)
+        assert buckets and not lasting, f"{len(lasting)} of {buckets} buckets never expire"
+    finally:
+        await admin.aclose()
 
 
 async def assert_lifetime_sums(store: MetricsStore, sums: dict[str, Any]) -> None:
@@ -138,6 +156,7 @@ async def test_sigkill_three_times_keeps_every_counter_exact(
         assert counters.duplicates == len(records) - unique
         assert any(0 < n < unique for n in at_kill), at_kill
         await assert_lifetime_sums(store, sums)
+        await assert_every_bucket_expires(settings)
         assert "Traceback" not in worker.log(), worker.log()
     finally:
         await redis.aclose()
@@ -170,6 +189,7 @@ async def test_group_member_killed_mid_stream(stack: dict[str, str], spawn: Spaw
         assert 0 < before < unique, before
         assert counters.applied == unique, counters
         await assert_lifetime_sums(store, sums)
+        await assert_every_bucket_expires(settings)
     finally:
         await redis.aclose()
         first.stop()

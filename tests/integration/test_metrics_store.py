@@ -249,6 +249,63 @@ async def test_buckets_expire_on_their_own(
     assert await redis.ttl(keys.perf_lifetime(0)) == -1
 
 
+def expiries_sent(store: MetricsStore) -> list[dict[str, int]]:
+    """Per step written from now on, the EXPIREAT it sends per hash (0: none)."""
+    sent: list[dict[str, int]] = []
+    write = store._step.write
+
+    async def recorded(conn: Any, partition: int, step: Any) -> bool:
+        sent.append({key: expires for key, expires, _ in step.hashes})
+        return await write(conn, partition, step)
+
+    store._step.write = recorded  # type: ignore[method-assign]
+    return sent
+
+
+async def test_a_bucket_is_given_its_expiry_once_while_no_other_writer_comes_between(
+    redis: Any, store: MetricsStore, settings: Settings
+) -> None:
+    keys = Keys(settings.redis_key_prefix)
+    await store.point(0, ["a1"])
+    sent = expiries_sent(store)
+    two_days_ago = int(NOW - 2 * DAY)
+    day_start = two_days_ago - two_days_ago % DAY
+    day = keys.perf_bucket(0, "d1", day_start)  # lives 28 days more
+    hour_ago = int(NOW - 58 * 60)
+    five_start = hour_ago - hour_ago % 300
+    five = keys.perf_bucket(0, "m5", five_start)  # expires within minutes
+    await store.apply(0, 0, 1, [row(1, "a1", two_days_ago), row(2, "a1", hour_ago)], NOW)
+    await store.apply(
+        0, 2, 3, [row(3, "a1", two_days_ago), row(4, "a1", hour_ago)], NOW, expected=1
+    )
+    assert sent[0][day] == day_start + 31 * DAY and sent[1][day] == 0
+    assert sent[0][five] == sent[1][five] == five_start + 300 + HOUR  # near: sent each time
+    assert await redis.expiretime(day) == day_start + 31 * DAY  # and it still has it
+    # Another writer moves the fence (a forget does): the expiry is sent again.
+    await redis.hincrby(keys.perf_counters(0), "forgotten", 1)
+    await store.apply(0, 4, 4, [row(5, "a1", two_days_ago)], NOW, expected=3)
+    assert sent[2][day] == day_start + 31 * DAY
+    lifetime = await store.totals("a1", Window.LIFETIME, NOW)
+    assert lifetime is not None and lifetime.impressions == 500
+
+
+async def test_on_a_redis_that_may_evict_every_step_sends_the_expiry(
+    redis: Any, settings: Settings
+) -> None:
+    keys = Keys(settings.redis_key_prefix)
+    store = MetricsStore(
+        redis, keys, Scripts.register(redis), settings.topic_asset_performance,
+        known_expiry=False,
+    )  # fmt: skip
+    await store.point(0, ["a1"])
+    sent = expiries_sent(store)
+    t = int(NOW - 2 * DAY)
+    await store.apply(0, 0, 0, [row(1, "a1", t)], NOW)
+    await store.apply(0, 1, 1, [row(2, "a1", t)], NOW, expected=0)
+    day = keys.perf_bucket(0, "d1", t - t % DAY)
+    assert sent[0][day] == sent[1][day] == t - t % DAY + 31 * DAY
+
+
 async def test_copies_within_one_batch_count_once(store: MetricsStore) -> None:
     await store.point(0, ["a1"])
     result = await store.apply(0, 0, 2, [row(1, "a1", NOW - 10)] * 3, NOW)

@@ -22,6 +22,8 @@ from service import collector
 from service.config import Settings
 from service.handlers.performance import PerformanceHandler
 from service.runtime import Runtime
+from service.store.client import connect
+from service.store.requirements import check_redis_requirements
 from service.streaming.kafka_client import client_options
 
 
@@ -57,7 +59,13 @@ async def run_ceiling(settings: Settings, *, events: int, max_records: int) -> P
     """Consume the topic from the beginning until Redis reflects `events` events."""
     started = time.monotonic()
     producer = AIOKafkaProducer(**client_options(settings), acks="all")
-    runtime = Runtime.build(settings, KafkaPort(producer))
+    # As `service worker` does before it builds its runtime (service/cli.py).
+    checked = connect(settings)
+    try:
+        report = await check_redis_requirements(checked, settings)
+    finally:
+        await checked.aclose()
+    runtime = Runtime.build(settings, KafkaPort(producer), evicts_nothing=report.evicts_nothing)
     consumer = AIOKafkaConsumer(
         settings.topic_asset_performance,
         **client_options(settings),

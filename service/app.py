@@ -119,9 +119,10 @@ class MediaApp(faust.App):
         await self.runtime.close()
 
 
-def create_app(settings: Settings) -> MediaApp:
-    """A worker: the input handlers, the leader's timers, readiness, the watchdog, the API."""
-    app = _base_app(settings)
+def create_app(settings: Settings, *, evicts_nothing: bool = False) -> MediaApp:
+    """A worker: the input handlers, the leader's timers, readiness, the watchdog, the API.
+    `evicts_nothing`: Redis was read as `noeviction` (`RequirementsReport`)."""
+    app = _base_app(settings, evicts_nothing=evicts_nothing)
     _handlers(app, settings)
     _timers(app, settings)
     _readiness(app)
@@ -140,7 +141,7 @@ def create_api_app(settings: Settings) -> MediaApp:
     return app
 
 
-def _base_app(settings: Settings) -> MediaApp:
+def _base_app(settings: Settings, *, evicts_nothing: bool = False) -> MediaApp:
     settings.data_dir.mkdir(parents=True, exist_ok=True)  # Faust does not create parents
     instruments = Instruments.create()  # the handlers' and the web server's
     app = MediaApp(
@@ -179,7 +180,9 @@ def _base_app(settings: Settings) -> MediaApp:
         datadir=str(settings.data_dir / f"{settings.app_id}-data"),
         broker_max_poll_records=settings.kafka_max_poll_records,
     )
-    app.runtime = Runtime.build(settings, FaustProducer(app), instruments)
+    app.runtime = Runtime.build(
+        settings, FaustProducer(app), instruments, evicts_nothing=evicts_nothing
+    )
     app.batch_handlers = {}
     app.fetch_wait_ms = settings.kafka_fetch_wait_ms
     app.readiness = Readiness()

@@ -222,7 +222,7 @@ def _serve(settings: Settings, *, api_only: bool) -> int:
     if api_only:
         app = create_api_app(settings)
     else:
-        app = create_app(settings)
+        app = create_app(settings, evicts_nothing=report.evicts_nothing)
         collector.tune()  # a fetch's objects die young (service/collector.py)
     worker = Worker(app, loglevel=settings.log_level, quiet=True, logging_config=log_config)
     try:

@@ -65,9 +65,16 @@ class Runtime:
 
     @classmethod
     def build(
-        cls, settings: Settings, producer: Producer, instruments: Instruments | None = None
+        cls,
+        settings: Settings,
+        producer: Producer,
+        instruments: Instruments | None = None,
+        *,
+        evicts_nothing: bool = False,
     ) -> Runtime:
-        """`instruments`: when the web server's middleware records into them too."""
+        """`instruments`: when the web server's middleware records into them too;
+        `evicts_nothing`: Redis was read as `noeviction` on every server at start (the
+        metrics step then sends a bucket's expiry once, `MetricsStore`)."""
         redis = connect(settings)
         instruments = Instruments.create() if instruments is None else instruments
         keys = Keys(settings.redis_key_prefix)
@@ -97,7 +104,7 @@ class Runtime:
             scripts,
             settings.topic_asset_performance,
             kept_sums=settings.metrics_kept_sums,
-            known_expiry=not settings.redis_allow_eviction,
+            known_expiry=evicts_nothing,
         )
 
         async def lifetime(asset_id: str, channel: Channel | None) -> Totals:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -328,6 +328,7 @@ class FakeMetricsStore:
         self.lifetime: dict[tuple[int, str], dict[str, list[int]]] = defaultdict(dict)
         self.buckets: dict[tuple[int, str, str, int], dict[str, list[int]]] = defaultdict(dict)
         self.dirty: dict[int, set[str]] = defaultdict(set)
+        self.resets: list[list[int] | None] = []  # the partitions of each reset (None: all)
         self.pointers: dict[str, int] = {}
         self.calls: list[tuple[int, int, int, int]] = []  # (partition, first, last, events)
 
@@ -337,6 +338,9 @@ class FakeMetricsStore:
     async def point(self, partition: int, asset_ids: Sequence[str]) -> None:
         for asset_id in asset_ids:
             self.pointers[asset_id] = partition
+
+    def reset(self, partitions: Iterable[int] | None = None) -> None:
+        self.resets.append(None if partitions is None else list(partitions))
 
     async def apply(
         self,

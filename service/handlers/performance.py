@@ -87,8 +87,10 @@ class PerformanceHandler:
         self._instruments = instruments
 
     def on_assignment(self) -> None:
-        """Partitions moved: check each one's position again before its next batch."""
+        """Partitions moved: check each one's position again before its next batch, and
+        trust nothing kept of an earlier step."""
         self._expected.clear()
+        self._store.reset()
 
     async def __call__(self, partition: int, messages: Sequence[Record]) -> int | None:
         """Apply one batch, in steps of at most MAX_EVENTS_PER_STEP records; returns an
@@ -197,6 +199,7 @@ class PerformanceHandler:
     def _behind(self, topic: str, partition: int, position: int) -> int:
         # The pointers written since may be lost too: write them again as events come.
         self._pointed.clear()
+        self._store.reset([partition])
         log.warning(
             "Redis holds position %d for %s[%d], below the %d this worker wrote: it lost "
             "writes; applying again from offset %d",

@@ -9,7 +9,7 @@ The producer port is `Producer` in service/handlers/emit.py.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -138,6 +138,9 @@ class MetricsWrites(Protocol):
 
     async def point(self, partition: int, asset_ids: Sequence[str]) -> None:
         """Record which partition holds each asset's metrics (idempotent)."""
+
+    def reset(self, partitions: Iterable[int] | None = None) -> None:
+        """Forget what is known of the partitions (all when None) from earlier steps."""
 
 
 class Positions(Protocol):

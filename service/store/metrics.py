@@ -35,12 +35,13 @@ sum of the asset's sums in its buckets.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
 from redis.exceptions import AskError, TryAgainError
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from service.domain.enums import Channel
 from service.domain.events import MAX_METRIC_DELTA
@@ -188,17 +189,18 @@ class MetricsStore:
         topic: str,
         *,
         kept_sums: int = 0,
-        known_expiry: bool = True,
+        known_expiry: bool = False,
         read_step: ReadStep | None = None,
     ) -> None:
         """`kept_sums`: how many sums a worker keeps from its writes (0: read each time);
-        `known_expiry`: leave out the EXPIREAT of a bucket this worker set it on (not on a
-        Redis that may evict keys: an evicted bucket would come back without one);
+        `known_expiry`: leave out the EXPIREAT of a bucket this worker set it on (only on a
+        Redis read as `noeviction`: an evicted bucket would come back without one);
         `read_step`: step 2's read (`PerfStep.read` unless given)."""
         self._redis = redis
         self._keys = keys
         self._scripts = scripts
         self._topic = topic
+        self._kept_size = kept_sums
         self._kept = KeptSums(kept_sums)
         self._step = PerfStep(keys, topic)
         self._read_step = read_step or self._step.read
@@ -207,6 +209,21 @@ class MetricsStore:
         self._no_legacy_ids: set[int] = set()  # partitions with no id set of an earlier version
         self._known_expiry = known_expiry
         self._expiring: dict[int, _Expiring] = {}
+
+    def reset(self, partitions: Iterable[int] | None = None) -> None:
+        """Forget what this worker knows of the partitions (every one when None): they
+        moved to another worker and back, or Redis lost writes. Kept sums and known
+        expiries hold at a fence; another writer could in principle have written the
+        partition up to that very fence again."""
+        if partitions is None:
+            self._kept = KeptSums(self._kept_size)
+            self._expiring.clear()
+            self._tables.clear()
+            return
+        for partition in partitions:
+            self._kept.drop(partition)
+            self._expiring.pop(partition, None)
+            self._tables.pop(partition, None)
 
     async def position(self, partition: int) -> int:
         """Offset of the last event of the partition applied, or -1."""
@@ -524,6 +541,11 @@ class MetricsStore:
                 return values
             except (AskError, TryAgainError):  # MOVED is an AskError; the slot map is updated
                 if attempt == READ_TRIES:
+                    raise
+            except RedisConnectionError:
+                # Once: a pooled connection the server closed while idle (a read can be
+                # sent again; a Redis that is away fails the second time too).
+                if attempt > 1:
                     raise
             await asyncio.sleep(READ_RETRY_SECONDS * attempt)
             attempt += 1

@@ -176,7 +176,7 @@ async def pinned(redis: Any, key: str) -> AsyncIterator[Pinned]:
     finally:
         try:
             if held.in_flight or held.watching:
-                await connection.disconnect()
+                await connection.disconnect(nowait=True)
         finally:
             if node is not None:
                 node.release(connection)

@@ -66,6 +66,9 @@ class RequirementsReport:
     persistence: str
     problems: tuple[Problem, ...] = ()
     verified: bool = True
+    # Every server (every primary of a cluster) read as `noeviction`: no key with a TTL can
+    # vanish before its time (the metrics step relies on it to send each bucket's expiry once).
+    evicts_nothing: bool = False
 
     @property
     def refused(self) -> bool:
@@ -137,6 +140,7 @@ def assess(nodes: Sequence[NodeConfig] | None, *, allow_eviction: bool) -> Requi
         persistence=_summary(nodes, describe_persistence),
         problems=tuple(problems),
         verified=verified,
+        evicts_nothing=all(c.maxmemory_policy == REQUIRED_POLICY for c in nodes),
     )
 
 

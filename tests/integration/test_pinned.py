@@ -17,9 +17,6 @@ async def test_replies_come_in_order_with_errors_in_place(redis: Any, settings: 
     key = f"{settings.redis_key_prefix}:{{pinned}}:k"
     big = "x" * 200_000  # several reads of the socket for one reply
     async with pinned(redis, key) as conn:
-        # The installed redis-py is read the fast way; if an upgrade changes its parser,
-        # this says so instead of the worker slowing down unnoticed.
-        assert hiredis_reader(conn._connection) is not None
         replies = await conn.run(
             [
                 ("SET", key, big),
@@ -31,6 +28,9 @@ async def test_replies_come_in_order_with_errors_in_place(redis: Any, settings: 
                 ("GET", key),
             ]
         )
+        # The installed redis-py is read the fast way (once connected); if an upgrade
+        # changes its parser, this says so instead of the worker slowing down unnoticed.
+        assert hiredis_reader(conn._connection) is not None
     assert replies[0] is True or replies[0] == "OK"
     assert isinstance(replies[1], ResponseError) and "WRONGTYPE" in str(replies[1])
     assert replies[2:5] == ["OK", "QUEUED", "QUEUED"]

@@ -121,6 +121,13 @@ async def test_redis_behind_makes_it_seek_back_and_point_again(rig: Rig) -> None
     assert rig.store.pointers == {"a1": 0}, "the pointer cache was cleared"
     assert await rig.store.position(0) == 6
     assert rig.impressions() == 70 and rig.store.counters[0]["duplicates"] == 3
+    assert rig.store.resets == [[0]], "what the store kept of partition 0 is dropped"
+
+
+async def test_moved_partitions_drop_what_the_store_kept_of_them(rig: Rig) -> None:
+    assert await rig.handler(0, messages(0, 4)) is None
+    rig.handler.on_assignment()
+    assert rig.store.resets == [None]
 
 
 async def test_between_batches_a_position_that_fell_back_is_noticed(rig: Rig) -> None:

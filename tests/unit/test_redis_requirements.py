@@ -225,3 +225,19 @@ async def test_reading_every_primary_of_a_cluster() -> None:
         ("a:1", "noeviction"),
         ("b:2", "volatile-lru"),
     ]
+
+
+@pytest.mark.parametrize(
+    ("nodes", "evicts_nothing"),
+    [
+        ([node()], True),
+        ([node(), node(name="10.0.0.2:6379")], True),
+        ([node(), node("volatile-lru", name="10.0.0.2:6379")], False),
+        ([node(None)], False),  # not readable: not known
+    ],
+)
+def test_only_a_policy_read_as_noeviction_everywhere_evicts_nothing(
+    nodes: list[NodeConfig], evicts_nothing: bool
+) -> None:
+    assert assess(nodes, allow_eviction=True).evicts_nothing is evicts_nothing
+    assert assess(None, allow_eviction=False).evicts_nothing is False

@@ -85,6 +85,12 @@ class KeptSums:
         if partition in self._fences:
             self._fences[partition] = fence
 
+    def clear(self) -> None:
+        """Forget every partition's sums."""
+        self._fences.clear()
+        self._epochs.clear()
+        self._sums.clear()
+
     def drop(self, partition: int) -> None:
         """Forget the partition's sums: another writer came between, or Redis lost writes."""
         self._fences.pop(partition, None)

@@ -200,7 +200,6 @@ class MetricsStore:
         self._keys = keys
         self._scripts = scripts
         self._topic = topic
-        self._kept_size = kept_sums
         self._kept = KeptSums(kept_sums)
         self._step = PerfStep(keys, topic)
         self._read_step = read_step or self._step.read
@@ -216,7 +215,7 @@ class MetricsStore:
         expiries hold at a fence; another writer could in principle have written the
         partition up to that very fence again."""
         if partitions is None:
-            self._kept = KeptSums(self._kept_size)
+            self._kept.clear()
             self._expiring.clear()
             self._tables.clear()
             return

@@ -94,7 +94,7 @@ class Pinned:
         except TimeoutError:
             raise RedisTimeoutError(f"no reply from Redis within {limit} s") from None
         except OSError as exc:  # a reset or broken socket, as redis-py names it
-            raise RedisConnectionError(f"Error while writing to Redis: {exc!r}") from exc
+            raise RedisConnectionError(f"Error while talking to Redis: {exc!r}") from exc
         self.in_flight = False
         self.watching = watching
         return replies
@@ -131,11 +131,8 @@ async def _read_replies(connection: Any, count: int) -> list[Any]:
         reply = gets()
         if reply is not NOT_ENOUGH_DATA:
             replies.append(reply)
-            continue
-        try:
-            await fill()
-        except OSError as exc:  # a reset or broken socket, as redis-py would name it
-            raise RedisConnectionError(f"Error while reading from Redis: {exc!r}") from exc
+        else:
+            await fill()  # (a reset socket's OSError is named by `Pinned.run`)
     return replies
 
 

@@ -63,3 +63,14 @@ def test_a_size_of_zero_keeps_nothing() -> None:
     kept = KeptSums(0)
     kept.keep(0, Fence(1, 0), [("life", {"a1": "1"}.items())])
     assert kept.fence(0) is None and len(kept) == 0
+
+
+def test_clear_forgets_every_partition_and_keeps_working() -> None:
+    kept = KeptSums(10)
+    kept.keep(0, Fence(5, 0), [("k", [("a1", "ch:web=1")])])
+    kept.keep(1, Fence(7, 0), [("k", [("a2", "ch:web=2")])])
+    kept.clear()
+    assert len(kept) == 0 and kept.fence(0) is None and kept.fence(1) is None
+    assert kept.get(0, "k", "a1") is None
+    kept.keep(0, Fence(9, 0), [("k", [("a1", "ch:web=3")])])
+    assert kept.fence(0) == Fence(9, 0) and kept.get(0, "k", "a1") == "ch:web=3"

@@ -183,6 +183,9 @@ class Settings(BaseSettings):
     # Sums (one asset in one bucket) a worker keeps from its own writes, so that the next
     # batch need not read them from Redis (about 250 bytes each; 0: read every time).
     metrics_kept_sums: Annotated[int, Field(ge=0)] = 100_000
+    # Buckets of the partitions' tables of event ids (about 16 ids each) a worker keeps
+    # from its own writes, likewise (about 300 bytes each; 0: read every time).
+    metrics_kept_id_buckets: Annotated[int, Field(ge=0)] = 100_000
     api_page_size_max: Annotated[int, Field(ge=1)] = 500
     leaderboard_refresh_seconds: Annotated[float, Field(gt=0)] = 30.0
     # false: only `service refresher` processes refresh the boards, never a worker (with

@@ -104,6 +104,7 @@ class Runtime:
             scripts,
             settings.topic_asset_performance,
             kept_sums=settings.metrics_kept_sums,
+            kept_id_buckets=settings.metrics_kept_id_buckets,
             known_expiry=evicts_nothing,
         )
 

@@ -9,8 +9,9 @@ node holding the partition (`pinned`); `perf_step` says what each round trip sen
    that table the batch's ids fall in (`seen_ids`), and the sums the batch adds to (one
    field per asset and hash); then the fence is WATCHed and read again (read again when
    it moved in between). A position that covers the batch, or lies below the one
-   expected, answers here. Sums this worker wrote and still keeps (`KeptSums`) are not
-   read again: they hold at the fence they were written at.
+   expected, answers here. Sums and buckets of the table of ids this worker wrote and
+   still keeps (service/store/kept_sums.py) are not read again: they hold at the fence
+   they were written at (the buckets, at the table's size too).
 3. The worker looks the ids up in the buckets read (`seen_ids.record`); ids applied
    before count as copies and the batch is added up again without them. It adds the
    batch's counts to the sums read (`_new_sums`); a sum past 2^53 - 1 refuses the batch
@@ -35,7 +36,7 @@ sum of the asset's sums in its buckets.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
@@ -48,7 +49,7 @@ from service.domain.events import MAX_METRIC_DELTA
 from service.domain.metrics import Totals, WindowTotals
 from service.domain.windows import Resolution, Window, window_buckets
 from service.store.codecs import Counters, add_sums, decode_sums, window_totals
-from service.store.kept_sums import Fence, KeptSums
+from service.store.kept_sums import Fence, KeptBuckets, KeptSums
 from service.store.keys import Keys
 from service.store.perf_batch import Entries, MergedBatch, PerfRow, merge
 from service.store.perf_step import MAX_READS, PerfStep, ReadStep, StepWrite, fence_moving
@@ -77,6 +78,7 @@ READS_IN_FLIGHT = 8
 # move in milliseconds, and a reader would rather wait for them than fail.
 READ_TRIES = 5
 READ_RETRY_SECONDS = 0.02
+_TABLE = "seen"  # the name the partition's table of ids is kept under (KeptBuckets)
 
 
 class ApplyStatus(Enum):
@@ -189,10 +191,12 @@ class MetricsStore:
         topic: str,
         *,
         kept_sums: int = 0,
+        kept_id_buckets: int = 0,
         known_expiry: bool = False,
         read_step: ReadStep | None = None,
     ) -> None:
-        """`kept_sums`: how many sums a worker keeps from its writes (0: read each time);
+        """`kept_sums`, `kept_id_buckets`: how many sums and buckets of the tables of ids
+        a worker keeps from its writes (0: read each time);
         `known_expiry`: leave out the EXPIREAT of a bucket this worker set it on (only on a
         Redis read as `noeviction`: an evicted bucket would come back without one);
         `read_step`: step 2's read (`PerfStep.read` unless given)."""
@@ -201,6 +205,7 @@ class MetricsStore:
         self._scripts = scripts
         self._topic = topic
         self._kept = KeptSums(kept_sums)
+        self._kept_buckets = KeptBuckets(kept_id_buckets)
         self._step = PerfStep(keys, topic)
         self._read_step = read_step or self._step.read
         # partition -> its table of ids' size (`n`, `c`) as this worker last read or wrote it
@@ -216,11 +221,13 @@ class MetricsStore:
         partition up to that very fence again."""
         if partitions is None:
             self._kept.clear()
+            self._kept_buckets.clear()
             self._expiring.clear()
             self._tables.clear()
             return
         for partition in partitions:
             self._kept.drop(partition)
+            self._kept_buckets.drop(partition)
             self._expiring.pop(partition, None)
             self._tables.pop(partition, None)
 
@@ -297,10 +304,16 @@ class MetricsStore:
                     self._expiring[partition] = _Expiring(fence, expiring)
                 self._kept.move(partition, fence)
                 self._kept.keep(partition, fence, ((k, _pairs(p)) for k, _, p in written))
+                self._kept_buckets.move(partition, fence)
+                buckets = dict(read.seen.values)
+                buckets.update(seen.written)
+                self._kept_buckets.keep(partition, fence, [(_TABLE, buckets.items())])
                 return Applied(
                     ApplyStatus.APPLIED, last, len(batch.event_ids), batch.copies, batch.late
                 )
-            self._kept.drop(partition)  # another writer came between: read again
+            # another writer came between: read again
+            self._kept.drop(partition)
+            self._kept_buckets.drop(partition)
         raise fence_moving(partition)
 
     def _expiring_at(self, partition: int, fence: Fence, now: int) -> dict[str, int]:
@@ -356,21 +369,26 @@ class MetricsStore:
         sums: dict[str, dict[str, str]] = {}
         missing: list[tuple[str, list[str]]] = []
         for key, _, entries in hashes:
-            have = sums[key] = {}
-            lacking = []
-            for asset_id in entries:
-                value = None if fence is None else kept.get(partition, key, asset_id)
-                if value is None:
-                    lacking.append(asset_id)
-                else:
-                    have[asset_id] = value
+            held = kept.fields(partition, key) if fence is not None else None
+            if not held:
+                sums[key] = {}
+                missing.append((key, list(entries)))
+                continue
+            sums[key] = {asset_id: held[asset_id] for asset_id in entries if asset_id in held}
+            lacking = [asset_id for asset_id in entries if asset_id not in held]
             if lacking:
                 missing.append((key, lacking))
-        read_at, read, seen = await self._call_sums(conn, partition, missing, numbers)
-        if fence is not None and read_at != fence:
+        kept_buckets = self._kept_buckets
+        buckets_fence = kept_buckets.fence(partition)
+        held_buckets = {} if buckets_fence is None else kept_buckets.fields(partition, _TABLE)
+        read_at, read, seen, held_used = await self._call_sums(
+            conn, partition, missing, numbers, held_buckets
+        )
+        if (fence is not None and read_at != fence) or (held_used and read_at != buckets_fence):
             kept.drop(partition)
-            read_at, sums, seen = await self._call_sums(
-                conn, partition, [(key, list(entries)) for key, _, entries in hashes], numbers
+            kept_buckets.drop(partition)
+            read_at, sums, seen, _ = await self._call_sums(
+                conn, partition, [(key, list(entries)) for key, _, entries in hashes], numbers, {}
             )
         else:
             for key, values in read.items():
@@ -379,12 +397,20 @@ class MetricsStore:
         return _Read(read_at, sums, seen)
 
     async def _call_sums(
-        self, conn: Pinned, partition: int, wanted: list[tuple[str, list[str]]], numbers: list[int]
-    ) -> tuple[Fence, dict[str, dict[str, str]], SeenRead]:
+        self,
+        conn: Pinned,
+        partition: int,
+        wanted: list[tuple[str, list[str]]],
+        numbers: list[int],
+        held: Mapping[int, str],
+    ) -> tuple[Fence, dict[str, dict[str, str]], SeenRead, bool]:
         """Step 2's read. Which buckets of ids to read depends on the table's size: it is
         taken from this worker's last step (read alone first on the partition's first step
         here), and read again with the rest; when Redis holds a size that needs other
-        buckets (another writer's step came between), read again."""
+        buckets (another writer's step came between), read again. Buckets in `held`
+        (kept from this worker's last write) are not read, unless Redis holds a table of
+        another size (another writer, or it expired); the last value returned says
+        whether any was used, and the caller checks their fence then."""
         table = self._tables.get(partition)
         if table is None:
             first = await self._read_step(conn, partition, [], [])
@@ -392,21 +418,30 @@ class MetricsStore:
         grow_to = grown_size(*table, len(numbers))
         fields = buckets_to_read(table[0], grow_to, numbers)
         for _ in range(MAX_READS):
-            read = await self._read_step(conn, partition, fields, wanted)
-            grow_to = grown_size(read.buckets, read.entries, len(numbers))
+            asked = [b for b in dict.fromkeys(fields) if b not in held] if held else fields
+            read = await self._read_step(conn, partition, asked, wanted)
+            size = (read.buckets, read.entries)
+            grow_to = grown_size(*size, len(numbers))
             needed = buckets_to_read(read.buckets, grow_to, numbers)
-            if needed == fields:
+            if needed == fields and (not held or size == table):
                 break
-            fields = needed
+            fields, table, held = needed, size, {}
         else:
             raise fence_moving(partition)
         self._tables[partition] = (read.buckets, read.entries)
-        seen = SeenRead.of_reply(read.buckets, read.entries, grow_to, read.bucket_values, numbers)
+        if held:
+            values = {b: held[b] for b in fields if b in held}
+            values.update(zip(asked, read.bucket_values, strict=True))
+            seen = SeenRead(read.buckets, read.entries, grow_to, values)
+        else:
+            seen = SeenRead.of_reply(
+                read.buckets, read.entries, grow_to, read.bucket_values, numbers
+            )
         sums = {
             key: dict(zip(assets, values, strict=True))
             for (key, assets), values in zip(wanted, read.sums, strict=True)
         }
-        return Fence(read.position, read.forgotten), sums, seen
+        return Fence(read.position, read.forgotten), sums, seen, bool(held)
 
     async def point(self, partition: int, asset_ids: Sequence[str]) -> None:
         """Record which partition holds each asset's metrics (idempotent)."""

@@ -25,6 +25,7 @@ from service.store.keys import Keys
 from service.store.metrics import ApplyStatus, EventCounts, MetricsStore, PerfRow
 from service.store.perf_step import PerfStep, ReadStep, StepRead
 from service.store.scripts import Scripts
+from service.store.seen_ids import LOAD
 from tests.conftest import admin_settings
 
 pytestmark = pytest.mark.integration
@@ -604,6 +605,99 @@ async def test_kept_sums_are_not_trusted_after_another_writer(
     assert await mine.totals("a1", Window.LIFETIME, NOW) == Totals(300, 9, 3)
     assert await mine.totals("a2", Window.LIFETIME, NOW) == Totals(100, 3, 1)
     assert await mine.totals("a2", Window.HOUR, NOW) == Totals(300, 9, 3)
+
+
+def counting_bucket_reads(settings: Settings) -> tuple[ReadStep, list[int]]:
+    """A step's read that records how many buckets of the table of ids each call asks for."""
+    read = PerfStep(Keys(settings.redis_key_prefix), settings.topic_asset_performance).read
+    asked: list[int] = []
+
+    async def counted(conn: Any, partition: int, buckets: Any, wanted: Any) -> StepRead:
+        asked.append(len(buckets))
+        return await read(conn, partition, buckets, wanted)
+
+    return counted, asked
+
+
+def kept_buckets_store(redis: Any, settings: Settings, reads: ReadStep | None) -> MetricsStore:
+    keys, topic = Keys(settings.redis_key_prefix), settings.topic_asset_performance
+    return MetricsStore(
+        redis, keys, Scripts.register(redis), topic, kept_id_buckets=1000, read_step=reads
+    )
+
+
+async def test_kept_buckets_of_ids_are_not_read_again_and_still_find_copies(
+    redis: Any, settings: Settings
+) -> None:
+    reads, asked = counting_bucket_reads(settings)
+    store = kept_buckets_store(redis, settings, reads)
+    await store.point(0, ["a1"])
+    for n in range(3):
+        assert (await store.apply(0, n, n, [row(n, "a1", NOW - 60)], NOW)).applied == 1
+    # The first step reads the table's size alone, then the bucket of its id (the table
+    # has one bucket until it holds LOAD ids); later steps find it kept.
+    assert asked == [0, 1, 0, 0]
+    copies = await store.apply(0, 3, 4, [row(1, "a1", NOW - 60), row(7, "a1", NOW - 60)], NOW)
+    assert (copies.applied, copies.duplicates, asked[4:]) == (1, 1, [0]), "found in the kept"
+    assert await store.totals("a1", Window.LIFETIME, NOW) == Totals(400, 12, 4)
+    # A table that grows splits kept buckets: what it writes is what Redis holds after.
+    ids = range(100, 100 + 3 * LOAD)
+    batch = [row(n, "a1", NOW - 60) for n in ids]
+    assert (await store.apply(0, 5, 5 + len(batch) - 1, batch, NOW)).applied == len(batch)
+    again = [row(n, "a1", NOW - 60) for n in ids]
+    end = 5 + 2 * len(batch) - 1
+    assert (await store.apply(0, 5 + len(batch), end, again, NOW)).duplicates == len(batch)
+    assert asked[-1] == 0, "every bucket the copies fall in was kept"
+    table = await redis.hgetall(Keys(settings.redis_key_prefix).perf_seen(0))
+    assert int(table["n"]) > 1 and int(table["c"]) == 4 + len(batch)
+
+
+async def test_kept_buckets_of_ids_are_not_trusted_after_another_writer(
+    redis: Any, settings: Settings
+) -> None:
+    reads, asked = counting_bucket_reads(settings)
+    mine = kept_buckets_store(redis, settings, reads)
+    other = kept_buckets_store(redis, settings, None)
+    await mine.point(0, ["a1"])
+    await mine.apply(0, 0, 0, [row(1, "a1", NOW - 60)], NOW)
+    # A worker that still believes it owns the partition applies event 2...
+    await other.apply(0, 1, 1, [row(2, "a1", NOW - 60)], NOW, expected=0)
+    # ... and a copy of it comes to this one: the fence moved, the bucket is read again.
+    copy = await mine.apply(0, 2, 2, [row(2, "a1", NOW - 60)], NOW, expected=0)
+    assert (copy.status, copy.applied, copy.duplicates) == (ApplyStatus.APPLIED, 0, 1)
+    assert asked[-2:] == [0, 1], "kept first, then read once Redis held another table"
+    assert await mine.totals("a1", Window.LIFETIME, NOW) == Totals(200, 6, 2)
+
+
+async def test_kept_buckets_of_ids_are_not_trusted_past_a_write_of_the_same_size(
+    redis: Any, settings: Settings
+) -> None:
+    reads, asked = counting_bucket_reads(settings)
+    mine = kept_buckets_store(redis, settings, reads)
+    other = kept_buckets_store(redis, settings, None)
+    await mine.point(0, ["a1"])
+    await mine.apply(0, 0, 0, [row(1, "a1", NOW - 60)], NOW)
+    # 31 hours later another writer drops the stale id and adds one: the table keeps its
+    # size (one bucket, one entry) and holds another bucket.
+    later = NOW + 31 * HOUR
+    await other.apply(0, 1, 1, [row(2, "a1", later - 60)], later, expected=0)
+    copy = await mine.apply(0, 2, 2, [row(2, "a1", later - 60)], later, expected=0)
+    assert (copy.applied, copy.duplicates) == (0, 1), "the other writer's id is a copy"
+    assert asked[-2:] == [0, 1], "kept first, then read once the fence moved"
+
+
+async def test_a_table_of_ids_that_expired_is_read_again(redis: Any, settings: Settings) -> None:
+    reads, asked = counting_bucket_reads(settings)
+    store = kept_buckets_store(redis, settings, reads)
+    await store.point(0, ["a1"])
+    await store.apply(0, 0, 0, [row(1, "a1", NOW - 60)], NOW)
+    # A partition idle for a day: its table of ids expires, its position stays.
+    await redis.delete(Keys(settings.redis_key_prefix).perf_seen(0))
+    again = await store.apply(0, 1, 1, [row(2, "a1", NOW - 60)], NOW, expected=0)
+    assert again.applied == 1
+    assert asked[-2:] == [0, 1], "the kept bucket was not used for a table of another size"
+    table = await redis.hgetall(Keys(settings.redis_key_prefix).perf_seen(0))
+    assert (table["n"], table["c"]) == ("1", "1"), "only the new id: the lost one stays lost"
 
 
 async def test_a_position_redis_lost_drops_the_kept_sums(redis: Any, settings: Settings) -> None:

@@ -1,8 +1,8 @@
-"""KeptSums: sums kept per partition at a fence, bounded, dropped whole."""
+"""KeptFields: sums and buckets kept per partition at a fence, bounded, dropped whole."""
 
 from __future__ import annotations
 
-from service.store.kept_sums import Fence, KeptSums
+from service.store.kept_sums import Fence, KeptBuckets, KeptSums
 
 
 def test_sums_are_kept_at_their_fence_and_moved_by_the_partitions_own_write() -> None:
@@ -40,23 +40,43 @@ def test_drop_forgets_a_partition_and_its_fence() -> None:
     kept.keep(0, Fence(9, 0), [("life", {"a2": "ch:web=2"}.items())])
     assert kept.get(0, "life", "a1") is None, "sums dropped are not found again"
     kept.drop(3)  # never kept: nothing happens
+    assert len(kept) == 1
 
 
-def test_the_least_recently_written_go_first_when_full() -> None:
-    kept = KeptSums(3)
-    kept.keep(0, Fence(1, 0), [("life", {"a1": "1", "a2": "2", "a3": "3"}.items())])
-    kept.keep(
-        0, Fence(1, 0), [("life", {"a1": "1+"}.items())]
-    )  # written again: a2 is now the oldest
-    assert kept.get(0, "life", "a2") == "2", "reading is not a use"
-    kept.keep(0, Fence(1, 0), [("life", {"a4": "4"}.items())])
-    assert kept.get(0, "life", "a2") is None
-    assert [kept.get(0, "life", a) for a in ("a1", "a3", "a4")] == ["1+", "3", "4"]
+def test_the_hashes_least_recently_written_go_first_when_full() -> None:
+    kept = KeptSums(4)
+    kept.keep(0, Fence(1, 0), [("day1", {"a1": "1", "a2": "2"}.items())])
+    kept.keep(0, Fence(1, 0), [("day2", {"a1": "3"}.items())])
+    kept.keep(0, Fence(1, 0), [("day1", {"a3": "4"}.items())])  # day1 is now the newest
+    assert len(kept) == 4
+    kept.keep(0, Fence(1, 0), [("day3", {"a1": "5"}.items())])
+    assert kept.fields(0, "day2") == {}, "the hash written longest ago went whole"
+    assert kept.fields(0, "day1") == {"a1": "1", "a2": "2", "a3": "4"}
+    assert kept.get(0, "day1", "a1") == "1", "reading is not a use"
+    assert len(kept) == 4
     # Over every partition: the newest stay, wherever the oldest were.
     kept.keep(5, Fence(1, 0), [("life5", {"b1": "1", "b2": "2"}.items())])
+    assert len(kept) == 4
+    assert kept.fields(0, "day3") == {"a1": "5"} and kept.fields(0, "day1") == {"a3": "4"}
+    assert kept.fields(5, "life5") == {"b1": "1", "b2": "2"}
+
+
+def test_a_hash_larger_than_the_room_left_loses_its_oldest_fields() -> None:
+    kept = KeptSums(3)
+    kept.keep(0, Fence(1, 0), [("life", {"a1": "1", "a2": "2", "a3": "3"}.items())])
+    kept.keep(0, Fence(1, 0), [("life", {"a4": "4", "a2": "2+"}.items())])
+    assert kept.fields(0, "life") == {"a2": "2+", "a3": "3", "a4": "4"}
+    kept.keep(0, Fence(1, 0), [("life", {f"b{n}": str(n) for n in range(5)}.items())])
+    assert kept.fields(0, "life") == {"b2": "2", "b3": "3", "b4": "4"}
     assert len(kept) == 3
-    assert [kept.get(0, "life", a) for a in ("a1", "a3", "a4")] == [None, None, "4"]
-    assert [kept.get(5, "life5", b) for b in ("b1", "b2")] == ["1", "2"]
+
+
+def test_buckets_are_kept_under_their_numbers() -> None:
+    kept = KeptBuckets(10)
+    kept.keep(2, Fence(8, 1), [("seen", {0: "entries", 5: ""}.items())])
+    assert kept.fence(2) == Fence(8, 1)
+    assert kept.fields(2, "seen") == {0: "entries", 5: ""}
+    assert kept.fields(3, "seen") == {} and kept.get(2, "seen", 1) is None
 
 
 def test_a_size_of_zero_keeps_nothing() -> None:

@@ -10,7 +10,7 @@ WITH_ENV := deploy/with-stack-env.sh
 PYTEST_ARGS ?=
 API_PORT ?= 8067
 
-.PHONY: help install run worker api demo topics schemas lint unit test bench bench-boards bench-scale \
+.PHONY: help install run worker api demo topics schemas lint unit test bench bench-boards bench-scale bench-handler \
         stack-up stack-down stack-status clean
 
 help:
@@ -24,6 +24,7 @@ help:
 	@echo "                  on port API_PORT (8067), beside a worker's 8066"
 	@echo "make bench        throughput, latency, memory, then leaderboards at 200,000 assets"
 	@echo "make bench-boards | bench-scale   only the leaderboards | 1 and 2 workers"
+	@echo "make bench-handler  the performance handler alone on Redis: cost per event and per step"
 	@echo "make lint | unit | stack-up | stack-down | stack-status | topics | schemas | clean"
 	@echo "MEDIA_STACK_SECURITY=tls and/or MEDIA_STACK_REDIS=cluster before make stack-up|run|"
 	@echo "                  worker|demo: the same on the secure and/or Redis Cluster stack"
@@ -121,6 +122,12 @@ bench-boards: install
 bench-scale: install
 	@deploy/stack.sh up
 	@$(WITH_ENV) $(BIN)/python -m bench.scale $(SCALE_ARGS)
+
+# The performance handler alone on the stack's Redis, no Kafka (bench/handler.py): CPU,
+# Redis time and commands per event at two fetch sizes. Options: HANDLER_ARGS=--help
+bench-handler: install
+	@deploy/stack.sh up
+	@$(WITH_ENV) $(BIN)/python -m bench.handler $(HANDLER_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -39,6 +39,7 @@ import asyncio
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
+from itertools import chain
 from typing import Any
 
 from redis.exceptions import AskError, TryAgainError
@@ -226,10 +227,14 @@ class MetricsStore:
             self._tables.clear()
             return
         for partition in partitions:
-            self._kept.drop(partition)
-            self._kept_buckets.drop(partition)
+            self._drop_kept(partition)
             self._expiring.pop(partition, None)
             self._tables.pop(partition, None)
+
+    def _drop_kept(self, partition: int) -> None:
+        """Forget the partition's kept sums and buckets of ids: Redis holds another fence."""
+        self._kept.drop(partition)
+        self._kept_buckets.drop(partition)
 
     async def position(self, partition: int) -> int:
         """Offset of the last event of the partition applied, or -1."""
@@ -305,15 +310,13 @@ class MetricsStore:
                 self._kept.move(partition, fence)
                 self._kept.keep(partition, fence, ((k, _pairs(p)) for k, _, p in written))
                 self._kept_buckets.move(partition, fence)
-                buckets = dict(read.seen.values)
-                buckets.update(seen.written)
-                self._kept_buckets.keep(partition, fence, [(_TABLE, buckets.items())])
+                # The buckets read, as this step rewrote them.
+                buckets = chain(read.seen.values.items(), seen.written.items())
+                self._kept_buckets.keep(partition, fence, [(_TABLE, buckets)])
                 return Applied(
                     ApplyStatus.APPLIED, last, len(batch.event_ids), batch.copies, batch.late
                 )
-            # another writer came between: read again
-            self._kept.drop(partition)
-            self._kept_buckets.drop(partition)
+            self._drop_kept(partition)  # another writer came between: read again
         raise fence_moving(partition)
 
     def _expiring_at(self, partition: int, fence: Fence, now: int) -> dict[str, int]:
@@ -369,7 +372,7 @@ class MetricsStore:
         sums: dict[str, dict[str, str]] = {}
         missing: list[tuple[str, list[str]]] = []
         for key, _, entries in hashes:
-            held = kept.fields(partition, key) if fence is not None else None
+            held = kept.fields(partition, key)  # (none without a fence)
             if not held:
                 sums[key] = {}
                 missing.append((key, list(entries)))
@@ -379,14 +382,12 @@ class MetricsStore:
             if lacking:
                 missing.append((key, lacking))
         kept_buckets = self._kept_buckets
-        buckets_fence = kept_buckets.fence(partition)
-        held_buckets = {} if buckets_fence is None else kept_buckets.fields(partition, _TABLE)
         read_at, read, seen, held_used = await self._call_sums(
-            conn, partition, missing, numbers, held_buckets
+            conn, partition, missing, numbers, kept_buckets.fields(partition, _TABLE)
         )
-        if (fence is not None and read_at != fence) or (held_used and read_at != buckets_fence):
-            kept.drop(partition)
-            kept_buckets.drop(partition)
+        stale_buckets = held_used and read_at != kept_buckets.fence(partition)
+        if (fence is not None and read_at != fence) or stale_buckets:
+            self._drop_kept(partition)
             read_at, sums, seen, _ = await self._call_sums(
                 conn, partition, [(key, list(entries)) for key, _, entries in hashes], numbers, {}
             )

@@ -2,14 +2,15 @@
 
 What one event costs the handler itself, without a consumer, Faust or the broker
 sharing the measure: the benchmark's events (bench/events.py, the same workload as
-`make bench`) are built as the records a consumer hands over, grouped per partition,
+`make bench`) are built as consumed records (`RawMessage`), grouped per partition,
 and given to the handler (built by `Runtime.build`, as the worker builds it) in
 fetches of N records per partition, one partition after the other, as
 `BatchingConsumer` does. Each fetch size is measured on events of its own, after a
 warm-up that fills what the handler keeps (pointers, sums, buckets of ids).
 
 Per event: the process's CPU time and wall time, Redis's CPU time, its time inside
-transactions (`EXEC`, the commands it runs included) and its commands. The baseline,
+transactions (`EXEC`, the commands it runs included; scripts too, though the step runs
+none) and its commands, read as `make bench` reads them (`bench.resources`). The baseline,
 measured in the same run on the same records: decoding alone (what the floor of
 `make bench` does per record), so `handler / decode` compares machines and days
 better than microseconds do. From two fetch sizes, the cost of a step splits into a
@@ -37,9 +38,10 @@ from typing import Any
 from bench.cleanup import delete_keys
 from bench.events import EventFactory
 from bench.plan import Plan, RunNames
+from bench.resources import server_snapshot
 from service import collector
 from service.config import Settings
-from service.domain.decoding import decode
+from service.domain.decoding import RawMessage, decode
 from service.domain.events import AssetPerformance
 from service.runtime import Runtime
 from service.store.client import connect
@@ -47,18 +49,6 @@ from service.store.requirements import check_redis_requirements
 
 TOPIC = "bench.asset-performance"
 _OWN_COMMANDS = ("info", "scan", "unlink", "config|get")  # the bench's, not the handler's
-
-
-@dataclass(slots=True)
-class Record:
-    """What the handler reads of a consumed record (aiokafka's ConsumerRecord's fields)."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    timestamp: int = -1
 
 
 class DiscardingPort:
@@ -72,28 +62,6 @@ class DiscardingPort:
 
 
 @dataclass(frozen=True, slots=True)
-class RedisCounts:
-    cpu: float  # seconds
-    exec_usec: int
-    commands: int
-
-    @classmethod
-    async def read(cls, redis: Any) -> RedisCounts:
-        cpu = await redis.info("cpu")
-        stats = await redis.info("commandstats")
-        calls = sum(
-            int(v["calls"])
-            for name, v in stats.items()
-            if name.removeprefix("cmdstat_") not in _OWN_COMMANDS
-        )
-        return cls(
-            cpu=float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"]),
-            exec_usec=int(stats.get("cmdstat_exec", {}).get("usec", 0)),
-            commands=calls,
-        )
-
-
-@dataclass(frozen=True, slots=True)
 class Measure:
     """One fetch size, per event."""
 
@@ -103,7 +71,7 @@ class Measure:
     wall_us: float
     decode_us: float
     redis_cpu_us: float
-    exec_us: float
+    script_us: float
     commands: float
 
     @property
@@ -125,14 +93,14 @@ class Feed:
         )
         self._offsets: dict[int, int] = defaultdict(int)
 
-    def fetches(self, events: int, records: int) -> list[tuple[int, list[Record]]]:
+    def fetches(self, events: int, records: int) -> list[tuple[int, list[RawMessage]]]:
         """`events` new events in fetches of `records` a partition, the partitions in turn."""
-        by_partition: dict[int, list[Record]] = defaultdict(list)
+        by_partition: dict[int, list[RawMessage]] = defaultdict(list)
         for partition, key, value in self._factory.events(events, time.time()):
             offset = self._offsets[partition]
             self._offsets[partition] = offset + 1
-            by_partition[partition].append(Record(TOPIC, partition, offset, key, value))
-        fetches: list[tuple[int, list[Record]]] = []
+            by_partition[partition].append(RawMessage(TOPIC, partition, offset, key, value))
+        fetches: list[tuple[int, list[RawMessage]]] = []
         for start in range(0, max(map(len, by_partition.values()), default=0), records):
             for partition in sorted(by_partition):
                 chunk = by_partition[partition][start : start + records]
@@ -141,7 +109,7 @@ class Feed:
         return fetches
 
 
-async def apply_all(runtime: Runtime, fetches: Sequence[tuple[int, list[Record]]]) -> None:
+async def apply_all(runtime: Runtime, fetches: Sequence[tuple[int, list[RawMessage]]]) -> None:
     handler = runtime.performance
     for partition, records in fetches:
         seek = await handler(partition, records)
@@ -149,7 +117,7 @@ async def apply_all(runtime: Runtime, fetches: Sequence[tuple[int, list[Record]]
             raise RuntimeError(f"the handler asked to seek partition {partition} to {seek}")
 
 
-def decode_cpu(fetches: Sequence[tuple[int, list[Record]]], max_bytes: int) -> float:
+def decode_cpu(fetches: Sequence[tuple[int, list[RawMessage]]], max_bytes: int) -> float:
     started = time.process_time()
     for _, records in fetches:
         for record in records:
@@ -162,11 +130,12 @@ async def measure(
 ) -> Measure:
     fetches = feed.fetches(events, records)
     count = sum(len(r) for _, r in fetches)
-    before = await RedisCounts.read(redis)
+    before = await server_snapshot(redis, kafka_pid=None)
     cpu, wall = time.process_time(), time.perf_counter()
     await apply_all(runtime, fetches)
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
-    after = await RedisCounts.read(redis)
+    spent = (await server_snapshot(redis, kafka_pid=None)).minus(before)
+    commands = sum(n for name, n in spent.commands.items() if name not in _OWN_COMMANDS)
     decoded = decode_cpu(fetches, settings.max_message_bytes)
     micro = 1e6 / count
     return Measure(
@@ -175,9 +144,9 @@ async def measure(
         cpu_us=cpu * micro,
         wall_us=wall * micro,
         decode_us=decoded * micro,
-        redis_cpu_us=(after.cpu - before.cpu) * micro,
-        exec_us=(after.exec_usec - before.exec_usec) / count,
-        commands=(after.commands - before.commands) / count,
+        redis_cpu_us=spent.redis_cpu * micro,
+        script_us=spent.script_usec / count,
+        commands=commands / count,
     )
 
 
@@ -202,13 +171,13 @@ def report(measures: Sequence[Measure], run: str, command: str, dead_letters: in
         "",
         "| records a partition and step | events | handler CPU µs/event | wall µs/event "
         "| decode only µs/event | handler / decode | Redis CPU µs/event "
-        "| in MULTI/EXEC µs/event | Redis commands/event |",
+        "| in scripts and MULTI/EXEC µs/event | Redis commands/event |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for m in measures:
         lines.append(
             f"| {m.records} | {m.events:,} | {m.cpu_us:.1f} | {m.wall_us:.1f} "
-            f"| {m.decode_us:.1f} | {m.ratio:.1f} | {m.redis_cpu_us:.1f} | {m.exec_us:.2f} "
+            f"| {m.decode_us:.1f} | {m.ratio:.1f} | {m.redis_cpu_us:.1f} | {m.script_us:.2f} "
             f"| {m.commands:.2f} |"
         )
     split = step_cost(measures)

@@ -54,13 +54,19 @@ class RawMessage:
 
 class Record(Protocol):
     """What the decoder reads of a consumed record (a RawMessage, or aiokafka's
-    ConsumerRecord as the worker's consumer hands it over)."""
+    ConsumerRecord as the worker's consumer hands it over); read only, so that a frozen
+    RawMessage is one too."""
 
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def value(self) -> bytes | None: ...
 
 
 def as_raw(record: RawMessage | Any) -> RawMessage:

@@ -6,6 +6,7 @@ import asyncio
 import random
 import time
 from collections import defaultdict
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pytest
@@ -546,13 +547,24 @@ async def test_a_batch_another_worker_applies_between_the_read_and_the_write_cou
     assert await store.totals("a1", Window.LIFETIME, NOW) == Totals(200, 6, 2)
 
 
-def counting_reads(settings: Settings) -> tuple[ReadStep, list[int]]:
-    """A step's read that records how many sums each call asks for."""
+def sums_asked(buckets: Sequence[int], wanted: Sequence[tuple[str, Sequence[str]]]) -> int:
+    return sum(len(assets) for _, assets in wanted)
+
+
+def buckets_asked(buckets: Sequence[int], wanted: Sequence[tuple[str, Sequence[str]]]) -> int:
+    return len(buckets)
+
+
+def counting_reads(
+    settings: Settings, count: Callable[..., int] = sums_asked
+) -> tuple[ReadStep, list[int]]:
+    """A step's read that records what each call asks for: how many sums, unless `count`
+    says otherwise."""
     read = PerfStep(Keys(settings.redis_key_prefix), settings.topic_asset_performance).read
     asked: list[int] = []
 
     async def counted(conn: Any, partition: int, buckets: Any, wanted: Any) -> StepRead:
-        asked.append(sum(len(assets) for _, assets in wanted))
+        asked.append(count(buckets, wanted))
         return await read(conn, partition, buckets, wanted)
 
     return counted, asked
@@ -607,18 +619,6 @@ async def test_kept_sums_are_not_trusted_after_another_writer(
     assert await mine.totals("a2", Window.HOUR, NOW) == Totals(300, 9, 3)
 
 
-def counting_bucket_reads(settings: Settings) -> tuple[ReadStep, list[int]]:
-    """A step's read that records how many buckets of the table of ids each call asks for."""
-    read = PerfStep(Keys(settings.redis_key_prefix), settings.topic_asset_performance).read
-    asked: list[int] = []
-
-    async def counted(conn: Any, partition: int, buckets: Any, wanted: Any) -> StepRead:
-        asked.append(len(buckets))
-        return await read(conn, partition, buckets, wanted)
-
-    return counted, asked
-
-
 def kept_buckets_store(redis: Any, settings: Settings, reads: ReadStep | None) -> MetricsStore:
     keys, topic = Keys(settings.redis_key_prefix), settings.topic_asset_performance
     return MetricsStore(
@@ -629,7 +629,7 @@ def kept_buckets_store(redis: Any, settings: Settings, reads: ReadStep | None) -
 async def test_kept_buckets_of_ids_are_not_read_again_and_still_find_copies(
     redis: Any, settings: Settings
 ) -> None:
-    reads, asked = counting_bucket_reads(settings)
+    reads, asked = counting_reads(settings, buckets_asked)
     store = kept_buckets_store(redis, settings, reads)
     await store.point(0, ["a1"])
     for n in range(3):
@@ -655,7 +655,7 @@ async def test_kept_buckets_of_ids_are_not_read_again_and_still_find_copies(
 async def test_kept_buckets_of_ids_are_not_trusted_after_another_writer(
     redis: Any, settings: Settings
 ) -> None:
-    reads, asked = counting_bucket_reads(settings)
+    reads, asked = counting_reads(settings, buckets_asked)
     mine = kept_buckets_store(redis, settings, reads)
     other = kept_buckets_store(redis, settings, None)
     await mine.point(0, ["a1"])
@@ -672,7 +672,7 @@ async def test_kept_buckets_of_ids_are_not_trusted_after_another_writer(
 async def test_kept_buckets_of_ids_are_not_trusted_past_a_write_of_the_same_size(
     redis: Any, settings: Settings
 ) -> None:
-    reads, asked = counting_bucket_reads(settings)
+    reads, asked = counting_reads(settings, buckets_asked)
     mine = kept_buckets_store(redis, settings, reads)
     other = kept_buckets_store(redis, settings, None)
     await mine.point(0, ["a1"])
@@ -687,7 +687,7 @@ async def test_kept_buckets_of_ids_are_not_trusted_past_a_write_of_the_same_size
 
 
 async def test_a_table_of_ids_that_expired_is_read_again(redis: Any, settings: Settings) -> None:
-    reads, asked = counting_bucket_reads(settings)
+    reads, asked = counting_reads(settings, buckets_asked)
     store = kept_buckets_store(redis, settings, reads)
     await store.point(0, ["a1"])
     await store.apply(0, 0, 0, [row(1, "a1", NOW - 60)], NOW)
